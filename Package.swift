@@ -1,0 +1,73 @@
+// swift-tools-version:6.0
+// Coppice — sparse training with scheduled grow-and-prune.
+//
+// The C kernels need OpenMP. SwiftPM compiles C with the toolchain's clang, which ships no
+// omp.h, so the manifest discovers Debian's libomp (any LLVM version) or takes the paths from
+// COPPICE_OMP_INCLUDE / COPPICE_OMP_LIB. See scripts/openmp-paths.sh for the same logic in shell.
+import Foundation
+import PackageDescription
+
+func discoverOpenMP() -> (include: String, lib: String)? {
+  let env = ProcessInfo.processInfo.environment
+  if let inc = env["COPPICE_OMP_INCLUDE"], let lib = env["COPPICE_OMP_LIB"] { return (inc, lib) }
+  let fm = FileManager.default
+  let llvmRoots = ((try? fm.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
+    .filter { $0.hasPrefix("llvm-") }
+    .sorted { (Int($0.dropFirst(5)) ?? 0) > (Int($1.dropFirst(5)) ?? 0) }
+  for root in llvmRoots {
+    let clangDir = "/usr/lib/\(root)/lib/clang"
+    for version in (try? fm.contentsOfDirectory(atPath: clangDir)) ?? [] {
+      let inc = "\(clangDir)/\(version)/include"
+      let lib = "/usr/lib/\(root)/lib"
+      if fm.fileExists(atPath: "\(inc)/omp.h") && fm.fileExists(atPath: "\(lib)/libomp.so") {
+        return (inc, lib)
+      }
+    }
+  }
+  return nil
+}
+
+var kernelCFlags: [String] = ["-O3", "-march=x86-64-v3", "-ffp-contract=fast"]
+var kernelLinkFlags: [String] = []
+if let omp = discoverOpenMP() {
+  kernelCFlags += ["-fopenmp", "-isystem", omp.include]
+  kernelLinkFlags += ["-L\(omp.lib)", "-Xlinker", "-rpath", "-Xlinker", omp.lib, "-lomp"]
+}
+
+let package = Package(
+  name: "Coppice",
+  platforms: [.macOS(.v13)],
+  products: [
+    .library(name: "Coppice", targets: ["Coppice"]),
+    .library(name: "CoppiceShared", type: .dynamic, targets: ["CoppiceC"]),
+    .executable(name: "coppice", targets: ["coppice-cli"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    .target(
+      name: "CCoppiceKernels",
+      cSettings: [
+        .headerSearchPath("."),
+        .unsafeFlags(kernelCFlags),
+      ],
+      linkerSettings: [
+        .linkedLibrary("openblas"),
+        .linkedLibrary("z"),
+        .linkedLibrary("m"),
+        .unsafeFlags(kernelLinkFlags),
+      ]
+    ),
+    .target(name: "Coppice", dependencies: ["CCoppiceKernels"]),
+    .target(name: "CoppiceC", dependencies: ["Coppice"]),
+    .executableTarget(
+      name: "coppice-cli",
+      dependencies: [
+        "Coppice",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .testTarget(name: "CoppiceTests", dependencies: ["Coppice", "CCoppiceKernels"]),
+  ]
+)

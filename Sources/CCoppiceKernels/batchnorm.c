@@ -1,0 +1,99 @@
+// Batch normalisation over (N, H, W) per channel, NCHW layout; parallel over channels.
+#include "ck_dense.h"
+#include <math.h>
+
+void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
+                                const float *beta, float eps, float momentum, float *running_mean,
+                                float *running_var, float *save_mean, float *save_invstd,
+                                float *y) {
+  const double count = (double)n * hw;
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int ch = 0; ch < c; ch++) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      float s = 0.0f;
+      for (int j = 0; j < hw; j++) s += p[j];
+      sum += s;
+    }
+    const double mean = sum / count;
+    double sq = 0.0;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      const float m = (float)mean;
+      float s = 0.0f;
+      for (int j = 0; j < hw; j++) {
+        float d = p[j] - m;
+        s += d * d;
+      }
+      sq += s;
+    }
+    const double var = sq / count;
+    const float invstd = (float)(1.0 / sqrt(var + eps));
+    save_mean[ch] = (float)mean;
+    save_invstd[ch] = invstd;
+    if (running_mean && running_var) {
+      double unbiased = count > 1 ? var * count / (count - 1) : var;
+      running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
+      running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
+    }
+    const float scale = gamma[ch] * invstd;
+    const float shift = beta[ch] - (float)mean * scale;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      float *q = y + ((size_t)i * c + ch) * hw;
+      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+    }
+  }
+}
+
+void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
+                               const float *beta, float eps, const float *running_mean,
+                               const float *running_var, float *y) {
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int ch = 0; ch < c; ch++) {
+    const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
+    const float shift = beta[ch] - running_mean[ch] * scale;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      float *q = y + ((size_t)i * c + ch) * hw;
+      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+    }
+  }
+}
+
+void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
+                           const float *save_mean, const float *save_invstd, const float *dy,
+                           float *dx, float *dgamma, float *dbeta) {
+  const float count = (float)n * hw;
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int ch = 0; ch < c; ch++) {
+    const float mean = save_mean[ch], invstd = save_invstd[ch];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      const float *g = dy + ((size_t)i * c + ch) * hw;
+      float s1 = 0.0f, s2 = 0.0f;
+      for (int j = 0; j < hw; j++) {
+        s1 += g[j];
+        s2 += g[j] * (p[j] - mean);
+      }
+      sum_dy += s1;
+      sum_dy_xhat += s2;
+    }
+    sum_dy_xhat *= invstd;
+    dgamma[ch] = (float)sum_dy_xhat;
+    dbeta[ch] = (float)sum_dy;
+    if (!dx) continue;
+    // dx = γ·invstd/count · (count·dy − Σdy − x̂·Σ(dy·x̂))
+    const float k = gamma[ch] * invstd / count;
+    const float a = (float)sum_dy;
+    const float b = (float)sum_dy_xhat * invstd;
+    for (int i = 0; i < n; i++) {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      const float *g = dy + ((size_t)i * c + ch) * hw;
+      float *q = dx + ((size_t)i * c + ch) * hw;
+      for (int j = 0; j < hw; j++) q[j] = k * (count * g[j] - a - (p[j] - mean) * b);
+    }
+  }
+}

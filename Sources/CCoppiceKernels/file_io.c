@@ -1,0 +1,77 @@
+// Whole-file reads with transparent gzip decompression.
+#include "ck_io.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+int ck_read_file(const char *path, unsigned char **data, size_t *length, char *error,
+                 size_t error_size) {
+  *data = NULL;
+  *length = 0;
+  FILE *probe = fopen(path, "rb");
+  if (!probe) {
+    snprintf(error, error_size, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  fclose(probe);
+  gzFile file = gzopen(path, "rb");
+  if (!file) {
+    snprintf(error, error_size, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  size_t capacity = 1 << 20, used = 0;
+  unsigned char *buffer = malloc(capacity);
+  if (!buffer) {
+    gzclose(file);
+    snprintf(error, error_size, "out of memory");
+    return -1;
+  }
+  for (;;) {
+    if (used == capacity) {
+      capacity *= 2;
+      unsigned char *grown = realloc(buffer, capacity);
+      if (!grown) {
+        free(buffer);
+        gzclose(file);
+        snprintf(error, error_size, "out of memory");
+        return -1;
+      }
+      buffer = grown;
+    }
+    size_t want = capacity - used;
+    if (want > (1u << 30)) want = 1u << 30;
+    int got = gzread(file, buffer + used, (unsigned)want);
+    if (got < 0) {
+      int code = 0;
+      const char *message = gzerror(file, &code);
+      snprintf(error, error_size, "corrupt or truncated gzip data (%s)", message ? message : "?");
+      free(buffer);
+      gzclose(file);
+      return -1;
+    }
+    if (got == 0) break;
+    used += (size_t)got;
+  }
+  // gzread returns 0 both at a clean end and at a truncated stream; gzclose reports the latter.
+  int code = 0;
+  const char *message = gzerror(file, &code);
+  if (code != Z_OK && code != Z_STREAM_END) {
+    snprintf(error, error_size, "corrupt or truncated gzip data (%s)", message ? message : "?");
+    free(buffer);
+    gzclose(file);
+    return -1;
+  }
+  int close_status = gzclose(file);
+  if (close_status == Z_BUF_ERROR) {
+    snprintf(error, error_size, "truncated gzip data (unexpected end of file)");
+    free(buffer);
+    return -1;
+  }
+  *data = buffer;
+  *length = used;
+  return 0;
+}
+
+void ck_free(void *pointer) { free(pointer); }

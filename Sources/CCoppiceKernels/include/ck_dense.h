@@ -1,0 +1,121 @@
+// Dense numeric kernels of Coppice (C, OpenMP, OpenBLAS).
+//
+// Threading model: OpenMP owns all parallelism. OpenBLAS is kept at one thread and every
+// kernel that multiplies matrices splits the work over OpenMP threads itself, so the two
+// thread pools never oversubscribe the cores. All tensors are row-major, contiguous float32,
+// images in NCHW layout. Gradients are written (not accumulated) unless a function says so.
+#ifndef CK_DENSE_H
+#define CK_DENSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Sets the number of worker threads for all kernels (>= 1). OpenBLAS is pinned to 1 thread.
+void ck_set_threads(int threads);
+/// The number of worker threads kernels use.
+int ck_get_threads(void);
+/// Number of hardware threads OpenMP sees.
+int ck_available_cores(void);
+/// 1 when compiled with OpenMP.
+int ck_has_openmp(void);
+
+/// C[M×N] = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when trans_x != 0.
+/// Parallel over OpenMP threads (each calls single-threaded OpenBLAS on a slice).
+void ck_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+              const float *b, int ldb, float beta, float *c, int ldc);
+/// The same product through OpenBLAS's own threading with `threads` threads (for benchmarks).
+void ck_sgemm_openblas(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+/// Shape of a 2-D convolution (NCHW input, OIHW weight).
+typedef struct {
+  int batch, in_channels, in_height, in_width;
+  int out_channels, kernel_h, kernel_w, stride, padding;
+  int out_height, out_width;
+} ck_conv_shape;
+
+/// Fills out_height/out_width from the others; returns 0 if the shape is valid, -1 otherwise.
+int ck_conv_shape_finish(ck_conv_shape *s);
+/// One image: col[(c·kh + i)·kw + j][oy·ow + ox] = x[c][oy·stride − pad + i][ox·stride − pad + j].
+void ck_im2col(const ck_conv_shape *s, const float *x_image, float *col);
+/// One image: dx_image += col2im(col) (the adjoint of ck_im2col).
+void ck_col2im_add(const ck_conv_shape *s, const float *col, float *dx_image);
+/// y = conv(x, w) + bias (bias may be NULL).
+void ck_conv2d_forward(const ck_conv_shape *s, const float *x, const float *w, const float *bias,
+                       float *y);
+/// dw (and dbias when not NULL) = gradients for this batch; dx = input gradient when not NULL.
+void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, const float *dy,
+                        float *dx, float *dw, float *dbias);
+
+/// y[n][o] = Σ_i x[n][i]·w[o][i] + bias[o] (bias may be NULL).
+void ck_linear_forward(int batch, int in_features, int out_features, const float *x,
+                       const float *w, const float *bias, float *y);
+/// dw = dyᵀ·x, dbias = column sums of dy (if not NULL), dx = dy·w (if not NULL).
+void ck_linear_backward(int batch, int in_features, int out_features, const float *x,
+                        const float *w, const float *dy, float *dx, float *dw, float *dbias);
+
+/// Batch normalisation over (N, H, W) per channel. Training mode computes batch statistics,
+/// writes save_mean/save_invstd (per channel) and updates running stats with `momentum`
+/// (running = (1−momentum)·running + momentum·batch, running variance unbiased).
+void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
+                                const float *beta, float eps, float momentum, float *running_mean,
+                                float *running_var, float *save_mean, float *save_invstd, float *y);
+void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
+                               const float *beta, float eps, const float *running_mean,
+                               const float *running_var, float *y);
+void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
+                           const float *save_mean, const float *save_invstd, const float *dy,
+                           float *dx, float *dgamma, float *dbeta);
+
+/// y = max(x, 0).
+void ck_relu_forward(size_t count, const float *x, float *y);
+/// dx = dy where y > 0, else 0.
+void ck_relu_backward(size_t count, const float *y, const float *dy, float *dx);
+/// y = a + b.
+void ck_add(size_t count, const float *a, const float *b, float *y);
+/// y += x.
+void ck_add_inplace(size_t count, const float *x, float *y);
+/// y[n][c] = bias[c] added over a batch of rows (y is n × c).
+void ck_add_bias_rows(int n, int c, const float *bias, float *y);
+
+/// Max pooling, window k×k, stride s, padding p (padded cells never win). `argmax` receives the
+/// flat input index (within the image plane) of each output's winner.
+void ck_maxpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                        const float *x, float *y, int32_t *argmax);
+void ck_maxpool_backward(int planes, int h, int w, int oh, int ow, const int32_t *argmax,
+                         const float *dy, float *dx);
+/// Average pooling (padding counted as zeros, divisor k·k).
+void ck_avgpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                        const float *x, float *y);
+void ck_avgpool_backward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                         const float *dy, float *dx);
+
+/// Softmax cross-entropy with label smoothing ε over a batch of logits (n × classes).
+/// Returns the mean loss; writes dlogits = (softmax − target)/n when dlogits is not NULL and
+/// the number of rows whose arg-max equals the label into *correct when not NULL.
+double ck_softmax_cross_entropy(int n, int classes, const float *logits, const int32_t *labels,
+                                float smoothing, float *dlogits, int *correct);
+
+/// SGD with momentum (dampening 0), optional Nesterov, L2 weight decay added to the gradient.
+void ck_sgd_update(size_t count, float *w, const float *g, float *velocity, float lr,
+                   float momentum, float weight_decay, int nesterov);
+/// AdamW (decoupled weight decay), step t >= 1.
+void ck_adamw_update(size_t count, float *w, const float *g, float *m, float *v, float lr,
+                     float beta1, float beta2, float eps, float weight_decay, int64_t t);
+
+/// Inverted dropout: mask[i] = 0 with probability p else 1/(1−p), from a counter-based RNG
+/// keyed by seed; y = x·mask.
+void ck_dropout_forward(size_t count, float p, uint64_t seed, const float *x, float *mask,
+                        float *y);
+/// y = a ⊙ b.
+void ck_mul(size_t count, const float *a, const float *b, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,96 @@
+// Max and average pooling over image planes (N·C planes of H×W), parallel over planes.
+#include "ck_dense.h"
+#include <float.h>
+#include <string.h>
+
+void ck_maxpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                        const float *x, float *y, int32_t *argmax) {
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *in = x + (size_t)pl * h * w;
+    float *out = y + (size_t)pl * oh * ow;
+    int32_t *arg = argmax + (size_t)pl * oh * ow;
+    for (int oy = 0; oy < oh; oy++) {
+      for (int ox = 0; ox < ow; ox++) {
+        float best = -FLT_MAX;
+        int32_t best_index = -1;
+        for (int i = 0; i < k; i++) {
+          int iy = oy * s - p + i;
+          if (iy < 0 || iy >= h) continue;
+          for (int j = 0; j < k; j++) {
+            int ix = ox * s - p + j;
+            if (ix < 0 || ix >= w) continue;
+            float v = in[iy * w + ix];
+            if (v > best || best_index < 0) {
+              best = v;
+              best_index = iy * w + ix;
+            }
+          }
+        }
+        out[oy * ow + ox] = best_index < 0 ? 0.0f : best;
+        arg[oy * ow + ox] = best_index;
+      }
+    }
+  }
+}
+
+void ck_maxpool_backward(int planes, int h, int w, int oh, int ow, const int32_t *argmax,
+                         const float *dy, float *dx) {
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    float *d = dx + (size_t)pl * h * w;
+    const float *g = dy + (size_t)pl * oh * ow;
+    const int32_t *arg = argmax + (size_t)pl * oh * ow;
+    memset(d, 0, sizeof(float) * h * w);
+    for (int i = 0; i < oh * ow; i++)
+      if (arg[i] >= 0) d[arg[i]] += g[i];
+  }
+}
+
+void ck_avgpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                        const float *x, float *y) {
+  const float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *in = x + (size_t)pl * h * w;
+    float *out = y + (size_t)pl * oh * ow;
+    for (int oy = 0; oy < oh; oy++) {
+      for (int ox = 0; ox < ow; ox++) {
+        float sum = 0.0f;
+        for (int i = 0; i < k; i++) {
+          int iy = oy * s - p + i;
+          if (iy < 0 || iy >= h) continue;
+          for (int j = 0; j < k; j++) {
+            int ix = ox * s - p + j;
+            if (ix >= 0 && ix < w) sum += in[iy * w + ix];
+          }
+        }
+        out[oy * ow + ox] = sum * inv;
+      }
+    }
+  }
+}
+
+void ck_avgpool_backward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
+                         const float *dy, float *dx) {
+  const float inv = 1.0f / (float)(k * k);
+#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    float *d = dx + (size_t)pl * h * w;
+    const float *g = dy + (size_t)pl * oh * ow;
+    memset(d, 0, sizeof(float) * h * w);
+    for (int oy = 0; oy < oh; oy++) {
+      for (int ox = 0; ox < ow; ox++) {
+        float v = g[oy * ow + ox] * inv;
+        for (int i = 0; i < k; i++) {
+          int iy = oy * s - p + i;
+          if (iy < 0 || iy >= h) continue;
+          for (int j = 0; j < k; j++) {
+            int ix = ox * s - p + j;
+            if (ix >= 0 && ix < w) d[iy * w + ix] += v;
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// Thread control: OpenMP owns parallelism; OpenBLAS stays single-threaded.
+#include "ck_dense.h"
+#include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+extern void openblas_set_num_threads(int num_threads);
+
+static int ck_threads = 1;
+static int ck_initialised = 0;
+
+static void ck_init_once(void) {
+  if (ck_initialised) return;
+  ck_initialised = 1;
+#ifdef _OPENMP
+  ck_threads = omp_get_max_threads();
+#endif
+  openblas_set_num_threads(1);
+}
+
+void ck_set_threads(int threads) {
+  ck_init_once();
+  if (threads < 1) threads = 1;
+  ck_threads = threads;
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#endif
+  openblas_set_num_threads(1);
+}
+
+int ck_get_threads(void) {
+  ck_init_once();
+  return ck_threads;
+}
+
+int ck_available_cores(void) {
+#ifdef _OPENMP
+  return omp_get_num_procs();
+#else
+  return 1;
+#endif
+}
+
+int ck_has_openmp(void) {
+#ifdef _OPENMP
+  return 1;
+#else
+  return 0;
+#endif
+}

@@ -1,0 +1,77 @@
+import CCoppiceKernels
+
+/// Batch normalisation per channel of NCHW input (or per feature of [N, C] input).
+/// Training uses batch statistics and updates running ones; evaluation uses running ones.
+public final class BatchNorm2d: StatefulLayer {
+  public let name: String
+  public let channels: Int
+  public let eps: Float
+  public let momentum: Float
+  public let gamma: Parameter
+  public let beta: Parameter
+  public let runningMean: Tensor
+  public let runningVar: Tensor
+  public var needsInputGradient = true
+  private let saveMean: Tensor
+  private let saveInvStd: Tensor
+  private var input: Tensor?
+  private var output: Tensor?
+  private var gradInput: Tensor?
+
+  public init(name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+    self.name = name
+    self.channels = channels
+    self.eps = eps
+    self.momentum = momentum
+    let g = Tensor(shape: [channels])
+    g.fill(1)
+    gamma = Parameter(name: "\(name).weight", value: g, prunable: false, decays: false)
+    beta = Parameter(
+      name: "\(name).bias", value: Tensor(shape: [channels]), prunable: false, decays: false)
+    runningMean = Tensor(shape: [channels])
+    runningVar = Tensor(shape: [channels])
+    runningVar.fill(1)
+    saveMean = Tensor(shape: [channels])
+    saveInvStd = Tensor(shape: [channels])
+  }
+
+  public var description: String { "BatchNorm2d(\(channels))" }
+  public var parameters: [Parameter] { [gamma, beta] }
+  public var buffers: [(name: String, tensor: Tensor)] {
+    [("\(name).running_mean", runningMean), ("\(name).running_var", runningVar)]
+  }
+
+  public func outputShape(for inputShape: [Int]) -> [Int] { inputShape }
+
+  private func planeSize(_ shape: [Int]) -> Int { shape.dropFirst(2).reduce(1, *) }
+
+  public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    precondition(x.shape.count >= 2 && x.shape[1] == channels, "\(name): input \(x.shape)")
+    let y = Tensor.reuse(output, shape: x.shape)
+    output = y
+    input = x
+    let n = Int32(x.shape[0])
+    let hw = Int32(planeSize(x.shape))
+    if training {
+      ck_batchnorm_forward_train(
+        n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, momentum,
+        runningMean.data, runningVar.data, saveMean.data, saveInvStd.data, y.data)
+    } else {
+      ck_batchnorm_forward_eval(
+        n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, runningMean.data,
+        runningVar.data, y.data)
+    }
+    return y
+  }
+
+  public func backward(_ dy: Tensor) -> Tensor {
+    guard let x = input else { preconditionFailure("\(name): backward before forward") }
+    let dx = Tensor.reuse(gradInput, shape: x.shape)
+    gradInput = dx
+    ck_batchnorm_backward(
+      Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, gamma.value.data,
+      saveMean.data, saveInvStd.data, dy.data, needsInputGradient ? dx.data : nil,
+      gamma.grad.data, beta.grad.data)
+    return dx
+  }
+}

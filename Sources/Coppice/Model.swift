@@ -1,0 +1,59 @@
+/// A network: a sequence of layers with a fixed per-sample input shape, e.g. [1, 28, 28].
+public final class Model {
+  public let name: String
+  public let inputShape: [Int]
+  public let network: Sequential
+
+  public init(name: String, inputShape: [Int], layers: [Layer]) {
+    self.name = name
+    self.inputShape = inputShape
+    self.network = Sequential(layers)
+    // The first layer never needs to propagate a gradient to the data.
+    network.needsInputGradient = false
+  }
+
+  public var parameters: [Parameter] { network.parameters }
+  public var prunableParameters: [Parameter] { parameters.filter(\.prunable) }
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+  /// Running statistics of normalisation layers, by name.
+  public var buffers: [(name: String, tensor: Tensor)] {
+    network.allLayers.compactMap { $0 as? StatefulLayer }.flatMap(\.buffers)
+  }
+
+  public var numberOfClasses: Int { network.outputShape(for: [1] + inputShape).last ?? 0 }
+
+  /// Dense forward FLOPs for one sample (2 per multiply-accumulate in conv and linear layers).
+  public var forwardFLOPsPerSample: Double { network.forwardFLOPs(inputShape: inputShape) }
+
+  /// Useful FLOPs of one training step per sample: forward, weight gradient and input gradient
+  /// of every conv/linear layer (the first layer computes no input gradient).
+  public var trainingFLOPsPerSample: Double {
+    let first = network.layers.first { $0.forwardFLOPs(inputShape: inputShape) > 0 || $0 is Conv2d || $0 is Linear }
+    var firstShape = [1] + inputShape
+    for layer in network.layers {
+      if layer === first { break }
+      firstShape = layer.outputShape(for: firstShape)
+    }
+    let firstFLOPs = first?.forwardFLOPs(inputShape: Array(firstShape.dropFirst())) ?? 0
+    return 3 * forwardFLOPsPerSample - firstFLOPs
+  }
+
+  public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    network.forward(x, training: training)
+  }
+
+  public func backward(_ gradOutput: Tensor) { _ = network.backward(gradOutput) }
+
+  public func zeroGradients() { for p in parameters { p.grad.zero() } }
+
+  public var summary: String {
+    var lines = ["\(name): \(parameterCount) parameters, input \(inputShape)"]
+    var shape = [1] + inputShape
+    for layer in network.layers {
+      shape = layer.outputShape(for: shape)
+      lines.append("  \(layer.description) → \(shape.dropFirst().map(String.init).joined(separator: "×"))")
+    }
+    return lines.joined(separator: "\n")
+  }
+}

@@ -1,0 +1,41 @@
+import CCoppiceKernels
+
+/// Stochastic gradient descent with momentum (dampening 0), optional Nesterov momentum and L2
+/// weight decay (added to the gradient; not applied to biases and normalisation parameters).
+public final class SGD: Optimizer {
+  public var learningRate: Float
+  public let momentum: Float
+  public let weightDecay: Float
+  public let nesterov: Bool
+  private let parameters: [Parameter]
+  private let velocity: [Tensor]
+
+  public init(
+    parameters: [Parameter], learningRate: Float, momentum: Float = 0.9,
+    weightDecay: Float = 0, nesterov: Bool = false
+  ) {
+    self.parameters = parameters
+    self.learningRate = learningRate
+    self.momentum = momentum
+    self.weightDecay = weightDecay
+    self.nesterov = nesterov
+    velocity = parameters.map { Tensor(shape: $0.shape) }
+  }
+
+  public func step() {
+    for (p, v) in zip(parameters, velocity) {
+      ck_sgd_update(
+        p.count, p.value.data, p.grad.data, v.data, learningRate, momentum,
+        p.decays ? weightDecay : 0, nesterov ? 1 : 0)
+    }
+  }
+
+  public func resetState(of parameter: Parameter, at indices: [Int]) {
+    guard let i = parameters.firstIndex(where: { $0 === parameter }) else { return }
+    for j in indices { velocity[i][j] = 0 }
+  }
+
+  public var state: [(name: String, tensor: Tensor)] {
+    zip(parameters, velocity).map { ("\($0.name).momentum", $1) }
+  }
+}

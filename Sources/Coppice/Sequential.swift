@@ -1,0 +1,50 @@
+/// Layers applied in order.
+public final class Sequential: Layer {
+  public private(set) var layers: [Layer]
+  public var needsInputGradient: Bool {
+    get { layers.first?.needsInputGradient ?? true }
+    set { layers.first?.needsInputGradient = newValue }
+  }
+
+  public init(_ layers: [Layer]) { self.layers = layers }
+
+  public var description: String {
+    "Sequential(" + layers.map(\.description).joined(separator: ", ") + ")"
+  }
+  public var parameters: [Parameter] { layers.flatMap(\.parameters) }
+
+  public func outputShape(for inputShape: [Int]) -> [Int] {
+    layers.reduce(inputShape) { $1.outputShape(for: $0) }
+  }
+
+  public func forwardFLOPs(inputShape: [Int]) -> Double {
+    var shape = [1] + inputShape
+    var total = 0.0
+    for layer in layers {
+      total += layer.forwardFLOPs(inputShape: Array(shape.dropFirst()))
+      shape = layer.outputShape(for: shape)
+    }
+    return total
+  }
+
+  public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    var h = x
+    for layer in layers { h = layer.forward(h, training: training) }
+    return h
+  }
+
+  public func backward(_ dy: Tensor) -> Tensor {
+    var g = dy
+    for layer in layers.reversed() { g = layer.backward(g) }
+    return g
+  }
+
+  /// Every layer, depth first (for collecting running buffers and descriptions).
+  public var allLayers: [Layer] {
+    layers.flatMap { layer -> [Layer] in
+      if let s = layer as? Sequential { return s.allLayers }
+      if let r = layer as? ResidualBlock { return [r] + r.body.allLayers }
+      return [layer]
+    }
+  }
+}

@@ -1,0 +1,45 @@
+// Library-wide entry points of coppice.h: version, errors, threads.
+import Coppice
+import Foundation
+
+nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = {
+  UnsafePointer(strdup(Version.string)!)
+}()
+
+nonisolated(unsafe) private let emptyString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
+nonisolated(unsafe) private let statusNames: [Int32: UnsafePointer<CChar>] = {
+  var names: [Int32: UnsafePointer<CChar>] = [:]
+  for code in Int32(0)...Int32(9) {
+    if let s = Status(rawValue: code) { names[code] = UnsafePointer(strdup(s.name)!) }
+  }
+  return names
+}()
+nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(strdup("unknown status")!)
+
+@_cdecl("coppice_version")
+public func coppice_version() -> UnsafePointer<CChar> { versionString }
+
+@_cdecl("coppice_version_number")
+public func coppice_version_number() -> Int32 {
+  Int32(Version.major * 10000 + Version.minor * 100 + Version.patch)
+}
+
+@_cdecl("coppice_last_error")
+public func coppice_last_error() -> UnsafePointer<CChar> { LastError.pointer ?? emptyString }
+
+@_cdecl("coppice_status_name")
+public func coppice_status_name(_ status: Int32) -> UnsafePointer<CChar> {
+  statusNames[status] ?? unknownStatus
+}
+
+@_cdecl("coppice_set_threads")
+public func coppice_set_threads(_ threads: Int32) -> Int32 {
+  guard threads >= 0 else {
+    return LastError.fail(.invalidArgument, "coppice_set_threads: threads must be >= 0, got \(threads)")
+  }
+  Threads.set(threads == 0 ? Threads.availableCores : Int(threads))
+  return Status.ok.rawValue
+}
+
+@_cdecl("coppice_get_threads")
+public func coppice_get_threads() -> Int32 { Int32(Threads.count) }

@@ -1,0 +1,11 @@
+import ArgumentParser
+import Coppice
+
+@main
+struct CoppiceCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "coppice",
+    abstract: "Sparse training with scheduled grow-and-prune, on real sparse kernels.",
+    version: Version.string,
+    subcommands: [Train.self, Bench.self])
+}
