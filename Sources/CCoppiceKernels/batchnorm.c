@@ -9,26 +9,26 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
   const double count = (double)n * hw;
 #pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
   for (int ch = 0; ch < c; ch++) {
-    double sum = 0.0;
+    // One pass over the channel: sums shifted by the channel's first value, which keeps
+    // E[(x−K)²] − E[x−K]² accurate when the mean is large relative to the spread.
+    const float shift_k = x[(size_t)ch * hw];
+    double sum = 0.0, sq = 0.0;
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;
-      float s = 0.0f;
-      for (int j = 0; j < hw; j++) s += p[j];
-      sum += s;
-    }
-    const double mean = sum / count;
-    double sq = 0.0;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * c + ch) * hw;
-      const float m = (float)mean;
-      float s = 0.0f;
+      float s = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s, s2)
       for (int j = 0; j < hw; j++) {
-        float d = p[j] - m;
-        s += d * d;
+        float d = p[j] - shift_k;
+        s += d;
+        s2 += d * d;
       }
-      sq += s;
+      sum += s;
+      sq += s2;
     }
-    const double var = sq / count;
+    const double shifted_mean = sum / count;
+    const double mean = shift_k + shifted_mean;
+    double var = sq / count - shifted_mean * shifted_mean;
+    if (var < 0) var = 0;
     const float invstd = (float)(1.0 / sqrt(var + eps));
     save_mean[ch] = (float)mean;
     save_invstd[ch] = invstd;
@@ -74,6 +74,7 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
       float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
       for (int j = 0; j < hw; j++) {
         s1 += g[j];
         s2 += g[j] * (p[j] - mean);

@@ -49,6 +49,7 @@ struct BenchTrain: ParsableCommand {
   @Option(help: "Threads.") var threads: Int?
   @Option(help: "Timed training steps.") var steps = 20
   @Option(help: "Write the results as JSON to this file.") var json: String?
+  @Flag(help: "Also print forward/backward time per top-level layer.") var profile = false
 
   func run() throws {
     let threadCount = threads ?? Threads.availableCores
@@ -88,6 +89,7 @@ struct BenchTrain: ParsableCommand {
         model.rawValue, batchSize, threadCount, seconds * 1e3, imagesPerSecond, useful,
         flopsPerImage / 1e9))
     print(String(format: "fraction of the best sgemm rate: %.0f%%", 100 * useful / reference))
+    if profile { profileLayers(net, data: data) }
     if let json {
       let record: [String: Any] = [
         "model": model.rawValue, "batch_size": batchSize, "threads": threadCount,
@@ -101,4 +103,37 @@ struct BenchTrain: ParsableCommand {
       try data.write(to: URL(fileURLWithPath: json))
     }
   }
+}
+
+/// Times each top-level layer's forward and backward on one batch (median of several runs).
+func profileLayers(_ model: Model, data: Dataset) {
+  let batch = Tensor(shape: [min(128, data.count)] + data.sampleShape)
+  var rng = SeededGenerator(seed: 0)
+  let labels = data.fill(batch, indices: Array(0..<batch.shape[0])[...], rng: &rng)
+  let layers = model.network.layers
+  var forward = [Double](repeating: 0, count: layers.count)
+  var backward = [Double](repeating: 0, count: layers.count)
+  let loss = CrossEntropyLoss()
+  let repeats = 5
+  for r in 0...repeats {
+    var h = batch
+    for (i, layer) in layers.enumerated() {
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      h = layer.forward(h, training: true)
+      if r > 0 { forward[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6 }
+    }
+    var g = loss(h, labels: labels).gradient
+    for (i, layer) in layers.enumerated().reversed() {
+      let t0 = DispatchTime.now().uptimeNanoseconds
+      g = layer.backward(g)
+      if r > 0 { backward[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6 }
+    }
+  }
+  print("layer                                          forward ms  backward ms")
+  for (i, layer) in layers.enumerated() {
+    let name = layer.description.padding(toLength: 46, withPad: " ", startingAt: 0)
+    print(String(format: "%@ %10.2f %12.2f", name, forward[i] / Double(repeats), backward[i] / Double(repeats)))
+  }
+  print(String(format: "total                                          %10.2f %12.2f",
+    forward.reduce(0, +) / Double(repeats), backward.reduce(0, +) / Double(repeats)))
 }
