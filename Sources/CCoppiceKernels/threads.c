@@ -49,3 +49,13 @@ int ck_has_openmp(void) {
   return 0;
 #endif
 }
+
+// Compatibility: clang >= 18 emits __kmpc_dispatch_deinit after dynamically scheduled loops,
+// but Debian 12's libomp (LLVM 14) predates it; there the dispatch buffers are released by
+// __kmpc_dispatch_next itself, so nothing is left to do. A weak no-op lets the newer compiler
+// link against the older runtime. (This definition would shadow a newer runtime's real one, so
+// it must go when the project moves to libomp >= 18.)
+__attribute__((weak)) void __kmpc_dispatch_deinit(void *loc, int gtid) {
+  (void)loc;
+  (void)gtid;
+}

@@ -168,10 +168,6 @@ struct TrainSummary: Encodable {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let data = try encoder.encode(self)
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(
-      ".\(url.lastPathComponent).tmp")
-    try data.write(to: tmp)
-    _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
+    try AtomicFile.write(data, to: path)
   }
 }

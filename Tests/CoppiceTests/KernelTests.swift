@@ -1,0 +1,170 @@
+import CCoppiceKernels
+import XCTest
+
+@testable import Coppice
+
+/// The optimised C kernels against plain reference loops, on odd shapes and thread counts.
+final class KernelTests: XCTestCase {
+  override func tearDown() { Threads.set(2) }
+
+  func referenceGemm(
+    ta: Bool, tb: Bool, m: Int, n: Int, k: Int, a: Tensor, b: Tensor, beta: Float, c: Tensor
+  ) {
+    for i in 0..<m {
+      for j in 0..<n {
+        var s: Double = 0
+        for p in 0..<k {
+          let av = ta ? a[p * m + i] : a[i * k + p]
+          let bv = tb ? b[j * k + p] : b[p * n + j]
+          s += Double(av) * Double(bv)
+        }
+        c[i * n + j] = Float(s) + beta * c[i * n + j]
+      }
+    }
+  }
+
+  func testSgemmAllTransposesAndThreads() {
+    for threads in [1, 2] {
+      Threads.set(threads)
+      for (m, n, k) in [(1, 1, 1), (3, 5, 7), (67, 33, 129), (130, 17, 300), (17, 140, 65)] {
+        for ta in [false, true] {
+          for tb in [false, true] {
+            let a = randomTensor([m * k], seed: 1)
+            let b = randomTensor([k * n], seed: 2)
+            let c = randomTensor([m * n], seed: 3)
+            let expected = c.clone()
+            referenceGemm(ta: ta, tb: tb, m: m, n: n, k: k, a: a, b: b, beta: 0.5, c: expected)
+            ck_sgemm(
+              ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a.data,
+              Int32(ta ? m : k), b.data, Int32(tb ? k : n), 0.5, c.data, Int32(n))
+            for i in 0..<c.count {
+              XCTAssertEqual(c[i], expected[i], accuracy: 1e-4 * Float(k), "\(m)x\(n)x\(k) \(ta) \(tb)")
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Direct convolution, the reference for im2col + GEMM.
+  func referenceConv(
+    x: Tensor, w: Tensor, bias: Tensor?, n: Int, cin: Int, h: Int, wd: Int, cout: Int, k: Int,
+    stride: Int, pad: Int
+  ) -> Tensor {
+    let oh = (h + 2 * pad - k) / stride + 1
+    let ow = (wd + 2 * pad - k) / stride + 1
+    let y = Tensor(shape: [n, cout, oh, ow])
+    for b in 0..<n {
+      for o in 0..<cout {
+        for oy in 0..<oh {
+          for ox in 0..<ow {
+            var s = Double(bias?[o] ?? 0)
+            for c in 0..<cin {
+              for i in 0..<k {
+                for j in 0..<k {
+                  let iy = oy * stride - pad + i
+                  let ix = ox * stride - pad + j
+                  if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+                  s +=
+                    Double(x[((b * cin + c) * h + iy) * wd + ix])
+                    * Double(w[((o * cin + c) * k + i) * k + j])
+                }
+              }
+            }
+            y[((b * cout + o) * oh + oy) * ow + ox] = Float(s)
+          }
+        }
+      }
+    }
+    return y
+  }
+
+  func testConvForwardMatchesDirectConvolution() {
+    let cases = [
+      (1, 1, 5, 5, 2, 3, 1, 1), (3, 2, 7, 6, 3, 3, 2, 1), (2, 3, 8, 9, 4, 3, 2, 0),
+      (2, 4, 5, 5, 3, 1, 1, 0), (1, 2, 9, 9, 2, 5, 3, 2), (5, 3, 4, 4, 1, 3, 1, 2),
+    ]
+    for threads in [1, 2] {
+      Threads.set(threads)
+      for (n, cin, h, wd, cout, k, stride, pad) in cases {
+        var rng = SeededGenerator(seed: 1)
+        let conv = Conv2d(
+          name: "c", inChannels: cin, outChannels: cout, kernelSize: k, stride: stride,
+          padding: pad, rng: &rng)
+        for i in 0..<cout { conv.bias!.value[i] = Float(i) * 0.1 }
+        let x = randomTensor([n, cin, h, wd], seed: 2)
+        let y = conv.forward(x, training: true)
+        let expected = referenceConv(
+          x: x, w: conv.weight.value, bias: conv.bias!.value, n: n, cin: cin, h: h, wd: wd,
+          cout: cout, k: k, stride: stride, pad: pad)
+        XCTAssertEqual(y.shape, expected.shape)
+        for i in 0..<y.count { XCTAssertEqual(y[i], expected[i], accuracy: 1e-4) }
+      }
+    }
+  }
+
+  func testConvBackwardIsTheAdjointOfForward() {
+    // <conv(x), g> = <x, dX(g)> and = <w, dW(g)> for a bias-free convolution.
+    for threads in [1, 2] {
+      Threads.set(threads)
+      var rng = SeededGenerator(seed: 4)
+      let conv = Conv2d(
+        name: "c", inChannels: 3, outChannels: 5, kernelSize: 3, stride: 2, padding: 1,
+        bias: false, rng: &rng)
+      let x = randomTensor([7, 3, 9, 8], seed: 5)
+      let y = conv.forward(x, training: true)
+      let g = randomTensor(y.shape, seed: 6)
+      let dx = conv.backward(g)
+      var lhs = 0.0
+      var rx = 0.0
+      var rw = 0.0
+      for i in 0..<y.count { lhs += Double(y[i]) * Double(g[i]) }
+      for i in 0..<x.count { rx += Double(x[i]) * Double(dx[i]) }
+      for i in 0..<conv.weight.count {
+        rw += Double(conv.weight.value[i]) * Double(conv.weight.grad[i])
+      }
+      XCTAssertEqual(lhs, rx, accuracy: 1e-3 * max(1, abs(lhs)))
+      XCTAssertEqual(lhs, rw, accuracy: 1e-3 * max(1, abs(lhs)))
+    }
+  }
+
+  func testBatchNormStatisticsAndEvaluation() {
+    let bn = BatchNorm2d(name: "bn", channels: 2, momentum: 0.5)
+    // Channel values far from zero check the shifted one-pass variance.
+    let x = Tensor(shape: [2, 2, 1, 2], values: [1000, 1002, 5, 7, 1004, 1006, 9, 11])
+    let y = bn.forward(x, training: true)
+    var mean: Float = 0
+    for i in [0, 1, 4, 5] { mean += y[i] }
+    XCTAssertEqual(mean, 0, accuracy: 1e-3)
+    XCTAssertEqual(bn.runningMean[0], 0.5 * 1003, accuracy: 1e-2)
+    // unbiased variance of [1000, 1002, 1004, 1006] = 20/3
+    XCTAssertEqual(bn.runningVar[0], 0.5 + 0.5 * 20 / 3, accuracy: 1e-3)
+    let e = bn.forward(x, training: false)
+    XCTAssertEqual(
+      e[0], (1000 - bn.runningMean[0]) / (bn.runningVar[0] + 1e-5).squareRoot(), accuracy: 1e-2)
+  }
+
+  func testMaxPoolFastPathAgreesWithGeneralPath() {
+    let x = randomTensor([3, 2, 8, 6], seed: 8)
+    let fast = MaxPool2d(kernelSize: 2).forward(x, training: true).clone()
+    // The general path with the same window through padding 0 and explicit k/s.
+    var general = [Float](repeating: 0, count: fast.count)
+    var arg = [Int32](repeating: 0, count: fast.count)
+    general.withUnsafeMutableBufferPointer { g in
+      arg.withUnsafeMutableBufferPointer { a in
+        ck_maxpool_forward(6, 8, 6, 2, 2, 0, 4, 3, x.data, g.baseAddress, a.baseAddress)
+      }
+    }
+    // Reference by hand.
+    for p in 0..<6 {
+      for oy in 0..<4 {
+        for ox in 0..<3 {
+          var m = -Float.infinity
+          for i in 0..<2 { for j in 0..<2 { m = max(m, x[p * 48 + (2 * oy + i) * 6 + 2 * ox + j]) } }
+          XCTAssertEqual(fast[p * 12 + oy * 3 + ox], m)
+          XCTAssertEqual(general[p * 12 + oy * 3 + ox], m)
+        }
+      }
+    }
+  }
+}

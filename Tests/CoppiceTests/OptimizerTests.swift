@@ -1,0 +1,92 @@
+import XCTest
+
+@testable import Coppice
+
+final class OptimizerTests: XCTestCase {
+  func parameter(_ values: [Float], decays: Bool = true) -> Parameter {
+    Parameter(name: "p", value: Tensor(shape: [values.count], values: values), prunable: true, decays: decays)
+  }
+
+  func testSGDMomentumMatchesHandComputation() {
+    let p = parameter([1, -2])
+    let sgd = SGD(parameters: [p], learningRate: 0.1, momentum: 0.9, weightDecay: 0.01)
+    p.grad.copy(from: Tensor(shape: [2], values: [0.5, 1]))
+    sgd.step()
+    // g' = g + wd·w = [0.51, 0.98]; v = g'; w = w − lr·v
+    XCTAssertEqual(p.value[0], 1 - 0.1 * 0.51, accuracy: 1e-6)
+    XCTAssertEqual(p.value[1], -2 - 0.1 * 0.98, accuracy: 1e-6)
+    let w0 = p.value[0]
+    sgd.step()
+    let g2 = 0.5 + 0.01 * w0
+    let v2 = 0.9 * 0.51 + g2
+    XCTAssertEqual(p.value[0], w0 - 0.1 * v2, accuracy: 1e-6)
+  }
+
+  func testNesterovAndNoDecayForBiases() {
+    let p = parameter([1], decays: false)
+    let sgd = SGD(parameters: [p], learningRate: 0.1, momentum: 0.5, weightDecay: 0.5, nesterov: true)
+    p.grad[0] = 2
+    sgd.step()
+    // no decay: g = 2, v = 2, update = g + m·v = 3
+    XCTAssertEqual(p.value[0], 1 - 0.1 * 3, accuracy: 1e-6)
+  }
+
+  func testResetStateZeroesMomentum() {
+    let p = parameter([0, 0])
+    let sgd = SGD(parameters: [p], learningRate: 1, momentum: 0.9)
+    p.grad.fill(1)
+    sgd.step()
+    sgd.resetState(of: p, at: [1])
+    p.grad.fill(0)
+    sgd.step()
+    XCTAssertEqual(p.value[0], -1 - 0.9, accuracy: 1e-6)
+    XCTAssertEqual(p.value[1], -1, accuracy: 1e-6)
+  }
+
+  func testAdamWFirstStepAndDecoupledDecay() {
+    let p = parameter([1, 1])
+    let adam = AdamW(parameters: [p], learningRate: 0.01, weightDecay: 0.1)
+    p.grad.copy(from: Tensor(shape: [2], values: [3, -0.2]))
+    adam.step()
+    // Bias-corrected first step moves by lr·sign(g) (plus decay lr·wd·w).
+    XCTAssertEqual(p.value[0], 1 - 0.01 - 0.01 * 0.1, accuracy: 1e-5)
+    XCTAssertEqual(p.value[1], 1 + 0.01 - 0.01 * 0.1, accuracy: 1e-5)
+  }
+
+  func testSGDMinimisesAQuadratic() {
+    let p = parameter([5, -3])
+    let sgd = SGD(parameters: [p], learningRate: 0.1, momentum: 0.9)
+    for _ in 0..<200 {
+      for i in 0..<2 { p.grad[i] = 2 * p.value[i] }
+      sgd.step()
+    }
+    XCTAssertEqual(p.value[0], 0, accuracy: 1e-3)
+    XCTAssertEqual(p.value[1], 0, accuracy: 1e-3)
+  }
+
+  func testLearningRateSchedules() {
+    let base: Float = 0.1
+    XCTAssertEqual(LearningRateSchedule.constant.rate(base: base, step: 50, totalSteps: 100), base)
+    let cosine = LearningRateSchedule.cosine(minimum: 0.001)
+    XCTAssertEqual(cosine.rate(base: base, step: 0, totalSteps: 100), base, accuracy: 1e-7)
+    XCTAssertEqual(cosine.rate(base: base, step: 50, totalSteps: 100), (base + 0.001) / 2, accuracy: 1e-6)
+    XCTAssertEqual(cosine.rate(base: base, step: 100, totalSteps: 100), 0.001, accuracy: 1e-7)
+    let step = LearningRateSchedule.step(stepSize: 10, gamma: 0.5)
+    XCTAssertEqual(step.rate(base: base, step: 9, totalSteps: 100), base)
+    XCTAssertEqual(step.rate(base: base, step: 10, totalSteps: 100), base / 2)
+    XCTAssertEqual(step.rate(base: base, step: 25, totalSteps: 100), base / 4)
+    // Warm-up rises linearly to the base, then the decay starts from the base.
+    XCTAssertEqual(cosine.rate(base: base, step: 0, totalSteps: 100, warmupSteps: 10), base / 10, accuracy: 1e-7)
+    XCTAssertEqual(cosine.rate(base: base, step: 9, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
+    XCTAssertEqual(cosine.rate(base: base, step: 10, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
+  }
+
+  func testConfigValidationNamesTheField() {
+    var c = TrainingConfig()
+    c.learningRate = .nan
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("learning rate")) }
+    c = TrainingConfig()
+    c.batchSize = 0
+    XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("batch size")) }
+  }
+}
