@@ -100,7 +100,7 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
     {
       float *col = pw ? NULL : ck_sp_alloc_floats((size_t)g.K * g.N);
       float *buf = ck_sp_alloc_floats(ck_sp_spmm_scratch(&w->a));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
       for (int b = 0; b < g.B; b++) {
         const float *src = x + (size_t)b * in_img;
         if (!pw) {
@@ -166,7 +166,7 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
         mine = t == 0 ? dw_values : dw_priv + (size_t)(t - 1) * (size_t)nnz;
         if (t > 0) memset(mine, 0, sizeof(float) * (size_t)nnz);
       }
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
       for (int b = 0; b < g.B; b++) {
         const float *dyb = dy + (size_t)b * out_img;
         if (dw_values) {

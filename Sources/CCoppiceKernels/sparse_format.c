@@ -92,7 +92,7 @@ static ck_sparse *build(int rows, int cols, const float *w, const float *mf, con
   }
 
   // Wᵀ: panel q holds rows i ∈ [q·P, (q+1)·P) of W; every q is owned by one thread.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ck_sp_threads())
+#pragma omp parallel for schedule(static, 1) num_threads(ck_sp_threads())
   for (int q = 0; q < nq; q++) {
     int i1 = (q + 1) * P < M ? (q + 1) * P : M;
     int32_t *cnt = t->ptr + (size_t)q * K + 1;
@@ -103,7 +103,7 @@ static ck_sparse *build(int rows, int cols, const float *w, const float *mf, con
   int32_t *cursor = malloc(sizeof(int32_t) * ((size_t)nq * K + 1));
   if (!cursor) goto fail;
   memcpy(cursor, t->ptr, sizeof(int32_t) * ((size_t)nq * K + 1));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ck_sp_threads())
+#pragma omp parallel for schedule(static, 1) num_threads(ck_sp_threads())
   for (int q = 0; q < nq; q++) {
     int i1 = (q + 1) * P < M ? (q + 1) * P : M;
     int32_t *cur = cursor + (size_t)q * K;

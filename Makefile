@@ -1,0 +1,92 @@
+# Coppice — build, test, demo, benchmarks, install.
+#   make demo    the main job: a short training on Fashion-MNIST with progress and a table
+#   make test    every test (Swift, kernels, C ABI, examples, Python)
+#   make bench   benchmarks (not part of the tests)
+# Missing system and Python packages are installed first (scripts/install-deps.sh).
+
+SHELL    := /bin/bash
+SWIFT    ?= swift
+PYTHON   ?= python3
+CC       ?= cc
+CXX      ?= c++
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+SOVERSION := 0
+
+RELEASE  := .build/release
+LIBBUILD := .build-lib/release
+DIST     := dist
+LIBFILE  := $(DIST)/lib/libcoppice.so.$(VERSION)
+COPPICE  := $(RELEASE)/coppice
+STAMP    := .build/.deps-installed
+
+.PHONY: all deps build lib demo test test-swift test-kernels test-abi test-python bench \
+        install format clean check-sanitize
+
+all: build lib
+
+$(STAMP): scripts/install-deps.sh
+	@bash scripts/install-deps.sh
+	@mkdir -p .build && touch $(STAMP)
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: $(STAMP)
+	$(SWIFT) build -c release --product coppice
+
+# The shared library: Swift runtime linked statically, only coppice_* exported, SONAME set.
+lib: $(STAMP)
+	$(SWIFT) build -c release --scratch-path .build-lib --product CoppiceShared \
+	  -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
+	  -Xlinker --version-script=$(CURDIR)/scripts/coppice.map \
+	  -Xlinker -soname=libcoppice.so.$(SOVERSION)
+	@mkdir -p $(DIST)/lib
+	strip --strip-unneeded -o $(LIBFILE) $(LIBBUILD)/libCoppiceShared.so
+	ln -sf libcoppice.so.$(VERSION) $(DIST)/lib/libcoppice.so.$(SOVERSION)
+	ln -sf libcoppice.so.$(SOVERSION) $(DIST)/lib/libcoppice.so
+
+demo: build
+	$(COPPICE) train --model cnn --epochs 2 --json runs/demo.json
+
+test: test-swift test-kernels test-abi test-python
+	@echo "make test: all suites passed"
+
+test-swift: $(STAMP)
+	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|skipped" ; \
+	  exit $${PIPESTATUS[0]}
+
+test-kernels: $(STAMP)
+	@if [ -f Tests/kernels/Makefile ]; then $(MAKE) -C Tests/kernels test; fi
+
+test-abi: lib
+	bash tests/check-exports.sh $(LIBFILE) include/coppice.h
+	@mkdir -p .build/examples
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/version.c \
+	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -o .build/examples/version
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -x c++ -Iinclude examples/c/version.c \
+	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -o .build/examples/version-cxx
+	.build/examples/version
+	.build/examples/version-cxx
+
+test-python: lib
+	cd bindings/python && COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
+	  PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q tests
+
+bench: build
+	$(COPPICE) bench train --model cnn --json runs/bench-train.json
+
+install: lib
+	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIBFILE) $(PREFIX)/lib/
+	ln -sf libcoppice.so.$(VERSION) $(PREFIX)/lib/libcoppice.so.$(SOVERSION)
+	ln -sf libcoppice.so.$(SOVERSION) $(PREFIX)/lib/libcoppice.so
+	install -m 644 include/coppice.h $(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/coppice.pc.in \
+	  > $(PREFIX)/lib/pkgconfig/coppice.pc
+
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
+
+clean:
+	rm -rf .build .build-lib $(DIST)

@@ -1,0 +1,311 @@
+// Tests of the sparse kernels (ck_sparse.h) against their scalar references.
+//
+// Build and run (from the repository root; `make -C Tests/kernels test` does the same):
+//   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
+//   clang -O3 -march=x86-64-v3 -ffp-contract=fast -fopenmp -isystem $OMP_INC \
+//     -ISources/CCoppiceKernels/include -ISources/CCoppiceKernels \
+//     Sources/CCoppiceKernels/sparse_*.c Tests/kernels/test_sparse.c \
+//     -L$OMP_LIB -Wl,-rpath,$OMP_LIB -lomp -lm -o /tmp/test_sparse && /tmp/test_sparse
+// Sanitizers: add -fsanitize=address,undefined -fno-omit-frame-pointer (make check-sanitize).
+//
+// Every fast kernel is compared with the double-precision reference on random shapes (odd
+// sizes, sizes around the panel width 128 and the vector tiles 16/32/64/128, empty rows and
+// columns), sparsity 0, 0.5, 0.9, 0.99 and 1, under 1 and 2 OpenMP threads and every
+// instruction set the CPU has (AVX-512, AVX2, C).
+//
+// Tolerance: |fast − ref| <= TOL · (Σ|terms| + 1e-30) element-wise with TOL = 2e-5, where
+// Σ|terms| is the same reference evaluated on absolute values (|W|·|X| + |bias| + |beta·out|),
+// i.e. a relative error bound that stays meaningful under cancellation.
+//
+// Prints one line per check and finally "N passed, M failed"; exits 1 on any failure.
+#include "ck_sparse.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 2e-5
+
+static int passed = 0, failed = 0;
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t next_u64(void) {
+  uint64_t x = rng_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return rng_state = x;
+}
+static double uniform(void) { return (double)(next_u64() >> 11) / 9007199254740992.0; }
+static float *rand_floats(size_t count) {
+  float *p = malloc(sizeof(float) * (count ? count : 1));
+  for (size_t i = 0; i < count; i++) p[i] = (float)(2.0 * uniform() - 1.0);
+  return p;
+}
+static float *abs_copy(const float *src, size_t count) {
+  float *p = malloc(sizeof(float) * (count ? count : 1));
+  for (size_t i = 0; i < count; i++) p[i] = fabsf(src[i]);
+  return p;
+}
+
+// Mask with the given sparsity; when `holes`, every 7th row and every 5th column is emptied.
+static float *make_mask(int m, int k, double sparsity, int holes) {
+  float *mask = malloc(sizeof(float) * (size_t)m * k);
+  for (int i = 0; i < m; i++)
+    for (int q = 0; q < k; q++) {
+      int keep = uniform() >= sparsity;
+      if (holes && (i % 7 == 3 || q % 5 == 2)) keep = 0;
+      mask[(size_t)i * k + q] = keep ? 1.0f : 0.0f;
+    }
+  return mask;
+}
+
+// Compares `got` with `want` (rows × cols with leading dims) under the bound `mag`.
+static void check(const char *what, const char *ctx, const float *got, int ldg, const float *want,
+                  int ldw, const float *mag, int ldm, int rows, int cols) {
+  double worst = 0.0;
+  int bad = 0;
+  for (int i = 0; i < rows; i++)
+    for (int c = 0; c < cols; c++) {
+      double g = got[(size_t)i * ldg + c], w = want[(size_t)i * ldw + c];
+      double bound = TOL * ((double)mag[(size_t)i * ldm + c] + 1e-30);
+      double err = fabs(g - w);
+      if (!(err <= bound)) bad = 1; // NaN fails too
+      double rel = err / (bound / TOL);
+      if (rel > worst || isnan(rel)) worst = isnan(rel) ? INFINITY : rel;
+    }
+  if (bad) failed++; else passed++;
+  printf("%s %-14s %s max_rel=%.2e\n", bad ? "FAIL" : "ok  ", what, ctx, worst);
+}
+
+static void test_products(int m, int k, int n, double sparsity, int holes, int threads, int isa) {
+  char ctx[160];
+  snprintf(ctx, sizeof ctx, "M=%d K=%d N=%d s=%.2f%s thr=%d isa=%d", m, k, n, sparsity,
+           holes ? "+holes" : "", threads, isa);
+  omp_set_num_threads(threads);
+  ck_sparse_set_isa(isa);
+  const int ldx = n + 3, ldy = n + 5; // leading dimensions larger than n
+  float *w = rand_floats((size_t)m * k), *mask = make_mask(m, k, sparsity, holes);
+  float *x = rand_floats((size_t)k * ldx), *bias = rand_floats(m);
+  float *y0 = rand_floats((size_t)m * ldy), *dy = rand_floats((size_t)m * ldy);
+  float *dx0 = rand_floats((size_t)k * ldx);
+  float *aw = abs_copy(w, (size_t)m * k), *ax = abs_copy(x, (size_t)k * ldx);
+  float *abias = abs_copy(bias, m), *ay0 = abs_copy(y0, (size_t)m * ldy);
+  float *ady = abs_copy(dy, (size_t)m * ldy), *adx0 = abs_copy(dx0, (size_t)k * ldx);
+
+  ck_sparse *s = ck_sparse_create(m, k, w, mask);
+  if (!s) {
+    failed++;
+    printf("FAIL create         %s\n", ctx);
+    goto done;
+  }
+  {
+    // Format: nnz matches the mask, the u8 build gives the same values, gather/scatter agree.
+    int64_t want_nnz = 0;
+    for (size_t q = 0; q < (size_t)m * k; q++) want_nnz += mask[q] != 0.0f;
+    uint8_t *mu = malloc((size_t)m * k);
+    for (size_t q = 0; q < (size_t)m * k; q++) mu[q] = mask[q] != 0.0f;
+    ck_sparse *s8 = ck_sparse_create_u8(m, k, w, mu);
+    int ok = s8 && ck_sparse_nnz(s) == want_nnz && ck_sparse_nnz(s8) == want_nnz &&
+             (want_nnz == 0 || memcmp(ck_sparse_values(s), ck_sparse_values(s8),
+                                      sizeof(float) * (size_t)want_nnz) == 0);
+    float *dense = malloc(sizeof(float) * (size_t)m * k);
+    ck_sparse_scatter(s, ck_sparse_values(s), dense);
+    for (size_t q = 0; q < (size_t)m * k && ok; q++)
+      ok = dense[q] == (mask[q] != 0.0f ? w[q] : 0.0f);
+    if (ok) passed++; else failed++;
+    printf("%s %-14s %s nnz=%lld\n", ok ? "ok  " : "FAIL", "format", ctx, (long long)want_nnz);
+    free(dense);
+    free(mu);
+    ck_sparse_free(s8);
+  }
+
+  float *got = malloc(sizeof(float) * (size_t)(m > k ? m : k) * (ldx > ldy ? ldx : ldy));
+  float *want = malloc(sizeof(float) * (size_t)(m > k ? m : k) * (ldx > ldy ? ldx : ldy));
+  float *mag = malloc(sizeof(float) * (size_t)(m > k ? m : k) * (ldx > ldy ? ldx : ldy));
+
+  // Forward with bias, beta = 0 (output holds NaN garbage that must not be read).
+  for (size_t q = 0; q < (size_t)m * ldy; q++) got[q] = NAN;
+  ck_sparse_spmm(s, n, x, ldx, bias, 0.0f, got, ldy);
+  ck_sparse_ref_spmm(m, k, n, w, mask, x, ldx, bias, 0.0f, want, ldy);
+  ck_sparse_ref_spmm(m, k, n, aw, mask, ax, ldx, abias, 0.0f, mag, ldy);
+  check("forward", ctx, got, ldy, want, ldy, mag, ldy, m, n);
+
+  // Forward without bias, beta = 0.5.
+  memcpy(got, y0, sizeof(float) * (size_t)m * ldy);
+  memcpy(want, y0, sizeof(float) * (size_t)m * ldy);
+  memcpy(mag, ay0, sizeof(float) * (size_t)m * ldy);
+  ck_sparse_spmm(s, n, x, ldx, NULL, 0.5f, got, ldy);
+  ck_sparse_ref_spmm(m, k, n, w, mask, x, ldx, NULL, 0.5f, want, ldy);
+  ck_sparse_ref_spmm(m, k, n, aw, mask, ax, ldx, NULL, 0.5f, mag, ldy);
+  check("forward_beta", ctx, got, ldy, want, ldy, mag, ldy, m, n);
+
+  // Input gradient, beta = 0 and beta = -0.75.
+  for (size_t q = 0; q < (size_t)k * ldx; q++) got[q] = NAN;
+  ck_sparse_spmm_t(s, n, dy, ldy, 0.0f, got, ldx);
+  ck_sparse_ref_spmm_t(m, k, n, w, mask, dy, ldy, 0.0f, want, ldx);
+  ck_sparse_ref_spmm_t(m, k, n, aw, mask, ady, ldy, 0.0f, mag, ldx);
+  check("input_grad", ctx, got, ldx, want, ldx, mag, ldx, k, n);
+  memcpy(got, dx0, sizeof(float) * (size_t)k * ldx);
+  memcpy(want, dx0, sizeof(float) * (size_t)k * ldx);
+  memcpy(mag, adx0, sizeof(float) * (size_t)k * ldx);
+  ck_sparse_spmm_t(s, n, dy, ldy, -0.75f, got, ldx);
+  ck_sparse_ref_spmm_t(m, k, n, w, mask, dy, ldy, -0.75f, want, ldx);
+  ck_sparse_ref_spmm_t(m, k, n, aw, mask, ady, ldy, 0.75f, mag, ldx);
+  check("input_grad_b", ctx, got, ldx, want, ldx, mag, ldx, k, n);
+
+  {
+    // Weight gradient in value order (beta 0, then beta 2 on top), and the dense variant.
+    const int64_t nnz = ck_sparse_nnz(s);
+    float *vals = malloc(sizeof(float) * (size_t)(nnz + 1));
+    float *dense = malloc(sizeof(float) * (size_t)m * k), *wantd = malloc(sizeof(float) * (size_t)m * k);
+    float *magd = malloc(sizeof(float) * (size_t)m * k);
+    for (int64_t j = 0; j < nnz; j++) vals[j] = NAN;
+    ck_sparse_sddmm(s, n, dy, ldy, x, ldx, 0.0f, vals);
+    ck_sparse_scatter(s, vals, dense);
+    ck_sparse_ref_sddmm_dense(m, k, n, mask, dy, ldy, x, ldx, 0.0f, wantd);
+    ck_sparse_ref_sddmm_dense(m, k, n, mask, ady, ldy, ax, ldx, 0.0f, magd);
+    check("weight_grad", ctx, dense, k, wantd, k, magd, k, m, k);
+
+    ck_sparse_sddmm(s, n, dy, ldy, x, ldx, 2.0f, vals); // vals = 2·g + g = 3·g
+    ck_sparse_scatter(s, vals, dense);
+    for (size_t q = 0; q < (size_t)m * k; q++) {
+      wantd[q] *= 3.0f;
+      magd[q] *= 3.0f;
+    }
+    check("weight_grad_b", ctx, dense, k, wantd, k, magd, k, m, k);
+
+    float *dw = rand_floats((size_t)m * k), *adw;
+    adw = abs_copy(dw, (size_t)m * k);
+    memcpy(wantd, dw, sizeof(float) * (size_t)m * k);
+    memcpy(magd, adw, sizeof(float) * (size_t)m * k);
+    ck_sparse_sddmm_dense(s, n, dy, ldy, x, ldx, 0.25f, dw);
+    ck_sparse_ref_sddmm_dense(m, k, n, mask, dy, ldy, x, ldx, 0.25f, wantd);
+    ck_sparse_ref_sddmm_dense(m, k, n, mask, ady, ldy, ax, ldx, 0.25f, magd);
+    check("weight_grad_d", ctx, dw, k, wantd, k, magd, k, m, k);
+    free(dw);
+    free(adw);
+    free(vals);
+    free(dense);
+    free(wantd);
+    free(magd);
+  }
+
+  {
+    // Values change, mask stays: update in place, then forward and input gradient again.
+    float *w2 = rand_floats((size_t)m * k), *aw2 = abs_copy(w2, (size_t)m * k);
+    ck_sparse_update_values(s, w2);
+    ck_sparse_spmm(s, n, x, ldx, NULL, 0.0f, got, ldy);
+    ck_sparse_ref_spmm(m, k, n, w2, mask, x, ldx, NULL, 0.0f, want, ldy);
+    ck_sparse_ref_spmm(m, k, n, aw2, mask, ax, ldx, NULL, 0.0f, mag, ldy);
+    check("update+fwd", ctx, got, ldy, want, ldy, mag, ldy, m, n);
+    ck_sparse_spmm_t(s, n, dy, ldy, 0.0f, got, ldx);
+    ck_sparse_ref_spmm_t(m, k, n, w2, mask, dy, ldy, 0.0f, want, ldx);
+    ck_sparse_ref_spmm_t(m, k, n, aw2, mask, ady, ldy, 0.0f, mag, ldx);
+    check("update+bwd", ctx, got, ldx, want, ldx, mag, ldx, k, n);
+    free(w2);
+    free(aw2);
+  }
+  free(got);
+  free(want);
+  free(mag);
+  ck_sparse_free(s);
+done:
+  free(w), free(mask), free(x), free(bias), free(y0), free(dy), free(dx0);
+  free(aw), free(ax), free(abias), free(ay0), free(ady), free(adx0);
+}
+
+static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
+  sh.out_height = (sh.in_height + 2 * sh.padding - sh.kernel_h) / sh.stride + 1;
+  sh.out_width = (sh.in_width + 2 * sh.padding - sh.kernel_w) / sh.stride + 1;
+  char ctx[200];
+  snprintf(ctx, sizeof ctx, "B=%d C=%d %dx%d O=%d k=%dx%d s=%d p=%d sp=%.2f thr=%d isa=%d",
+           sh.batch, sh.in_channels, sh.in_height, sh.in_width, sh.out_channels, sh.kernel_h,
+           sh.kernel_w, sh.stride, sh.padding, sparsity, threads, isa);
+  omp_set_num_threads(threads);
+  ck_sparse_set_isa(isa);
+  const int O = sh.out_channels, K = sh.in_channels * sh.kernel_h * sh.kernel_w;
+  const size_t xs = (size_t)sh.batch * sh.in_channels * sh.in_height * sh.in_width;
+  const size_t ys = (size_t)sh.batch * O * sh.out_height * sh.out_width, ws = (size_t)O * K;
+  float *w = rand_floats(ws), *mask = make_mask(O, K, sparsity, 0), *x = rand_floats(xs);
+  float *bias = rand_floats(O), *dy = rand_floats(ys);
+  float *aw = abs_copy(w, ws), *ax = abs_copy(x, xs), *abias = abs_copy(bias, O);
+  float *ady = abs_copy(dy, ys);
+  float *y = malloc(sizeof(float) * ys), *yr = malloc(sizeof(float) * ys), *ym = malloc(sizeof(float) * ys);
+  ck_sparse *s = ck_sparse_create(O, K, w, mask);
+  ck_sparse_conv2d_forward(&sh, s, x, bias, y);
+  ck_sparse_ref_conv2d_forward(&sh, w, mask, x, bias, yr);
+  ck_sparse_ref_conv2d_forward(&sh, aw, mask, ax, abias, ym);
+  check("conv_forward", ctx, y, 1, yr, 1, ym, 1, (int)ys, 1);
+
+  float *dx = malloc(sizeof(float) * xs), *dxr = malloc(sizeof(float) * xs), *dxm = malloc(sizeof(float) * xs);
+  float *dwv = malloc(sizeof(float) * (size_t)(ck_sparse_nnz(s) + 1));
+  float *dw = malloc(sizeof(float) * ws), *dwr = malloc(sizeof(float) * ws), *dwm = malloc(sizeof(float) * ws);
+  float *db = malloc(sizeof(float) * O), *dbr = malloc(sizeof(float) * O), *dbm = malloc(sizeof(float) * O);
+  ck_sparse_conv2d_backward(&sh, s, x, dy, dx, dwv, db);
+  ck_sparse_scatter(s, dwv, dw);
+  ck_sparse_ref_conv2d_backward(&sh, w, mask, x, dy, dxr, dwr, dbr);
+  ck_sparse_ref_conv2d_backward(&sh, aw, mask, ax, ady, dxm, dwm, dbm);
+  check("conv_dx", ctx, dx, 1, dxr, 1, dxm, 1, (int)xs, 1);
+  check("conv_dw", ctx, dw, 1, dwr, 1, dwm, 1, (int)ws, 1);
+  check("conv_dbias", ctx, db, 1, dbr, 1, dbm, 1, O, 1);
+  // Only some outputs requested.
+  ck_sparse_conv2d_backward(&sh, s, x, dy, NULL, dwv, NULL);
+  ck_sparse_scatter(s, dwv, dw);
+  check("conv_dw_only", ctx, dw, 1, dwr, 1, dwm, 1, (int)ws, 1);
+  ck_sparse_free(s);
+  free(w), free(mask), free(x), free(bias), free(dy), free(aw), free(ax), free(abias), free(ady);
+  free(y), free(yr), free(ym), free(dx), free(dxr), free(dxm), free(dwv), free(dw), free(dwr);
+  free(dwm), free(db), free(dbr), free(dbm);
+}
+
+static void test_dispatch(void) {
+  // The decision is monotone in density and never chooses sparse for a fully dense weight.
+  int ok = 1;
+  const int shapes[][3] = {{256, 2304, 3136}, {512, 4608, 784}, {1024, 1024, 256}, {64, 27, 1024}};
+  for (int q = 0; q < 4; q++)
+    for (int op = 0; op < 3; op++) {
+      int prev = 1;
+      for (double d = 0.0; d <= 1.0001; d += 0.01) {
+        int p = ck_sparse_prefer((ck_sparse_op)op, shapes[q][0], shapes[q][1], shapes[q][2], d);
+        if (p && !prev) ok = 0;
+        prev = p;
+      }
+      if (ck_sparse_prefer((ck_sparse_op)op, shapes[q][0], shapes[q][1], shapes[q][2], 1.0)) ok = 0;
+    }
+  if (ok) passed++; else failed++;
+  printf("%s %-14s monotone in density, dense at density 1\n", ok ? "ok  " : "FAIL", "dispatch");
+}
+
+int main(void) {
+  const int shapes[][3] = {{1, 1, 1},     {3, 5, 7},      {17, 130, 33},  {64, 300, 65},
+                           {129, 257, 100}, {200, 1000, 17}, {33, 64, 1},   {256, 129, 300},
+                           {5, 1500, 129},  {300, 40, 260},  {70, 384, 64}, {2, 2, 500}};
+  const int nshapes = sizeof shapes / sizeof shapes[0];
+  const double sparsities[] = {0.0, 0.5, 0.9, 0.99, 1.0};
+  const int max_isa = ck_sparse_isa();
+  printf("instruction sets available: up to %d (2 = AVX-512, 1 = AVX2, 0 = C)\n", max_isa);
+  for (int isa = max_isa; isa >= 0; isa--)
+    for (int threads = 1; threads <= 2; threads++)
+      for (int q = 0; q < nshapes; q++)
+        for (int si = 0; si < 5; si++)
+          test_products(shapes[q][0], shapes[q][1], shapes[q][2], sparsities[si],
+                        (q + si) % 2 == 1, threads, isa);
+
+  const ck_conv_shape convs[] = {
+      {3, 3, 9, 9, 5, 3, 3, 1, 1, 0, 0},   {2, 4, 7, 8, 6, 3, 3, 2, 0, 0, 0},
+      {1, 8, 10, 10, 16, 3, 3, 1, 1, 0, 0}, {5, 16, 6, 6, 12, 1, 1, 1, 0, 0, 0},
+      {4, 16, 14, 14, 32, 3, 3, 1, 1, 0, 0}, {2, 3, 11, 13, 4, 5, 3, 2, 2, 0, 0}};
+  const int nconvs = sizeof convs / sizeof convs[0];
+  const double conv_sp[] = {0.0, 0.5, 0.9, 1.0};
+  for (int isa = max_isa; isa >= 0; isa--)
+    for (int threads = 1; threads <= 2; threads++)
+      for (int q = 0; q < nconvs; q++)
+        for (int si = 0; si < 4; si++) test_conv(convs[q], conv_sp[si], threads, isa);
+  ck_sparse_set_isa(-1);
+  test_dispatch();
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
