@@ -1,7 +1,17 @@
 // Sparse 2-D convolution (NCHW input, OIHW weight as the M = out_channels × K = in·kh·kw
-// sparse matrix): per image, im2col into a thread-private K × (OH·OW) buffer, then the sparse
-// products of sparse_spmm.c / sparse_sddmm.c on it; col2im for the input gradient. A 1×1,
-// stride-1, unpadded convolution uses the image itself as the column matrix.
+// sparse matrix), built on the products of sparse_spmm.c and sparse_sddmm.c.
+//
+// Two ways to feed the products, per image:
+//  * direct (stride 1, the default there): the image is copied once into a zero-padded buffer
+//    of Hp×Wp planes. Computing every output row over the full padded width Wp (OH·Wp outputs,
+//    the last Wp−OW of each row are thrown away), the "column matrix" row of (c, i, j) is just
+//    the window of the padded buffer starting at c·Hp·Wp + i·Wp + j — no im2col at all; the
+//    products read those overlapping windows through a row-offset table. The input gradient
+//    adds each row of Wᵀ·dY back at the same window (col2im becomes K contiguous additions).
+//    Measured on the cnn layers at batch 128 (2 threads, AVX-512, 90% sparsity) this is
+//    2–3× faster than im2col, whose many short row copies cost more than the sparse product.
+//  * im2col (any stride; forced with CK_SPARSE_CONV=im2col in the environment): per image a
+//    K × (OH·OW) buffer, then the products on it, col2im for the input gradient.
 // Whole images are split over threads when the batch has at least as many images as threads
 // (weight and bias gradients go to private accumulators, summed at the end); otherwise images
 // are processed one after another with the parallel products.
@@ -35,6 +45,79 @@ static int make_geom(const ck_conv_shape *s, const ck_sparse *w, geom *g) {
 
 static int is_pointwise(const geom *g) {
   return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PAD == 0;
+}
+
+static int use_direct(const geom *g) {
+  if (g->S != 1 || is_pointwise(g)) return 0;
+  const char *e = getenv("CK_SPARSE_CONV");
+  return !(e && !strcmp(e, "im2col"));
+}
+
+// Direct layout: padded planes Hp×Wp, outputs over the padded width (N' = OH·Wp).
+typedef struct {
+  int Hp, Wp, Nw;
+  size_t plane, size; // floats per padded plane; buffer floats (with a zero tail for overreads)
+} padded;
+
+static padded make_padded(const geom *g) {
+  padded d;
+  d.Hp = g->H + 2 * g->PAD;
+  d.Wp = g->W + 2 * g->PAD;
+  d.Nw = g->OH * d.Wp;
+  d.plane = (size_t)d.Hp * d.Wp;
+  d.size = (size_t)g->C * d.plane + (size_t)g->KW + 64;
+  return d;
+}
+
+static int64_t *window_offsets(const geom *g, const padded *d) {
+  int64_t *off = malloc(sizeof(int64_t) * (size_t)g->K);
+  if (!off) return NULL;
+  for (int c = 0; c < g->C; c++)
+    for (int i = 0; i < g->KH; i++)
+      for (int j = 0; j < g->KW; j++)
+        off[(c * g->KH + i) * g->KW + j] = (int64_t)c * (int64_t)d->plane + (int64_t)i * d->Wp + j;
+  return off;
+}
+
+static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
+  memset(xp, 0, sizeof(float) * d->size);
+  for (int c = 0; c < g->C; c++)
+    for (int y = 0; y < g->H; y++)
+      memcpy(xp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD,
+             x + ((size_t)c * g->H + y) * g->W, sizeof(float) * g->W);
+}
+
+// y[o][oy][ox] = yw[o][oy·Wp + ox] for ox < OW.
+static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
+  for (int o = 0; o < g->O; o++)
+    for (int oy = 0; oy < g->OH; oy++)
+      memcpy(y + ((size_t)o * g->OH + oy) * g->OW, yw + (size_t)o * d->Nw + (size_t)oy * d->Wp,
+             sizeof(float) * g->OW);
+}
+
+// dyw[o][oy·Wp + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
+static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
+  for (int o = 0; o < g->O; o++)
+    for (int oy = 0; oy < g->OH; oy++) {
+      float *dst = dyw + (size_t)o * d->Nw + (size_t)oy * d->Wp;
+      memcpy(dst, dy + ((size_t)o * g->OH + oy) * g->OW, sizeof(float) * g->OW);
+      memset(dst + g->OW, 0, sizeof(float) * (d->Wp - g->OW));
+    }
+}
+
+// dx_image = the interior of Σ_k window_k(dcol[k]) (dcol rows over the padded width).
+static void scatter_windows(const geom *g, const padded *d, const int64_t *off, const float *dcol,
+                            float *dxp, float *dx) {
+  memset(dxp, 0, sizeof(float) * d->size);
+  for (int k = 0; k < g->K; k++) {
+    float *dst = dxp + off[k];
+    const float *src = dcol + (size_t)k * d->Nw;
+    for (int t = 0; t < d->Nw; t++) dst[t] += src[t];
+  }
+  for (int c = 0; c < g->C; c++)
+    for (int y = 0; y < g->H; y++)
+      memcpy(dx + ((size_t)c * g->H + y) * g->W,
+             dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD, sizeof(float) * g->W);
 }
 
 static void im2col(const geom *g, const float *x, float *col) {
@@ -93,38 +176,46 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
   geom g;
   if (make_geom(shape, w, &g) != 0 || g.B == 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
-  const int pw = is_pointwise(&g);
+  const int pw = is_pointwise(&g), direct = use_direct(&g);
+  const padded d = make_padded(&g);
+  int64_t *off = direct ? window_offsets(&g, &d) : NULL;
+  // Per-image buffers: the padded image and the wide output (direct) or the column matrix.
+  const size_t in_buf = direct ? d.size : (pw ? 0 : (size_t)g.K * g.N);
+  const size_t out_buf = direct ? (size_t)g.O * d.Nw : 0;
   const int threads = ck_sp_threads();
-  if (threads > 1 && g.B >= threads) {
-#pragma omp parallel num_threads(threads)
-    {
-      float *col = pw ? NULL : ck_sp_alloc_floats((size_t)g.K * g.N);
-      float *buf = ck_sp_alloc_floats(ck_sp_spmm_scratch(&w->a));
+  const int by_image = threads > 1 && g.B >= threads;
+#pragma omp parallel num_threads(by_image ? threads : 1) if (by_image)
+  {
+    float *src_buf = ck_sp_alloc_floats(in_buf), *yw = ck_sp_alloc_floats(out_buf);
+    float *buf = by_image ? ck_sp_alloc_floats(ck_sp_spmm_scratch(&w->a)) : NULL;
 #pragma omp for schedule(static, 1)
-      for (int b = 0; b < g.B; b++) {
-        const float *src = x + (size_t)b * in_img;
+    for (int b = 0; b < g.B; b++) {
+      const float *xb = x + (size_t)b * in_img;
+      float *yb = y + (size_t)b * out_img;
+      if (direct) {
+        pad_image(&g, &d, xb, src_buf);
+        if (by_image)
+          ck_sp_spmm_worker(&w->a, 0, g.O, 0, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw, buf);
+        else
+          ck_sp_spmm_run(&w->a, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw);
+        compact_rows(&g, &d, yw, yb);
+      } else {
+        const float *src = xb;
         if (!pw) {
-          im2col(&g, src, col);
-          src = col;
+          im2col(&g, xb, src_buf);
+          src = src_buf;
         }
-        ck_sp_spmm_worker(&w->a, 0, g.O, 0, g.N, src, g.N, bias, 0.0f, y + (size_t)b * out_img,
-                          g.N, buf);
+        if (by_image)
+          ck_sp_spmm_worker(&w->a, 0, g.O, 0, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N, buf);
+        else
+          ck_sp_spmm_run(&w->a, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N);
       }
-      free(col);
-      free(buf);
     }
-    return;
+    free(src_buf);
+    free(yw);
+    free(buf);
   }
-  float *col = pw ? NULL : ck_sp_alloc_floats((size_t)g.K * g.N);
-  for (int b = 0; b < g.B; b++) {
-    const float *src = x + (size_t)b * in_img;
-    if (!pw) {
-      im2col(&g, src, col);
-      src = col;
-    }
-    ck_sp_spmm_run(&w->a, g.N, src, g.N, bias, 0.0f, y + (size_t)b * out_img, g.N);
-  }
-  free(col);
+  free(off);
 }
 
 static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
@@ -147,100 +238,141 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   if (dbias) memset(dbias, 0, sizeof(float) * g.O);
   if (g.B == 0) return;
   const int threads = ck_sp_threads();
-  if (threads > 1 && g.B >= threads) {
-    float *dw_priv = dw_values ? ck_sp_alloc_floats((size_t)(threads - 1) * (size_t)nnz + 1) : NULL;
-    double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
-#pragma omp parallel num_threads(threads)
-    {
-#ifdef _OPENMP
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-      const int t = 0, nt = 1;
-#endif
-      float *col = (!pw && dw_values) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
-      float *dcol = (!pw && dx) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
-      size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(&w->a);
-      float *buf = ck_sp_alloc_floats(sc > sd ? sc : sd);
-      float *mine = NULL;
+  const int by_image = threads > 1 && g.B >= threads;
+  const int direct = by_image && use_direct(&g);
+  const padded d = make_padded(&g);
+  int64_t *off = direct ? window_offsets(&g, &d) : NULL;
+  if (!by_image) {
+    // Fewer images than threads: one image after another, parallel inside the products.
+    float *col = (!pw && dw_values) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
+    float *dcol = (!pw && dx) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
+    double *db = dbias ? calloc((size_t)g.O, sizeof(double)) : NULL;
+    for (int b = 0; b < g.B; b++) {
+      const float *dyb = dy + (size_t)b * out_img;
       if (dw_values) {
-        mine = t == 0 ? dw_values : dw_priv + (size_t)(t - 1) * (size_t)nnz;
-        if (t > 0) memset(mine, 0, sizeof(float) * (size_t)nnz);
-      }
-#pragma omp for schedule(static, 1)
-      for (int b = 0; b < g.B; b++) {
-        const float *dyb = dy + (size_t)b * out_img;
-        if (dw_values) {
-          const float *src = x + (size_t)b * in_img;
-          if (!pw) {
-            im2col(&g, src, col);
-            src = col;
-          }
-          ck_sp_sddmm_worker(&w->a, 0, g.O, 0, g.N, dyb, g.N, src, g.N, mine, buf);
+        const float *src = x + (size_t)b * in_img;
+        if (!pw) {
+          im2col(&g, src, col);
+          src = col;
         }
-        if (dx) {
-          float *dxb = dx + (size_t)b * in_img;
-          if (pw) {
-            ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, 0.0f, dxb, g.N, buf);
-          } else {
-            ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, 0.0f, dcol, g.N, buf);
-            memset(dxb, 0, sizeof(float) * in_img);
-            col2im_add(&g, dcol, dxb);
-          }
-        }
-        if (dbias) bias_grad_add(&g, dyb, db_priv + (size_t)t * g.O);
+        ck_sparse_sddmm(w, g.N, dyb, g.N, src, g.N, b > 0 ? 1.0f : 0.0f, dw_values);
       }
-      free(col);
-      free(dcol);
-      free(buf);
-      // The implicit barrier of the loop above ends every thread's accumulation.
-      if (dw_values) {
-#pragma omp for schedule(static)
-        for (int64_t j = 0; j < nnz; j++) {
-          float s = dw_values[j];
-          for (int q = 1; q < nt; q++) s += dw_priv[(size_t)(q - 1) * (size_t)nnz + j];
-          dw_values[j] = s;
+      if (dx) {
+        float *dxb = dx + (size_t)b * in_img;
+        if (pw) {
+          ck_sp_spmm_run(&w->t, g.N, dyb, g.N, NULL, NULL, 0.0f, dxb, g.N);
+        } else {
+          ck_sp_spmm_run(&w->t, g.N, dyb, g.N, NULL, NULL, 0.0f, dcol, g.N);
+          memset(dxb, 0, sizeof(float) * in_img);
+          col2im_add(&g, dcol, dxb);
         }
       }
-#pragma omp single
-      if (dbias)
-        for (int o = 0; o < g.O; o++) {
-          double s = 0.0;
-          for (int q = 0; q < nt; q++) s += db_priv[(size_t)q * g.O + o];
-          dbias[o] = (float)s;
-        }
+      if (db) bias_grad_add(&g, dyb, db);
     }
-    free(dw_priv);
-    free(db_priv);
+    if (dbias)
+      for (int o = 0; o < g.O; o++) dbias[o] = (float)db[o];
+    free(col);
+    free(dcol);
+    free(db);
     return;
   }
-  float *col = (!pw && dw_values) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
-  float *dcol = (!pw && dx) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
-  double *db = dbias ? calloc((size_t)g.O, sizeof(double)) : NULL;
-  for (int b = 0; b < g.B; b++) {
-    const float *dyb = dy + (size_t)b * out_img;
-    if (dw_values) {
-      const float *src = x + (size_t)b * in_img;
-      if (!pw) {
-        im2col(&g, src, col);
-        src = col;
+  // Images over threads. The weight gradient is accumulated per thread in the order of the
+  // structure it is computed with: W's (X windows/columns packed, dY rows in registers) when
+  // M >= K, else Wᵀ's (dY packed, the smaller operand) and scattered back through tmap.
+  const int use_t = g.O < g.K;
+  const ck_sp_mat *sm = use_t ? &w->t : &w->a;
+  const int need_priv = use_t || threads > 1;
+  float *priv = (dw_values && need_priv && nnz)
+                    ? ck_sp_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
+  double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
+  const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int t = 0, nt = 1;
+#endif
+    float *src_buf = NULL, *dcol = NULL, *dyw = NULL, *dxp = NULL;
+    if (direct) {
+      src_buf = ck_sp_alloc_floats(d.size);
+      dyw = ck_sp_alloc_floats((size_t)g.O * d.Nw);
+      if (dx) {
+        dcol = ck_sp_alloc_floats((size_t)g.K * d.Nw);
+        dxp = ck_sp_alloc_floats(d.size);
       }
-      ck_sparse_sddmm(w, g.N, dyb, g.N, src, g.N, b > 0 ? 1.0f : 0.0f, dw_values);
+    } else {
+      if (!pw && dw_values) src_buf = ck_sp_alloc_floats((size_t)g.K * g.N);
+      if (!pw && dx) dcol = ck_sp_alloc_floats((size_t)g.K * g.N);
     }
-    if (dx) {
-      float *dxb = dx + (size_t)b * in_img;
-      if (pw) {
-        ck_sp_spmm_run(&w->t, g.N, dyb, g.N, NULL, 0.0f, dxb, g.N);
-      } else {
-        ck_sp_spmm_run(&w->t, g.N, dyb, g.N, NULL, 0.0f, dcol, g.N);
-        memset(dxb, 0, sizeof(float) * in_img);
-        col2im_add(&g, dcol, dxb);
+    size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(sm);
+    float *buf = ck_sp_alloc_floats(sc > sd ? sc : sd);
+    float *mine = priv ? priv + (size_t)t * (size_t)nnz : NULL;
+    if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
+#pragma omp for schedule(static, 1)
+    for (int b = 0; b < g.B; b++) {
+      const float *xb = x + (size_t)b * in_img, *dyb = dy + (size_t)b * out_img;
+      // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
+      const float *dyr = dyb, *xr = xb;
+      const int64_t *xo = NULL;
+      int ldxr = (int)nw;
+      if (direct) {
+        widen_rows(&g, &d, dyb, dyw);
+        dyr = dyw;
+        if (dw_values) {
+          pad_image(&g, &d, xb, src_buf);
+          xr = src_buf;
+          xo = off;
+          ldxr = d.Wp;
+        }
+      } else if (!pw && dw_values) {
+        im2col(&g, xb, src_buf);
+        xr = src_buf;
+      }
+      if (mine) {
+        if (use_t)
+          ck_sp_sddmm_worker(sm, 0, g.K, 0, (int)nw, xr, ldxr, xo, dyr, (int)nw, NULL, mine, buf);
+        else
+          ck_sp_sddmm_worker(sm, 0, g.O, 0, (int)nw, dyr, (int)nw, NULL, xr, ldxr, xo, mine, buf);
+      }
+      if (dx) {
+        float *dxb = dx + (size_t)b * in_img;
+        if (direct) {
+          ck_sp_spmm_worker(&w->t, 0, g.K, 0, d.Nw, dyr, d.Nw, NULL, NULL, 0.0f, dcol, d.Nw, buf);
+          scatter_windows(&g, &d, off, dcol, dxp, dxb);
+        } else if (pw) {
+          ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, NULL, 0.0f, dxb, g.N, buf);
+        } else {
+          ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, NULL, 0.0f, dcol, g.N, buf);
+          memset(dxb, 0, sizeof(float) * in_img);
+          col2im_add(&g, dcol, dxb);
+        }
+      }
+      if (dbias) bias_grad_add(&g, dyb, db_priv + (size_t)t * g.O);
+    }
+    free(src_buf);
+    free(dcol);
+    free(dyw);
+    free(dxp);
+    free(buf);
+    // The implicit barrier of the loop above ends every thread's accumulation.
+    if (priv) {
+#pragma omp for schedule(static)
+      for (int64_t j = 0; j < nnz; j++) {
+        float s = 0.0f;
+        for (int q = 0; q < nt; q++) s += priv[(size_t)q * (size_t)nnz + j];
+        dw_values[use_t ? w->tmap[j] : j] = s;
       }
     }
-    if (db) bias_grad_add(&g, dyb, db);
+#pragma omp single
+    if (dbias)
+      for (int o = 0; o < g.O; o++) {
+        double s = 0.0;
+        for (int q = 0; q < nt; q++) s += db_priv[(size_t)q * g.O + o];
+        dbias[o] = (float)s;
+      }
   }
-  if (dbias)
-    for (int o = 0; o < g.O; o++) dbias[o] = (float)db[o];
-  free(col);
-  free(dcol);
-  free(db);
+  free(priv);
+  free(db_priv);
+  free(off);
 }

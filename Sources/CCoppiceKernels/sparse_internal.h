@@ -53,18 +53,23 @@ float *ck_sp_alloc_floats(size_t count);
 size_t ck_sp_spmm_scratch(const ck_sp_mat *a);
 /// Single-threaded SpMM on rows [r0, r1) and columns [n0, n1) of the output:
 /// y[i, n] = Σ a[i,k]·x[k, n] + (bias ? bias[i] : 0) + beta·y[i, n] (y not read if beta == 0).
+/// When xoff is not NULL, row k of x starts at x + xoff[k] instead of x + k·ldx (rows may
+/// overlap: the direct convolution reads shifted windows of a padded image this way).
 void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
-                       int ldx, const float *bias, float beta, float *y, int ldy, float *scratch);
+                       int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
+                       int ldy, float *scratch);
 /// Parallel SpMM over all rows and n columns (threads split n, or rows when n is small).
-void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const float *bias,
-                    float beta, float *y, int ldy);
+void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const int64_t *xoff,
+                    const float *bias, float beta, float *y, int ldy);
 
 /// Floats of scratch the SDDMM worker needs for matrix a.
 size_t ck_sp_sddmm_scratch(const ck_sp_mat *a);
 /// Single-threaded SDDMM on rows [r0, r1) over columns [n0, n1):
 /// acc[j] += Σ_n dy[i, n]·x[k, n] for every entry j = (i, k) with r0 <= i < r1.
+/// dyoff/xoff, when not NULL, give row starts as for ck_sp_spmm_worker.
 void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *dy,
-                        int lddy, const float *x, int ldx, float *acc, float *scratch);
+                        int lddy, const int64_t *dyoff, const float *x, int ldx,
+                        const int64_t *xoff, float *acc, float *scratch);
 
 /// Instruction set in effect (2 AVX-512, 1 AVX2, 0 C).
 int ck_sp_isa_now(void);

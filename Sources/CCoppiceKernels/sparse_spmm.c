@@ -16,7 +16,8 @@
 
 #define P CK_SPARSE_PANEL
 #define KCHUNK 1024 // rows of X packed at once (a multiple of P)
-#define RBLOCK 256  // rows of W per sweep over a packed panel
+#define RBLOCK 256
+#define PACK_AHEAD 16 // rows of X prefetched ahead while packing  // rows of W per sweep over a packed panel
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
 
@@ -29,7 +30,7 @@ size_t ck_sp_spmm_scratch(const ck_sp_mat *a) {
 // Portable C
 // ---------------------------------------------------------------------------------------------
 static void worker_c(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x, int ldx,
-                     const float *bias, float beta, float *y, int ldy) {
+                     const int64_t *xoff, const float *bias, float beta, float *y, int ldy) {
   const int M = a->rows;
   for (int i = r0; i < r1; i++) {
     float *yr = y + (size_t)i * ldy;
@@ -41,7 +42,8 @@ static void worker_c(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const f
     for (int p = 0; p < a->npanels; p++) {
       size_t s = (size_t)p * M + i;
       for (int32_t j = a->ptr[s]; j < a->ptr[s + 1]; j++) {
-        const float *xr = x + (size_t)(p * P + a->col[j]) * ldx;
+        const int k = p * P + a->col[j];
+        const float *xr = xoff ? x + xoff[k] : x + (size_t)k * ldx;
         const float v = a->val[j];
         for (int c = n0; c < n1; c++) yr[c] += v * xr[c];
       }
@@ -53,11 +55,15 @@ static void worker_c(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const f
 // ---------------------------------------------------------------------------------------------
 // AVX-512: tile of 64 columns = 4 zmm
 // ---------------------------------------------------------------------------------------------
-CK_TGT_AVX512 static void pack512(const float *x, int ldx, int k0, int k1, int c0, int nv,
-                                  __mmask16 lm, float *buf) {
+CK_TGT_AVX512 static void pack512(const float *x, int ldx, const int64_t *xoff, int k0, int k1,
+                                  int c0, int nv, __mmask16 lm, float *buf) {
   for (int k = k0; k < k1; k++) {
-    const float *s = x + (size_t)k * ldx + c0;
+    const float *s = (xoff ? x + xoff[k] : x + (size_t)k * ldx) + c0;
     float *d = buf + (size_t)(k - k0) * 64;
+    // X rows are far apart (ldx): fetch a few rows ahead so DRAM latency overlaps the copy.
+    const char *ahead = (const char *)(s + (size_t)PACK_AHEAD * ldx); // ldx: a stride hint
+    for (int v = 0; v < nv; v++) _mm_prefetch(ahead + 64 * v, _MM_HINT_T0);
+    _mm_prefetch(ahead + 64 * nv - 4, _MM_HINT_T0);
     for (int v = 0; v < nv - 1; v++) _mm512_store_ps(d + 16 * v, _mm512_loadu_ps(s + 16 * v));
     _mm512_store_ps(d + 16 * (nv - 1), _mm512_maskz_loadu_ps(lm, s + 16 * (nv - 1)));
   }
@@ -102,8 +108,8 @@ rows512(const int nv, __mmask16 lm, const int32_t *ptr, const uint16_t *col, con
 }
 
 CK_TGT_AVX512 static void worker512(const ck_sp_mat *a, int r0, int r1, int n0, int n1,
-                                    const float *x, int ldx, const float *bias, float beta,
-                                    float *y, int ldy, float *buf) {
+                                    const float *x, int ldx, const int64_t *xoff,
+                                    const float *bias, float beta, float *y, int ldy, float *buf) {
   const int M = a->rows, K = a->cols, np = a->npanels, ppc = KCHUNK / P;
   for (int c0 = n0; c0 < n1; c0 += 64) {
     const int w = imin(64, n1 - c0), nv = (w + 15) / 16;
@@ -111,7 +117,7 @@ CK_TGT_AVX512 static void worker512(const ck_sp_mat *a, int r0, int r1, int n0, 
     float *yc = y + c0;
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = imin(np, p0 + ppc), k0 = p0 * P, k1 = imin(K, p1 * P);
-      pack512(x, ldx, k0, k1, c0, nv, lm, buf);
+      pack512(x, ldx, xoff, k0, k1, c0, nv, lm, buf);
       for (int rb = r0; rb < r1; rb += RBLOCK) {
         const int re = imin(r1, rb + RBLOCK);
         for (int p = p0; p < p1; p++) {
@@ -139,10 +145,10 @@ CK_TGT_AVX2 static inline __m256i lanes256(int count) { // first `count` (1..8) 
   return _mm256_loadu_si256((const __m256i *)(lane_table + 8 - count));
 }
 
-CK_TGT_AVX2 static void pack256(const float *x, int ldx, int k0, int k1, int c0, int nv,
-                                __m256i lm, float *buf) {
+CK_TGT_AVX2 static void pack256(const float *x, int ldx, const int64_t *xoff, int k0, int k1,
+                                int c0, int nv, __m256i lm, float *buf) {
   for (int k = k0; k < k1; k++) {
-    const float *s = x + (size_t)k * ldx + c0;
+    const float *s = (xoff ? x + xoff[k] : x + (size_t)k * ldx) + c0;
     float *d = buf + (size_t)(k - k0) * 32;
     for (int v = 0; v < nv - 1; v++) _mm256_store_ps(d + 8 * v, _mm256_loadu_ps(s + 8 * v));
     _mm256_store_ps(d + 8 * (nv - 1), _mm256_maskload_ps(s + 8 * (nv - 1), lm));
@@ -181,8 +187,8 @@ rows256(const int nv, __m256i lm, const int32_t *ptr, const uint16_t *col, const
 }
 
 CK_TGT_AVX2 static void worker256(const ck_sp_mat *a, int r0, int r1, int n0, int n1,
-                                  const float *x, int ldx, const float *bias, float beta,
-                                  float *y, int ldy, float *buf) {
+                                  const float *x, int ldx, const int64_t *xoff,
+                                  const float *bias, float beta, float *y, int ldy, float *buf) {
   const int M = a->rows, K = a->cols, np = a->npanels, ppc = KCHUNK / P;
   for (int c0 = n0; c0 < n1; c0 += 32) {
     const int w = imin(32, n1 - c0), nv = (w + 7) / 8;
@@ -190,7 +196,7 @@ CK_TGT_AVX2 static void worker256(const ck_sp_mat *a, int r0, int r1, int n0, in
     float *yc = y + c0;
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = imin(np, p0 + ppc), k0 = p0 * P, k1 = imin(K, p1 * P);
-      pack256(x, ldx, k0, k1, c0, nv, lm, buf);
+      pack256(x, ldx, xoff, k0, k1, c0, nv, lm, buf);
       for (int rb = r0; rb < r1; rb += RBLOCK) {
         const int re = imin(r1, rb + RBLOCK);
         for (int p = p0; p < p1; p++) {
@@ -211,25 +217,26 @@ CK_TGT_AVX2 static void worker256(const ck_sp_mat *a, int r0, int r1, int n0, in
 #endif
 
 void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
-                       int ldx, const float *bias, float beta, float *y, int ldy, float *scratch) {
+                       int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
+                       int ldy, float *scratch) {
   if (r0 >= r1 || n0 >= n1) return;
 #if CK_SP_X86
   const int isa = ck_sp_isa_now();
   if (isa == 2) {
-    worker512(a, r0, r1, n0, n1, x, ldx, bias, beta, y, ldy, scratch);
+    worker512(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
     return;
   }
   if (isa == 1) {
-    worker256(a, r0, r1, n0, n1, x, ldx, bias, beta, y, ldy, scratch);
+    worker256(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
     return;
   }
 #endif
   (void)scratch;
-  worker_c(a, r0, r1, n0, n1, x, ldx, bias, beta, y, ldy);
+  worker_c(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy);
 }
 
-void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const float *bias,
-                    float beta, float *y, int ldy) {
+void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const int64_t *xoff,
+                    const float *bias, float beta, float *y, int ldy) {
   if (n <= 0 || a->rows <= 0) return;
   int threads = ck_sp_threads();
   const double work = (double)(a->row_prefix[a->rows] + a->rows) * n;
@@ -237,7 +244,7 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const fl
   const size_t scratch = ck_sp_spmm_scratch(a);
   if (threads == 1) {
     float *buf = ck_sp_alloc_floats(scratch);
-    ck_sp_spmm_worker(a, 0, a->rows, 0, n, x, ldx, bias, beta, y, ldy, buf);
+    ck_sp_spmm_worker(a, 0, a->rows, 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     free(buf);
     return;
   }
@@ -253,10 +260,11 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const fl
     float *buf = ck_sp_alloc_floats(scratch);
     if (split_cols) {
       ck_sp_split_cols(n, nt, 16, bounds);
-      ck_sp_spmm_worker(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, bias, beta, y, ldy, buf);
+      ck_sp_spmm_worker(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y, ldy,
+                        buf);
     } else {
       ck_sp_split_rows(a, nt, bounds);
-      ck_sp_spmm_worker(a, bounds[t], bounds[t + 1], 0, n, x, ldx, bias, beta, y, ldy, buf);
+      ck_sp_spmm_worker(a, bounds[t], bounds[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     }
     free(buf);
   }
@@ -264,5 +272,5 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const fl
 
 void ck_sparse_spmm(const ck_sparse *w, int n, const float *x, int ldx, const float *bias,
                     float beta, float *y, int ldy) {
-  ck_sp_spmm_run(&w->a, n, x, ldx, bias, beta, y, ldy);
+  ck_sp_spmm_run(&w->a, n, x, ldx, NULL, bias, beta, y, ldy);
 }

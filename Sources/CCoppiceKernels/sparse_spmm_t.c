@@ -5,5 +5,5 @@
 
 void ck_sparse_spmm_t(const ck_sparse *w, int n, const float *dy, int lddy, float beta,
                       float *dx, int lddx) {
-  ck_sp_spmm_run(&w->t, n, dy, lddy, NULL, beta, dx, lddx);
+  ck_sp_spmm_run(&w->t, n, dy, lddy, NULL, NULL, beta, dx, lddx);
 }

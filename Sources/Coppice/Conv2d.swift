@@ -11,6 +11,12 @@ public final class Conv2d: Layer {
   public let weight: Parameter
   public let bias: Parameter?
   public var needsInputGradient = true
+  /// The weight's mask, when sparse training manages this layer (nil: always dense).
+  public weak var maskSource: MaskSource?
+  /// Which kernels the last step used.
+  public private(set) var execution = SparseExecutionState()
+  private lazy var sparseFormat = SparseWeightFormat(
+    rows: outChannels, cols: inChannels * kernelSize * kernelSize)
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
@@ -67,6 +73,14 @@ public final class Conv2d: Layer {
       output, shape: [x.shape[0], outChannels, Int(s.out_height), Int(s.out_width)])
     output = y
     input = x
+    sparseFormat.fresh = false
+    execution.forwardSparse = false
+    if let source = maskSource, prefersSparse(.forward, s, source) {
+      sparseFormat.refresh(weights: weight.value.data, source: source)
+      ck_sparse_conv2d_forward(&s, sparseFormat.handle, x.data, bias?.value.data, y.data)
+      execution.forwardSparse = true
+      return y
+    }
     ck_conv2d_forward(&s, x.data, weight.value.data, bias?.value.data, y.data)
     return y
   }
@@ -76,9 +90,28 @@ public final class Conv2d: Layer {
     var s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
+    execution.backwardSparse = false
+    if let source = maskSource, !source.needsDenseGradient,
+      prefersSparse(.inputGradient, s, source), prefersSparse(.weightGradient, s, source)
+    {
+      sparseFormat.refresh(weights: weight.value.data, source: source)
+      let values = sparseFormat.gradientValues()
+      ck_sparse_conv2d_backward(
+        &s, sparseFormat.handle, x.data, dy.data, needsInputGradient ? dx.data : nil, values,
+        bias?.grad.data)
+      ck_sparse_scatter(sparseFormat.handle, values, weight.grad.data)
+      execution.backwardSparse = true
+      return dx
+    }
     ck_conv2d_backward(
       &s, x.data, weight.value.data, dy.data, needsInputGradient ? dx.data : nil,
       weight.grad.data, bias?.grad.data)
     return dx
+  }
+
+  private func prefersSparse(_ op: SparseOp, _ s: ck_conv_shape, _ source: MaskSource) -> Bool {
+    SparseWeightFormat.prefers(
+      op.kernelOp, m: outChannels, k: inChannels * kernelSize * kernelSize,
+      n: Int(s.out_height * s.out_width), density: source.density)
   }
 }

@@ -22,7 +22,8 @@ public enum FashionMNIST {
     let labels = try IDXFile.read(path: labelsPath)
     guard images.dimensions.count == 3 else {
       throw CoppiceError.invalidFile(
-        path: imagesPath, reason: "expected 3 dimensions (count, rows, columns), got \(images.dimensions)")
+        path: imagesPath,
+        reason: "expected 3 dimensions (count, rows, columns), got \(images.dimensions)")
     }
     guard labels.dimensions.count == 1 else {
       throw CoppiceError.invalidFile(
@@ -31,7 +32,8 @@ public enum FashionMNIST {
     guard images.dimensions[0] == labels.dimensions[0] else {
       throw CoppiceError.invalidFile(
         path: labelsPath,
-        reason: "\(labels.dimensions[0]) labels but \(images.dimensions[0]) images in \(imagesPath)")
+        reason: "\(labels.dimensions[0]) labels but \(images.dimensions[0]) images in \(imagesPath)"
+      )
     }
     if let bad = labels.bytes.first(where: { $0 > 9 }) {
       throw CoppiceError.invalidFile(path: labelsPath, reason: "label \(bad) is not in 0...9")
@@ -57,7 +59,8 @@ public enum FashionMNIST {
     var isDir: ObjCBool = false
     guard fm.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
       throw CoppiceError.io(
-        "dataset directory \(directory) does not exist (install dataset-fashion-mnist or pass --data-dir)")
+        "dataset directory \(directory) does not exist (install dataset-fashion-mnist or pass --data-dir)"
+      )
     }
     for name in ["\(stem).gz", stem] {
       let path = (directory as NSString).appendingPathComponent(name)

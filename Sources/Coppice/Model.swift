@@ -29,7 +29,9 @@ public final class Model {
   /// Useful FLOPs of one training step per sample: forward, weight gradient and input gradient
   /// of every conv/linear layer (the first layer computes no input gradient).
   public var trainingFLOPsPerSample: Double {
-    let first = network.layers.first { $0.forwardFLOPs(inputShape: inputShape) > 0 || $0 is Conv2d || $0 is Linear }
+    let first = network.layers.first {
+      $0.forwardFLOPs(inputShape: inputShape) > 0 || $0 is Conv2d || $0 is Linear
+    }
     var firstShape = [1] + inputShape
     for layer in network.layers {
       if layer === first { break }
@@ -52,7 +54,8 @@ public final class Model {
     var shape = [1] + inputShape
     for layer in network.layers {
       shape = layer.outputShape(for: shape)
-      lines.append("  \(layer.description) → \(shape.dropFirst().map(String.init).joined(separator: "×"))")
+      lines.append(
+        "  \(layer.description) → \(shape.dropFirst().map(String.init).joined(separator: "×"))")
     }
     return lines.joined(separator: "\n")
   }

@@ -78,7 +78,9 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
         channels = width
       }
     }
-    layers += [GlobalAvgPool(), Linear(name: "fc", inFeatures: 64, outFeatures: classes, rng: &rng)]
+    layers += [
+      GlobalAvgPool(), Linear(name: "fc", inFeatures: 64, outFeatures: classes, rng: &rng),
+    ]
     return Model(name: "resnet20", inputShape: [1, 28, 28], layers: layers)
   }
 }

@@ -134,7 +134,8 @@ public final class Trainer {
   public func trainStep(train: Dataset, indices: ArraySlice<Int>) -> (loss: Double, correct: Int) {
     let x = Tensor.reuse(batchTensor, shape: [indices.count] + train.sampleShape)
     batchTensor = x
-    let labels = train.fill(x, indices: indices, augmentation: config.augmentation, rng: &augmentRNG)
+    let labels = train.fill(
+      x, indices: indices, augmentation: config.augmentation, rng: &augmentRNG)
     let logits = model.forward(x, training: true)
     let (value, correct, gradient) = loss(logits, labels: labels)
     model.backward(gradient)

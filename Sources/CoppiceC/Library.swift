@@ -14,7 +14,8 @@ nonisolated(unsafe) private let statusNames: [Int32: UnsafePointer<CChar>] = {
   }
   return names
 }()
-nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(strdup("unknown status")!)
+nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(
+  strdup("unknown status")!)
 
 @_cdecl("coppice_version")
 public func coppice_version() -> UnsafePointer<CChar> { versionString }
@@ -35,7 +36,8 @@ public func coppice_status_name(_ status: Int32) -> UnsafePointer<CChar> {
 @_cdecl("coppice_set_threads")
 public func coppice_set_threads(_ threads: Int32) -> Int32 {
   guard threads >= 0 else {
-    return LastError.fail(.invalidArgument, "coppice_set_threads: threads must be >= 0, got \(threads)")
+    return LastError.fail(
+      .invalidArgument, "coppice_set_threads: threads must be >= 0, got \(threads)")
   }
   Threads.set(threads == 0 ? Threads.availableCores : Int(threads))
   return Status.ok.rawValue

@@ -42,7 +42,8 @@ struct BenchTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "train",
     abstract:
-      "Dense training-step throughput (images/s, useful GFLOP/s) vs OpenBLAS sgemm in the same run.")
+      "Dense training-step throughput (images/s, useful GFLOP/s) vs OpenBLAS sgemm in the same run."
+  )
 
   @Option(help: "Model: mlp, cnn or resnet20.") var model: ReferenceModel = .cnn
   @Option(help: "Mini-batch size.") var batchSize = 128
@@ -78,7 +79,9 @@ struct BenchTrain: ParsableCommand {
     let labels = (0..<n).map { Int32($0 % 10) }
     let data = try Dataset(images: images, labels: labels, sampleShape: [1, 28, 28], classes: 10)
     let indices = Array(0..<batchSize)[...]
-    let seconds = medianSeconds(repeats: steps) { _ = trainer.trainStep(train: data, indices: indices) }
+    let seconds = medianSeconds(repeats: steps) {
+      _ = trainer.trainStep(train: data, indices: indices)
+    }
     let imagesPerSecond = Double(batchSize) / seconds
     let flopsPerImage = net.trainingFLOPsPerSample
     let useful = flopsPerImage * imagesPerSecond / 1e9
@@ -132,8 +135,13 @@ func profileLayers(_ model: Model, data: Dataset) {
   print("layer                                          forward ms  backward ms")
   for (i, layer) in layers.enumerated() {
     let name = layer.description.padding(toLength: 46, withPad: " ", startingAt: 0)
-    print(String(format: "%@ %10.2f %12.2f", name, forward[i] / Double(repeats), backward[i] / Double(repeats)))
+    print(
+      String(
+        format: "%@ %10.2f %12.2f", name, forward[i] / Double(repeats),
+        backward[i] / Double(repeats)))
   }
-  print(String(format: "total                                          %10.2f %12.2f",
-    forward.reduce(0, +) / Double(repeats), backward.reduce(0, +) / Double(repeats)))
+  print(
+    String(
+      format: "total                                          %10.2f %12.2f",
+      forward.reduce(0, +) / Double(repeats), backward.reduce(0, +) / Double(repeats)))
 }

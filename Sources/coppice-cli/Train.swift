@@ -67,7 +67,8 @@ struct Train: ParsableCommand {
     }
     if cropPadding > 0 || flip {
       c.augmentation = Augmentation(
-        cropPadding: cropPadding, horizontalFlip: flip, padValue: -FashionMNIST.mean / FashionMNIST.std)
+        cropPadding: cropPadding, horizontalFlip: flip,
+        padValue: -FashionMNIST.mean / FashionMNIST.std)
     }
     return c
   }

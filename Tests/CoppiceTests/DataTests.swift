@@ -18,7 +18,9 @@ final class DataTests: XCTestCase {
 
   func idxBytes(dims: [Int], payload: [UInt8], type: UInt8 = 8) -> [UInt8] {
     var out: [UInt8] = [0, 0, type, UInt8(dims.count)]
-    for d in dims { out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)] }
+    for d in dims {
+      out += [UInt8(d >> 24 & 255), UInt8(d >> 16 & 255), UInt8(d >> 8 & 255), UInt8(d & 255)]
+    }
     return out + payload
   }
 
@@ -60,7 +62,8 @@ final class DataTests: XCTestCase {
     assertFails(directory.appendingPathComponent("missing").path, containing: "cannot open")
     assertFails(try write("short", [0, 0]), containing: "shorter than the 4-byte header")
     assertFails(try write("magic", [1, 2, 8, 1, 0, 0, 0, 0]), containing: "magic")
-    assertFails(try write("type", [0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]), containing: "element type")
+    assertFails(
+      try write("type", [0, 0, 0x0D, 1, 0, 0, 0, 1, 0, 0, 0, 0]), containing: "element type")
     assertFails(try write("header", [0, 0, 8, 3, 0, 0, 0, 2, 0]), containing: "truncated header")
     assertFails(
       try write("data", idxBytes(dims: [2, 3], payload: [1, 2, 3])), containing: "truncated data")
@@ -68,7 +71,8 @@ final class DataTests: XCTestCase {
       try write("trailing", idxBytes(dims: [1], payload: [1, 2])), containing: "trailing")
     // A gzip file cut in half.
     let zipped = try write(
-      "cut-idx1-ubyte", idxBytes(dims: [4000], payload: (0..<4000).map { UInt8($0 % 7) }), gzip: true)
+      "cut-idx1-ubyte", idxBytes(dims: [4000], payload: (0..<4000).map { UInt8($0 % 7) }),
+      gzip: true)
     let data = try Data(contentsOf: URL(fileURLWithPath: zipped))
     let cut = try write("cut.gz", Array(data.prefix(data.count / 2)))
     assertFails(cut, containing: "truncated")
@@ -116,7 +120,8 @@ final class DataTests: XCTestCase {
     var sawChange = false
     for _ in 0..<20 {
       _ = d.fill(
-        batch, indices: [0], augmentation: Augmentation(cropPadding: 1, horizontalFlip: true, padValue: -1),
+        batch, indices: [0],
+        augmentation: Augmentation(cropPadding: 1, horizontalFlip: true, padValue: -1),
         rng: &rng)
       for i in 0..<16 { XCTAssertTrue(batch[i] == -1 || values.contains(batch[i])) }
       if batch.array != values { sawChange = true }

@@ -60,7 +60,8 @@ final class GradientTests: XCTestCase {
 
   func testMaxPool() {
     checkGradients(MaxPool2d(kernelSize: 2), inputShape: [2, 3, 6, 6], eps: 1e-3)
-    checkGradients(MaxPool2d(kernelSize: 3, stride: 2, padding: 1), inputShape: [2, 2, 7, 5], eps: 1e-3)
+    checkGradients(
+      MaxPool2d(kernelSize: 3, stride: 2, padding: 1), inputShape: [2, 2, 7, 5], eps: 1e-3)
   }
 
   func testAvgPool() {

@@ -38,7 +38,8 @@ final class KernelTests: XCTestCase {
               ta ? 1 : 0, tb ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a.data,
               Int32(ta ? m : k), b.data, Int32(tb ? k : n), 0.5, c.data, Int32(n))
             for i in 0..<c.count {
-              XCTAssertEqual(c[i], expected[i], accuracy: 1e-4 * Float(k), "\(m)x\(n)x\(k) \(ta) \(tb)")
+              XCTAssertEqual(
+                c[i], expected[i], accuracy: 1e-4 * Float(k), "\(m)x\(n)x\(k) \(ta) \(tb)")
             }
           }
         }
@@ -160,7 +161,9 @@ final class KernelTests: XCTestCase {
       for oy in 0..<4 {
         for ox in 0..<3 {
           var m = -Float.infinity
-          for i in 0..<2 { for j in 0..<2 { m = max(m, x[p * 48 + (2 * oy + i) * 6 + 2 * ox + j]) } }
+          for i in 0..<2 {
+            for j in 0..<2 { m = max(m, x[p * 48 + (2 * oy + i) * 6 + 2 * ox + j]) }
+          }
           XCTAssertEqual(fast[p * 12 + oy * 3 + ox], m)
           XCTAssertEqual(general[p * 12 + oy * 3 + ox], m)
         }

@@ -4,7 +4,9 @@ import XCTest
 
 final class OptimizerTests: XCTestCase {
   func parameter(_ values: [Float], decays: Bool = true) -> Parameter {
-    Parameter(name: "p", value: Tensor(shape: [values.count], values: values), prunable: true, decays: decays)
+    Parameter(
+      name: "p", value: Tensor(shape: [values.count], values: values), prunable: true,
+      decays: decays)
   }
 
   func testSGDMomentumMatchesHandComputation() {
@@ -24,7 +26,8 @@ final class OptimizerTests: XCTestCase {
 
   func testNesterovAndNoDecayForBiases() {
     let p = parameter([1], decays: false)
-    let sgd = SGD(parameters: [p], learningRate: 0.1, momentum: 0.5, weightDecay: 0.5, nesterov: true)
+    let sgd = SGD(
+      parameters: [p], learningRate: 0.1, momentum: 0.5, weightDecay: 0.5, nesterov: true)
     p.grad[0] = 2
     sgd.step()
     // no decay: g = 2, v = 2, update = g + m·v = 3
@@ -69,16 +72,20 @@ final class OptimizerTests: XCTestCase {
     XCTAssertEqual(LearningRateSchedule.constant.rate(base: base, step: 50, totalSteps: 100), base)
     let cosine = LearningRateSchedule.cosine(minimum: 0.001)
     XCTAssertEqual(cosine.rate(base: base, step: 0, totalSteps: 100), base, accuracy: 1e-7)
-    XCTAssertEqual(cosine.rate(base: base, step: 50, totalSteps: 100), (base + 0.001) / 2, accuracy: 1e-6)
+    XCTAssertEqual(
+      cosine.rate(base: base, step: 50, totalSteps: 100), (base + 0.001) / 2, accuracy: 1e-6)
     XCTAssertEqual(cosine.rate(base: base, step: 100, totalSteps: 100), 0.001, accuracy: 1e-7)
     let step = LearningRateSchedule.step(stepSize: 10, gamma: 0.5)
     XCTAssertEqual(step.rate(base: base, step: 9, totalSteps: 100), base)
     XCTAssertEqual(step.rate(base: base, step: 10, totalSteps: 100), base / 2)
     XCTAssertEqual(step.rate(base: base, step: 25, totalSteps: 100), base / 4)
     // Warm-up rises linearly to the base, then the decay starts from the base.
-    XCTAssertEqual(cosine.rate(base: base, step: 0, totalSteps: 100, warmupSteps: 10), base / 10, accuracy: 1e-7)
-    XCTAssertEqual(cosine.rate(base: base, step: 9, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
-    XCTAssertEqual(cosine.rate(base: base, step: 10, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
+    XCTAssertEqual(
+      cosine.rate(base: base, step: 0, totalSteps: 100, warmupSteps: 10), base / 10, accuracy: 1e-7)
+    XCTAssertEqual(
+      cosine.rate(base: base, step: 9, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
+    XCTAssertEqual(
+      cosine.rate(base: base, step: 10, totalSteps: 100, warmupSteps: 10), base, accuracy: 1e-7)
   }
 
   func testConfigValidationNamesTheField() {

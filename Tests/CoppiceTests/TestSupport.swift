@@ -54,5 +54,7 @@ func checkGradients(
   }
 
   if layer.needsInputGradient { compare(x, analytic: dx, what: "input") }
-  for (p, g) in zip(layer.parameters, analyticParams) { compare(p.value, analytic: g, what: p.name) }
+  for (p, g) in zip(layer.parameters, analyticParams) {
+    compare(p.value, analytic: g, what: p.name)
+  }
 }

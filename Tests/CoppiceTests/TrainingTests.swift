@@ -82,11 +82,13 @@ final class TrainingTests: XCTestCase {
     let y = resnet.forward(x, training: true)
     XCTAssertEqual(y.shape, [2, 10])
     resnet.backward(randomTensor([2, 10], seed: 2))
-    XCTAssertTrue(resnet.parameters.allSatisfy { p in (0..<p.count).allSatisfy { p.grad[$0].isFinite } })
+    XCTAssertTrue(
+      resnet.parameters.allSatisfy { p in (0..<p.count).allSatisfy { p.grad[$0].isFinite } })
   }
 
   func testTrainerRejectsMismatchedData() throws {
-    let data = try Dataset(images: [Float](repeating: 0, count: 8), labels: [0, 1], sampleShape: [1, 2, 2], classes: 2)
+    let data = try Dataset(
+      images: [Float](repeating: 0, count: 8), labels: [0, 1], sampleShape: [1, 2, 2], classes: 2)
     let trainer = try Trainer(model: ReferenceModel.mlp.build(seed: 0), config: TrainingConfig())
     XCTAssertThrowsError(try trainer.fit(train: data, test: data))
   }

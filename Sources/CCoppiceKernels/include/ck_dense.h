@@ -112,6 +112,9 @@ void ck_adamw_update(size_t count, float *w, const float *g, float *m, float *v,
 /// keyed by seed; y = x·mask.
 void ck_dropout_forward(size_t count, float p, uint64_t seed, const float *x, float *mask,
                         float *y);
+/// dst (cols × rows) = srcᵀ, src is rows × cols.
+void ck_transpose(int rows, int cols, const float *src, float *dst);
+
 /// y = a ⊙ b.
 void ck_mul(size_t count, const float *a, const float *b, float *y);
 
