@@ -41,6 +41,39 @@ public final class Model {
     return 3 * forwardFLOPsPerSample - firstFLOPs
   }
 
+  /// Dense forward FLOPs per sample of every conv/linear layer, keyed by its weight's name,
+  /// plus whether the layer computes an input gradient in training.
+  public var weightFLOPs: [(name: String, flops: Double, inputGradient: Bool)] {
+    var result: [(String, Double, Bool)] = []
+    func walk(_ layers: [Layer], shape: [Int]) -> [Int] {
+      var shape = shape
+      for layer in layers {
+        if let seq = layer as? Sequential {
+          _ = walk(seq.layers, shape: shape)
+        } else if let block = layer as? ResidualBlock {
+          _ = walk(block.body.layers, shape: shape)
+        } else if let conv = layer as? Conv2d {
+          result.append(
+            (conv.weight.name, conv.forwardFLOPs(inputShape: Array(shape.dropFirst())),
+              conv.needsInputGradient))
+        } else if let fc = layer as? Linear {
+          result.append(
+            (fc.weight.name, fc.forwardFLOPs(inputShape: Array(shape.dropFirst())),
+              fc.needsInputGradient))
+        }
+        shape = layer.outputShape(for: shape)
+      }
+      return shape
+    }
+    _ = walk(network.layers, shape: [1] + inputShape)
+    return result
+  }
+
+  /// The conv and linear layers, in model order (depth first).
+  public var weightLayers: [Layer] {
+    network.allLayers.filter { $0 is Conv2d || $0 is Linear }
+  }
+
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     network.forward(x, training: training)
   }
