@@ -49,7 +49,7 @@ lib: $(STAMP)
 demo: build
 	$(COPPICE) train --model cnn --epochs 2 --json runs/demo.json
 
-test: test-swift test-kernels test-abi test-python
+test: test-swift test-kernels check-sanitize test-abi test-python
 	@echo "make test: all suites passed"
 
 test-swift: $(STAMP)
@@ -57,7 +57,7 @@ test-swift: $(STAMP)
 	  exit $${PIPESTATUS[0]}
 
 test-kernels: $(STAMP)
-	@if [ -f Tests/kernels/Makefile ]; then $(MAKE) -C Tests/kernels test; fi
+	$(MAKE) -C Tests/kernels test
 
 test-abi: lib
 	bash tests/check-exports.sh $(LIBFILE) include/coppice.h
@@ -74,7 +74,13 @@ test-python: lib
 	  PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q tests
 
 bench: build
+	@mkdir -p runs
+	$(COPPICE) bench kernels --json runs/bench-kernels.json
 	$(COPPICE) bench train --model cnn --json runs/bench-train.json
+
+# The sparse-kernel tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+check-sanitize:
+	$(MAKE) -C Tests/kernels check-sanitize
 
 install: lib
 	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/lib/pkgconfig
