@@ -12,6 +12,8 @@ public struct BatchProgress: Sendable {
   /// Estimated seconds left in the whole run.
   public let etaSeconds: Double
   public let learningRate: Float
+  /// What the sparse-training schedule is doing ("" when dense).
+  public var phase: String = ""
 }
 
 /// What one epoch produced.
@@ -24,9 +26,24 @@ public struct EpochRecord: Codable, Sendable {
   public let seconds: Double
   public let imagesPerSecond: Double
   public let learningRate: Float
+  /// Global sparsity of the prunable weights at the end of the epoch (0 when dense).
+  public var sparsity: Double = 0
+  /// Conv/linear FLOPs this epoch actually needed (forward, input and weight gradients at the
+  /// densities in force at each step) and what dense training would need.
+  public var trainFLOPs: Double = 0
+  public var trainFLOPsDense: Double = 0
+  /// Inference FLOPs per image at the end of the epoch, actual and dense.
+  public var inferenceFLOPs: Double = 0
+  public var inferenceFLOPsDense: Double = 0
+  /// What the sparse-training schedule was doing (e.g. "C-GaP round 1/2, partition 3 dense").
+  public var phase: String = ""
 
   enum CodingKeys: String, CodingKey {
-    case epoch, loss, seconds
+    case epoch, loss, seconds, sparsity, phase
+    case trainFLOPs = "train_flops"
+    case trainFLOPsDense = "train_flops_dense"
+    case inferenceFLOPs = "inference_flops"
+    case inferenceFLOPsDense = "inference_flops_dense"
     case trainAccuracy = "train_accuracy"
     case testAccuracy = "test_accuracy"
     case testLoss = "test_loss"
@@ -41,11 +58,15 @@ public struct Evaluation: Sendable {
   public let loss: Double
 }
 
-/// Trains an engine model on a dataset with a configured optimizer and schedule.
+/// Trains an engine model on a dataset with a configured optimizer and schedule, and — when a
+/// sparsity configuration is given — with a sparse-training method driven through a
+/// `Sparsifier` (the same object the C ABI drives for host-owned models).
 public final class Trainer {
   public let model: Model
   public let config: TrainingConfig
+  public let sparsity: SparsityConfig?
   public let optimizer: Optimizer
+  public private(set) var sparsifier: Sparsifier?
   public private(set) var history: [EpochRecord] = []
   public private(set) var stepsTaken = 0
   public private(set) var trainSeconds = 0.0
@@ -53,19 +74,44 @@ public final class Trainer {
   private let loss: CrossEntropyLoss
   private var shuffleRNG: SeededGenerator
   private var augmentRNG: SeededGenerator
+  private var batchTensor: Tensor?
+  private var layerFLOPs: [(flops: Double, inputGradient: Bool, target: SparseTarget?)] = []
+  private var epochFLOPs = (actual: 0.0, dense: 0.0)
 
-  public init(model: Model, config: TrainingConfig) throws {
+  public init(model: Model, config: TrainingConfig, sparsity: SparsityConfig? = nil) throws {
     try config.validate()
+    try sparsity?.validate()
     self.model = model
     self.config = config
+    self.sparsity = sparsity
     self.optimizer = config.makeOptimizer(for: model.parameters)
     self.loss = CrossEntropyLoss(labelSmoothing: config.labelSmoothing)
     shuffleRNG = SeededGenerator(seed: config.seed, stream: "shuffle")
     augmentRNG = SeededGenerator(seed: config.seed, stream: "augment")
   }
 
-  /// Runs all epochs, evaluating on `test` after each. `progress` is called after every batch,
-  /// `epochEnd` after every epoch.
+  /// Creates and starts the sparsifier for `stepsPerEpoch` batches per epoch (once; `fit`
+  /// calls it). Masks are attached to the model's layers so sparse layers run sparse kernels.
+  public func prepareSparsity(stepsPerEpoch: Int) throws {
+    if sparsifier == nil, let sparsity {
+      let targets = model.sparseTargets()
+      let s = try Sparsifier(
+        targets: targets, config: sparsity, stepsPerEpoch: stepsPerEpoch,
+        totalSteps: max(1, stepsPerEpoch * config.epochs), seed: config.seed)
+      try s.start()
+      model.attachMasks(targets)
+      sparsifier = s
+    }
+    if layerFLOPs.isEmpty {
+      let byName = Dictionary(
+        (sparsifier?.targets ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+      layerFLOPs = model.weightFLOPs.map { ($0.flops, $0.inputGradient, byName[$0.name]) }
+    }
+  }
+
+  /// Runs the remaining epochs, evaluating on `test` after each. `progress` is called after
+  /// every batch, `epochEnd` after every epoch. P-GaP runs its workers one after another and
+  /// records one entry per round (its epoch number counts epochs per worker).
   @discardableResult
   public func fit(
     train: Dataset, test: Dataset,
@@ -78,70 +124,148 @@ public final class Trainer {
     }
     guard train.count > 0 else { throw CoppiceError.invalidArgument("training set is empty") }
     let batchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
-    let totalSteps = batchesPerEpoch * config.epochs
-    let warmupSteps = batchesPerEpoch * config.warmupEpochs
-    let runStart = Date()
-    for epoch in history.count..<config.epochs {
-      let epochStart = Date()
-      var order = Array(0..<train.count)
-      order.shuffle(using: &shuffleRNG)
-      var lossSum = 0.0
-      var correct = 0
-      var seen = 0
-      var lr = config.learningRate
-      for b in 0..<batchesPerEpoch {
-        let lo = b * config.batchSize
-        let hi = min(train.count, lo + config.batchSize)
-        lr = config.schedule.rate(
-          base: config.learningRate, step: stepsTaken, totalSteps: totalSteps,
-          warmupSteps: warmupSteps)
-        optimizer.learningRate = lr
-        let result = trainStep(train: train, indices: order[lo..<hi])
-        lossSum += result.loss * Double(hi - lo)
-        correct += result.correct
-        seen += hi - lo
-        if let progress {
-          let elapsed = Date().timeIntervalSince(epochStart)
-          let rate = Double(seen) / max(elapsed, 1e-9)
-          let remainingImages =
-            Double(train.count - seen) + Double(config.epochs - epoch - 1) * Double(train.count)
-          progress(
-            BatchProgress(
-              epoch: epoch + 1, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch,
-              loss: lossSum / Double(seen), imagesPerSecond: rate,
-              etaSeconds: remainingImages / max(rate, 1e-9), learningRate: lr))
-        }
-      }
-      let seconds = Date().timeIntervalSince(epochStart)
-      trainSeconds += seconds
-      imagesSeen += seen
-      let evaluation = evaluate(on: test)
-      let record = EpochRecord(
-        epoch: epoch + 1, loss: lossSum / Double(max(seen, 1)),
-        trainAccuracy: 100 * Double(correct) / Double(max(seen, 1)),
-        testAccuracy: evaluation.accuracy, testLoss: evaluation.loss, seconds: seconds,
-        imagesPerSecond: Double(seen) / max(seconds, 1e-9), learningRate: lr)
+    try prepareSparsity(stepsPerEpoch: batchesPerEpoch)
+    if let gap = sparsifier?.parallelGaP, !gap.isFinished {
+      try runParallelGaP(
+        gap, train: train, test: test, batchesPerEpoch: batchesPerEpoch, progress: progress,
+        epochEnd: epochEnd)
+    }
+    while epochsDone < config.epochs {
+      let run = try trainEpoch(
+        train: train, epoch: epochsDone, batchesPerEpoch: batchesPerEpoch, progress: progress)
+      let record = makeRecord(epoch: epochsDone + 1, run: run, test: test)
       history.append(record)
       epochEnd?(record)
     }
-    _ = runStart
     return history
   }
 
-  private var batchTensor: Tensor?
+  /// Epochs completed (per worker, for P-GaP).
+  public var epochsDone: Int { history.last?.epoch ?? 0 }
+
+  struct EpochRun {
+    var lossSum = 0.0
+    var correct = 0
+    var seen = 0
+    var seconds = 0.0
+    var learningRate: Float = 0
+    /// The schedule's phase when the epoch began.
+    var phase = ""
+  }
+
+  /// One pass over the training set.
+  private func trainEpoch(
+    train: Dataset, epoch: Int, batchesPerEpoch: Int, progress: ((BatchProgress) -> Void)?
+  ) throws -> EpochRun {
+    let start = Date()
+    var order = Array(0..<train.count)
+    order.shuffle(using: &shuffleRNG)
+    var run = EpochRun()
+    run.phase = sparsifier?.phase ?? ""
+    let totalSteps = batchesPerEpoch * config.epochs
+    for b in 0..<batchesPerEpoch {
+      let lo = b * config.batchSize
+      let hi = min(train.count, lo + config.batchSize)
+      run.learningRate = learningRate(atStep: stepsTaken, totalSteps: totalSteps, batchesPerEpoch: batchesPerEpoch)
+      optimizer.learningRate = run.learningRate
+      let result = try trainStep(train: train, indices: order[lo..<hi])
+      run.lossSum += result.loss * Double(hi - lo)
+      run.correct += result.correct
+      run.seen += hi - lo
+      if let progress {
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(run.seen) / max(elapsed, 1e-9)
+        let remaining =
+          Double(train.count - run.seen) + Double(max(0, config.epochs - epoch - 1)) * Double(train.count)
+        progress(
+          BatchProgress(
+            epoch: epoch + 1, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch,
+            loss: run.lossSum / Double(run.seen), imagesPerSecond: rate,
+            etaSeconds: remaining / max(rate, 1e-9), learningRate: run.learningRate,
+            phase: sparsifier?.phase ?? ""))
+      }
+    }
+    run.seconds = Date().timeIntervalSince(start)
+    trainSeconds += run.seconds
+    imagesSeen += run.seen
+    return run
+  }
+
+  /// The learning rate at a step: one continuous schedule, or — with
+  /// `restartLearningRatePerStep` — restarted at every GaP step and again for the fine-tune.
+  private func learningRate(atStep step: Int, totalSteps: Int, batchesPerEpoch: Int) -> Float {
+    let warmup = batchesPerEpoch * config.warmupEpochs
+    if let sparsity, sparsity.restartLearningRatePerStep,
+      let length = sparsity.gapStepLength, let s = sparsifier, !s.masksFrozen
+    {
+      return config.schedule.rate(base: config.learningRate, step: step % length, totalSteps: length)
+    }
+    if let sparsity, sparsity.restartLearningRatePerStep, let s = sparsifier,
+      s.schedule.lastMaskChangeStep > 0, s.masksFrozen
+    {
+      let begin = s.schedule.lastMaskChangeStep
+      return config.schedule.rate(
+        base: config.learningRate, step: step - begin, totalSteps: max(1, totalSteps - begin))
+    }
+    return config.schedule.rate(
+      base: config.learningRate, step: step, totalSteps: totalSteps, warmupSteps: warmup)
+  }
+
+  private func makeRecord(epoch: Int, run: EpochRun, test: Dataset) -> EpochRecord {
+    let evaluation = evaluate(on: test)
+    var record = EpochRecord(
+      epoch: epoch, loss: run.lossSum / Double(max(run.seen, 1)),
+      trainAccuracy: 100 * Double(run.correct) / Double(max(run.seen, 1)),
+      testAccuracy: evaluation.accuracy, testLoss: evaluation.loss, seconds: run.seconds,
+      imagesPerSecond: Double(run.seen) / max(run.seconds, 1e-9), learningRate: run.learningRate)
+    record.sparsity = sparsifier?.report.sparsity ?? 0
+    record.trainFLOPs = epochFLOPs.actual
+    record.trainFLOPsDense = epochFLOPs.dense
+    record.inferenceFLOPs = layerFLOPs.reduce(0) { $0 + $1.flops * ($1.target?.density ?? 1) }
+    record.inferenceFLOPsDense = layerFLOPs.reduce(0) { $0 + $1.flops }
+    record.phase = run.phase
+    epochFLOPs = (0, 0)
+    return record
+  }
 
   /// One optimizer step on the samples at `indices`; returns the batch's loss and hits.
-  public func trainStep(train: Dataset, indices: ArraySlice<Int>) -> (loss: Double, correct: Int) {
+  public func trainStep(train: Dataset, indices: ArraySlice<Int>) throws -> (
+    loss: Double, correct: Int
+  ) {
     let x = Tensor.reuse(batchTensor, shape: [indices.count] + train.sampleShape)
     batchTensor = x
     let labels = train.fill(
       x, indices: indices, augmentation: config.augmentation, rng: &augmentRNG)
+    countFLOPs(batch: indices.count)
     let logits = model.forward(x, training: true)
     let (value, correct, gradient) = loss(logits, labels: labels)
+    guard value.isFinite else {
+      throw CoppiceError.invalidArgument(
+        "training diverged: loss is \(value) at step \(stepsTaken + 1) (lower the learning rate)")
+    }
     model.backward(gradient)
+    sparsifier?.maskGradients()
     optimizer.step()
+    if let s = sparsifier, try s.step() {
+      s.resetOptimizerState(optimizer)
+    }
     stepsTaken += 1
     return (value, correct)
+  }
+
+  /// Adds this step's conv/linear FLOPs at the current densities to the epoch's counters.
+  private func countFLOPs(batch: Int) {
+    let denseGradients = sparsifier?.needsDenseGradients ?? false
+    var actual = 0.0
+    var dense = 0.0
+    for layer in layerFLOPs {
+      let d = layer.target?.density ?? 1
+      let passes = layer.inputGradient ? 2.0 : 1.0
+      actual += layer.flops * (d * passes + (denseGradients ? 1 : d))
+      dense += layer.flops * (passes + 1)
+    }
+    epochFLOPs.actual += actual * Double(batch)
+    epochFLOPs.dense += dense * Double(batch)
   }
 
   /// Test accuracy (percent) and mean loss, in evaluation mode.
@@ -156,11 +280,12 @@ public final class Trainer {
     var correct = 0
     var lossSum = 0.0
     var start = 0
+    let x = Tensor(shape: [min(batchSize, data.count)] + data.sampleShape)
     while start < data.count {
       let end = min(data.count, start + batchSize)
-      let x = Tensor(shape: [end - start] + data.sampleShape)
-      let labels = data.fill(x, indices: Array(start..<end)[...], rng: &rng)
-      let logits = model.forward(x, training: false)
+      let batch = end - start == x.shape[0] ? x : Tensor(shape: [end - start] + data.sampleShape)
+      let labels = data.fill(batch, indices: Array(start..<end)[...], rng: &rng)
+      let logits = model.forward(batch, training: false)
       let r = loss(logits, labels: labels)
       correct += r.correct
       lossSum += r.loss * Double(end - start)
@@ -168,5 +293,85 @@ public final class Trainer {
     }
     return Evaluation(
       accuracy: 100 * Double(correct) / Double(data.count), loss: lossSum / Double(data.count))
+  }
+
+  // MARK: P-GaP in one process
+
+  /// Everything a P-GaP worker changes: parameters, running statistics, optimizer state.
+  private func snapshot() -> [[Float]] {
+    model.parameters.map(\.value.array) + model.buffers.map(\.tensor.array)
+      + optimizer.state.map(\.tensor.array)
+  }
+
+  private var snapshotTensors: [Tensor] {
+    model.parameters.map(\.value) + model.buffers.map(\.tensor) + optimizer.state.map(\.tensor)
+  }
+
+  private func restore(_ values: [[Float]]) {
+    for (t, v) in zip(snapshotTensors, values) {
+      v.withUnsafeBufferPointer { t.data.update(from: $0.baseAddress!, count: t.count) }
+    }
+  }
+
+  /// Runs P-GaP's remaining rounds: every worker grows its partition for one GaP step, starting
+  /// from the round's shared model; then partition i is taken from worker i, every other tensor
+  /// (biases, norms, running statistics, optimizer state) is averaged over the workers, and the
+  /// result is pruned to target.
+  private func runParallelGaP(
+    _ gap: ParallelGaP, train: Dataset, test: Dataset, batchesPerEpoch: Int,
+    progress: ((BatchProgress) -> Void)?, epochEnd: ((EpochRecord) -> Void)?
+  ) throws {
+    guard let sparsifier else { return }
+    guard gap.stepLength % batchesPerEpoch == 0 else {
+      throw CoppiceError.invalidArgument(
+        "P-GaP in the engine needs a step length of whole epochs (\(gap.stepLength) steps, "
+          + "\(batchesPerEpoch) per epoch)")
+    }
+    let epochsPerStep = gap.stepLength / batchesPerEpoch
+    let targetIndex = Dictionary(
+      uniqueKeysWithValues: sparsifier.targets.enumerated().compactMap { i, t in
+        t.parameter.map { (ObjectIdentifier($0), i) }
+      })
+    let tensors = snapshotTensors
+    let isTarget = model.parameters.map { targetIndex[ObjectIdentifier($0)] != nil }
+      + [Bool](repeating: false, count: tensors.count - model.parameters.count)
+    while !gap.isFinished {
+      let roundStart = snapshot()
+      let stepsAtStart = stepsTaken
+      var workerWeights: [[[Float]]] = []
+      var sums = tensors.map { [Double](repeating: 0, count: $0.count) }
+      var run = EpochRun()
+      run.phase = "P-GaP round \(gap.roundsCompleted + 1)/\(gap.rounds), \(gap.workerCount) workers"
+      for worker in 0..<gap.workerCount {
+        restore(roundStart)
+        stepsTaken = stepsAtStart
+        try sparsifier.beginParallelWorker(worker)
+        for e in 0..<epochsPerStep {
+          let r = try trainEpoch(
+            train: train, epoch: epochsDone + e, batchesPerEpoch: batchesPerEpoch,
+            progress: progress)
+          run.lossSum += r.lossSum
+          run.correct += r.correct
+          run.seen += r.seen
+          run.seconds += r.seconds
+          run.learningRate = r.learningRate
+        }
+        workerWeights.append(sparsifier.targets.map { Array(UnsafeBufferPointer(start: $0.weights, count: $0.count)) })
+        for (i, t) in tensors.enumerated() where !isTarget[i] {
+          for j in 0..<t.count { sums[i][j] += Double(t[j]) }
+        }
+      }
+      restore(roundStart)
+      let scale = 1 / Double(gap.workerCount)
+      for (i, t) in tensors.enumerated() where !isTarget[i] {
+        for j in 0..<t.count { t[j] = Float(sums[i][j] * scale) }
+      }
+      try sparsifier.finishParallelRound(workerWeights: workerWeights)
+      sparsifier.resetOptimizerState(optimizer)
+      stepsTaken = stepsAtStart + gap.stepLength
+      let record = makeRecord(epoch: epochsDone + epochsPerStep, run: run, test: test)
+      history.append(record)
+      epochEnd?(record)
+    }
   }
 }

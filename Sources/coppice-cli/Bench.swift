@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks: training throughput against the OpenBLAS sgemm rate.",
-    subcommands: [BenchTrain.self])
+    subcommands: [BenchTrain.self, BenchKernels.self])
 }
 
 /// Times `body` `repeats` times after one warm-up call; returns the median in seconds.
@@ -80,7 +80,7 @@ struct BenchTrain: ParsableCommand {
     let data = try Dataset(images: images, labels: labels, sampleShape: [1, 28, 28], classes: 10)
     let indices = Array(0..<batchSize)[...]
     let seconds = medianSeconds(repeats: steps) {
-      _ = trainer.trainStep(train: data, indices: indices)
+      _ = try? trainer.trainStep(train: data, indices: indices)
     }
     let imagesPerSecond = Double(batchSize) / seconds
     let flopsPerImage = net.trainingFLOPsPerSample

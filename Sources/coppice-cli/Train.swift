@@ -14,7 +14,9 @@ struct Train: ParsableCommand {
     abstract: "Train a reference model on Fashion-MNIST and report accuracy and speed.")
 
   @Option(help: "Model: mlp, cnn or resnet20.") var model: ReferenceModel = .cnn
-  @Option(help: "Training epochs.") var epochs = 10
+  @Option(help: "Method: dense, static, oneshot, gmp, set, rigl, cgap, pgap.")
+  var method: SparsityMethod = .dense
+  @Option(help: "Training epochs (for GaP: rounds, fine-tune and all).") var epochs = 10
   @Option(name: .long, help: "Mini-batch size.") var batchSize = 128
   @Option(help: "Base learning rate.") var lr: Float = 0.05
   @Option(help: "Optimizer: sgd or adamw.") var optimizer: OptimizerKind = .sgd
@@ -23,7 +25,7 @@ struct Train: ParsableCommand {
   @Option(help: "Weight decay (not applied to biases or norms).") var weightDecay: Float = 5e-4
   @Option(help: "Learning-rate schedule: constant, step or cosine.") var schedule: ScheduleName =
     .cosine
-  @Option(help: "Step schedule: epochs between decays.") var stepEpochs = 3
+  @Option(help: "Step LR schedule: epochs between decays.") var lrStepEpochs = 3
   @Option(help: "Step schedule: decay factor.") var gamma: Float = 0.1
   @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs = 0
   @Option(help: "Label smoothing in [0, 1).") var labelSmoothing: Float = 0
@@ -36,6 +38,7 @@ struct Train: ParsableCommand {
   @Option(help: "Use only the first N test images.") var limitTest: Int?
   @Option(help: "Write a JSON summary to this file.") var json: String?
   @Flag(help: "Print the model's layers before training.") var summary = false
+  @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
 
   func validate() throws {
     if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
@@ -63,7 +66,7 @@ struct Train: ParsableCommand {
     case .cosine: c.schedule = .cosine(minimum: 0)
     case .step:
       let batches = ((limitTrain ?? 60000) + batchSize - 1) / batchSize
-      c.schedule = .step(stepSize: stepEpochs * batches, gamma: gamma)
+      c.schedule = .step(stepSize: lrStepEpochs * batches, gamma: gamma)
     }
     if cropPadding > 0 || flip {
       c.augmentation = Augmentation(
@@ -75,61 +78,30 @@ struct Train: ParsableCommand {
 
   func run() throws {
     Threads.set(threads ?? Threads.availableCores)
-    let train: Dataset
-    let test: Dataset
-    do {
-      train = try FashionMNIST.load(directory: dataDir, split: "train", limit: limitTrain)
-      test = try FashionMNIST.load(directory: dataDir, split: "t10k", limit: limitTest)
-    } catch let error as CoppiceError {
-      throw ValidationError("cannot load data: \(error)")
-    }
-    let net = model.build(seed: seed)
-    if summary { print(net.summary) }
-    let config = makeConfig()
-    let trainer = try Trainer(model: net, config: config)
-    print(
-      "coppice \(Version.string): training \(model.rawValue) (\(net.parameterCount) parameters) "
-        + "on \(train.count) images, testing on \(test.count); \(epochs) epochs, batch \(batchSize), "
-        + "\(optimizer.rawValue) lr \(lr) \(schedule.rawValue), \(Threads.count) threads")
-    let printer = ProgressPrinter()
-    let table = TextTable(columns: [
-      ("epoch", 5), ("train loss", 10), ("train acc", 9), ("test acc", 8), ("test loss", 9),
-      ("seconds", 8), ("img/s", 7),
-    ])
-    var printedHeader = false
-    try trainer.fit(
-      train: train, test: test, progress: printer.batch,
-      epochEnd: { r in
-        printer.endEpoch()
-        if !printedHeader {
-          print(table.header())
-          printedHeader = true
-        }
-        print(
-          table.row([
-            "\(r.epoch)", String(format: "%.4f", r.loss), String(format: "%.2f%%", r.trainAccuracy),
-            String(format: "%.2f%%", r.testAccuracy), String(format: "%.4f", r.testLoss),
-            String(format: "%.1f", r.seconds), String(format: "%.0f", r.imagesPerSecond),
-          ]))
-        fflush(nil)
-      })
-    let final = trainer.history.last?.testAccuracy ?? trainer.evaluate(on: test).accuracy
-    let throughput = Double(trainer.imagesSeen) / max(trainer.trainSeconds, 1e-9)
-    print(
-      String(
-        format: "result: %@ test accuracy %.2f%% after %d epochs, %.1f s training, %.0f images/s",
-        model.rawValue, final, epochs, trainer.trainSeconds, throughput))
+    SparseDispatch.mode = sparse.dispatch
+    let data = try loadData(dataDir: dataDir, limitTrain: limitTrain, limitTest: limitTest)
+    let result = try TrainingRun(
+      model: model, method: method, config: makeConfig(), sparse: sparse, epochs: epochs,
+      printSummary: summary
+    ).run(train: data.train, test: data.test)
     if let json {
-      let summary = TrainSummary(
-        model: model.rawValue, method: "dense", epochs: epochs, testAccuracy: final,
-        trainSeconds: trainer.trainSeconds, imagesPerSecond: throughput,
-        parameters: net.parameterCount, batchSize: batchSize, learningRate: lr,
-        optimizer: optimizer.rawValue, schedule: schedule.rawValue, seed: seed,
-        threads: Threads.count, trainImages: train.count, testImages: test.count,
-        forwardFlopsPerImage: net.forwardFLOPsPerSample, history: trainer.history)
-      try summary.write(to: json)
+      try result.write(to: json)
       print("wrote \(json)")
     }
+  }
+}
+
+/// Loads Fashion-MNIST with a CLI-friendly error.
+func loadData(dataDir: String, limitTrain: Int?, limitTest: Int?) throws -> (
+  train: Dataset, test: Dataset
+) {
+  do {
+    return (
+      try FashionMNIST.load(directory: dataDir, split: "train", limit: limitTrain),
+      try FashionMNIST.load(directory: dataDir, split: "t10k", limit: limitTest)
+    )
+  } catch let error as CoppiceError {
+    throw ValidationError("cannot load data: \(error)")
   }
 }
 
@@ -152,6 +124,18 @@ struct TrainSummary: Encodable {
   let testImages: Int
   let forwardFlopsPerImage: Double
   let history: [EpochRecord]
+  /// Global sparsity of the prunable weights at the end (0 for dense).
+  let sparsity: Double
+  let targetSparsity: Double
+  /// Per prunable layer at the end of training.
+  let layers: [SparsityReport.Layer]
+  /// Seconds a dense training epoch of the same model takes, measured in the same run.
+  let denseEpochSeconds: Double?
+  let trainFlops: Double
+  let trainFlopsDense: Double
+  let inferenceFlops: Double
+  let inferenceFlopsDense: Double
+  let events: [String]
 
   enum CodingKeys: String, CodingKey {
     case model, method, epochs, parameters, optimizer, schedule, seed, threads, history
@@ -163,6 +147,13 @@ struct TrainSummary: Encodable {
     case trainImages = "train_images"
     case testImages = "test_images"
     case forwardFlopsPerImage = "forward_flops_per_image"
+    case sparsity, layers, events
+    case targetSparsity = "target_sparsity"
+    case denseEpochSeconds = "dense_epoch_seconds"
+    case trainFlops = "train_flops"
+    case trainFlopsDense = "train_flops_dense"
+    case inferenceFlops = "inference_flops"
+    case inferenceFlopsDense = "inference_flops_dense"
   }
 
   func write(to path: String) throws {

@@ -1,0 +1,52 @@
+/// Sparse targets for an engine model's prunable parameters, and attaching their masks to the
+/// layers that use them.
+extension Model {
+  /// One target per prunable parameter, in model order, with `flopsPerWeight` from the layer's
+  /// forward FLOPs at this model's input shape (2·H_out·W_out for a convolution, 2 for a
+  /// linear layer).
+  public func sparseTargets() -> [SparseTarget] {
+    var flops: [ObjectIdentifier: Double] = [:]
+    func walk(_ layer: Layer, inputShape: [Int]) {
+      if let sequence = layer as? Sequential {
+        var shape = inputShape
+        for inner in sequence.layers {
+          walk(inner, inputShape: shape)
+          shape = inner.outputShape(for: shape)
+        }
+      } else if let block = layer as? ResidualBlock {
+        walk(block.body, inputShape: inputShape)
+      } else {
+        let prunable = layer.parameters.filter(\.prunable)
+        let weights = prunable.reduce(0) { $0 + $1.count }
+        guard weights > 0 else { return }
+        let perWeight =
+          layer.forwardFLOPs(inputShape: Array(inputShape.dropFirst())) / Double(weights)
+        for p in prunable { flops[ObjectIdentifier(p)] = perWeight }
+      }
+    }
+    walk(network, inputShape: [1] + inputShape)
+    return prunableParameters.map {
+      SparseTarget(parameter: $0, flopsPerWeight: flops[ObjectIdentifier($0)] ?? 2)
+    }
+  }
+
+  /// Makes every `Linear` and `Conv2d` whose weight is one of `targets` read its mask from it
+  /// (so it can run the sparse kernels). The layers hold the targets weakly: keep the
+  /// sparsifier alive. Returns how many layers were attached.
+  @discardableResult
+  public func attachMasks(_ targets: [SparseTarget]) -> Int {
+    var byParameter: [ObjectIdentifier: SparseTarget] = [:]
+    for t in targets { if let p = t.parameter { byParameter[ObjectIdentifier(p)] = t } }
+    var attached = 0
+    for layer in network.allLayers {
+      if let linear = layer as? Linear, let t = byParameter[ObjectIdentifier(linear.weight)] {
+        linear.maskSource = t
+        attached += 1
+      } else if let conv = layer as? Conv2d, let t = byParameter[ObjectIdentifier(conv.weight)] {
+        conv.maskSource = t
+        attached += 1
+      }
+    }
+    return attached
+  }
+}

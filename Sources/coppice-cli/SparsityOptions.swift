@@ -1,0 +1,105 @@
+import ArgumentParser
+import Coppice
+import Foundation
+
+extension SparsityMethod: ExpressibleByArgument {}
+extension PartitionBalance: ExpressibleByArgument {}
+extension SparseDispatch.Mode: ExpressibleByArgument {}
+
+enum DistributionName: String, ExpressibleByArgument, CaseIterable {
+  case uniform, erk
+}
+
+/// The sparse-training options shared by `train` and `compare`.
+struct SparsityOptions: ParsableArguments {
+  @Option(help: "Target sparsity of the prunable weights, in [0, 1).") var sparsity = 0.9
+  @Option(help: "Per-layer sparsity: uniform or erk (default: erk for rigl, uniform otherwise).")
+  var distribution: DistributionName?
+  @Option(help: "ERK power.") var erkPower = 1.0
+  @Option(help: "File with explicit per-layer sparsities ('name sparsity' per line).")
+  var sparsityTable: String?
+  @Flag(help: "Keep the first prunable layer dense.") var keepFirstDense = false
+  @Flag(help: "Keep the last prunable layer dense.") var keepLastDense = false
+  @Option(help: "GaP: number of partitions κ.") var partitions = 4
+  @Option(help: "GaP: balance partitions by parameters or flops.") var partitionBalance:
+    PartitionBalance = .flops
+  @Option(help: "GaP: explicit partitions, layers comma-separated, partitions ';'-separated.")
+  var partitionList: String?
+  @Option(help: "GaP: epochs per GaP step (per worker step for pgap).") var stepEpochs = 1
+  @Option(help: "GaP: rounds (each grows every partition once).") var rounds = 1
+  @Option(help: "GaP: fine-tune epochs after the last step (default: the rest of --epochs).")
+  var finetuneEpochs: Int?
+  @Flag(help: "GaP: restart the learning-rate schedule at every GaP step.")
+  var restartLrPerStep = false
+  @Flag(help: "Keep optimizer state of weights whose mask changes (default: reset to zero).")
+  var keepOptimizerState = false
+  @Option(help: "oneshot: epoch at which to prune (default: half of training).") var pruneEpoch:
+    Int?
+  @Option(help: "set/rigl: optimizer steps between mask updates.") var updateInterval = 100
+  @Option(help: "set/rigl: fraction of kept weights dropped per update.") var dropFraction = 0.3
+  @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
+  var dispatch: SparseDispatch.Mode = .automatic
+
+  /// The number of optimizer steps in one epoch.
+  static func stepsPerEpoch(trainCount: Int, batchSize: Int) -> Int {
+    (trainCount + batchSize - 1) / batchSize
+  }
+
+  /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning).
+  func gapEpochs(method: SparsityMethod) -> Int {
+    switch method {
+    case .cgap: return rounds * partitionCount * stepEpochs
+    case .pgap: return rounds * stepEpochs
+    default: return 0
+    }
+  }
+
+  var partitionCount: Int {
+    partitionList.map { Partitioning.parseList($0).count } ?? partitions
+  }
+
+  /// Total epochs for `method`: GaP methods add their phase and the fine-tune; the others
+  /// use `epochs`.
+  func totalEpochs(method: SparsityMethod, epochs: Int) throws -> Int {
+    let gap = gapEpochs(method: method)
+    guard gap > 0 else { return epochs }
+    if let f = finetuneEpochs {
+      guard f >= 0 else { throw ValidationError("--finetune-epochs must be >= 0") }
+      return gap + f
+    }
+    guard epochs >= gap else {
+      throw ValidationError(
+        "\(method.rawValue) needs \(gap) epochs for its rounds (rounds × "
+          + (method == .cgap ? "partitions × " : "") + "step epochs) but --epochs is \(epochs)")
+    }
+    return epochs
+  }
+
+  /// The engine configuration for `method`, with epochs converted to optimizer steps.
+  func config(method: SparsityMethod, stepsPerEpoch: Int, totalEpochs: Int) throws
+    -> SparsityConfig
+  {
+    var c = SparsityConfig(method: method, sparsity: sparsity)
+    if let path = sparsityTable {
+      c.distribution = .table(try SparsityTable.load(path: path))
+    } else if let d = distribution {
+      c.distribution = d == .uniform ? .uniform : .erk(power: erkPower)
+    }
+    c.keepFirstDense = keepFirstDense
+    c.keepLastDense = keepLastDense
+    if let list = partitionList {
+      c.partitions = .explicit(Partitioning.parseList(list))
+    } else {
+      c.partitions = .balanced(count: partitions, by: partitionBalance)
+    }
+    c.gapStepLength = stepEpochs * stepsPerEpoch
+    c.rounds = rounds
+    c.restartLearningRatePerStep = restartLrPerStep
+    c.resetOptimizerState = !keepOptimizerState
+    c.pruneStep = (pruneEpoch ?? totalEpochs / 2) * stepsPerEpoch
+    c.updateInterval = updateInterval
+    c.dropFraction = dropFraction
+    try c.validate()
+    return c
+  }
+}

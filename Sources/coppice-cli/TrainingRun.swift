@@ -1,0 +1,135 @@
+import ArgumentParser
+import Coppice
+import Foundation
+
+/// One training run as the CLI shows it: progress, a per-epoch table, sparse-training events,
+/// a final per-layer report and a summary for `--json` (shared by `train` and `compare`).
+struct TrainingRun {
+  let model: ReferenceModel
+  let method: SparsityMethod
+  var config: TrainingConfig
+  let sparse: SparsityOptions
+  let epochs: Int
+  var printSummary = false
+
+  init(
+    model: ReferenceModel, method: SparsityMethod, config: TrainingConfig,
+    sparse: SparsityOptions, epochs: Int, printSummary: Bool = false
+  ) {
+    self.model = model
+    self.method = method
+    self.config = config
+    self.sparse = sparse
+    self.epochs = epochs
+    self.printSummary = printSummary
+  }
+
+  func run(train: Dataset, test: Dataset) throws -> TrainSummary {
+    var config = self.config
+    let stepsPerEpoch = SparsityOptions.stepsPerEpoch(
+      trainCount: train.count, batchSize: config.batchSize)
+    config.epochs = try sparse.totalEpochs(method: method, epochs: epochs)
+    let sparsityConfig =
+      method == .dense
+      ? nil
+      : try sparse.config(
+        method: method, stepsPerEpoch: stepsPerEpoch, totalEpochs: config.epochs)
+    let net = model.build(seed: config.seed)
+    if printSummary { print(net.summary) }
+    let denseEpoch = try measureDenseEpochSeconds(
+      config: config, train: train, stepsPerEpoch: stepsPerEpoch)
+    let trainer = try Trainer(model: net, config: config, sparsity: sparsityConfig)
+    try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+    let what = sparsityConfig.map { c in
+      "\(method.rawValue) at \(Int((c.sparsity * 100).rounded()))% sparsity "
+        + "(\(c.resolvedDistribution.name))"
+    } ?? "dense"
+    print(
+      "coppice \(Version.string): \(model.rawValue) (\(net.parameterCount) parameters), \(what); "
+        + "\(train.count) train / \(test.count) test images; \(config.epochs) epochs, batch "
+        + "\(config.batchSize), \(config.optimizer.rawValue) lr \(config.learningRate), "
+        + "\(Threads.count) threads")
+    if let d = denseEpoch {
+      print(String(format: "dense reference: %.1f s per epoch (measured on this model)", d))
+    }
+    let printer = ProgressPrinter()
+    let table = TextTable(columns: [
+      ("epoch", 5), ("train loss", 10), ("test acc", 8), ("sparsity", 8), ("seconds", 7),
+      ("vs dense", 8), ("img/s", 6), ("phase", 0),
+    ])
+    var printedHeader = false
+    var eventsShown = 0
+    func showEvents() {
+      guard let s = trainer.sparsifier else { return }
+      for e in s.events.dropFirst(eventsShown) { print("  · \(e)") }
+      eventsShown = s.events.count
+    }
+    showEvents()
+    try trainer.fit(
+      train: train, test: test, progress: printer.batch,
+      epochEnd: { r in
+        printer.endEpoch()
+        if !printedHeader {
+          print(table.header())
+          printedHeader = true
+        }
+        let ratio = denseEpoch.map { String(format: "%.2f×", r.seconds / $0) } ?? "-"
+        print(
+          table.row([
+            "\(r.epoch)", String(format: "%.4f", r.loss), String(format: "%.2f%%", r.testAccuracy),
+            String(format: "%.1f%%", 100 * r.sparsity), String(format: "%.1f", r.seconds), ratio,
+            String(format: "%.0f", r.imagesPerSecond), r.phase,
+          ]))
+        showEvents()
+        fflush(nil)
+      })
+    let report = trainer.sparsifier?.report
+    if let report {
+      print("\nper-layer sparsity at the end:")
+      print(report.table)
+    }
+    let final = trainer.history.last?.testAccuracy ?? trainer.evaluate(on: test).accuracy
+    let throughput = Double(trainer.imagesSeen) / max(trainer.trainSeconds, 1e-9)
+    let meanEpoch = trainer.trainSeconds / Double(max(1, trainer.history.count))
+    var line = String(
+      format: "result: %@ %@ test accuracy %.2f%%, sparsity %.2f%%, %d epochs, %.1f s training",
+      model.rawValue, method.rawValue, final, 100 * (report?.sparsity ?? 0), config.epochs,
+      trainer.trainSeconds)
+    if let d = denseEpoch { line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d) }
+    print(line)
+    let history = trainer.history
+    return TrainSummary(
+      model: model.rawValue, method: method.rawValue, epochs: config.epochs, testAccuracy: final,
+      trainSeconds: trainer.trainSeconds, imagesPerSecond: throughput,
+      parameters: net.parameterCount, batchSize: config.batchSize,
+      learningRate: config.learningRate, optimizer: config.optimizer.rawValue,
+      schedule: "\(config.schedule)", seed: config.seed, threads: Threads.count,
+      trainImages: train.count, testImages: test.count,
+      forwardFlopsPerImage: net.forwardFLOPsPerSample, history: history,
+      sparsity: report?.sparsity ?? 0, targetSparsity: sparsityConfig?.sparsity ?? 0,
+      layers: report?.layers ?? [], denseEpochSeconds: denseEpoch,
+      trainFlops: history.reduce(0) { $0 + $1.trainFLOPs },
+      trainFlopsDense: history.reduce(0) { $0 + $1.trainFLOPsDense },
+      inferenceFlops: history.last?.inferenceFLOPs ?? 0,
+      inferenceFlopsDense: history.last?.inferenceFLOPsDense ?? 0,
+      events: trainer.sparsifier?.events ?? [])
+  }
+
+  /// Times a few dense training steps of a fresh copy of the model on real batches and scales
+  /// to an epoch, so sparse epochs can be compared with dense ones measured in the same run.
+  /// nil for dense runs (their own epochs are the reference).
+  func measureDenseEpochSeconds(config: TrainingConfig, train: Dataset, stepsPerEpoch: Int) throws
+    -> Double?
+  {
+    guard method != .dense else { return nil }
+    let trainer = try Trainer(model: model.build(seed: config.seed), config: config)
+    let n = min(config.batchSize, train.count)
+    let indices = Array(0..<n)[...]
+    _ = try trainer.trainStep(train: train, indices: indices)
+    let steps = 6
+    let start = Date()
+    for _ in 0..<steps { _ = try trainer.trainStep(train: train, indices: indices) }
+    let perStep = Date().timeIntervalSince(start) / Double(steps)
+    return perStep * Double(train.count) / Double(n)
+  }
+}
