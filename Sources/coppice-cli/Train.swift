@@ -17,6 +17,33 @@ struct Train: ParsableCommand {
   @Option(help: "Method: dense, static, oneshot, gmp, set, rigl, cgap, pgap.")
   var method: SparsityMethod = .dense
   @Option(help: "Training epochs (for GaP: rounds, fine-tune and all).") var epochs = 10
+  @Option(help: "Write a JSON summary to this file.") var json: String?
+  @Flag(help: "Print the model's layers before training.") var summary = false
+  @OptionGroup(title: "Training") var training: TrainingOptions
+  @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
+
+  func validate() throws {
+    if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
+  }
+
+  func run() throws {
+    Threads.set(training.threads ?? Threads.availableCores)
+    SparseDispatch.mode = sparse.dispatch
+    let data = try loadData(
+      dataDir: training.dataDir, limitTrain: training.limitTrain, limitTest: training.limitTest)
+    let result = try TrainingRun(
+      model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse, epochs: epochs,
+      printSummary: summary
+    ).run(train: data.train, test: data.test)
+    if let json {
+      try result.write(to: json)
+      print("wrote \(json)")
+    }
+  }
+}
+
+/// Options of the training loop shared by `train` and `compare`.
+struct TrainingOptions: ParsableArguments {
   @Option(name: .long, help: "Mini-batch size.") var batchSize = 128
   @Option(help: "Base learning rate.") var lr: Float = 0.05
   @Option(help: "Optimizer: sgd or adamw.") var optimizer: OptimizerKind = .sgd
@@ -36,12 +63,8 @@ struct Train: ParsableCommand {
   @Option(help: "Directory with the IDX files.") var dataDir = FashionMNIST.defaultDirectory
   @Option(help: "Use only the first N training images.") var limitTrain: Int?
   @Option(help: "Use only the first N test images.") var limitTest: Int?
-  @Option(help: "Write a JSON summary to this file.") var json: String?
-  @Flag(help: "Print the model's layers before training.") var summary = false
-  @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
 
   func validate() throws {
-    if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
     if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
     if !(lr > 0) { throw ValidationError("--lr must be positive") }
     if let t = threads, t < 1 { throw ValidationError("--threads must be >= 1") }
@@ -49,7 +72,7 @@ struct Train: ParsableCommand {
     if let n = limitTest, n < 1 { throw ValidationError("--limit-test must be >= 1") }
   }
 
-  func makeConfig() -> TrainingConfig {
+  func makeConfig(epochs: Int) -> TrainingConfig {
     var c = TrainingConfig()
     c.epochs = epochs
     c.batchSize = batchSize
@@ -76,19 +99,6 @@ struct Train: ParsableCommand {
     return c
   }
 
-  func run() throws {
-    Threads.set(threads ?? Threads.availableCores)
-    SparseDispatch.mode = sparse.dispatch
-    let data = try loadData(dataDir: dataDir, limitTrain: limitTrain, limitTest: limitTest)
-    let result = try TrainingRun(
-      model: model, method: method, config: makeConfig(), sparse: sparse, epochs: epochs,
-      printSummary: summary
-    ).run(train: data.train, test: data.test)
-    if let json {
-      try result.write(to: json)
-      print("wrote \(json)")
-    }
-  }
 }
 
 /// Loads Fashion-MNIST with a CLI-friendly error.
