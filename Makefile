@@ -46,10 +46,15 @@ lib: $(STAMP)
 	ln -sf libcoppice.so.$(VERSION) $(DIST)/lib/libcoppice.so.$(SOVERSION)
 	ln -sf libcoppice.so.$(SOVERSION) $(DIST)/lib/libcoppice.so
 
+# The main job: C-GaP at 90% sparsity on the cnn, 4 partitions, one round of 1-epoch steps and
+# one fine-tune epoch, on the full Fashion-MNIST; prints progress, a per-epoch table (accuracy,
+# sparsity, time vs a dense epoch measured in the same run) and the per-layer sparsity.
 demo: build
-	$(COPPICE) train --model cnn --epochs 2 --json runs/demo.json
+	@mkdir -p runs
+	$(COPPICE) train --model cnn --method cgap --sparsity 0.9 --partitions 4 --step-epochs 1 \
+	  --rounds 1 --epochs 5 --json runs/demo.json
 
-test: test-swift test-kernels check-sanitize test-abi test-python
+test: test-swift test-kernels check-sanitize test-abi test-python test-extra
 	@echo "make test: all suites passed"
 
 test-swift: $(STAMP)
@@ -90,6 +95,12 @@ install: lib
 	install -m 644 include/coppice.h $(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/coppice.pc.in \
 	  > $(PREFIX)/lib/pkgconfig/coppice.pc
+
+# Example and binding test targets live in mk/*.mk (each adds itself to TEST_EXTRA).
+TEST_EXTRA :=
+-include mk/*.mk
+
+test-extra: $(TEST_EXTRA)
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

@@ -17,6 +17,9 @@
 #ifndef COPPICE_H
 #define COPPICE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -75,6 +78,248 @@ coppice_status coppice_set_threads(int threads);
  * The number of threads the compute kernels use. Never fails.
  */
 int coppice_get_threads(void);
+
+/*
+ * Log messages (schedule events such as "step 1200: prune partition 1, grow partition 2").
+ * level: 0 = debug, 1 = info, 2 = warning. The callback may be called from the thread that
+ * calls into the library; `message` is valid only during the call. Pass NULL to stop logging.
+ * Process-wide; set it before creating handles.
+ */
+typedef void (*coppice_log_callback)(int level, const char *message, void *user_data);
+void coppice_set_log_callback(coppice_log_callback callback, void *user_data);
+
+/* ============================================================================================
+ * The sparsifier: sparse training (GaP and the baselines) on weights the host owns.
+ *
+ * The host keeps its weights and optimizer. It registers each prunable weight buffer, then in
+ * its training loop calls, every optimizer step:
+ *     backward pass (host)  ->  coppice_sparsifier_mask_gradients
+ *     optimizer step (host) ->  coppice_sparsifier_step (applies masks, grows/prunes on schedule)
+ * and, when step reports a mask change, zeroes its optimizer state where
+ * coppice_sparsifier_changed_mask says so. The library never copies, frees or keeps pointers
+ * to host memory other than the registered weight/gradient buffers, which must stay valid (and
+ * not move) until the sparsifier is destroyed.
+ * Thread-safety: one thread at a time per sparsifier; different sparsifiers are independent.
+ * ========================================================================================== */
+typedef struct coppice_sparsifier coppice_sparsifier;
+
+/*
+ * Sparsifier configuration. Initialise with coppice_sparsifier_config_init (which sets
+ * struct_size and the defaults), then change fields. Strings are copied by _create.
+ */
+typedef struct coppice_sparsifier_config {
+  size_t struct_size;       /* sizeof(coppice_sparsifier_config), set by _init */
+  const char *method;       /* "dense", "static", "oneshot", "gmp", "set", "rigl", "cgap",
+                               "pgap" (default "cgap") */
+  double sparsity;          /* target sparsity in [0, 1) (default 0.9) */
+  const char *distribution; /* "uniform", "erk" or NULL for the method's default */
+  double erk_power;         /* default 1 */
+  int keep_first_dense;     /* non-zero: first registered parameter stays dense */
+  int keep_last_dense;      /* non-zero: last registered parameter stays dense */
+  int64_t total_steps;      /* optimizer steps the host will run (required, >= 1) */
+  int64_t steps_per_epoch;  /* optimizer steps per epoch (default: total_steps) */
+  int partitions;           /* GaP partitions κ (default 4; contiguous in registration order) */
+  const char *partition_balance; /* "flops" or "parameters" (default "flops") */
+  int64_t gap_step_length;  /* GaP step length in optimizer steps (0: rounds fill 75%) */
+  int rounds;               /* GaP rounds (default 2) */
+  int64_t update_interval;  /* set/rigl: steps between mask updates (default 100) */
+  double drop_fraction;     /* set/rigl (default 0.3) */
+  int64_t prune_step;       /* oneshot: step to prune at (-1: half of training) */
+  uint64_t seed;            /* random masks and growth (default 0) */
+} coppice_sparsifier_config;
+
+/* Sets struct_size and every default. Never fails; does nothing when config is NULL. */
+void coppice_sparsifier_config_init(coppice_sparsifier_config *config);
+
+/*
+ * Creates a sparsifier. *out receives the handle (destroy with coppice_sparsifier_destroy).
+ * Errors: COPPICE_INVALID_ARGUMENT (NULL, bad struct_size, unknown method or distribution,
+ * sparsity outside [0, 1), total_steps < 1, ...). The config may be freed after the call.
+ */
+coppice_status coppice_sparsifier_create(const coppice_sparsifier_config *config,
+                                         coppice_sparsifier **out);
+
+/* Destroys a sparsifier (NULL is allowed). Host buffers are not touched. */
+void coppice_sparsifier_destroy(coppice_sparsifier *sparsifier);
+
+/*
+ * Registers a weight buffer (float32, row-major, `rank` dims in `shape`) under a unique name,
+ * before coppice_sparsifier_start. `gradients` (same size, may be NULL) is needed by
+ * mask_gradients and by RigL. `flops_per_weight` (<= 0: 2) weights the FLOP-balanced GaP
+ * partitions (e.g. 2·H_out·W_out for a convolution). The buffers stay owned by the host.
+ * Errors: INVALID_ARGUMENT (NULL, empty name, rank outside 1..8, non-positive dims, name
+ * registered twice), INVALID_STATE (already started).
+ */
+coppice_status coppice_sparsifier_add_parameter(coppice_sparsifier *sparsifier, const char *name,
+                                                float *weights, const int64_t *shape, int rank,
+                                                float *gradients, double flops_per_weight);
+
+/*
+ * Resolves per-parameter sparsities, builds the schedule and applies the initial masks
+ * (masked weights are set to zero). Errors: INVALID_STATE (no parameters, started twice),
+ * INVALID_ARGUMENT (e.g. a GaP schedule that does not fit in total_steps).
+ */
+coppice_status coppice_sparsifier_start(coppice_sparsifier *sparsifier);
+
+/* Call after the backward pass: zeroes gradients at masked positions (keeping a dense copy
+ * first when the coming update needs one, for RigL). Errors: INVALID_STATE (not started). */
+coppice_status coppice_sparsifier_mask_gradients(coppice_sparsifier *sparsifier);
+
+/*
+ * Call after the optimizer step: re-applies the masks, then grows/prunes when the schedule
+ * says so. *masks_changed (may be NULL) is set to 1 if any mask changed. Errors: INVALID_STATE.
+ */
+coppice_status coppice_sparsifier_step(coppice_sparsifier *sparsifier, int *masks_changed);
+
+/* *out = 1 when the coming step needs dense gradients (host must compute full gradients). */
+coppice_status coppice_sparsifier_needs_dense_gradients(const coppice_sparsifier *sparsifier,
+                                                        int *out);
+
+/*
+ * Copies the mask of parameter `name` (1 = kept) into `mask` (`count` bytes, the parameter's
+ * element count). Errors: NOT_FOUND (unknown name), SHAPE_MISMATCH (count), INVALID_STATE.
+ */
+coppice_status coppice_sparsifier_get_mask(const coppice_sparsifier *sparsifier, const char *name,
+                                           uint8_t *mask, int64_t count);
+
+/*
+ * For the last start/step call: out[i] = 1 where parameter `name`'s mask changed (grown or
+ * pruned), else 0 — where the host should zero its optimizer moments. Same errors as get_mask.
+ */
+coppice_status coppice_sparsifier_changed_mask(const coppice_sparsifier *sparsifier,
+                                               const char *name, uint8_t *out, int64_t count);
+
+/* *out = sparsity of parameter `name`, or over all parameters when name is NULL. */
+coppice_status coppice_sparsifier_sparsity(const coppice_sparsifier *sparsifier, const char *name,
+                                           double *out);
+
+/* Number of registered parameters and completed steps. */
+coppice_status coppice_sparsifier_parameter_count(const coppice_sparsifier *sparsifier,
+                                                  int *out);
+coppice_status coppice_sparsifier_steps(const coppice_sparsifier *sparsifier, int64_t *out);
+
+/*
+ * What the schedule is doing ("C-GaP round 1/2, partition 3 dense", "fine-tune", ...). The
+ * string is owned by the sparsifier and valid until its next call. NULL on a NULL handle.
+ */
+const char *coppice_sparsifier_phase(coppice_sparsifier *sparsifier);
+
+/*
+ * Saves the sparsifier's state (masks, step counter, schedule state) to `path`, atomically
+ * (temporary file, fsync, rename). Load it into a sparsifier created with the same config and
+ * parameters, instead of calling start, to resume. Errors: IO_ERROR, INVALID_FILE (load of a
+ * bad or mismatched file), INVALID_STATE.
+ */
+coppice_status coppice_sparsifier_save(const coppice_sparsifier *sparsifier, const char *path);
+coppice_status coppice_sparsifier_load(coppice_sparsifier *sparsifier, const char *path);
+
+/* ============================================================================================
+ * Sparse matrices: the runtime's sparse kernels on the host's own buffers.
+ * W is rows×cols (sparse), X is cols×n, Y and dY are rows×n, dX is cols×n; all row-major
+ * float32 with n the contiguous dimension. Thread-safety: a matrix may be used by one thread
+ * at a time; products use the library's kernel threads.
+ * ========================================================================================== */
+typedef struct coppice_sparse_matrix coppice_sparse_matrix;
+
+/*
+ * Builds the sparse form of `dense` (rows×cols) under `mask` (rows×cols bytes, non-zero =
+ * kept; NULL: keep the non-zero entries of dense). Both are copied. Errors: INVALID_ARGUMENT.
+ */
+coppice_status coppice_sparse_matrix_create(int64_t rows, int64_t cols, const float *dense,
+                                            const uint8_t *mask, coppice_sparse_matrix **out);
+void coppice_sparse_matrix_destroy(coppice_sparse_matrix *matrix);
+/* Refreshes the stored values from `dense` (same mask). */
+coppice_status coppice_sparse_matrix_update(coppice_sparse_matrix *matrix, const float *dense);
+/* Number of kept entries. */
+coppice_status coppice_sparse_matrix_nnz(const coppice_sparse_matrix *matrix, int64_t *out);
+/* y = W·x + beta·y (y is not read when beta == 0). */
+coppice_status coppice_spmm(const coppice_sparse_matrix *w, int64_t n, const float *x, float beta,
+                            float *y);
+/* dx = Wᵀ·dy + beta·dx. */
+coppice_status coppice_spmm_transposed(const coppice_sparse_matrix *w, int64_t n,
+                                       const float *dy, float beta, float *dx);
+/* dw (rows×cols, dense) = (dy·xᵀ) at kept positions, 0 elsewhere. */
+coppice_status coppice_sddmm(const coppice_sparse_matrix *w, int64_t n, const float *dy,
+                             const float *x, float *dw);
+
+/* ============================================================================================
+ * The engine: models built, trained and run by the runtime (sparse layers on sparse kernels).
+ * Thread-safety: one thread at a time per model and per dataset handle.
+ * ========================================================================================== */
+typedef struct coppice_model coppice_model;
+typedef struct coppice_dataset coppice_dataset;
+
+/* A reference model by name: "mlp", "cnn" or "resnet20", initialised from `seed`, for 1×28×28
+ * inputs and `classes` outputs. Errors: NOT_FOUND (unknown name), INVALID_ARGUMENT. */
+coppice_status coppice_model_create(const char *name, uint64_t seed, int classes,
+                                    coppice_model **out);
+void coppice_model_destroy(coppice_model *model);
+/* Number of trainable parameters. */
+coppice_status coppice_model_parameter_count(const coppice_model *model, int64_t *out);
+
+/*
+ * An in-memory dataset copied from caller arrays: `count` samples of `sample_size` floats
+ * (shape 1×H×W with H·W = sample_size for the reference models; pass height and width) and
+ * int32 labels in [0, classes). Errors: INVALID_ARGUMENT (NULL, sizes, labels, NaN).
+ */
+coppice_status coppice_dataset_create(const float *images, const int32_t *labels, int64_t count,
+                                      int height, int width, int classes,
+                                      coppice_dataset **out);
+/* Fashion-MNIST-style IDX files ("train" or "t10k" split) from `directory` (NULL: the default
+ * /usr/share/datasets/fashion-mnist), first `limit` samples (<= 0: all), normalised.
+ * Errors: IO_ERROR, INVALID_FILE (message names the file). */
+coppice_status coppice_dataset_load_idx(const char *directory, const char *split, int64_t limit,
+                                        coppice_dataset **out);
+void coppice_dataset_destroy(coppice_dataset *dataset);
+coppice_status coppice_dataset_count(const coppice_dataset *dataset, int64_t *out);
+
+/* Called after every epoch of coppice_train; return non-zero to stop training early. */
+typedef int (*coppice_epoch_callback)(int epoch, double train_loss, double test_accuracy,
+                                      double sparsity, double seconds, void *user_data);
+
+/* Training configuration. Initialise with coppice_train_config_init. */
+typedef struct coppice_train_config {
+  size_t struct_size;        /* sizeof(coppice_train_config), set by _init */
+  int epochs;                /* default 10 */
+  int batch_size;            /* default 128 */
+  float learning_rate;       /* default 0.05 */
+  const char *optimizer;     /* "sgd" (default) or "adamw" */
+  float momentum;            /* default 0.9 */
+  float weight_decay;        /* default 5e-4 */
+  const char *lr_schedule;   /* "cosine" (default), "constant" */
+  uint64_t seed;             /* default 0 */
+  /* Sparse training: method "dense" trains dense. total_steps and steps_per_epoch are
+   * filled in by coppice_train; gap_step_length counts optimizer steps (0: one epoch). */
+  coppice_sparsifier_config sparsity;
+  coppice_epoch_callback on_epoch; /* may be NULL */
+  void *user_data;
+} coppice_train_config;
+
+void coppice_train_config_init(coppice_train_config *config);
+
+/* Results of coppice_train. */
+typedef struct coppice_train_result {
+  double test_accuracy;      /* percent, after the last epoch */
+  double sparsity;           /* global sparsity of the prunable weights */
+  double train_seconds;
+  int epochs;                /* epochs run */
+} coppice_train_result;
+
+/*
+ * Trains `model` on `train`, evaluating on `test` after every epoch. result may be NULL.
+ * Errors: INVALID_ARGUMENT (NULL handles, bad config, data shape not the model's input).
+ */
+coppice_status coppice_train(coppice_model *model, const coppice_dataset *train,
+                             const coppice_dataset *test, const coppice_train_config *config,
+                             coppice_train_result *result);
+
+/* Test accuracy in percent. */
+coppice_status coppice_evaluate(coppice_model *model, const coppice_dataset *data,
+                                double *accuracy);
+
+/* Inference: logits (count × classes) for `count` images of height×width floats. */
+coppice_status coppice_predict(coppice_model *model, const float *images, int64_t count,
+                               int height, int width, float *logits, int64_t logits_count);
 
 #ifdef __cplusplus
 }
