@@ -60,7 +60,8 @@ let package = Package(
       ]
     ),
     .target(name: "Coppice", dependencies: ["CCoppiceKernels"]),
-    .target(name: "CoppiceC", dependencies: ["Coppice"]),
+    .target(name: "CCoppiceABI"),
+    .target(name: "CoppiceC", dependencies: ["Coppice", "CCoppiceABI", "CCoppiceKernels"]),
     .executableTarget(
       name: "coppice-cli",
       dependencies: [

@@ -116,7 +116,8 @@ public final class Trainer {
   public func fit(
     train: Dataset, test: Dataset,
     progress: ((BatchProgress) -> Void)? = nil,
-    epochEnd: ((EpochRecord) -> Void)? = nil
+    epochEnd: ((EpochRecord) -> Void)? = nil,
+    shouldStop: () -> Bool = { false }
   ) throws -> [EpochRecord] {
     guard train.sampleShape == model.inputShape, test.sampleShape == model.inputShape else {
       throw CoppiceError.invalidArgument(
@@ -130,7 +131,7 @@ public final class Trainer {
         gap, train: train, test: test, batchesPerEpoch: batchesPerEpoch, progress: progress,
         epochEnd: epochEnd)
     }
-    while epochsDone < config.epochs {
+    while epochsDone < config.epochs && !shouldStop() {
       let run = try trainEpoch(
         train: train, epoch: epochsDone, batchesPerEpoch: batchesPerEpoch, progress: progress)
       let record = makeRecord(epoch: epochsDone + 1, run: run, test: test)

@@ -1,0 +1,258 @@
+// coppice_model_*, coppice_dataset_*, coppice_train/evaluate/predict: the built-in engine.
+import CCoppiceABI
+import Coppice
+import Foundation
+
+final class ModelHandle {
+  let model: Model
+  init(model: Model) { self.model = model }
+}
+
+final class DatasetHandle {
+  let dataset: Dataset
+  init(dataset: Dataset) { self.dataset = dataset }
+}
+
+@_cdecl("coppice_model_create")
+public func cModelCreate(
+  _ name: UnsafePointer<CChar>?, _ seed: UInt64, _ classes: Int32,
+  _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+  guarded("coppice_model_create") {
+    let out = try output(out, "out")
+    out.pointee = nil
+    let n = try string(name, "name")
+    guard let kind = ReferenceModel(rawValue: n) else {
+      throw APIError(.notFound, "unknown model '\(n)' (mlp, cnn, resnet20)")
+    }
+    guard classes >= 2, classes <= 100_000 else {
+      throw APIError(.invalidArgument, "classes must be in 2...100000, got \(classes)")
+    }
+    out.pointee = Handles.register(ModelHandle(model: kind.build(seed: seed, classes: Int(classes))))
+  }
+}
+
+@_cdecl("coppice_model_destroy")
+public func cModelDestroy(_ handle: OpaquePointer?) { Handles.destroy(handle, as: ModelHandle.self) }
+
+@_cdecl("coppice_model_parameter_count")
+public func cModelParameterCount(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?)
+  -> Int32
+{
+  guarded("coppice_model_parameter_count") {
+    let h = try Handles.resolve(handle, as: ModelHandle.self, what: "model")
+    try output(out, "out").pointee = Int64(h.model.parameterCount)
+  }
+}
+
+@_cdecl("coppice_dataset_create")
+public func cDatasetCreate(
+  _ images: UnsafePointer<Float>?, _ labels: UnsafePointer<Int32>?, _ count: Int64,
+  _ height: Int32, _ width: Int32, _ classes: Int32, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+  guarded("coppice_dataset_create") {
+    let out = try output(out, "out")
+    out.pointee = nil
+    guard let images else { throw APIError(.invalidArgument, "images is NULL") }
+    guard let labels else { throw APIError(.invalidArgument, "labels is NULL") }
+    guard height >= 1, width >= 1, height <= 4096, width <= 4096 else {
+      throw APIError(.invalidArgument, "height and width must be in 1...4096")
+    }
+    let size = Int64(height) * Int64(width)
+    guard count >= 1, count.multipliedReportingOverflow(by: size).partialValue < 1 << 32 else {
+      throw APIError(.invalidArgument, "count must be >= 1 and count·height·width < 2^32")
+    }
+    let n = Int(count)
+    let pixels = Array(UnsafeBufferPointer(start: images, count: n * Int(size)))
+    let y = Array(UnsafeBufferPointer(start: labels, count: n))
+    out.pointee = Handles.register(
+      DatasetHandle(
+        dataset: try Dataset(
+          images: pixels, labels: y, sampleShape: [1, Int(height), Int(width)],
+          classes: Int(classes))))
+  }
+}
+
+@_cdecl("coppice_dataset_load_idx")
+public func cDatasetLoadIDX(
+  _ directory: UnsafePointer<CChar>?, _ split: UnsafePointer<CChar>?, _ limit: Int64,
+  _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+  guarded("coppice_dataset_load_idx") {
+    let out = try output(out, "out")
+    out.pointee = nil
+    let dir = directory.map { String(cString: $0) } ?? FashionMNIST.defaultDirectory
+    let s = try string(split, "split")
+    guard s == "train" || s == "t10k" else {
+      throw APIError(.invalidArgument, "split must be \"train\" or \"t10k\", got \"\(s)\"")
+    }
+    let data = try FashionMNIST.load(
+      directory: dir, split: s, limit: limit > 0 ? Int(min(limit, Int64(Int32.max))) : nil)
+    out.pointee = Handles.register(DatasetHandle(dataset: data))
+  }
+}
+
+@_cdecl("coppice_dataset_destroy")
+public func cDatasetDestroy(_ handle: OpaquePointer?) {
+  Handles.destroy(handle, as: DatasetHandle.self)
+}
+
+@_cdecl("coppice_dataset_count")
+public func cDatasetCount(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> Int32 {
+  guarded("coppice_dataset_count") {
+    let h = try Handles.resolve(handle, as: DatasetHandle.self, what: "dataset")
+    try output(out, "out").pointee = Int64(h.dataset.count)
+  }
+}
+
+func defaultTrainConfig() -> coppice_train_config {
+  var c = coppice_train_config()
+  c.struct_size = MemoryLayout<coppice_train_config>.size
+  c.epochs = 10
+  c.batch_size = 128
+  c.learning_rate = 0.05
+  c.optimizer = nil
+  c.momentum = 0.9
+  c.weight_decay = 5e-4
+  c.lr_schedule = nil
+  c.seed = 0
+  c.sparsity = defaultSparsifierConfig()
+  c.sparsity.method = nil
+  c.sparsity.total_steps = 1
+  c.on_epoch = nil
+  c.user_data = nil
+  return c
+}
+
+@_cdecl("coppice_train_config_init")
+public func cTrainConfigInit(_ config: UnsafeMutablePointer<coppice_train_config>?) {
+  config?.pointee = defaultTrainConfig()
+}
+
+@_cdecl("coppice_train")
+public func cTrain(
+  _ model: OpaquePointer?, _ train: OpaquePointer?, _ test: OpaquePointer?,
+  _ config: UnsafePointer<coppice_train_config>?,
+  _ result: UnsafeMutablePointer<coppice_train_result>?
+) -> Int32 {
+  guarded("coppice_train") {
+    let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
+    let trainData = try Handles.resolve(train, as: DatasetHandle.self, what: "train").dataset
+    let testData = try Handles.resolve(test, as: DatasetHandle.self, what: "test").dataset
+    let c = try readConfig(config, defaults: defaultTrainConfig(), what: "config")
+    guard trainData.sampleShape == m.inputShape, testData.sampleShape == m.inputShape else {
+      throw APIError(
+        .shapeMismatch,
+        "data samples \(trainData.sampleShape) do not match the model's input \(m.inputShape)")
+    }
+    guard trainData.classes <= m.numberOfClasses, testData.classes <= m.numberOfClasses else {
+      throw APIError(.shapeMismatch, "data has more classes than the model's outputs")
+    }
+    var t = TrainingConfig()
+    guard c.epochs >= 1, c.epochs <= 100_000 else {
+      throw APIError(.invalidArgument, "epochs must be in 1...100000, got \(c.epochs)")
+    }
+    t.epochs = Int(c.epochs)
+    t.batchSize = Int(c.batch_size)
+    t.learningRate = c.learning_rate
+    let opt = c.optimizer.map { String(cString: $0) } ?? "sgd"
+    guard let kind = OptimizerKind(rawValue: opt) else {
+      throw APIError(.invalidArgument, "unknown optimizer '\(opt)' (sgd, adamw)")
+    }
+    t.optimizer = kind
+    t.momentum = c.momentum
+    t.weightDecay = c.weight_decay
+    switch c.lr_schedule.map({ String(cString: $0) }) ?? "cosine" {
+    case "cosine": t.schedule = .cosine(minimum: 0)
+    case "constant": t.schedule = .constant
+    case let other: throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
+    }
+    t.seed = c.seed
+    try t.validate()
+    let stepsPerEpoch = (trainData.count + t.batchSize - 1) / t.batchSize
+    var sc = c.sparsity
+    sc.struct_size = MemoryLayout<coppice_sparsifier_config>.size
+    if sc.gap_step_length == 0 { sc.gap_step_length = Int64(stepsPerEpoch) }
+    let methodName = sc.method.map { String(cString: $0) } ?? "dense"
+    sc.method = nil
+    var sparsity: SparsityConfig?
+    if methodName != "dense" {
+      sparsity = try methodName.withCString { name -> SparsityConfig in
+        sc.method = name
+        return try sparsityConfig(sc)
+      }
+    }
+    let trainer = try Trainer(model: m, config: t, sparsity: sparsity)
+    let callback = c.on_epoch
+    let user = c.user_data
+    var stopped = false
+    do {
+      try trainer.fit(
+        train: trainData, test: testData,
+        epochEnd: { r in
+          if let callback,
+            callback(Int32(r.epoch), r.loss, r.testAccuracy, r.sparsity, r.seconds, user) != 0
+          {
+            stopped = true
+          }
+          if let s = trainer.sparsifier { for e in s.lastEvents { Log.emit(1, e) } }
+        }, shouldStop: { stopped })
+    }
+    if let result {
+      result.pointee.test_accuracy = trainer.history.last?.testAccuracy ?? 0
+      result.pointee.sparsity = trainer.sparsifier?.report.sparsity ?? 0
+      result.pointee.train_seconds = trainer.trainSeconds
+      result.pointee.epochs = Int32(trainer.history.count)
+    }
+  }
+}
+
+@_cdecl("coppice_evaluate")
+public func cEvaluate(
+  _ model: OpaquePointer?, _ data: OpaquePointer?, _ accuracy: UnsafeMutablePointer<Double>?
+) -> Int32 {
+  guarded("coppice_evaluate") {
+    let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
+    let d = try Handles.resolve(data, as: DatasetHandle.self, what: "data").dataset
+    let out = try output(accuracy, "accuracy")
+    guard d.sampleShape == m.inputShape else {
+      throw APIError(.shapeMismatch, "data samples \(d.sampleShape) ≠ model input \(m.inputShape)")
+    }
+    out.pointee = Trainer.evaluate(model: m, on: d).accuracy
+  }
+}
+
+@_cdecl("coppice_predict")
+public func cPredict(
+  _ model: OpaquePointer?, _ images: UnsafePointer<Float>?, _ count: Int64, _ height: Int32,
+  _ width: Int32, _ logits: UnsafeMutablePointer<Float>?, _ logitsCount: Int64
+) -> Int32 {
+  guarded("coppice_predict") {
+    let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
+    guard let images else { throw APIError(.invalidArgument, "images is NULL") }
+    let out = try output(logits, "logits")
+    guard [1, Int(height), Int(width)] == m.inputShape else {
+      throw APIError(
+        .shapeMismatch, "images are \(height)×\(width), the model takes \(m.inputShape)")
+    }
+    guard count >= 1, count <= 1 << 24 else {
+      throw APIError(.invalidArgument, "count must be in 1...2^24, got \(count)")
+    }
+    let classes = m.numberOfClasses
+    guard logitsCount == count * Int64(classes) else {
+      throw APIError(
+        .shapeMismatch, "logits holds \(logitsCount) floats; \(count) images need \(count * Int64(classes))")
+    }
+    let size = Int(height) * Int(width)
+    let batch = 256
+    var start = 0
+    while start < Int(count) {
+      let n = min(batch, Int(count) - start)
+      let x = Tensor(shape: [n, 1, Int(height), Int(width)])
+      x.data.update(from: images + start * size, count: n * size)
+      let y = m.forward(x, training: false)
+      (out + start * classes).update(from: y.data, count: n * classes)
+      start += n
+    }
+  }
+}

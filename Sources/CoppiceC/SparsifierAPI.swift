@@ -1,0 +1,350 @@
+// coppice_sparsifier_*: sparse training on weights the host owns.
+import CCoppiceABI
+import Coppice
+import Foundation
+
+/// The object behind a coppice_sparsifier handle: targets registered so far, then the engine's
+/// Sparsifier once started.
+final class SparsifierHandle {
+  let config: SparsityConfig
+  let totalSteps: Int
+  let stepsPerEpoch: Int
+  let seed: UInt64
+  var targets: [SparseTarget] = []
+  var sparsifier: Sparsifier?
+  var phaseString: UnsafeMutablePointer<CChar>?
+
+  init(config: SparsityConfig, totalSteps: Int, stepsPerEpoch: Int, seed: UInt64) {
+    self.config = config
+    self.totalSteps = totalSteps
+    self.stepsPerEpoch = stepsPerEpoch
+    self.seed = seed
+  }
+
+  deinit { free(phaseString) }
+
+  func started() throws -> Sparsifier {
+    guard let sparsifier else {
+      throw APIError(.invalidState, "call coppice_sparsifier_start first")
+    }
+    return sparsifier
+  }
+
+  func target(_ name: UnsafePointer<CChar>?, count: Int64) throws -> SparseTarget {
+    let n = try string(name, "name")
+    guard let t = targets.first(where: { $0.name == n }) else {
+      throw APIError(.notFound, "no parameter named '\(n)'")
+    }
+    guard count == Int64(t.count) else {
+      throw APIError(
+        .shapeMismatch, "parameter '\(n)' has \(t.count) elements, the buffer holds \(count)")
+    }
+    return t
+  }
+}
+
+func defaultSparsifierConfig() -> coppice_sparsifier_config {
+  var c = coppice_sparsifier_config()
+  c.struct_size = MemoryLayout<coppice_sparsifier_config>.size
+  c.method = nil
+  c.sparsity = 0.9
+  c.distribution = nil
+  c.erk_power = 1
+  c.keep_first_dense = 0
+  c.keep_last_dense = 0
+  c.total_steps = 0
+  c.steps_per_epoch = 0
+  c.partitions = 4
+  c.partition_balance = nil
+  c.gap_step_length = 0
+  c.rounds = 2
+  c.update_interval = 100
+  c.drop_fraction = 0.3
+  c.prune_step = -1
+  c.seed = 0
+  return c
+}
+
+/// Converts and validates a C sparsifier config.
+func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
+  let methodName = c.method.map { String(cString: $0) } ?? "cgap"
+  let method: SparsityMethod
+  do { method = try SparsityMethod(parsing: methodName) } catch {
+    throw APIError(.invalidArgument, "\(error)")
+  }
+  guard c.sparsity.isFinite, c.sparsity >= 0, c.sparsity < 1 else {
+    throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(c.sparsity)")
+  }
+  var s = SparsityConfig(method: method, sparsity: c.sparsity)
+  if let d = c.distribution.map({ String(cString: $0) }) {
+    switch d {
+    case "uniform": s.distribution = .uniform
+    case "erk":
+      guard c.erk_power.isFinite, c.erk_power >= 0 else {
+        throw APIError(.invalidArgument, "erk_power must be finite and >= 0, got \(c.erk_power)")
+      }
+      s.distribution = .erk(power: c.erk_power)
+    default: throw APIError(.invalidArgument, "unknown distribution '\(d)' (uniform, erk)")
+    }
+  }
+  s.keepFirstDense = c.keep_first_dense != 0
+  s.keepLastDense = c.keep_last_dense != 0
+  guard c.partitions >= 1, c.partitions <= 1024 else {
+    throw APIError(.invalidArgument, "partitions must be in 1...1024, got \(c.partitions)")
+  }
+  let balanceName = c.partition_balance.map { String(cString: $0) } ?? "flops"
+  guard let balance = PartitionBalance(rawValue: balanceName) else {
+    throw APIError(.invalidArgument, "unknown partition_balance '\(balanceName)' (flops, parameters)")
+  }
+  s.partitions = .balanced(count: Int(c.partitions), by: balance)
+  guard c.gap_step_length >= 0 else {
+    throw APIError(.invalidArgument, "gap_step_length must be >= 0, got \(c.gap_step_length)")
+  }
+  if c.gap_step_length > 0 { s.gapStepLength = Int(c.gap_step_length) }
+  guard c.rounds >= 1 else { throw APIError(.invalidArgument, "rounds must be >= 1, got \(c.rounds)") }
+  s.rounds = Int(c.rounds)
+  guard c.update_interval >= 1 else {
+    throw APIError(.invalidArgument, "update_interval must be >= 1, got \(c.update_interval)")
+  }
+  s.updateInterval = Int(c.update_interval)
+  guard c.drop_fraction.isFinite, c.drop_fraction >= 0, c.drop_fraction <= 1 else {
+    throw APIError(.invalidArgument, "drop_fraction must be in [0, 1], got \(c.drop_fraction)")
+  }
+  s.dropFraction = c.drop_fraction
+  if c.prune_step >= 0 { s.pruneStep = Int(c.prune_step) }
+  try s.validate()
+  return s
+}
+
+@_cdecl("coppice_sparsifier_config_init")
+public func cSparsifierConfigInit(_ config: UnsafeMutablePointer<coppice_sparsifier_config>?) {
+  config?.pointee = defaultSparsifierConfig()
+}
+
+@_cdecl("coppice_sparsifier_create")
+public func cSparsifierCreate(
+  _ config: UnsafePointer<coppice_sparsifier_config>?, _ out: UnsafeMutablePointer<OpaquePointer?>?
+) -> Int32 {
+  guarded("coppice_sparsifier_create") {
+    let out = try output(out, "out")
+    out.pointee = nil
+    let c = try readConfig(config, defaults: defaultSparsifierConfig(), what: "config")
+    guard c.total_steps >= 1 else {
+      throw APIError(.invalidArgument, "total_steps must be >= 1, got \(c.total_steps)")
+    }
+    guard c.steps_per_epoch >= 0 else {
+      throw APIError(.invalidArgument, "steps_per_epoch must be >= 0, got \(c.steps_per_epoch)")
+    }
+    let s = try sparsityConfig(c)
+    let handle = SparsifierHandle(
+      config: s, totalSteps: Int(c.total_steps),
+      stepsPerEpoch: c.steps_per_epoch > 0 ? Int(c.steps_per_epoch) : Int(c.total_steps),
+      seed: c.seed)
+    out.pointee = Handles.register(handle)
+  }
+}
+
+@_cdecl("coppice_sparsifier_destroy")
+public func cSparsifierDestroy(_ handle: OpaquePointer?) {
+  Handles.destroy(handle, as: SparsifierHandle.self)
+}
+
+@_cdecl("coppice_sparsifier_add_parameter")
+public func cSparsifierAddParameter(
+  _ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ weights: UnsafeMutablePointer<Float>?,
+  _ shape: UnsafePointer<Int64>?, _ rank: Int32, _ gradients: UnsafeMutablePointer<Float>?,
+  _ flopsPerWeight: Double
+) -> Int32 {
+  guarded("coppice_sparsifier_add_parameter") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    guard h.sparsifier == nil else {
+      throw APIError(.invalidState, "parameters must be added before coppice_sparsifier_start")
+    }
+    let n = try string(name, "name")
+    guard !n.isEmpty else { throw APIError(.invalidArgument, "name is empty") }
+    guard let weights else { throw APIError(.invalidArgument, "weights of '\(n)' is NULL") }
+    guard let shape else { throw APIError(.invalidArgument, "shape of '\(n)' is NULL") }
+    guard rank >= 1, rank <= 8 else {
+      throw APIError(.invalidArgument, "rank of '\(n)' must be in 1...8, got \(rank)")
+    }
+    var dims: [Int] = []
+    var total: Int64 = 1
+    for i in 0..<Int(rank) {
+      let d = shape[i]
+      guard d >= 1, d <= Int64(Int32.max) else {
+        throw APIError(.invalidArgument, "dimension \(i) of '\(n)' is \(d); must be >= 1")
+      }
+      total = total.multipliedReportingOverflow(by: d).overflow ? Int64.max : total * d
+      guard total < Int64(Int32.max) else {
+        throw APIError(.invalidArgument, "'\(n)' has too many elements (limit 2^31 − 1)")
+      }
+      dims.append(Int(d))
+    }
+    guard !h.targets.contains(where: { $0.name == n }) else {
+      throw APIError(.invalidArgument, "a parameter named '\(n)' is already registered")
+    }
+    guard flopsPerWeight.isFinite || flopsPerWeight <= 0 else {
+      throw APIError(.invalidArgument, "flops_per_weight must be finite")
+    }
+    h.targets.append(
+      try SparseTarget(
+        name: n, shape: dims, weights: weights, gradients: gradients,
+        flopsPerWeight: flopsPerWeight > 0 ? flopsPerWeight : 2))
+  }
+}
+
+@_cdecl("coppice_sparsifier_start")
+public func cSparsifierStart(_ handle: OpaquePointer?) -> Int32 {
+  guarded("coppice_sparsifier_start") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    guard h.sparsifier == nil else { throw APIError(.invalidState, "already started") }
+    guard !h.targets.isEmpty else { throw APIError(.invalidState, "no parameters registered") }
+    let s = try Sparsifier(
+      targets: h.targets, config: h.config, stepsPerEpoch: h.stepsPerEpoch,
+      totalSteps: h.totalSteps, seed: h.seed)
+    try s.start()
+    h.sparsifier = s
+    for e in s.events { Log.emit(1, e) }
+  }
+}
+
+@_cdecl("coppice_sparsifier_mask_gradients")
+public func cSparsifierMaskGradients(_ handle: OpaquePointer?) -> Int32 {
+  guarded("coppice_sparsifier_mask_gradients") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    try h.started().maskGradients()
+  }
+}
+
+@_cdecl("coppice_sparsifier_step")
+public func cSparsifierStep(_ handle: OpaquePointer?, _ changed: UnsafeMutablePointer<Int32>?)
+  -> Int32
+{
+  guarded("coppice_sparsifier_step") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let did = try h.started().step()
+    changed?.pointee = did ? 1 : 0
+    for e in try h.started().lastEvents { Log.emit(1, e) }
+  }
+}
+
+@_cdecl("coppice_sparsifier_needs_dense_gradients")
+public func cSparsifierNeedsDenseGradients(
+  _ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?
+) -> Int32 {
+  guarded("coppice_sparsifier_needs_dense_gradients") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let out = try output(out, "out")
+    out.pointee = try h.started().needsDenseGradients ? 1 : 0
+  }
+}
+
+@_cdecl("coppice_sparsifier_get_mask")
+public func cSparsifierGetMask(
+  _ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ mask: UnsafeMutablePointer<UInt8>?,
+  _ count: Int64
+) -> Int32 {
+  guarded("coppice_sparsifier_get_mask") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    _ = try h.started()
+    let t = try h.target(name, count: count)
+    let out = try output(mask, "mask")
+    t.mask.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: t.count) }
+  }
+}
+
+@_cdecl("coppice_sparsifier_changed_mask")
+public func cSparsifierChangedMask(
+  _ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ mask: UnsafeMutablePointer<UInt8>?,
+  _ count: Int64
+) -> Int32 {
+  guarded("coppice_sparsifier_changed_mask") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let s = try h.started()
+    let t = try h.target(name, count: count)
+    let out = try output(mask, "out")
+    out.update(repeating: 0, count: t.count)
+    guard let index = h.targets.firstIndex(where: { $0 === t }), index < s.lastChanges.count
+    else { return }
+    for i in s.lastChanges[index].all { out[i] = 1 }
+  }
+}
+
+@_cdecl("coppice_sparsifier_sparsity")
+public func cSparsifierSparsity(
+  _ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<Double>?
+) -> Int32 {
+  guarded("coppice_sparsifier_sparsity") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let s = try h.started()
+    let out = try output(out, "out")
+    if name == nil {
+      out.pointee = s.report.sparsity
+    } else {
+      let n = try string(name, "name")
+      guard let t = h.targets.first(where: { $0.name == n }) else {
+        throw APIError(.notFound, "no parameter named '\(n)'")
+      }
+      out.pointee = t.sparsity
+    }
+  }
+}
+
+@_cdecl("coppice_sparsifier_parameter_count")
+public func cSparsifierParameterCount(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?)
+  -> Int32
+{
+  guarded("coppice_sparsifier_parameter_count") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    try output(out, "out").pointee = Int32(h.targets.count)
+  }
+}
+
+@_cdecl("coppice_sparsifier_steps")
+public func cSparsifierSteps(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?) -> Int32
+{
+  guarded("coppice_sparsifier_steps") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    try output(out, "out").pointee = Int64(h.sparsifier?.stepsCompleted ?? 0)
+  }
+}
+
+@_cdecl("coppice_sparsifier_phase")
+public func cSparsifierPhase(_ handle: OpaquePointer?) -> UnsafePointer<CChar>? {
+  guard let h = try? Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+  else { return nil }
+  free(h.phaseString)
+  h.phaseString = strdup(h.sparsifier?.phase ?? "not started")
+  return UnsafePointer(h.phaseString)
+}
+
+@_cdecl("coppice_sparsifier_save")
+public func cSparsifierSave(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+  guarded("coppice_sparsifier_save") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let p = try string(path, "path")
+    try AtomicFile.write(try h.started().stateData(), to: p)
+  }
+}
+
+@_cdecl("coppice_sparsifier_load")
+public func cSparsifierLoad(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+  guarded("coppice_sparsifier_load") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    let p = try string(path, "path")
+    guard !h.targets.isEmpty else { throw APIError(.invalidState, "no parameters registered") }
+    let data: Data
+    do { data = try Data(contentsOf: URL(fileURLWithPath: p)) } catch {
+      throw APIError(.ioError, "cannot read \(p): \(error.localizedDescription)")
+    }
+    let s =
+      try h.sparsifier
+      ?? Sparsifier(
+        targets: h.targets, config: h.config, stepsPerEpoch: h.stepsPerEpoch,
+        totalSteps: h.totalSteps, seed: h.seed)
+    do { try s.restore(from: data) } catch {
+      throw APIError(.invalidFile, "\(p): \(error)")
+    }
+    h.sparsifier = s
+  }
+}
