@@ -54,12 +54,16 @@ demo: build
 	$(COPPICE) train --model cnn --method cgap --sparsity 0.9 --partitions 4 --step-epochs 1 \
 	  --rounds 1 --epochs 5 --json runs/demo.json
 
-test: test-swift test-kernels check-sanitize test-abi test-python test-extra
+test: test-swift test-swift-example test-kernels check-sanitize test-abi test-python test-extra
 	@echo "make test: all suites passed"
 
 test-swift: $(STAMP)
 	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|skipped" ; \
 	  exit $${PIPESTATUS[0]}
+
+test-swift-example: $(STAMP)
+	$(SWIFT) build --product coppice-swift-example
+	.build/debug/coppice-swift-example 2000
 
 test-kernels: $(STAMP)
 	$(MAKE) -C Tests/kernels test

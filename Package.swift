@@ -69,6 +69,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    .executableTarget(name: "coppice-swift-example", dependencies: ["Coppice"], path: "examples/swift"),
     .testTarget(name: "CoppiceTests", dependencies: ["Coppice", "CCoppiceKernels"]),
   ]
 )
