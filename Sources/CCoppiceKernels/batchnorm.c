@@ -5,7 +5,7 @@
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,
-                                float *y) {
+                                float *y, int relu) {
   const double count = (double)n * hw;
 #pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
   for (int ch = 0; ch < c; ch++) {
@@ -42,14 +42,21 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;
       float *q = y + ((size_t)i * c + ch) * hw;
-      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+      if (relu) {
+        for (int j = 0; j < hw; j++) {
+          float v = p[j] * scale + shift;
+          q[j] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+      }
     }
   }
 }
 
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
-                               const float *running_var, float *y) {
+                               const float *running_var, float *y, int relu) {
 #pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
   for (int ch = 0; ch < c; ch++) {
     const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
@@ -57,14 +64,21 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;
       float *q = y + ((size_t)i * c + ch) * hw;
-      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+      if (relu) {
+        for (int j = 0; j < hw; j++) {
+          float v = p[j] * scale + shift;
+          q[j] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+      }
     }
   }
 }
 
 void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
-                           float *dx, float *dgamma, float *dbeta) {
+                           const float *relu_output, float *dx, float *dgamma, float *dbeta) {
   const float count = (float)n * hw;
 #pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
   for (int ch = 0; ch < c; ch++) {
@@ -74,10 +88,20 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
       float s1 = 0.0f, s2 = 0.0f;
+      if (relu_output) {
+        const float *r = relu_output + ((size_t)i * c + ch) * hw;
 #pragma omp simd reduction(+ : s1, s2)
-      for (int j = 0; j < hw; j++) {
-        s1 += g[j];
-        s2 += g[j] * (p[j] - mean);
+        for (int j = 0; j < hw; j++) {
+          float gj = r[j] > 0.0f ? g[j] : 0.0f;
+          s1 += gj;
+          s2 += gj * (p[j] - mean);
+        }
+      } else {
+#pragma omp simd reduction(+ : s1, s2)
+        for (int j = 0; j < hw; j++) {
+          s1 += g[j];
+          s2 += g[j] * (p[j] - mean);
+        }
       }
       sum_dy += s1;
       sum_dy_xhat += s2;
@@ -94,7 +118,15 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
       float *q = dx + ((size_t)i * c + ch) * hw;
-      for (int j = 0; j < hw; j++) q[j] = k * (count * g[j] - a - (p[j] - mean) * b);
+      if (relu_output) {
+        const float *r = relu_output + ((size_t)i * c + ch) * hw;
+        for (int j = 0; j < hw; j++) {
+          float gj = r[j] > 0.0f ? g[j] : 0.0f;
+          q[j] = k * (count * gj - a - (p[j] - mean) * b);
+        }
+      } else {
+        for (int j = 0; j < hw; j++) q[j] = k * (count * g[j] - a - (p[j] - mean) * b);
+      }
     }
   }
 }

@@ -2,11 +2,13 @@ import CCoppiceKernels
 
 /// Batch normalisation per channel of NCHW input (or per feature of [N, C] input).
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
+/// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
 public final class BatchNorm2d: StatefulLayer {
   public let name: String
   public let channels: Int
   public let eps: Float
   public let momentum: Float
+  public let relu: Bool
   public let gamma: Parameter
   public let beta: Parameter
   public let runningMean: Tensor
@@ -18,8 +20,11 @@ public final class BatchNorm2d: StatefulLayer {
   private var output: Tensor?
   private var gradInput: Tensor?
 
-  public init(name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1) {
+  public init(
+    name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1, relu: Bool = false
+  ) {
     self.name = name
+    self.relu = relu
     self.channels = channels
     self.eps = eps
     self.momentum = momentum
@@ -35,7 +40,7 @@ public final class BatchNorm2d: StatefulLayer {
     saveInvStd = Tensor(shape: [channels])
   }
 
-  public var description: String { "BatchNorm2d(\(channels))" }
+  public var description: String { relu ? "BatchNorm2d+ReLU(\(channels))" : "BatchNorm2d(\(channels))" }
   public var parameters: [Parameter] { [gamma, beta] }
   public var buffers: [(name: String, tensor: Tensor)] {
     [("\(name).running_mean", runningMean), ("\(name).running_var", runningVar)]
@@ -55,11 +60,11 @@ public final class BatchNorm2d: StatefulLayer {
     if training {
       ck_batchnorm_forward_train(
         n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, momentum,
-        runningMean.data, runningVar.data, saveMean.data, saveInvStd.data, y.data)
+        runningMean.data, runningVar.data, saveMean.data, saveInvStd.data, y.data, relu ? 1 : 0)
     } else {
       ck_batchnorm_forward_eval(
         n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, runningMean.data,
-        runningVar.data, y.data)
+        runningVar.data, y.data, relu ? 1 : 0)
     }
     return y
   }
@@ -70,7 +75,8 @@ public final class BatchNorm2d: StatefulLayer {
     gradInput = dx
     ck_batchnorm_backward(
       Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, gamma.value.data,
-      saveMean.data, saveInvStd.data, dy.data, needsInputGradient ? dx.data : nil,
+      saveMean.data, saveInvStd.data, dy.data, relu ? output?.data : nil,
+      needsInputGradient ? dx.data : nil,
       gamma.grad.data, beta.grad.data)
     return dx
   }

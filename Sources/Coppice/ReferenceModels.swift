@@ -34,16 +34,16 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
         Conv2d(
           name: "conv1", inChannels: 1, outChannels: 32, kernelSize: 3, padding: 1, bias: false,
           rng: &rng),
-        BatchNorm2d(name: "bn1", channels: 32), ReLU(),
+        BatchNorm2d(name: "bn1", channels: 32, relu: true),
         Conv2d(
           name: "conv2", inChannels: 32, outChannels: 64, kernelSize: 3, padding: 1, bias: false,
           rng: &rng),
-        BatchNorm2d(name: "bn2", channels: 64), ReLU(),
+        BatchNorm2d(name: "bn2", channels: 64, relu: true),
         MaxPool2d(kernelSize: 2),
         Conv2d(
           name: "conv3", inChannels: 64, outChannels: 128, kernelSize: 3, padding: 1, bias: false,
           rng: &rng),
-        BatchNorm2d(name: "bn3", channels: 128), ReLU(),
+        BatchNorm2d(name: "bn3", channels: 128, relu: true),
         MaxPool2d(kernelSize: 2),
         Flatten(),
         Linear(name: "fc1", inFeatures: 6272, outFeatures: 256, rng: &rng), ReLU(),
@@ -57,7 +57,7 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
       Conv2d(
         name: "conv1", inChannels: 1, outChannels: 16, kernelSize: 3, padding: 1, bias: false,
         rng: &rng),
-      BatchNorm2d(name: "bn1", channels: 16), ReLU(),
+      BatchNorm2d(name: "bn1", channels: 16, relu: true),
     ]
     var channels = 16
     for (stage, width) in [16, 32, 64].enumerated() {
@@ -68,7 +68,7 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
           Conv2d(
             name: "\(prefix).conv1", inChannels: channels, outChannels: width, kernelSize: 3,
             stride: stride, padding: 1, bias: false, rng: &rng),
-          BatchNorm2d(name: "\(prefix).bn1", channels: width), ReLU(),
+          BatchNorm2d(name: "\(prefix).bn1", channels: width, relu: true),
           Conv2d(
             name: "\(prefix).conv2", inChannels: width, outChannels: width, kernelSize: 3,
             padding: 1, bias: false, rng: &rng),

@@ -51,6 +51,21 @@ final class GradientTests: XCTestCase {
     checkGradients(layer, inputShape: [4, 3, 3, 2], eps: 5e-3)
   }
 
+  func testFusedBatchNormReLU() {
+    let layer = BatchNorm2d(name: "bn", channels: 3, relu: true)
+    randomize(layer.gamma.value, seed: 12, offset: 1)
+    randomize(layer.beta.value, seed: 13)
+    checkGradients(layer, inputShape: [4, 3, 3, 3], eps: 1e-3)
+    // Forward equals BN followed by ReLU.
+    let plain = BatchNorm2d(name: "bn", channels: 3)
+    plain.gamma.value.copy(from: layer.gamma.value)
+    plain.beta.value.copy(from: layer.beta.value)
+    let x = randomTensor([4, 3, 3, 3], seed: 14)
+    let fused = layer.forward(x, training: true).array
+    let reference = ReLU().forward(plain.forward(x, training: true), training: true).array
+    for (a, b) in zip(fused, reference) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+  }
+
   func testBatchNormOnFeatures() {
     let layer = BatchNorm2d(name: "bn", channels: 6)
     checkGradients(layer, inputShape: [5, 6], eps: 5e-3)

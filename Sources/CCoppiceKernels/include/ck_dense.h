@@ -62,15 +62,18 @@ void ck_linear_backward(int batch, int in_features, int out_features, const floa
 /// Batch normalisation over (N, H, W) per channel. Training mode computes batch statistics,
 /// writes save_mean/save_invstd (per channel) and updates running stats with `momentum`
 /// (running = (1−momentum)·running + momentum·batch, running variance unbiased).
+/// With relu != 0 the output is max(0, ·) (a fused BN+ReLU).
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
-                                float *running_var, float *save_mean, float *save_invstd, float *y);
+                                float *running_var, float *save_mean, float *save_invstd, float *y,
+                                int relu);
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
-                               const float *running_var, float *y);
+                               const float *running_var, float *y, int relu);
+/// When relu_output is not NULL (the fused BN+ReLU's output), dy counts only where it is > 0.
 void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
-                           float *dx, float *dgamma, float *dbeta);
+                           const float *relu_output, float *dx, float *dgamma, float *dbeta);
 
 /// y = max(x, 0).
 void ck_relu_forward(size_t count, const float *x, float *y);
