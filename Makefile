@@ -42,7 +42,9 @@ lib: $(STAMP)
 	  -Xlinker --version-script=$(CURDIR)/scripts/coppice.map \
 	  -Xlinker -soname=libcoppice.so.$(SOVERSION)
 	@mkdir -p $(DIST)/lib
-	strip --strip-unneeded -o $(LIBFILE) $(LIBBUILD)/libCoppiceShared.so
+	strip --strip-unneeded -o $(LIBFILE).tmp $(LIBBUILD)/libCoppiceShared.so
+	@# Replace by rename, never in place: running programs keep the old file.
+	@if cmp -s $(LIBFILE).tmp $(LIBFILE); then rm $(LIBFILE).tmp; else mv $(LIBFILE).tmp $(LIBFILE); fi
 	ln -sf libcoppice.so.$(VERSION) $(DIST)/lib/libcoppice.so.$(SOVERSION)
 	ln -sf libcoppice.so.$(SOVERSION) $(DIST)/lib/libcoppice.so
 
@@ -96,7 +98,7 @@ install: lib
 	install -m 755 $(LIBFILE) $(PREFIX)/lib/
 	ln -sf libcoppice.so.$(VERSION) $(PREFIX)/lib/libcoppice.so.$(SOVERSION)
 	ln -sf libcoppice.so.$(SOVERSION) $(PREFIX)/lib/libcoppice.so
-	install -m 644 include/coppice.h $(PREFIX)/include/
+	install -m 644 include/coppice.h bindings/cpp/coppice.hpp $(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/coppice.pc.in \
 	  > $(PREFIX)/lib/pkgconfig/coppice.pc
 

@@ -110,7 +110,7 @@ typedef struct coppice_sparsifier coppice_sparsifier;
 typedef struct coppice_sparsifier_config {
   size_t struct_size;       /* sizeof(coppice_sparsifier_config), set by _init */
   const char *method;       /* "dense", "static", "oneshot", "gmp", "set", "rigl", "cgap",
-                               "pgap" (default "cgap") */
+                               "pgap"; _init sets "cgap"; NULL also means "cgap" */
   double sparsity;          /* target sparsity in [0, 1) (default 0.9) */
   const char *distribution; /* "uniform", "erk" or NULL for the method's default */
   double erk_power;         /* default 1 */
@@ -119,8 +119,9 @@ typedef struct coppice_sparsifier_config {
   int64_t total_steps;      /* optimizer steps the host will run (required, >= 1) */
   int64_t steps_per_epoch;  /* optimizer steps per epoch (default: total_steps) */
   int partitions;           /* GaP partitions κ (default 4; contiguous in registration order) */
-  const char *partition_balance; /* "flops" or "parameters" (default "flops") */
-  int64_t gap_step_length;  /* GaP step length in optimizer steps (0: rounds fill 75%) */
+  const char *partition_balance; /* "flops" or "parameters" (_init and NULL: "flops") */
+  int64_t gap_step_length;  /* GaP step length in optimizer steps (0: the rounds fill 75% of
+                               total_steps; inside coppice_train_config, 0 means one epoch) */
   int rounds;               /* GaP rounds (default 2) */
   int64_t update_interval;  /* set/rigl: steps between mask updates (default 100) */
   double drop_fraction;     /* set/rigl (default 0.3) */
@@ -193,6 +194,14 @@ coppice_status coppice_sparsifier_changed_mask(const coppice_sparsifier *sparsif
 coppice_status coppice_sparsifier_sparsity(const coppice_sparsifier *sparsifier, const char *name,
                                            double *out);
 
+/*
+ * The name (owned by the sparsifier, valid until it is destroyed) and element count of the
+ * index-th registered parameter, 0 <= index < parameter_count; either output may be NULL.
+ * Errors: NOT_FOUND (index out of range).
+ */
+coppice_status coppice_sparsifier_parameter_info(const coppice_sparsifier *sparsifier, int index,
+                                                 const char **name, int64_t *count);
+
 /* Number of registered parameters and completed steps. */
 coppice_status coppice_sparsifier_parameter_count(const coppice_sparsifier *sparsifier,
                                                   int *out);
@@ -200,7 +209,8 @@ coppice_status coppice_sparsifier_steps(const coppice_sparsifier *sparsifier, in
 
 /*
  * What the schedule is doing ("C-GaP round 1/2, partition 3 dense", "fine-tune", ...). The
- * string is owned by the sparsifier and valid until its next call. NULL on a NULL handle.
+ * string is owned by the sparsifier (hence the non-const handle: it caches the text) and valid
+ * until the next call on it. NULL on a NULL or destroyed handle.
  */
 const char *coppice_sparsifier_phase(coppice_sparsifier *sparsifier);
 
@@ -256,11 +266,15 @@ coppice_status coppice_model_create(const char *name, uint64_t seed, int classes
 void coppice_model_destroy(coppice_model *model);
 /* Number of trainable parameters. */
 coppice_status coppice_model_parameter_count(const coppice_model *model, int64_t *out);
+/* Number of outputs (classes) and input height/width (each output may be NULL). */
+coppice_status coppice_model_shape(const coppice_model *model, int *classes, int *height,
+                                   int *width);
 
 /*
- * An in-memory dataset copied from caller arrays: `count` samples of `sample_size` floats
- * (shape 1×H×W with H·W = sample_size for the reference models; pass height and width) and
- * int32 labels in [0, classes). Errors: INVALID_ARGUMENT (NULL, sizes, labels, NaN).
+ * An in-memory dataset copied from caller arrays: `count` images of height×width floats (one
+ * channel) and int32 labels in [0, classes). Images are used as given: normalise them as the
+ * model expects (the IDX loader uses (pixel/255 − 0.2860)/0.3530, Fashion-MNIST's statistics).
+ * Errors: INVALID_ARGUMENT (NULL, sizes, labels out of range, NaN or infinite values).
  */
 coppice_status coppice_dataset_create(const float *images, const int32_t *labels, int64_t count,
                                       int height, int width, int classes,
@@ -283,16 +297,18 @@ typedef struct coppice_train_config {
   int epochs;                /* default 10 */
   int batch_size;            /* default 128 */
   float learning_rate;       /* default 0.05 */
-  const char *optimizer;     /* "sgd" (default) or "adamw" */
+  const char *optimizer;     /* "sgd" or "adamw" (_init and NULL: "sgd") */
   float momentum;            /* default 0.9 */
   float weight_decay;        /* default 5e-4 */
-  const char *lr_schedule;   /* "cosine" (default), "constant" */
+  const char *lr_schedule;   /* "cosine" or "constant" (_init and NULL: "cosine") */
   uint64_t seed;             /* default 0 */
-  /* Sparse training: method "dense" trains dense. total_steps and steps_per_epoch are
-   * filled in by coppice_train; gap_step_length counts optimizer steps (0: one epoch). */
+  coppice_epoch_callback on_epoch; /* may be NULL; epochs are numbered from 1 */
+  void *user_data;           /* passed to on_epoch */
+  /* Sparse training. _init sets method "dense" (dense training; NULL also means dense) and
+   * rounds 1. coppice_train fills in total_steps and steps_per_epoch; gap_step_length counts
+   * optimizer steps, 0 meaning one epoch. This member stays last, so that the struct can grow
+   * with it (struct_size covers both). */
   coppice_sparsifier_config sparsity;
-  coppice_epoch_callback on_epoch; /* may be NULL */
-  void *user_data;
 } coppice_train_config;
 
 void coppice_train_config_init(coppice_train_config *config);
@@ -307,7 +323,8 @@ typedef struct coppice_train_result {
 
 /*
  * Trains `model` on `train`, evaluating on `test` after every epoch. result may be NULL.
- * Errors: INVALID_ARGUMENT (NULL handles, bad config, data shape not the model's input).
+ * Errors: INVALID_ARGUMENT (NULL handles, bad config), SHAPE_MISMATCH (data samples are not
+ * the model's input shape, or have more classes than the model's outputs).
  */
 coppice_status coppice_train(coppice_model *model, const coppice_dataset *train,
                              const coppice_dataset *test, const coppice_train_config *config,

@@ -45,6 +45,19 @@ public func cModelParameterCount(_ handle: OpaquePointer?, _ out: UnsafeMutableP
   }
 }
 
+@_cdecl("coppice_model_shape")
+public func cModelShape(
+  _ handle: OpaquePointer?, _ classes: UnsafeMutablePointer<Int32>?,
+  _ height: UnsafeMutablePointer<Int32>?, _ width: UnsafeMutablePointer<Int32>?
+) -> Int32 {
+  guarded("coppice_model_shape") {
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    classes?.pointee = Int32(m.numberOfClasses)
+    height?.pointee = Int32(m.inputShape[1])
+    width?.pointee = Int32(m.inputShape[2])
+  }
+}
+
 @_cdecl("coppice_dataset_create")
 public func cDatasetCreate(
   _ images: UnsafePointer<Float>?, _ labels: UnsafePointer<Int32>?, _ count: Int64,
@@ -111,13 +124,14 @@ func defaultTrainConfig() -> coppice_train_config {
   c.epochs = 10
   c.batch_size = 128
   c.learning_rate = 0.05
-  c.optimizer = nil
+  c.optimizer = DefaultStrings.sgd
   c.momentum = 0.9
   c.weight_decay = 5e-4
-  c.lr_schedule = nil
+  c.lr_schedule = DefaultStrings.cosine
   c.seed = 0
   c.sparsity = defaultSparsifierConfig()
-  c.sparsity.method = nil
+  c.sparsity.method = DefaultStrings.dense
+  c.sparsity.rounds = 1
   c.sparsity.total_steps = 1
   c.on_epoch = nil
   c.user_data = nil

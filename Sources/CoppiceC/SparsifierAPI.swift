@@ -21,7 +21,18 @@ final class SparsifierHandle {
     self.seed = seed
   }
 
-  deinit { free(phaseString) }
+  private var names: [UnsafeMutablePointer<CChar>?] = []
+
+  /// The index-th parameter's name as a C string owned by this handle.
+  func name(at index: Int) -> UnsafePointer<CChar>? {
+    while names.count < targets.count { names.append(strdup(targets[names.count].name)) }
+    return UnsafePointer(names[index])
+  }
+
+  deinit {
+    free(phaseString)
+    for n in names { free(n) }
+  }
 
   func started() throws -> Sparsifier {
     guard let sparsifier else {
@@ -43,10 +54,19 @@ final class SparsifierHandle {
   }
 }
 
+/// Static C strings for the defaults that `_init` functions report.
+enum DefaultStrings {
+  nonisolated(unsafe) static let cgap = UnsafePointer(strdup("cgap")!)
+  nonisolated(unsafe) static let dense = UnsafePointer(strdup("dense")!)
+  nonisolated(unsafe) static let flops = UnsafePointer(strdup("flops")!)
+  nonisolated(unsafe) static let sgd = UnsafePointer(strdup("sgd")!)
+  nonisolated(unsafe) static let cosine = UnsafePointer(strdup("cosine")!)
+}
+
 func defaultSparsifierConfig() -> coppice_sparsifier_config {
   var c = coppice_sparsifier_config()
   c.struct_size = MemoryLayout<coppice_sparsifier_config>.size
-  c.method = nil
+  c.method = DefaultStrings.cgap
   c.sparsity = 0.9
   c.distribution = nil
   c.erk_power = 1
@@ -55,7 +75,7 @@ func defaultSparsifierConfig() -> coppice_sparsifier_config {
   c.total_steps = 0
   c.steps_per_epoch = 0
   c.partitions = 4
-  c.partition_balance = nil
+  c.partition_balance = DefaultStrings.flops
   c.gap_step_length = 0
   c.rounds = 2
   c.update_interval = 100
@@ -287,6 +307,21 @@ public func cSparsifierSparsity(
       }
       out.pointee = t.sparsity
     }
+  }
+}
+
+@_cdecl("coppice_sparsifier_parameter_info")
+public func cSparsifierParameterInfo(
+  _ handle: OpaquePointer?, _ index: Int32, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+  _ count: UnsafeMutablePointer<Int64>?
+) -> Int32 {
+  guarded("coppice_sparsifier_parameter_info") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    guard index >= 0, Int(index) < h.targets.count else {
+      throw APIError(.notFound, "parameter index \(index) outside 0..<\(h.targets.count)")
+    }
+    name?.pointee = h.name(at: Int(index))
+    count?.pointee = Int64(h.targets[Int(index)].count)
   }
 }
 

@@ -1,0 +1,324 @@
+// A host that owns its model, through coppice.hpp: the C++ twin of examples/c/sparsify_mlp.c.
+// A small MLP (784-64-32-10, ReLU, softmax cross-entropy) with its own forward, backward and
+// SGD with momentum, trained on a Fashion-MNIST subset while a coppice::Sparsifier drives C-GaP
+// at 90% sparsity. Checks at the end: every weight matrix has exactly round(n*0.9) zeros; a
+// saved sparsifier state loads back into a fresh sparsifier with the same masks; the sparse
+// kernels (coppice::SparseMatrix) agree with naive loops on the trained layer 1.
+//   sparsify_mlp [train_limit [test_limit [epochs]]]     (defaults: 10000 2000 4)
+#include <coppice.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fashion_mnist.hpp"
+
+namespace {
+
+constexpr int kPixels = fashion_mnist::pixels, kClasses = fashion_mnist::classes, kBatch = 64;
+constexpr double kSparsity = 0.9;
+constexpr double kPi = 3.14159265358979323846;
+
+struct Layer {
+  std::string name;
+  int in, out;
+  std::vector<float> w, b, gw, gb, vw, vb;  // weights out×in, bias, gradients, momentum
+
+  Layer(std::string layer_name, int inputs, int outputs, std::mt19937& rng)
+      : name(std::move(layer_name)), in(inputs), out(outputs),
+        w(size()), b(outputs), gw(size()), gb(outputs), vw(size()), vb(outputs) {
+    std::uniform_real_distribution<float> init(-std::sqrt(6.0f / in), std::sqrt(6.0f / in));
+    for (float& x : w) x = init(rng);
+  }
+  size_t size() const { return static_cast<size_t>(in) * static_cast<size_t>(out); }
+
+  // y (batch×out) = x (batch×in)·Wᵀ + b, optionally through ReLU.
+  void forward(const float* x, int batch, float* y, bool relu) const {
+    for (int s = 0; s < batch; ++s)
+      for (int o = 0; o < out; ++o) {
+        const float* wo = &w[static_cast<size_t>(o) * in];
+        const float* xs = x + static_cast<size_t>(s) * in;
+        float acc = b[o];
+        for (int i = 0; i < in; ++i) acc += wo[i] * xs[i];
+        y[static_cast<size_t>(s) * out + o] = relu && acc < 0 ? 0 : acc;
+      }
+  }
+
+  // Gradients of W and b; dx (may be null) gets the input gradient.
+  void backward(const float* x, const float* dy, int batch, float* dx) {
+    std::fill(gw.begin(), gw.end(), 0.0f);
+    std::fill(gb.begin(), gb.end(), 0.0f);
+    if (dx != nullptr) std::fill(dx, dx + static_cast<size_t>(batch) * in, 0.0f);
+    for (int s = 0; s < batch; ++s)
+      for (int o = 0; o < out; ++o) {
+        const float g = dy[static_cast<size_t>(s) * out + o];
+        if (g == 0) continue;
+        const float* xs = x + static_cast<size_t>(s) * in;
+        float* gwo = &gw[static_cast<size_t>(o) * in];
+        gb[o] += g;
+        for (int i = 0; i < in; ++i) gwo[i] += g * xs[i];
+        if (dx != nullptr) {
+          const float* wo = &w[static_cast<size_t>(o) * in];
+          float* dxs = dx + static_cast<size_t>(s) * in;
+          for (int i = 0; i < in; ++i) dxs[i] += g * wo[i];
+        }
+      }
+  }
+
+  void sgd(float lr, float momentum) {
+    for (size_t i = 0; i < w.size(); ++i) vw[i] = momentum * vw[i] + gw[i], w[i] -= lr * vw[i];
+    for (size_t i = 0; i < b.size(); ++i) vb[i] = momentum * vb[i] + gb[i], b[i] -= lr * vb[i];
+  }
+};
+
+struct Mlp {
+  std::vector<Layer> layers;
+  std::vector<float> x, h1, h2, logits, d1, d2;
+
+  explicit Mlp(std::mt19937& rng)
+      : x(kBatch * kPixels), h1(kBatch * 64), h2(kBatch * 32), logits(kBatch * kClasses),
+        d1(kBatch * 64), d2(kBatch * 32) {
+    layers.emplace_back("fc1", kPixels, 64, rng);
+    layers.emplace_back("fc2", 64, 32, rng);
+    layers.emplace_back("fc3", 32, kClasses, rng);
+  }
+
+  void forward(int batch) {
+    layers[0].forward(x.data(), batch, h1.data(), true);
+    layers[1].forward(h1.data(), batch, h2.data(), true);
+    layers[2].forward(h2.data(), batch, logits.data(), false);
+  }
+
+  // Softmax cross-entropy; returns the summed loss and leaves d(mean loss)/d(logits) in logits.
+  double loss_backward(const int32_t* labels, int batch) {
+    double loss = 0;
+    for (int s = 0; s < batch; ++s) {
+      float* z = &logits[static_cast<size_t>(s) * kClasses];
+      const float max = *std::max_element(z, z + kClasses);
+      float sum = 0;
+      for (int c = 0; c < kClasses; ++c) sum += (z[c] = std::exp(z[c] - max));
+      for (int c = 0; c < kClasses; ++c) z[c] /= sum;
+      loss -= std::log(z[labels[s]] + 1e-12);
+      z[labels[s]] -= 1;
+      for (int c = 0; c < kClasses; ++c) z[c] /= static_cast<float>(batch);
+    }
+    return loss;
+  }
+
+  void backward(int batch) {
+    auto relu_backward = [](const std::vector<float>& y, std::vector<float>& dy, size_t n) {
+      for (size_t i = 0; i < n; ++i)
+        if (y[i] <= 0) dy[i] = 0;
+    };
+    layers[2].backward(h2.data(), logits.data(), batch, d2.data());
+    relu_backward(h2, d2, static_cast<size_t>(batch) * 32);
+    layers[1].backward(h1.data(), d2.data(), batch, d1.data());
+    relu_backward(h1, d1, static_cast<size_t>(batch) * 64);
+    layers[0].backward(x.data(), d1.data(), batch, nullptr);
+  }
+
+  double accuracy(const fashion_mnist::Split& data) {
+    int64_t correct = 0;
+    for (int64_t start = 0; start < data.size(); start += kBatch) {
+      const int batch = static_cast<int>(std::min<int64_t>(kBatch, data.size() - start));
+      std::copy_n(&data.images[static_cast<size_t>(start * kPixels)], batch * kPixels, x.begin());
+      forward(batch);
+      for (int s = 0; s < batch; ++s) {
+        const float* z = &logits[static_cast<size_t>(s) * kClasses];
+        const int32_t label = data.labels[static_cast<size_t>(start + s)];
+        correct += std::max_element(z, z + kClasses) - z == label;
+      }
+    }
+    return 100.0 * static_cast<double>(correct) / static_cast<double>(data.size());
+  }
+};
+
+// max |a - b| / max(1, max |b|)
+float relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  float worst = 0, scale = 1;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::fabs(a[i] - b[i]));
+    scale = std::max(scale, std::fabs(b[i]));
+  }
+  return worst / scale;
+}
+
+// SpMM, transposed SpMM and SDDMM of layer `l` under `mask` against naive loops, with X
+// (in × n) = the first n test images, transposed.
+bool check_kernels(const Layer& l, const std::vector<uint8_t>& mask,
+                   const fashion_mnist::Split& test, int n) {
+  const size_t rows = static_cast<size_t>(l.out), cols = static_cast<size_t>(l.in);
+  std::vector<float> x(cols * n), ref(rows * n, 0.0f), dx_ref(cols * n, 0.0f), dw_ref(rows * cols);
+  for (size_t c = 0; c < cols; ++c)
+    for (int j = 0; j < n; ++j) x[c * n + j] = test.images[j * cols + c];
+
+  const coppice::SparseMatrix w(l.out, l.in, l.w, mask);
+  const std::vector<float> y = w.spmm(x);             // y = W·x
+  const std::vector<float> dx = w.spmm_transposed(y);  // dx = Wᵀ·y
+  const std::vector<float> dw = w.sddmm(y, x);         // dw = y·xᵀ at kept positions
+
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) {
+      const float wv = mask[r * cols + c] ? l.w[r * cols + c] : 0.0f;
+      for (int j = 0; j < n; ++j) ref[r * n + j] += wv * x[c * n + j];
+    }
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < cols; ++c) {
+      const float wv = mask[r * cols + c] ? l.w[r * cols + c] : 0.0f;
+      float acc = 0;
+      for (int j = 0; j < n; ++j) {
+        dx_ref[c * n + j] += wv * ref[r * n + j];
+        acc += ref[r * n + j] * x[c * n + j];
+      }
+      dw_ref[r * cols + c] = mask[r * cols + c] ? acc : 0.0f;
+    }
+  const auto kept = std::count_if(mask.begin(), mask.end(), [](uint8_t m) { return m != 0; });
+  const float ey = relative_error(y, ref), edx = relative_error(dx, dx_ref),
+              edw = relative_error(dw, dw_ref);
+  const bool ok = w.nnz() == kept && ey < 1e-4f && edx < 1e-4f && edw < 1e-4f;
+  std::printf("sparse kernels on %s (%zux%zu, nnz %lld of %zu), %d columns: relative error spmm "
+              "%.1e, spmm_transposed %.1e, sddmm %.1e -> %s\n",
+              l.name.c_str(), rows, cols, static_cast<long long>(w.nnz()), rows * cols, n, ey,
+              edx, edw, ok ? "ok" : "FAILED");
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const int64_t train_limit = argc > 1 ? std::atoll(argv[1]) : 10000;
+  const int64_t test_limit = argc > 2 ? std::atoll(argv[2]) : 2000;
+  const int epochs = argc > 3 ? std::atoi(argv[3]) : 4;
+  const float lr0 = 0.05f;
+  if (epochs < 1) throw std::invalid_argument("epochs must be >= 1");
+
+  const fashion_mnist::Split train = fashion_mnist::load("train", train_limit);
+  const fashion_mnist::Split test = fashion_mnist::load("t10k", test_limit);
+  std::mt19937 rng(7);
+  Mlp mlp(rng);
+  const int64_t steps_per_epoch = (train.size() + kBatch - 1) / kBatch;
+  const int64_t total_steps = steps_per_epoch * epochs;
+
+  // C-GaP at 90%: 3 partitions (one layer each), 2 rounds filling 75% of training, then
+  // fine-tuning with frozen masks.
+  const auto config = coppice::SparsifierConfig()
+                          .method("cgap")
+                          .sparsity(kSparsity)
+                          .total_steps(total_steps)
+                          .steps_per_epoch(steps_per_epoch)
+                          .seed(7);
+  coppice::Sparsifier sparsifier(config);
+  for (Layer& l : mlp.layers)
+    sparsifier.add_parameter(l.name, l.w.data(), {l.out, l.in}, l.gw.data());
+  sparsifier.start();
+  std::printf("%lld train / %lld test samples, %d epochs of %lld steps; %s\n",
+              static_cast<long long>(train.size()), static_cast<long long>(test.size()), epochs,
+              static_cast<long long>(steps_per_epoch), sparsifier.phase().c_str());
+
+  std::vector<int> order(static_cast<size_t>(train.size()));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<int32_t> labels(kBatch);
+  int64_t step = 0;
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    std::shuffle(order.begin(), order.end(), rng);
+    double loss = 0;
+    for (int64_t start = 0; start < train.size(); start += kBatch) {
+      const int batch = static_cast<int>(std::min<int64_t>(kBatch, train.size() - start));
+      const double progress = static_cast<double>(step) / static_cast<double>(total_steps);
+      const float lr = static_cast<float>(lr0 * 0.5 * (1 + std::cos(kPi * progress)));  // cosine
+      for (int s = 0; s < batch; ++s) {
+        const size_t sample = static_cast<size_t>(order[static_cast<size_t>(start + s)]);
+        std::copy_n(&train.images[sample * kPixels], kPixels,
+                    &mlp.x[static_cast<size_t>(s) * kPixels]);
+        labels[static_cast<size_t>(s)] = train.labels[sample];
+      }
+      mlp.forward(batch);
+      loss += mlp.loss_backward(labels.data(), batch);
+      mlp.backward(batch);
+      sparsifier.mask_gradients();  // after backward
+      for (Layer& l : mlp.layers) l.sgd(lr, 0.9f);
+      ++step;
+      if (sparsifier.step()) {  // after the optimizer step; true when masks changed
+        size_t reset = 0;
+        for (Layer& l : mlp.layers) {
+          const std::vector<uint8_t> changed = sparsifier.changed_mask(l.name);
+          for (size_t i = 0; i < changed.size(); ++i)
+            if (changed[i]) l.vw[i] = 0, ++reset;
+        }
+        std::printf("  step %lld: masks changed (%zu momenta reset); now %s\n",
+                    static_cast<long long>(step), reset, sparsifier.phase().c_str());
+      }
+    }
+    std::printf("epoch %d  loss %.4f  test accuracy %.2f%%  sparsity %.4f\n", epoch,
+                loss / static_cast<double>(train.size()), mlp.accuracy(test),
+                sparsifier.sparsity());
+  }
+
+  bool ok = true;
+  // Every weight matrix must end at exactly round(n * 0.9) zeros.
+  for (const Layer& l : mlp.layers) {
+    const std::vector<uint8_t> mask = sparsifier.mask(l.name);
+    const long long n = static_cast<long long>(l.w.size());
+    const long long expected = std::llround(static_cast<double>(n) * kSparsity);
+    long long masked = 0, masked_nonzero = 0;
+    for (size_t i = 0; i < mask.size(); ++i) {
+      masked += mask[i] == 0;
+      masked_nonzero += mask[i] == 0 && l.w[i] != 0;
+    }
+    const double sparsity = sparsifier.sparsity(l.name);
+    const double exact_sparsity = static_cast<double>(expected) / static_cast<double>(n);
+    const bool exact = masked == expected && masked_nonzero == 0 &&
+                       std::fabs(sparsity - exact_sparsity) < 1e-12;
+    std::printf("%s: sparsity %.6f, %lld of %lld masked (round(n*0.9) = %lld), masked non-zeros "
+                "%lld -> %s\n",
+                l.name.c_str(), sparsity, masked, n, expected, masked_nonzero,
+                exact ? "exact" : "WRONG");
+    ok = ok && exact;
+  }
+
+  // Save the sparsifier's state and resume it in a fresh sparsifier (same config and parameters,
+  // load instead of start): the masks, step count and phase must come back.
+  const std::string path =
+      (std::filesystem::temp_directory_path() /
+       ("coppice-sparsify-mlp-" + std::to_string(std::random_device{}()) + ".state"))
+          .string();
+  sparsifier.save(path);
+  {
+    coppice::Sparsifier resumed(config);
+    for (Layer& l : mlp.layers)
+      resumed.add_parameter(l.name, l.w.data(), {l.out, l.in}, l.gw.data());
+    resumed.load(path);
+    bool same = resumed.steps() == sparsifier.steps() && resumed.phase() == sparsifier.phase();
+    for (const Layer& l : mlp.layers)
+      same = same && resumed.mask(l.name) == sparsifier.mask(l.name);
+    std::printf("save/load: %lld steps, phase \"%s\" -> %s\n",
+                static_cast<long long>(resumed.steps()),
+                resumed.phase().c_str(), same ? "same masks" : "DIFFERENT");
+    ok = ok && same;
+  }
+  std::remove(path.c_str());
+
+  // Errors come back as coppice::Error with the library's status and message.
+  try {
+    sparsifier.sparsity("no-such-weight");
+    ok = false;
+  } catch (const coppice::Error& e) {
+    std::printf("error path ok: %s: %s\n", e.status_name(), e.message().c_str());
+    ok = ok && e.status() == COPPICE_NOT_FOUND;
+  }
+
+  ok = check_kernels(mlp.layers[0], sparsifier.mask("fc1"), test,
+                     static_cast<int>(std::min<int64_t>(256, test.size()))) && ok;
+  std::printf("%s\n", ok ? "all checks passed" : "CHECKS FAILED");
+  return ok ? 0 : 1;
+} catch (const std::exception& e) {
+  std::cerr << "error: " << e.what() << "\n";
+  return 1;
+}
