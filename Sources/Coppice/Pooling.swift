@@ -1,5 +1,10 @@
 import CCoppiceKernels
 
+/// [N, C, H, W] after a k×k window with the given stride and padding.
+func pooledShape(_ s: [Int], kernelSize k: Int, stride: Int, padding p: Int) -> [Int] {
+  [s[0], s[1], (s[2] + 2 * p - k) / stride + 1, (s[3] + 2 * p - k) / stride + 1]
+}
+
 /// Max pooling over each channel plane of NCHW input.
 public final class MaxPool2d: Layer {
   public let kernelSize: Int
@@ -12,18 +17,13 @@ public final class MaxPool2d: Layer {
   private var argmax: [Int32] = []
 
   public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
-    self.kernelSize = kernelSize
-    self.stride = stride ?? kernelSize
-    self.padding = padding
+    (self.kernelSize, self.stride, self.padding) = (kernelSize, stride ?? kernelSize, padding)
   }
 
   public var description: String { "MaxPool2d(\(kernelSize), stride \(stride))" }
 
   public func outputShape(for s: [Int]) -> [Int] {
-    [
-      s[0], s[1], (s[2] + 2 * padding - kernelSize) / stride + 1,
-      (s[3] + 2 * padding - kernelSize) / stride + 1,
-    ]
+    pooledShape(s, kernelSize: kernelSize, stride: stride, padding: padding)
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -64,18 +64,13 @@ public final class AvgPool2d: Layer {
   private var gradInput: Tensor?
 
   public init(kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
-    self.kernelSize = kernelSize
-    self.stride = stride ?? kernelSize
-    self.padding = padding
+    (self.kernelSize, self.stride, self.padding) = (kernelSize, stride ?? kernelSize, padding)
   }
 
   public var description: String { "AvgPool2d(\(kernelSize), stride \(stride))" }
 
   public func outputShape(for s: [Int]) -> [Int] {
-    [
-      s[0], s[1], (s[2] + 2 * padding - kernelSize) / stride + 1,
-      (s[3] + 2 * padding - kernelSize) / stride + 1,
-    ]
+    pooledShape(s, kernelSize: kernelSize, stride: stride, padding: padding)
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
