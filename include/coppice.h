@@ -8,7 +8,10 @@
  *  - Every fallible call returns a coppice_status. COPPICE_OK is 0; the other codes are stable
  *    and never renumbered. After a failure, coppice_last_error() describes it.
  *  - Nothing traps across this boundary: arguments are validated and bad ones are reported as
- *    a status.
+ *    a status. Handles are checked against a registry of live handles, so NULL, garbage and
+ *    destroyed handles are reported (COPPICE_INVALID_ARGUMENT) — except that a destroyed
+ *    handle's address may be reused by a new handle of the same type: never use a handle
+ *    after destroying it.
  *  - Thread-safety: functions without a handle may be called from any thread. A handle may be
  *    used by one thread at a time unless its functions say otherwise.
  *
@@ -109,14 +112,16 @@ typedef struct coppice_sparsifier coppice_sparsifier;
  */
 typedef struct coppice_sparsifier_config {
   size_t struct_size;       /* sizeof(coppice_sparsifier_config), set by _init */
-  const char *method;       /* "dense", "static", "oneshot", "gmp", "set", "rigl", "cgap",
-                               "pgap"; _init sets "cgap"; NULL also means "cgap" */
+  const char *method;       /* "dense", "static", "oneshot", "gmp", "set", "rigl", "cgap";
+                               _init sets "cgap"; NULL also means "cgap". "pgap" is for
+                               coppice_train only (the sparsifier reports UNSUPPORTED) */
   double sparsity;          /* target sparsity in [0, 1) (default 0.9) */
   const char *distribution; /* "uniform", "erk" or NULL for the method's default */
   double erk_power;         /* default 1 */
   int keep_first_dense;     /* non-zero: first registered parameter stays dense */
   int keep_last_dense;      /* non-zero: last registered parameter stays dense */
-  int64_t total_steps;      /* optimizer steps the host will run (required, >= 1) */
+  int64_t total_steps;      /* optimizer steps the host will run (required, 1..2^40; steps
+                               past it are allowed and keep the final masks) */
   int64_t steps_per_epoch;  /* optimizer steps per epoch (default: total_steps) */
   int partitions;           /* GaP partitions κ (default 4; contiguous in registration order) */
   const char *partition_balance; /* "flops" or "parameters" (_init and NULL: "flops") */

@@ -47,8 +47,16 @@ public struct IDXFile {
       dims.append(
         Int(raw[o]) << 24 | Int(raw[o + 1]) << 16 | Int(raw[o + 2]) << 8 | Int(raw[o + 3]))
     }
-    let expected = dims.reduce(1, *)
     let available = raw.count - headerSize
+    var expected = 1
+    for d in dims {
+      let (product, overflow) = expected.multipliedReportingOverflow(by: d)
+      guard !overflow, product <= available else {
+        throw fail(
+          "truncated data: header \(dims) needs more bytes than the file's \(available)")
+      }
+      expected = product
+    }
     guard available >= expected else {
       throw fail(
         "truncated data: header \(dims) needs \(expected) bytes, file has \(available)")

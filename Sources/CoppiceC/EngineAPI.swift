@@ -72,7 +72,8 @@ public func cDatasetCreate(
       throw APIError(.invalidArgument, "height and width must be in 1...4096")
     }
     let size = Int64(height) * Int64(width)
-    guard count >= 1, count.multipliedReportingOverflow(by: size).partialValue < 1 << 32 else {
+    let (values, overflow) = count.multipliedReportingOverflow(by: size)
+    guard count >= 1, !overflow, values < 1 << 32 else {
       throw APIError(.invalidArgument, "count must be >= 1 and count·height·width < 2^32")
     }
     let n = Int(count)
@@ -189,6 +190,9 @@ public func cTrain(
     if sc.gap_step_length == 0 { sc.gap_step_length = Int64(stepsPerEpoch) }
     let methodName = sc.method.map { String(cString: $0) } ?? "dense"
     sc.method = nil
+    guard sc.sparsity.isFinite, sc.sparsity >= 0, sc.sparsity < 1 else {
+      throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(sc.sparsity)")
+    }
     var sparsity: SparsityConfig?
     if methodName != "dense" {
       sparsity = try methodName.withCString { name -> SparsityConfig in
@@ -200,6 +204,12 @@ public func cTrain(
     let callback = c.on_epoch
     let user = c.user_data
     var stopped = false
+    var emitted = 0
+    func emitEvents() {
+      guard let s = trainer.sparsifier else { return }
+      for e in s.events.dropFirst(emitted) { Log.emit(1, e) }
+      emitted = s.events.count
+    }
     do {
       try trainer.fit(
         train: trainData, test: testData,
@@ -209,7 +219,7 @@ public func cTrain(
           {
             stopped = true
           }
-          if let s = trainer.sparsifier { for e in s.lastEvents { Log.emit(1, e) } }
+          emitEvents()
         }, shouldStop: { stopped })
     }
     if let result {

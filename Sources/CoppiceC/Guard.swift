@@ -65,9 +65,14 @@ enum Handles {
     guard let handle else { return }
     let key = UInt(bitPattern: UnsafeRawPointer(handle))
     lock.lock()
-    let kind = live.removeValue(forKey: key)
+    // Only a live handle of this type is released; anything else (another type's handle,
+    // garbage) is left alone.
+    guard live[key] == String(describing: T.self) else {
+      lock.unlock()
+      return
+    }
+    live.removeValue(forKey: key)
     lock.unlock()
-    guard kind == String(describing: T.self) else { return }
     Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).release()
   }
 }

@@ -26,7 +26,8 @@ private func checkColumns(_ n: Int64) throws -> Int32 {
 }
 
 private func checkProduct(_ a: Int, _ b: Int64) throws {
-  guard Int64(a).multipliedReportingOverflow(by: b).partialValue < Int64(Int32.max) * 64 else {
+  let (product, overflow) = Int64(a).multipliedReportingOverflow(by: b)
+  guard !overflow, product < Int64(Int32.max) * 64 else {
     throw APIError(.invalidArgument, "operand of \(a)×\(b) floats is too large")
   }
 }
@@ -39,7 +40,8 @@ public func cSparseMatrixCreate(
   guarded("coppice_sparse_matrix_create") {
     let out = try output(out, "out")
     out.pointee = nil
-    guard rows >= 1, cols >= 1, rows * cols < Int64(Int32.max) else {
+    let (cells, overflow) = rows.multipliedReportingOverflow(by: cols)
+    guard rows >= 1, cols >= 1, !overflow, cells < Int64(Int32.max) else {
       throw APIError(
         .invalidArgument, "rows and cols must be >= 1 with rows·cols < 2^31, got \(rows)×\(cols)")
     }

@@ -121,9 +121,11 @@ func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
     throw APIError(.invalidArgument, "gap_step_length must be >= 0, got \(c.gap_step_length)")
   }
   if c.gap_step_length > 0 { s.gapStepLength = Int(c.gap_step_length) }
-  guard c.rounds >= 1 else { throw APIError(.invalidArgument, "rounds must be >= 1, got \(c.rounds)") }
+  guard c.rounds >= 1, c.rounds <= 1_000_000 else {
+    throw APIError(.invalidArgument, "rounds must be in 1...1000000, got \(c.rounds)")
+  }
   s.rounds = Int(c.rounds)
-  guard c.update_interval >= 1 else {
+  guard c.update_interval >= 1, c.update_interval <= 1 << 40 else {
     throw APIError(.invalidArgument, "update_interval must be >= 1, got \(c.update_interval)")
   }
   s.updateInterval = Int(c.update_interval)
@@ -149,13 +151,24 @@ public func cSparsifierCreate(
     let out = try output(out, "out")
     out.pointee = nil
     let c = try readConfig(config, defaults: defaultSparsifierConfig(), what: "config")
-    guard c.total_steps >= 1 else {
-      throw APIError(.invalidArgument, "total_steps must be >= 1, got \(c.total_steps)")
+    guard c.total_steps >= 1, c.total_steps <= 1 << 40 else {
+      throw APIError(.invalidArgument, "total_steps must be in 1...2^40, got \(c.total_steps)")
     }
     guard c.steps_per_epoch >= 0 else {
       throw APIError(.invalidArgument, "steps_per_epoch must be >= 0, got \(c.steps_per_epoch)")
     }
     let s = try sparsityConfig(c)
+    guard s.method != .pgap else {
+      throw APIError(
+        .unsupported,
+        "pgap needs its workers run by the host; the sparsifier supports the other methods "
+          + "(P-GaP runs in the engine: coppice_train or `coppice train --method pgap`)")
+    }
+    guard c.gap_step_length <= c.total_steps else {
+      throw APIError(
+        .invalidArgument,
+        "gap_step_length \(c.gap_step_length) is longer than total_steps \(c.total_steps)")
+    }
     let handle = SparsifierHandle(
       config: s, totalSteps: Int(c.total_steps),
       stepsPerEpoch: c.steps_per_epoch > 0 ? Int(c.steps_per_epoch) : Int(c.total_steps),

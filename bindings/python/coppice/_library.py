@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
+import subprocess
 from pathlib import Path
 
-__all__ = ["lib", "CoppiceError", "check"]
+__all__ = ["lib", "library_path", "CoppiceError", "check", "STATUS_NAMES"]
 
 # Status codes of coppice.h (stable; never renumbered).
 STATUS_NAMES = {
@@ -24,32 +26,65 @@ STATUS_NAMES = {
 
 
 class CoppiceError(RuntimeError):
-    """A failed Coppice call: `status` is the numeric code, `name` its COPPICE_* name."""
+    """A failed Coppice call: `status` is the numeric code, `name` its COPPICE_* name and
+    `message` the library's description (coppice_last_error)."""
 
     def __init__(self, status: int, message: str):
         self.status = status
         self.name = STATUS_NAMES.get(status, "unknown status")
+        self.message = message
         super().__init__(f"{self.name}: {message}")
 
 
 def _candidates() -> list[str]:
+    """Where to look for the library, in order: $COPPICE_LIBRARY (only that, when set), the
+    package's own copy, the repository's dist/lib (a source checkout), then the system (the
+    loader's path, ldconfig, pkg-config's libdir, /usr/local/lib)."""
     env = os.environ.get("COPPICE_LIBRARY")
     if env:
         return [env]
     here = Path(__file__).resolve().parent
     repo = here.parent.parent.parent
-    return [
+    candidates = [
         str(here / "libcoppice.so.0"),
+        str(here / "libcoppice.so"),
         str(repo / "dist" / "lib" / "libcoppice.so.0"),
-        "libcoppice.so.0",
+        "libcoppice.so.0",  # the dynamic loader's search: LD_LIBRARY_PATH, ld.so.cache, /usr/lib
     ]
+    found = ctypes.util.find_library("coppice")
+    if found:
+        candidates.append(found)
+    # `make install PREFIX=...` without ldconfig: ask pkg-config, then try the usual prefix.
+    libdir = _pkg_config_libdir()
+    if libdir:
+        candidates.append(os.path.join(libdir, "libcoppice.so.0"))
+    candidates.append("/usr/local/lib/libcoppice.so.0")
+    return candidates
 
 
-def _load() -> ctypes.CDLL:
+def _pkg_config_libdir() -> str:
+    try:
+        result = subprocess.run(
+            ["pkg-config", "--variable=libdir", "coppice"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _load() -> tuple[ctypes.CDLL, str]:
     errors = []
+    seen = set()
     for path in _candidates():
+        if path in seen:
+            continue
+        seen.add(path)
+        if os.sep in path and not os.path.exists(path):
+            errors.append(f"{path}: no such file")
+            continue
         try:
-            return ctypes.CDLL(path)
+            return ctypes.CDLL(path), path
         except OSError as error:
             errors.append(f"{path}: {error}")
     raise ImportError(
@@ -57,20 +92,29 @@ def _load() -> ctypes.CDLL:
     )
 
 
-lib = _load()
+lib, library_path = _load()
 
 lib.coppice_version.restype = ctypes.c_char_p
 lib.coppice_version.argtypes = []
 lib.coppice_version_number.restype = ctypes.c_int
+lib.coppice_version_number.argtypes = []
 lib.coppice_last_error.restype = ctypes.c_char_p
+lib.coppice_last_error.argtypes = []
 lib.coppice_status_name.restype = ctypes.c_char_p
 lib.coppice_status_name.argtypes = [ctypes.c_int]
 lib.coppice_set_threads.restype = ctypes.c_int
 lib.coppice_set_threads.argtypes = [ctypes.c_int]
 lib.coppice_get_threads.restype = ctypes.c_int
+lib.coppice_get_threads.argtypes = []
+
+
+def last_error() -> str:
+    """The calling thread's last failure message from the library ("" if none)."""
+    message = lib.coppice_last_error()
+    return message.decode("utf-8", "replace") if message else ""
 
 
 def check(status: int) -> None:
     """Raise CoppiceError for a non-zero status, with the library's message."""
     if status != 0:
-        raise CoppiceError(status, lib.coppice_last_error().decode("utf-8", "replace"))
+        raise CoppiceError(status, last_error())

@@ -1,0 +1,313 @@
+"""The sparsifier: GaP and the sparse-training baselines on weights the host owns."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ._arrays import FloatBuffer, as_float_buffer, c_float_value, c_int_value, c_string
+from ._capi import SparsifierConfig, capi
+from ._handle import Handle
+from ._library import check
+
+__all__ = ["Sparsifier", "METHODS", "CONFIG_FIELDS"]
+
+#: The sparse-training methods of coppice_sparsifier_config.method.
+METHODS = ("dense", "static", "oneshot", "gmp", "set", "rigl", "cgap", "pgap")
+
+PathLike = Union[str, bytes, "os.PathLike[str]"]
+
+
+_STRING_FIELDS = ("method", "distribution", "partition_balance")
+_FLOAT_FIELDS = ("sparsity", "erk_power", "drop_fraction")
+_BOOL_FIELDS = ("keep_first_dense", "keep_last_dense")
+_INT_FIELDS = {  # field: bits of its C type
+    "total_steps": 64,
+    "steps_per_epoch": 64,
+    "partitions": 32,
+    "gap_step_length": 64,
+    "rounds": 32,
+    "update_interval": 64,
+    "prune_step": 64,
+}
+#: The keyword arguments that map onto coppice_sparsifier_config fields.
+CONFIG_FIELDS = _STRING_FIELDS + _FLOAT_FIELDS + _BOOL_FIELDS + tuple(_INT_FIELDS) + ("seed",)
+
+
+def fill_sparsifier_config(config: SparsifierConfig, keep: List[Any], **values: Any) -> None:
+    """Writes checked Python values into a config initialised by the library; a value of None
+    keeps the library's default. Encoded strings are appended to `keep`, which the caller must
+    hold until the C call that reads the config has returned."""
+    for field, value in values.items():
+        if value is None:
+            continue
+        if field in _STRING_FIELDS:
+            encoded = c_string(value, field)
+            keep.append(encoded)
+            setattr(config, field, encoded)
+        elif field in _FLOAT_FIELDS:
+            setattr(config, field, c_float_value(value, field))
+        elif field in _BOOL_FIELDS:
+            setattr(config, field, 1 if value else 0)
+        elif field in _INT_FIELDS:
+            setattr(config, field, c_int_value(value, field, _INT_FIELDS[field]))
+        elif field == "seed":
+            config.seed = c_int_value(value, "seed", 64, unsigned=True)
+        else:
+            raise TypeError(f"unknown sparsifier option {field!r}")
+
+
+class _Parameter:
+    """A registered weight buffer and its optional gradient buffer (kept alive here, because
+    the library holds their addresses)."""
+
+    __slots__ = ("name", "weights", "gradients")
+
+    def __init__(self, name: str, weights: FloatBuffer, gradients: Optional[FloatBuffer]):
+        self.name = name
+        self.weights = weights
+        self.gradients = gradients
+
+
+class Sparsifier(Handle):
+    """Sparse training on weights the host owns (coppice_sparsifier).
+
+    Register every prunable weight (and its gradient buffer) with `add_parameter`, call
+    `start()`, then in the training loop::
+
+        loss.backward()                        # host computes gradients
+        sparsifier.mask_gradients()            # zero gradients of pruned weights
+        optimizer.step()                       # host updates weights
+        if sparsifier.step():                  # apply masks, grow/prune on schedule
+            for name in names:                 # masks changed: reset optimizer moments there
+                velocity[name][sparsifier.changed_mask(name).astype(bool)] = 0
+
+    The arguments mirror coppice_sparsifier_config, with the header's defaults; `total_steps`
+    (optimizer steps the host will run) is required. `steps_per_epoch=None` means total_steps;
+    `distribution=None` the method's default ("erk" for RigL, "uniform" otherwise);
+    `gap_step_length=0` lets the GaP rounds fill 75% of training; `prune_step=-1` prunes
+    oneshot at half of training. Bad values raise CoppiceError(COPPICE_INVALID_ARGUMENT).
+
+    Registered arrays are referenced by this object until close(): the library writes into
+    them in place (masking), so they must not be resized or reallocated.
+    Not thread-safe: use one sparsifier from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "cgap",
+        sparsity: float = 0.9,
+        total_steps: int,
+        steps_per_epoch: Optional[int] = None,
+        distribution: Optional[str] = None,
+        partitions: int = 4,
+        partition_balance: str = "flops",
+        gap_step_length: int = 0,
+        rounds: int = 2,
+        update_interval: int = 100,
+        drop_fraction: float = 0.3,
+        prune_step: int = -1,
+        keep_first_dense: bool = False,
+        keep_last_dense: bool = False,
+        erk_power: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self._parameters: Dict[str, _Parameter] = {}
+        required = {"method": method, "sparsity": sparsity, "total_steps": total_steps,
+                    "partitions": partitions, "partition_balance": partition_balance,
+                    "gap_step_length": gap_step_length, "rounds": rounds,
+                    "update_interval": update_interval, "drop_fraction": drop_fraction,
+                    "prune_step": prune_step, "erk_power": erk_power, "seed": seed}
+        for field, value in required.items():
+            if value is None:
+                raise TypeError(f"{field} must not be None")
+        config = SparsifierConfig()
+        capi.coppice_sparsifier_config_init(ctypes.byref(config))
+        keep: List[Any] = []
+        fill_sparsifier_config(
+            config,
+            keep,
+            method=method,
+            sparsity=sparsity,
+            distribution=distribution,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            partitions=partitions,
+            partition_balance=partition_balance,
+            gap_step_length=gap_step_length,
+            rounds=rounds,
+            update_interval=update_interval,
+            drop_fraction=drop_fraction,
+            prune_step=prune_step,
+            keep_first_dense=keep_first_dense,
+            keep_last_dense=keep_last_dense,
+            erk_power=erk_power,
+            seed=seed,
+        )
+        handle = ctypes.c_void_p()
+        check(capi.coppice_sparsifier_create(ctypes.byref(config), ctypes.byref(handle)))
+        self._adopt(handle, capi.coppice_sparsifier_destroy)
+        self.method = method
+        self.target_sparsity = float(sparsity)
+
+    def _release(self) -> None:
+        self._parameters = {}
+
+    # ---------------------------------------------------------------- registration
+
+    def add_parameter(
+        self,
+        name: str,
+        weights: Any,
+        grad: Any = None,
+        flops_per_weight: float = 0,
+    ) -> None:
+        """Registers a weight buffer under a unique `name` (before start()).
+
+        `weights`: writable C-contiguous float32 array (numpy, `__array_interface__`, buffer
+        protocol, or a CPU torch tensor) of 1..8 dimensions, masked in place.
+        `grad`: its gradient buffer (same shape), needed by mask_gradients and RigL.
+        `flops_per_weight` (<= 0: 2) weights FLOP-balanced GaP partitions.
+        """
+        handle = self._live()
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        encoded = c_string(name, "name")
+        w = as_float_buffer(weights, "weights", writable=True)
+        g = None
+        if grad is not None:
+            g = as_float_buffer(grad, "grad", writable=True)
+            if g.shape != w.shape:
+                raise ValueError(f"grad has shape {g.shape} but weights have shape {w.shape}")
+        flops = c_float_value(flops_per_weight, "flops_per_weight")
+        shape = (ctypes.c_int64 * max(1, w.ndim))(*w.shape)
+        check(
+            capi.coppice_sparsifier_add_parameter(
+                handle, encoded, w.address, shape, w.ndim, g.address if g else None, flops
+            )
+        )
+        self._parameters[name] = _Parameter(name, w, g)
+
+    def parameter_info(self, index: int) -> Tuple[str, int]:
+        """(name, element count) of the index-th registered parameter (CoppiceError
+        COPPICE_NOT_FOUND when out of range)."""
+        handle = self._live()
+        index = c_int_value(index, "index")
+        name = ctypes.c_char_p()
+        count = ctypes.c_int64()
+        check(capi.coppice_sparsifier_parameter_info(handle, index, ctypes.byref(name), ctypes.byref(count)))
+        return (name.value or b"").decode("utf-8", "replace"), count.value
+
+    @property
+    def names(self) -> List[str]:
+        """Registered parameter names, in registration order (as the library reports them)."""
+        return [self.parameter_info(i)[0] for i in range(self.parameter_count)]
+
+    @property
+    def parameter_count(self) -> int:
+        """Number of registered parameters."""
+        out = ctypes.c_int()
+        check(capi.coppice_sparsifier_parameter_count(self._live(), ctypes.byref(out)))
+        return out.value
+
+    # ---------------------------------------------------------------- the training loop
+
+    def start(self) -> None:
+        """Resolves per-parameter sparsities, builds the schedule and applies the initial masks
+        (masked weights are set to zero in the host's buffers)."""
+        check(capi.coppice_sparsifier_start(self._live()))
+
+    def mask_gradients(self) -> None:
+        """After backward: zeroes gradients at masked positions."""
+        check(capi.coppice_sparsifier_mask_gradients(self._live()))
+
+    def step(self) -> bool:
+        """After the optimizer step: re-applies masks, grows/prunes on schedule. Returns True
+        when a mask changed (see changed_mask)."""
+        changed = ctypes.c_int()
+        check(capi.coppice_sparsifier_step(self._live(), ctypes.byref(changed)))
+        return bool(changed.value)
+
+    @property
+    def needs_dense_gradients(self) -> bool:
+        """Whether the coming step needs full dense gradients (RigL update steps)."""
+        out = ctypes.c_int()
+        check(capi.coppice_sparsifier_needs_dense_gradients(self._live(), ctypes.byref(out)))
+        return bool(out.value)
+
+    # ---------------------------------------------------------------- masks and reports
+
+    def _mask_call(self, function: Any, name: str) -> np.ndarray:
+        handle = self._live()
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        encoded = c_string(name, "name")
+        parameter = self._parameters.get(name)
+        shape = parameter.weights.shape if parameter else (1,)
+        out = np.zeros(shape, dtype=np.uint8)
+        check(function(handle, encoded, out.ctypes.data, out.size))
+        if parameter is None:  # the library should have reported NOT_FOUND
+            raise KeyError(f"no parameter named {name!r}")
+        return out
+
+    def mask(self, name: str) -> np.ndarray:
+        """The mask of parameter `name` (uint8, its shape; 1 = kept)."""
+        return self._mask_call(capi.coppice_sparsifier_get_mask, name)
+
+    def changed_mask(self, name: str) -> np.ndarray:
+        """Where the last start()/step() changed `name`'s mask (uint8, 1 = grown or pruned):
+        the positions where the host should zero its optimizer state."""
+        return self._mask_call(capi.coppice_sparsifier_changed_mask, name)
+
+    def sparsity(self, name: Optional[str] = None) -> float:
+        """Sparsity of parameter `name`, or over all parameters when name is None."""
+        handle = self._live()
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, got {type(name).__name__}")
+        out = ctypes.c_double()
+        check(
+            capi.coppice_sparsifier_sparsity(
+                handle, c_string(name, "name", allow_none=True), ctypes.byref(out)
+            )
+        )
+        return out.value
+
+    def sparsities(self) -> Dict[str, float]:
+        """Sparsity of every registered parameter, by name."""
+        return {name: self.sparsity(name) for name in self.names}
+
+    @property
+    def phase(self) -> str:
+        """What the schedule is doing, e.g. "C-GaP round 1/2, partition 0 dense"."""
+        text = capi.coppice_sparsifier_phase(self._live())
+        return text.decode("utf-8", "replace") if text else ""
+
+    @property
+    def steps(self) -> int:
+        """Completed optimizer steps."""
+        out = ctypes.c_int64()
+        check(capi.coppice_sparsifier_steps(self._live(), ctypes.byref(out)))
+        return out.value
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save(self, path: PathLike) -> None:
+        """Saves masks, step counter and schedule state to `path` (atomically)."""
+        check(capi.coppice_sparsifier_save(self._live(), c_string(path, "path")))
+
+    def load(self, path: PathLike) -> None:
+        """Restores a state saved by a sparsifier with the same config and parameters (instead
+        of start())."""
+        check(capi.coppice_sparsifier_load(self._live(), c_string(path, "path")))
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<coppice.Sparsifier {self.method} (closed)>"
+        return (
+            f"<coppice.Sparsifier {self.method} {self.target_sparsity:g}, "
+            f"{len(self._parameters)} parameters>"
+        )

@@ -1,0 +1,61 @@
+"""Garbage to every C entry point, through raw ctypes: the process must survive and every bad
+argument must come back as a non-zero status with a message.
+
+The fuzz loop (fuzz_abi.py) runs in a child process. When the library crashes it, the test
+notes the scenario being run (the last "CALL" line names the exact call), restarts the loop
+without that scenario so the remaining ones are still exercised, and fails at the end listing
+every crash and every violation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from conftest import describe_exit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ITERATIONS = int(os.environ.get("COPPICE_FUZZ_ITERATIONS", "2000"))
+SEED = int(os.environ.get("COPPICE_FUZZ_SEED", "20240611"))
+MAX_RESTARTS = 12
+
+
+def run_fuzzer(seed: int, iterations: int, skip: list) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return subprocess.run(
+        [sys.executable, os.path.join(HERE, "fuzz_abi.py"), "--seed", str(seed),
+         "--iterations", str(iterations), "--skip", ",".join(skip)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_fuzz_every_entry_point_with_bad_arguments():
+    crashes, violations, skip = [], [], []
+    remaining, seed, total_calls = ITERATIONS, SEED, 0
+    for _ in range(MAX_RESTARTS):
+        result = run_fuzzer(seed, remaining, skip)
+        lines = result.stdout.splitlines()
+        violations += [line for line in lines if line.startswith("VIOLATION")]
+        done = [line for line in lines if line.startswith("DONE")]
+        if result.returncode == 0 and done:
+            total_calls += int(done[-1].split()[1])
+            break
+        iterations = [line for line in lines if line.startswith("ITER")]
+        calls = [line for line in lines if line.startswith("CALL")]
+        if not iterations or result.returncode > 0:
+            raise AssertionError("the fuzz driver itself failed:\n" + describe_exit(result))
+        _, index, scenario = iterations[-1].split(" ", 2)
+        crashes.append(f"{scenario}: {describe_exit(result).splitlines()[0]} at "
+                       f"{calls[-1] if calls else '?'}")
+        total_calls += len(calls)
+        skip.append(scenario)
+        remaining -= int(index) + 1
+        seed += 1
+        if remaining <= 0:
+            break
+    report = "\n".join(["crashes:"] + crashes + ["violations:"] + sorted(set(violations)))
+    assert not crashes and not violations, report
+    assert total_calls >= ITERATIONS
