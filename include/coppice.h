@@ -276,6 +276,21 @@ coppice_status coppice_model_shape(const coppice_model *model, int *classes, int
                                    int *width);
 
 /*
+ * Saves the model's parameters and normalisation statistics to `path` as a safetensors file
+ * (float32 tensors named like "conv1.weight", "bn1.running_mean"; loadable by the Python
+ * `safetensors` package or any reader of the format), written atomically (temporary file,
+ * fsync, rename). Errors: IO_ERROR.
+ */
+coppice_status coppice_model_save(const coppice_model *model, const char *path);
+
+/*
+ * Loads parameters saved by coppice_model_save into a model of the same architecture. The
+ * model is unchanged unless every tensor is present with the right shape. Errors: IO_ERROR,
+ * INVALID_FILE (malformed, truncated, missing or mis-shaped tensors; the message says which).
+ */
+coppice_status coppice_model_load(coppice_model *model, const char *path);
+
+/*
  * An in-memory dataset copied from caller arrays: `count` images of height×width floats (one
  * channel) and int32 labels in [0, classes). Images are used as given: normalise them as the
  * model expects (the IDX loader uses (pixel/255 − 0.2860)/0.3530, Fashion-MNIST's statistics).

@@ -58,6 +58,22 @@ public func cModelShape(
   }
 }
 
+@_cdecl("coppice_model_save")
+public func cModelSave(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+  guarded("coppice_model_save") {
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    try m.save(path: try string(path, "path"))
+  }
+}
+
+@_cdecl("coppice_model_load")
+public func cModelLoad(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
+  guarded("coppice_model_load") {
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    try m.load(path: try string(path, "path"))
+  }
+}
+
 @_cdecl("coppice_dataset_create")
 public func cDatasetCreate(
   _ images: UnsafePointer<Float>?, _ labels: UnsafePointer<Int32>?, _ count: Int64,

@@ -152,6 +152,8 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "coppice_model_destroy": (None, [handle_t]),
     "coppice_model_parameter_count": (status_t, [handle_t, P(c_int64)]),
     "coppice_model_shape": (status_t, [handle_t, P(c_int), P(c_int), P(c_int)]),
+    "coppice_model_save": (status_t, [handle_t, c_char_p]),
+    "coppice_model_load": (status_t, [handle_t, c_char_p]),
     "coppice_dataset_create": (
         status_t,
         [_float_p, c_void_p, c_int64, c_int, c_int, c_int, P(handle_t)],

@@ -174,6 +174,14 @@ class Model(Handle):
         check(capi.coppice_model_parameter_count(self._live(), ctypes.byref(out)))
         return out.value
 
+    def save(self, path: "str | os.PathLike[str]") -> None:
+        """Save parameters and normalisation statistics as a safetensors file (atomic)."""
+        check(capi.coppice_model_save(self._live(), os.fsencode(path)))
+
+    def load(self, path: "str | os.PathLike[str]") -> None:
+        """Load parameters saved by `save`; raises CoppiceError for a bad or mismatched file."""
+        check(capi.coppice_model_load(self._live(), os.fsencode(path)))
+
     def train(
         self,
         train_data: Dataset,

@@ -356,3 +356,31 @@ def test_log_callback_errors_do_not_cross_the_library(capsys):
     assert hooked and isinstance(hooked[0].exc_value, ZeroDivisionError)
     with pytest.raises(TypeError):
         coppice.set_log_callback("print")  # type: ignore[arg-type]
+
+
+def test_model_save_load_round_trip_and_safetensors_layout(tmp_path):
+    import json
+    import struct
+
+    import numpy as np
+
+    a = coppice.Model("mlp", seed=1)
+    b = coppice.Model("mlp", seed=2)
+    images = np.random.default_rng(0).standard_normal((4, 28, 28)).astype(np.float32)
+    path = tmp_path / "mlp.safetensors"
+    a.save(path)
+    b.load(path)
+    assert np.array_equal(a.predict(images), b.predict(images))
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + n])
+    entry = header["fc1.weight"]
+    assert entry["dtype"] == "F32" and entry["shape"] == [300, 784]
+    start, end = entry["data_offsets"]
+    weights = np.frombuffer(raw[8 + n + start : 8 + n + end], dtype="<f4").reshape(300, 784)
+    assert np.isfinite(weights).all()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(coppice.CoppiceError) as info:
+        b.load(path)
+    assert info.value.name == "COPPICE_INVALID_FILE"
+    assert np.array_equal(a.predict(images), b.predict(images))  # unchanged by the bad load
