@@ -69,7 +69,8 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
-    .executableTarget(name: "coppice-swift-example", dependencies: ["Coppice"], path: "examples/swift"),
+    .executableTarget(
+      name: "coppice-swift-example", dependencies: ["Coppice"], path: "examples/swift"),
     .testTarget(name: "CoppiceTests", dependencies: ["Coppice", "CCoppiceKernels"]),
   ]
 )

@@ -40,7 +40,9 @@ public final class BatchNorm2d: StatefulLayer {
     saveInvStd = Tensor(shape: [channels])
   }
 
-  public var description: String { relu ? "BatchNorm2d+ReLU(\(channels))" : "BatchNorm2d(\(channels))" }
+  public var description: String {
+    relu ? "BatchNorm2d+ReLU(\(channels))" : "BatchNorm2d(\(channels))"
+  }
   public var parameters: [Parameter] { [gamma, beta] }
   public var buffers: [(name: String, tensor: Tensor)] {
     [("\(name).running_mean", runningMean), ("\(name).running_var", runningVar)]

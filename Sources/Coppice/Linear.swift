@@ -62,7 +62,8 @@ public final class Linear: Layer {
       inputT = xt
       outputT = yt
       ck_transpose(Int32(n), Int32(inFeatures), x.data, xt.data)
-      ck_sparse_spmm(sparseFormat.handle, Int32(n), xt.data, Int32(n), bias?.value.data, 0, yt.data, Int32(n))
+      ck_sparse_spmm(
+        sparseFormat.handle, Int32(n), xt.data, Int32(n), bias?.value.data, 0, yt.data, Int32(n))
       ck_transpose(Int32(outFeatures), Int32(n), yt.data, y.data)
       execution.forwardSparse = true
       return y
@@ -80,7 +81,8 @@ public final class Linear: Layer {
     gradInput = dx
     execution.backwardSparse = false
     if let source = maskSource, !source.needsDenseGradient,
-      prefersSparse(.inputGradient, batch: n, source), prefersSparse(.weightGradient, batch: n, source)
+      prefersSparse(.inputGradient, batch: n, source),
+      prefersSparse(.weightGradient, batch: n, source)
     {
       sparseBackward(x: x, dy: dy, dx: dx, batch: n, source: source)
       execution.backwardSparse = true
@@ -126,6 +128,7 @@ public final class Linear: Layer {
   private var gradInputT: Tensor?
 
   private func prefersSparse(_ op: SparseOp, batch: Int, _ source: MaskSource) -> Bool {
-    SparseWeightFormat.prefers(op.kernelOp, m: outFeatures, k: inFeatures, n: batch, density: source.density)
+    SparseWeightFormat.prefers(
+      op.kernelOp, m: outFeatures, k: inFeatures, n: batch, density: source.density)
   }
 }

@@ -54,12 +54,16 @@ public final class Model {
           _ = walk(block.body.layers, shape: shape)
         } else if let conv = layer as? Conv2d {
           result.append(
-            (conv.weight.name, conv.forwardFLOPs(inputShape: Array(shape.dropFirst())),
-              conv.needsInputGradient))
+            (
+              conv.weight.name, conv.forwardFLOPs(inputShape: Array(shape.dropFirst())),
+              conv.needsInputGradient
+            ))
         } else if let fc = layer as? Linear {
           result.append(
-            (fc.weight.name, fc.forwardFLOPs(inputShape: Array(shape.dropFirst())),
-              fc.needsInputGradient))
+            (
+              fc.weight.name, fc.forwardFLOPs(inputShape: Array(shape.dropFirst())),
+              fc.needsInputGradient
+            ))
         }
         shape = layer.outputShape(for: shape)
       }

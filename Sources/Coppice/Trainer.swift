@@ -167,7 +167,8 @@ public final class Trainer {
     for b in 0..<batchesPerEpoch {
       let lo = b * config.batchSize
       let hi = min(train.count, lo + config.batchSize)
-      run.learningRate = learningRate(atStep: stepsTaken, totalSteps: totalSteps, batchesPerEpoch: batchesPerEpoch)
+      run.learningRate = learningRate(
+        atStep: stepsTaken, totalSteps: totalSteps, batchesPerEpoch: batchesPerEpoch)
       optimizer.learningRate = run.learningRate
       let result = try trainStep(train: train, indices: order[lo..<hi])
       run.lossSum += result.loss * Double(hi - lo)
@@ -177,7 +178,8 @@ public final class Trainer {
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(run.seen) / max(elapsed, 1e-9)
         let remaining =
-          Double(train.count - run.seen) + Double(max(0, config.epochs - epoch - 1)) * Double(train.count)
+          Double(train.count - run.seen) + Double(max(0, config.epochs - epoch - 1))
+          * Double(train.count)
         progress(
           BatchProgress(
             epoch: epoch + 1, epochs: config.epochs, batch: b + 1, batches: batchesPerEpoch,
@@ -199,7 +201,8 @@ public final class Trainer {
     if let sparsity, sparsity.restartLearningRatePerStep,
       let length = sparsity.gapStepLength, let s = sparsifier, !s.masksFrozen
     {
-      return config.schedule.rate(base: config.learningRate, step: step % length, totalSteps: length)
+      return config.schedule.rate(
+        base: config.learningRate, step: step % length, totalSteps: length)
     }
     if let sparsity, sparsity.restartLearningRatePerStep, let s = sparsifier,
       s.schedule.lastMaskChangeStep > 0, s.masksFrozen
@@ -334,7 +337,8 @@ public final class Trainer {
         t.parameter.map { (ObjectIdentifier($0), i) }
       })
     let tensors = snapshotTensors
-    let isTarget = model.parameters.map { targetIndex[ObjectIdentifier($0)] != nil }
+    let isTarget =
+      model.parameters.map { targetIndex[ObjectIdentifier($0)] != nil }
       + [Bool](repeating: false, count: tensors.count - model.parameters.count)
     while !gap.isFinished {
       let roundStart = snapshot()
@@ -357,7 +361,8 @@ public final class Trainer {
           run.seconds += r.seconds
           run.learningRate = r.learningRate
         }
-        workerWeights.append(sparsifier.targets.map { Array(UnsafeBufferPointer(start: $0.weights, count: $0.count)) })
+        workerWeights.append(
+          sparsifier.targets.map { Array(UnsafeBufferPointer(start: $0.weights, count: $0.count)) })
         for (i, t) in tensors.enumerated() where !isTarget[i] {
           for j in 0..<t.count { sums[i][j] += Double(t[j]) }
         }

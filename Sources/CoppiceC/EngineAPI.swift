@@ -28,12 +28,15 @@ public func cModelCreate(
     guard classes >= 2, classes <= 100_000 else {
       throw APIError(.invalidArgument, "classes must be in 2...100000, got \(classes)")
     }
-    out.pointee = Handles.register(ModelHandle(model: kind.build(seed: seed, classes: Int(classes))))
+    out.pointee = Handles.register(
+      ModelHandle(model: kind.build(seed: seed, classes: Int(classes))))
   }
 }
 
 @_cdecl("coppice_model_destroy")
-public func cModelDestroy(_ handle: OpaquePointer?) { Handles.destroy(handle, as: ModelHandle.self) }
+public func cModelDestroy(_ handle: OpaquePointer?) {
+  Handles.destroy(handle, as: ModelHandle.self)
+}
 
 @_cdecl("coppice_model_parameter_count")
 public func cModelParameterCount(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<Int64>?)
@@ -196,7 +199,8 @@ public func cTrain(
     switch c.lr_schedule.map({ String(cString: $0) }) ?? "cosine" {
     case "cosine": t.schedule = .cosine(minimum: 0)
     case "constant": t.schedule = .constant
-    case let other: throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
+    case let other:
+      throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
     }
     t.seed = c.seed
     try t.validate()
@@ -281,7 +285,8 @@ public func cPredict(
     let classes = m.numberOfClasses
     guard logitsCount == count * Int64(classes) else {
       throw APIError(
-        .shapeMismatch, "logits holds \(logitsCount) floats; \(count) images need \(count * Int64(classes))")
+        .shapeMismatch,
+        "logits holds \(logitsCount) floats; \(count) images need \(count * Int64(classes))")
     }
     let size = Int(height) * Int(width)
     let batch = 256

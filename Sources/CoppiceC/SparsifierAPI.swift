@@ -114,7 +114,8 @@ func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
   }
   let balanceName = c.partition_balance.map { String(cString: $0) } ?? "flops"
   guard let balance = PartitionBalance(rawValue: balanceName) else {
-    throw APIError(.invalidArgument, "unknown partition_balance '\(balanceName)' (flops, parameters)")
+    throw APIError(
+      .invalidArgument, "unknown partition_balance '\(balanceName)' (flops, parameters)")
   }
   s.partitions = .balanced(count: Int(c.partitions), by: balance)
   guard c.gap_step_length >= 0 else {

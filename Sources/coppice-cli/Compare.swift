@@ -65,7 +65,8 @@ struct Compare: ParsableCommand {
       "\(model.rawValue), \(Int((sparse.sparsity * 100).rounded()))% target sparsity, "
       + "\(epochs) epochs, seed \(training.seed)"
     var md = "# coppice compare: \(title)\n\n"
-    md += "Command: `coppice compare \(CommandLine.arguments.dropFirst(2).joined(separator: " "))`\n\n"
+    md +=
+      "Command: `coppice compare \(CommandLine.arguments.dropFirst(2).joined(separator: " "))`\n\n"
     md += markdownTable(results) + "\n\n![accuracy](accuracy.svg)\n\n![sparsity](sparsity.svg)\n"
     try AtomicFile.write(Data(md.utf8), to: "\(out)/results.md")
     let series = results.map { r in

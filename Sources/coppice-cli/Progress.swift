@@ -8,10 +8,11 @@ final class ProgressPrinter {
   private var lastPlainFraction = -1.0
 
   func batch(_ p: BatchProgress) {
-    let text = String(
-      format: "epoch %d/%d  batch %d/%d  loss %.4f  %.0f img/s  lr %.4g  ETA %@",
-      p.epoch, p.epochs, p.batch, p.batches, p.loss, p.imagesPerSecond, Double(p.learningRate),
-      Self.duration(p.etaSeconds)) + (p.phase.isEmpty ? "" : "  [\(p.phase)]")
+    let text =
+      String(
+        format: "epoch %d/%d  batch %d/%d  loss %.4f  %.0f img/s  lr %.4g  ETA %@",
+        p.epoch, p.epochs, p.batch, p.batches, p.loss, p.imagesPerSecond, Double(p.learningRate),
+        Self.duration(p.etaSeconds)) + (p.phase.isEmpty ? "" : "  [\(p.phase)]")
     if live {
       let now = Date()
       guard now.timeIntervalSince(lastPrint) > 0.1 || p.batch == p.batches else { return }

@@ -26,6 +26,10 @@ struct SparsityOptions: ParsableArguments {
   @Option(help: "GaP: explicit partitions, layers comma-separated, partitions ';'-separated.")
   var partitionList: String?
   @Option(help: "GaP: epochs per GaP step (per worker step for pgap).") var stepEpochs = 1
+  @Option(help: "GaP: optimizer steps per GaP step (instead of --step-epochs; cgap only).")
+  var stepSteps: Int?
+  @Flag(help: "oneshot/gmp: rank magnitudes over all layers at once instead of per layer.")
+  var globalMagnitude = false
   @Option(help: "GaP: rounds (each grows every partition once).") var rounds = 1
   @Option(help: "GaP: fine-tune epochs after the last step (default: the rest of --epochs).")
   var finetuneEpochs: Int?
@@ -46,9 +50,13 @@ struct SparsityOptions: ParsableArguments {
   }
 
   /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning).
-  func gapEpochs(method: SparsityMethod) -> Int {
+  func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1) -> Int {
     switch method {
-    case .cgap: return rounds * partitionCount * stepEpochs
+    case .cgap:
+      if let steps = stepSteps {
+        return (rounds * partitionCount * steps + stepsPerEpoch - 1) / max(1, stepsPerEpoch)
+      }
+      return rounds * partitionCount * stepEpochs
     case .pgap: return rounds * stepEpochs
     default: return 0
     }
@@ -60,8 +68,11 @@ struct SparsityOptions: ParsableArguments {
 
   /// Total epochs for `method`: GaP methods add their phase and the fine-tune; the others
   /// use `epochs`.
-  func totalEpochs(method: SparsityMethod, epochs: Int) throws -> Int {
-    let gap = gapEpochs(method: method)
+  func totalEpochs(method: SparsityMethod, epochs: Int, stepsPerEpoch: Int) throws -> Int {
+    if stepSteps != nil && method == .pgap {
+      throw ValidationError("--step-steps is for cgap; P-GaP in one process steps whole epochs")
+    }
+    let gap = gapEpochs(method: method, stepsPerEpoch: stepsPerEpoch)
     guard gap > 0 else { return epochs }
     if let f = finetuneEpochs {
       guard f >= 0 else { throw ValidationError("--finetune-epochs must be >= 0") }
@@ -92,7 +103,8 @@ struct SparsityOptions: ParsableArguments {
     } else {
       c.partitions = .balanced(count: partitions, by: partitionBalance)
     }
-    c.gapStepLength = stepEpochs * stepsPerEpoch
+    c.gapStepLength = stepSteps ?? stepEpochs * stepsPerEpoch
+    c.globalMagnitude = globalMagnitude
     c.rounds = rounds
     c.restartLearningRatePerStep = restartLrPerStep
     c.resetOptimizerState = !keepOptimizerState

@@ -32,7 +32,8 @@ struct Train: ParsableCommand {
     let data = try loadData(
       dataDir: training.dataDir, limitTrain: training.limitTrain, limitTest: training.limitTest)
     let result = try TrainingRun(
-      model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse, epochs: epochs,
+      model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse,
+      epochs: epochs,
       printSummary: summary
     ).run(train: data.train, test: data.test)
     if let json {

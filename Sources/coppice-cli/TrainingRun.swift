@@ -28,7 +28,8 @@ struct TrainingRun {
     var config = self.config
     let stepsPerEpoch = SparsityOptions.stepsPerEpoch(
       trainCount: train.count, batchSize: config.batchSize)
-    config.epochs = try sparse.totalEpochs(method: method, epochs: epochs)
+    config.epochs = try sparse.totalEpochs(
+      method: method, epochs: epochs, stepsPerEpoch: stepsPerEpoch)
     let sparsityConfig =
       method == .dense
       ? nil
@@ -40,10 +41,11 @@ struct TrainingRun {
       config: config, train: train, stepsPerEpoch: stepsPerEpoch)
     let trainer = try Trainer(model: net, config: config, sparsity: sparsityConfig)
     try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
-    let what = sparsityConfig.map { c in
-      "\(method.rawValue) at \(Int((c.sparsity * 100).rounded()))% sparsity "
-        + "(\(c.resolvedDistribution.name))"
-    } ?? "dense"
+    let what =
+      sparsityConfig.map { c in
+        "\(method.rawValue) at \(Int((c.sparsity * 100).rounded()))% sparsity "
+          + "(\(c.resolvedDistribution.name))"
+      } ?? "dense"
     print(
       "coppice \(Version.string): \(model.rawValue) (\(net.parameterCount) parameters), \(what); "
         + "\(train.count) train / \(test.count) test images; \(config.epochs) epochs, batch "
@@ -95,7 +97,9 @@ struct TrainingRun {
       format: "result: %@ %@ test accuracy %.2f%%, sparsity %.2f%%, %d epochs, %.1f s training",
       model.rawValue, method.rawValue, final, 100 * (report?.sparsity ?? 0), config.epochs,
       trainer.trainSeconds)
-    if let d = denseEpoch { line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d) }
+    if let d = denseEpoch {
+      line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d)
+    }
     print(line)
     let history = trainer.history
     return TrainSummary(

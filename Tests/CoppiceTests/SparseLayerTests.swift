@@ -61,7 +61,8 @@ final class SparseLayerTests: XCTestCase {
         let source = TestMask(count: layer.weight.count, density: density, seed: 2)
         layer.maskSource = source
         var ran = false
-        compareModes(layer, weight: layer.weight, source: source, inputShape: [13, 37], sparse: &ran)
+        compareModes(
+          layer, weight: layer.weight, source: source, inputShape: [13, 37], sparse: &ran)
         XCTAssertTrue(layer.execution.forwardSparse && layer.execution.backwardSparse)
       }
     }
@@ -78,7 +79,8 @@ final class SparseLayerTests: XCTestCase {
         let source = TestMask(count: layer.weight.count, density: density, seed: 6)
         layer.maskSource = source
         var ran = false
-        compareModes(layer, weight: layer.weight, source: source, inputShape: [3, 3, 9, 7], sparse: &ran)
+        compareModes(
+          layer, weight: layer.weight, source: source, inputShape: [3, 3, 9, 7], sparse: &ran)
         XCTAssertTrue(layer.execution.forwardSparse && layer.execution.backwardSparse)
       }
     }

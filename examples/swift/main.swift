@@ -16,9 +16,12 @@ sparsity.gapStepLength = (train.count + config.batchSize - 1) / config.batchSize
 sparsity.rounds = 1
 let trainer = try Trainer(
   model: ReferenceModel.mlp.build(seed: 1), config: config, sparsity: sparsity)
-try trainer.fit(train: train, test: test, epochEnd: { record in
-  print("epoch \(record.epoch): test accuracy \(record.testAccuracy)%, sparsity \(record.sparsity)")
-})
+try trainer.fit(
+  train: train, test: test,
+  epochEnd: { record in
+    print(
+      "epoch \(record.epoch): test accuracy \(record.testAccuracy)%, sparsity \(record.sparsity)")
+  })
 
 // 2. A Sparsifier over memory this program owns.
 var weights = (0..<1000).map { Float($0 % 17) - 8.5 }
