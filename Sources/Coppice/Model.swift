@@ -8,8 +8,12 @@ public final class Model {
     self.name = name
     self.inputShape = inputShape
     self.network = Sequential(layers)
-    // The first layer never needs to propagate a gradient to the data.
-    network.needsInputGradient = false
+    // No gradient needs to reach the data: the leading parameter-free layers (e.g. Flatten)
+    // and the first layer with weights skip their input gradient.
+    for layer in layers {
+      layer.needsInputGradient = false
+      if !layer.parameters.isEmpty { break }
+    }
   }
 
   public var parameters: [Parameter] { network.parameters }
@@ -29,16 +33,7 @@ public final class Model {
   /// Useful FLOPs of one training step per sample: forward, weight gradient and input gradient
   /// of every conv/linear layer (the first layer computes no input gradient).
   public var trainingFLOPsPerSample: Double {
-    let first = network.layers.first {
-      $0.forwardFLOPs(inputShape: inputShape) > 0 || $0 is Conv2d || $0 is Linear
-    }
-    var firstShape = [1] + inputShape
-    for layer in network.layers {
-      if layer === first { break }
-      firstShape = layer.outputShape(for: firstShape)
-    }
-    let firstFLOPs = first?.forwardFLOPs(inputShape: Array(firstShape.dropFirst())) ?? 0
-    return 3 * forwardFLOPsPerSample - firstFLOPs
+    weightFLOPs.reduce(0) { $0 + $1.flops * ($1.inputGradient ? 3 : 2) }
   }
 
   /// Dense forward FLOPs per sample of every conv/linear layer, keyed by its weight's name,

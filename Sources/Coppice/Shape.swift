@@ -19,6 +19,7 @@ public final class Flatten: Layer {
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
+    guard needsInputGradient else { return dy }  // first layer: nobody reads it
     let dx = Tensor.reuse(gradInput, shape: inputShape)
     gradInput = dx
     dx.copy(from: dy)

@@ -37,8 +37,7 @@ struct TrainingRun {
         method: method, stepsPerEpoch: stepsPerEpoch, totalEpochs: config.epochs)
     let net = model.build(seed: config.seed)
     if printSummary { print(net.summary) }
-    let denseEpoch = try measureDenseEpochSeconds(
-      config: config, train: train, stepsPerEpoch: stepsPerEpoch)
+    let denseEpoch = try measureDenseEpochSeconds(config: config, train: train)
     let trainer = try Trainer(model: net, config: config, sparsity: sparsityConfig)
     try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
     let what =
@@ -122,7 +121,7 @@ struct TrainingRun {
   /// Times a few dense training steps of a fresh copy of the model on real batches and scales
   /// to an epoch, so sparse epochs can be compared with dense ones measured in the same run.
   /// nil for dense runs (their own epochs are the reference).
-  func measureDenseEpochSeconds(config: TrainingConfig, train: Dataset, stepsPerEpoch: Int) throws
+  func measureDenseEpochSeconds(config: TrainingConfig, train: Dataset) throws
     -> Double?
   {
     guard method != .dense else { return nil }

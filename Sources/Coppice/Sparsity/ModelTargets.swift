@@ -5,28 +5,11 @@ extension Model {
   /// forward FLOPs at this model's input shape (2·H_out·W_out for a convolution, 2 for a
   /// linear layer).
   public func sparseTargets() -> [SparseTarget] {
-    var flops: [ObjectIdentifier: Double] = [:]
-    func walk(_ layer: Layer, inputShape: [Int]) {
-      if let sequence = layer as? Sequential {
-        var shape = inputShape
-        for inner in sequence.layers {
-          walk(inner, inputShape: shape)
-          shape = inner.outputShape(for: shape)
-        }
-      } else if let block = layer as? ResidualBlock {
-        walk(block.body, inputShape: inputShape)
-      } else {
-        let prunable = layer.parameters.filter(\.prunable)
-        let weights = prunable.reduce(0) { $0 + $1.count }
-        guard weights > 0 else { return }
-        let perWeight =
-          layer.forwardFLOPs(inputShape: Array(inputShape.dropFirst())) / Double(weights)
-        for p in prunable { flops[ObjectIdentifier(p)] = perWeight }
-      }
-    }
-    walk(network, inputShape: [1] + inputShape)
-    return prunableParameters.map {
-      SparseTarget(parameter: $0, flopsPerWeight: flops[ObjectIdentifier($0)] ?? 2)
+    let flops = Dictionary(
+      weightFLOPs.map { ($0.name, $0.flops) }, uniquingKeysWith: { first, _ in first })
+    return prunableParameters.map { p in
+      SparseTarget(
+        parameter: p, flopsPerWeight: flops[p.name].map { $0 / Double(max(1, p.count)) } ?? 2)
     }
   }
 
