@@ -5,7 +5,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(libopenblas-dev libomp-dev zlib1g-dev dataset-fashion-mnist gzip pkg-config)
-PYTHON_MODULES=(numpy pytest)
+PYTHON_MODULES=(numpy pytest safetensors)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

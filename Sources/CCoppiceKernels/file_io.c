@@ -75,3 +75,14 @@ int ck_read_file(const char *path, unsigned char **data, size_t *length, char *e
 }
 
 void ck_free(void *pointer) { free(pointer); }
+
+unsigned long ck_crc32(unsigned long crc, const void *data, size_t length) {
+  const unsigned char *bytes = data;
+  while (length > 0) {
+    uInt chunk = length > 0x40000000u ? 0x40000000u : (uInt)length;
+    crc = crc32(crc, bytes, chunk);
+    bytes += chunk;
+    length -= chunk;
+  }
+  return crc;
+}

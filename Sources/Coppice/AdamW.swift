@@ -7,7 +7,7 @@ public final class AdamW: Optimizer {
   public let beta2: Float
   public let eps: Float
   public let weightDecay: Float
-  public private(set) var stepCount: Int64 = 0
+  public var stepCount: Int64 = 0
   private let parameters: [Parameter]
   private let m: [Tensor]
   private let v: [Tensor]

@@ -73,7 +73,7 @@ public final class Dataset {
 }
 
 /// Random-crop (after zero padding) and horizontal-flip augmentation for [C, H, W] samples.
-public struct Augmentation: Sendable, Equatable {
+public struct Augmentation: Sendable, Equatable, Codable {
   public var cropPadding: Int
   public var horizontalFlip: Bool
   /// Value used for the padded border (the normalised zero pixel, usually).

@@ -6,7 +6,9 @@ public final class Dropout: Layer {
   public let p: Float
   public var needsInputGradient = true
   private let seed: UInt64
-  private var calls: UInt64 = 0
+  /// Training forward passes so far; each one's mask derives from (seed, count). Part of a
+  /// checkpoint's state.
+  public var calls: UInt64 = 0
   private var mask: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Learning rate as a function of training progress, in optimizer steps.
-public enum LearningRateSchedule: Equatable, Sendable {
+public enum LearningRateSchedule: Equatable, Sendable, Codable {
   /// Constant base rate.
   case constant
   /// Multiply by `gamma` every `stepSize` steps.

@@ -3,6 +3,8 @@ public final class Model {
   public let name: String
   public let inputShape: [Int]
   public let network: Sequential
+  /// Masks attached by `load` for sparse inference (layers hold mask sources weakly).
+  var loadedMasks: [SparseTarget] = []
 
   public init(name: String, inputShape: [Int], layers: [Layer]) {
     self.name = name

@@ -8,4 +8,6 @@ public protocol Optimizer: AnyObject {
   func resetState(of parameter: Parameter, at indices: [Int])
   /// Named state tensors (for checkpoints).
   var state: [(name: String, tensor: Tensor)] { get }
+  /// Steps taken (AdamW's bias correction depends on it; part of a checkpoint).
+  var stepCount: Int64 { get set }
 }

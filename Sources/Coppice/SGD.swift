@@ -7,6 +7,7 @@ public final class SGD: Optimizer {
   public let momentum: Float
   public let weightDecay: Float
   public let nesterov: Bool
+  public var stepCount: Int64 = 0
   private let parameters: [Parameter]
   private let velocity: [Tensor]
 
@@ -23,6 +24,7 @@ public final class SGD: Optimizer {
   }
 
   public func step() {
+    stepCount += 1
     for (p, v) in zip(parameters, velocity) {
       ck_sgd_update(
         p.count, p.value.data, p.grad.data, v.data, learningRate, momentum,

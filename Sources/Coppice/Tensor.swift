@@ -38,6 +38,13 @@ public final class Tensor {
     set { data[index] = newValue }
   }
 
+  /// Whether no element is NaN or infinite.
+  public var isFinite: Bool {
+    var bad: Float = 0
+    for i in 0..<count { bad += data[i] * 0 }  // 0 for finite values, NaN otherwise
+    return bad == 0
+  }
+
   public func fill(_ value: Float) { data.update(repeating: value, count: count) }
   public func zero() { fill(0) }
 

@@ -71,12 +71,18 @@ public final class Trainer {
   public private(set) var stepsTaken = 0
   public private(set) var trainSeconds = 0.0
   public private(set) var imagesSeen = 0
+  /// Batches per epoch, fixed by the first `prepareSparsity`/`fit` (checkpoints record it).
+  public private(set) var stepsPerEpoch: Int?
+  /// Whether the last `fit` returned because `shouldStop` said so before finishing.
+  public private(set) var wasInterrupted = false
   private let loss: CrossEntropyLoss
-  private var shuffleRNG: SeededGenerator
-  private var augmentRNG: SeededGenerator
+  var shuffleRNG: SeededGenerator
+  var augmentRNG: SeededGenerator
   private var batchTensor: Tensor?
   private var layerFLOPs: [(flops: Double, inputGradient: Bool, target: SparseTarget?)] = []
-  private var epochFLOPs = (actual: 0.0, dense: 0.0)
+  var epochFLOPs = (actual: 0.0, dense: 0.0)
+  /// The epoch stopped part-way by `shouldStop`, continued by the next `fit`.
+  var inProgress: EpochInProgress?
 
   public init(model: Model, config: TrainingConfig, sparsity: SparsityConfig? = nil) throws {
     try config.validate()
@@ -93,6 +99,12 @@ public final class Trainer {
   /// Creates and starts the sparsifier for `stepsPerEpoch` batches per epoch (once; `fit`
   /// calls it). Masks are attached to the model's layers so sparse layers run sparse kernels.
   public func prepareSparsity(stepsPerEpoch: Int) throws {
+    if let fixed = self.stepsPerEpoch, fixed != stepsPerEpoch {
+      throw CoppiceError.invalidArgument(
+        "this trainer runs \(fixed) batches per epoch, not \(stepsPerEpoch) (same data and "
+          + "batch size as before, please)")
+    }
+    self.stepsPerEpoch = stepsPerEpoch
     if sparsifier == nil, let sparsity {
       let targets = model.sparseTargets()
       let s = try Sparsifier(
@@ -112,6 +124,12 @@ public final class Trainer {
   /// Runs the remaining epochs, evaluating on `test` after each. `progress` is called after
   /// every batch, `epochEnd` after every epoch. P-GaP runs its workers one after another and
   /// records one entry per round (its epoch number counts epochs per worker).
+  ///
+  /// `shouldStop` is asked after every step: when it says yes, `fit` returns at once with
+  /// `wasInterrupted` set, and the trainer (and a checkpoint taken from it) holds the exact
+  /// state of that step, mid-epoch included; the next `fit` continues from there. A P-GaP
+  /// round cannot stop part-way: its work is discarded and the trainer is back at the round's
+  /// start.
   @discardableResult
   public func fit(
     train: Dataset, test: Dataset,
@@ -126,25 +144,45 @@ public final class Trainer {
     guard train.count > 0 else { throw CoppiceError.invalidArgument("training set is empty") }
     let batchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
     try prepareSparsity(stepsPerEpoch: batchesPerEpoch)
+    wasInterrupted = false
     if let gap = sparsifier?.parallelGaP, !gap.isFinished {
       try runParallelGaP(
         gap, train: train, test: test, batchesPerEpoch: batchesPerEpoch, progress: progress,
-        epochEnd: epochEnd)
+        epochEnd: epochEnd, shouldStop: shouldStop)
+      if wasInterrupted { return history }
     }
-    while epochsDone < config.epochs && !shouldStop() {
-      let run = try trainEpoch(
-        train: train, epoch: epochsDone, batchesPerEpoch: batchesPerEpoch, progress: progress)
+    while epochsDone < config.epochs {
+      guard
+        let run = try trainEpoch(
+          train: train, epoch: epochsDone, batchesPerEpoch: batchesPerEpoch, progress: progress,
+          shouldStop: shouldStop)
+      else {
+        wasInterrupted = true
+        break
+      }
       let record = makeRecord(epoch: epochsDone + 1, run: run, test: test)
       history.append(record)
       epochEnd?(record)
+      if epochsDone < config.epochs && shouldStop() {
+        wasInterrupted = true
+        break
+      }
     }
     return history
+  }
+
+  func setRunState(stepsTaken: Int, trainSeconds: Double, imagesSeen: Int, history: [EpochRecord])
+  {
+    self.stepsTaken = stepsTaken
+    self.trainSeconds = trainSeconds
+    self.imagesSeen = imagesSeen
+    self.history = history
   }
 
   /// Epochs completed (per worker, for P-GaP).
   public var epochsDone: Int { history.last?.epoch ?? 0 }
 
-  struct EpochRun {
+  struct EpochRun: Codable {
     var lossSum = 0.0
     var correct = 0
     var seen = 0
@@ -154,17 +192,41 @@ public final class Trainer {
     var phase = ""
   }
 
-  /// One pass over the training set.
+  /// An epoch part-way through: where it stopped and what it has summed so far. The batch
+  /// order is drawn again from the shuffle generator's state at the epoch's start.
+  struct EpochInProgress: Codable {
+    var epoch: Int
+    var batchesDone: Int
+    var shuffleState: [UInt64]
+    var run: EpochRun
+  }
+
+  /// One pass over the training set (or the rest of an interrupted one). Returns nil when
+  /// `shouldStop` stopped it before the end; `inProgress` then says where.
   private func trainEpoch(
-    train: Dataset, epoch: Int, batchesPerEpoch: Int, progress: ((BatchProgress) -> Void)?
-  ) throws -> EpochRun {
+    train: Dataset, epoch: Int, batchesPerEpoch: Int, progress: ((BatchProgress) -> Void)?,
+    shouldStop: () -> Bool
+  ) throws -> EpochRun? {
     let start = Date()
+    var state =
+      inProgress.flatMap { $0.epoch == epoch ? $0 : nil }
+      ?? EpochInProgress(
+        epoch: epoch, batchesDone: 0, shuffleState: shuffleRNG.state,
+        run: EpochRun(phase: sparsifier?.phase ?? ""))
+    var shuffle = SeededGenerator(state: state.shuffleState) ?? shuffleRNG
     var order = Array(0..<train.count)
-    order.shuffle(using: &shuffleRNG)
-    var run = EpochRun()
-    run.phase = sparsifier?.phase ?? ""
+    order.shuffle(using: &shuffle)
+    shuffleRNG = shuffle
+    var run = state.run
+    let secondsBefore = run.seconds
+    let seenBefore = run.seen
+    defer {
+      let elapsed = Date().timeIntervalSince(start)
+      trainSeconds += elapsed
+      imagesSeen += run.seen - seenBefore
+    }
     let totalSteps = batchesPerEpoch * config.epochs
-    for b in 0..<batchesPerEpoch {
+    for b in state.batchesDone..<batchesPerEpoch {
       let lo = b * config.batchSize
       let hi = min(train.count, lo + config.batchSize)
       run.learningRate = learningRate(
@@ -174,9 +236,12 @@ public final class Trainer {
       run.lossSum += result.loss * Double(hi - lo)
       run.correct += result.correct
       run.seen += hi - lo
+      run.seconds = secondsBefore + Date().timeIntervalSince(start)
+      state.batchesDone = b + 1
+      state.run = run
+      inProgress = state
       if let progress {
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = Double(run.seen) / max(elapsed, 1e-9)
+        let rate = Double(run.seen - seenBefore) / max(run.seconds - secondsBefore, 1e-9)
         let remaining =
           Double(train.count - run.seen) + Double(max(0, config.epochs - epoch - 1))
           * Double(train.count)
@@ -187,10 +252,9 @@ public final class Trainer {
             etaSeconds: remaining / max(rate, 1e-9), learningRate: run.learningRate,
             phase: sparsifier?.phase ?? ""))
       }
+      if b + 1 < batchesPerEpoch && shouldStop() { return nil }
     }
-    run.seconds = Date().timeIntervalSince(start)
-    trainSeconds += run.seconds
-    imagesSeen += run.seen
+    inProgress = nil
     return run
   }
 
@@ -252,6 +316,11 @@ public final class Trainer {
     optimizer.step()
     if let s = sparsifier, try s.step() {
       s.resetOptimizerState(optimizer)
+    }
+    if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
+      throw CoppiceError.invalidArgument(
+        "training diverged: \(bad.name) holds NaN or infinity after step \(stepsTaken + 1) "
+          + "(lower the learning rate)")
     }
     stepsTaken += 1
     return (value, correct)
@@ -323,7 +392,8 @@ public final class Trainer {
   /// result is pruned to target.
   private func runParallelGaP(
     _ gap: ParallelGaP, train: Dataset, test: Dataset, batchesPerEpoch: Int,
-    progress: ((BatchProgress) -> Void)?, epochEnd: ((EpochRecord) -> Void)?
+    progress: ((BatchProgress) -> Void)?, epochEnd: ((EpochRecord) -> Void)?,
+    shouldStop: () -> Bool
   ) throws {
     guard let sparsifier else { return }
     guard gap.stepLength % batchesPerEpoch == 0 else {
@@ -342,6 +412,8 @@ public final class Trainer {
       + [Bool](repeating: false, count: tensors.count - model.parameters.count)
     while !gap.isFinished {
       let roundStart = snapshot()
+      let stateAtStart = runState()
+      let sparsifierAtStart = try sparsifier.stateData()
       let stepsAtStart = stepsTaken
       var workerWeights: [[[Float]]] = []
       var sums = tensors.map { [Double](repeating: 0, count: $0.count) }
@@ -352,9 +424,18 @@ public final class Trainer {
         stepsTaken = stepsAtStart
         try sparsifier.beginParallelWorker(worker)
         for e in 0..<epochsPerStep {
-          let r = try trainEpoch(
-            train: train, epoch: epochsDone + e, batchesPerEpoch: batchesPerEpoch,
-            progress: progress)
+          guard
+            let r = try trainEpoch(
+              train: train, epoch: epochsDone + e, batchesPerEpoch: batchesPerEpoch,
+              progress: progress, shouldStop: shouldStop)
+          else {
+            // A round is all or nothing: go back to its start.
+            restore(roundStart)
+            try apply(runState: stateAtStart)
+            try sparsifier.restore(from: sparsifierAtStart)
+            wasInterrupted = true
+            return
+          }
           run.lossSum += r.lossSum
           run.correct += r.correct
           run.seen += r.seen

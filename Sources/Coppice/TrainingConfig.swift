@@ -1,11 +1,11 @@
 /// Which optimizer to train with.
-public enum OptimizerKind: String, CaseIterable, Sendable {
+public enum OptimizerKind: String, CaseIterable, Sendable, Codable {
   case sgd
   case adamw
 }
 
 /// Everything that decides a training run besides the model and the data.
-public struct TrainingConfig: Sendable {
+public struct TrainingConfig: Sendable, Equatable, Codable {
   public var epochs = 10
   public var batchSize = 128
   public var learningRate: Float = 0.05

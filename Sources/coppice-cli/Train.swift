@@ -21,6 +21,7 @@ struct Train: ParsableCommand {
   @Flag(help: "Print the model's layers before training.") var summary = false
   @OptionGroup(title: "Training") var training: TrainingOptions
   @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
+  @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointOptions
 
   func validate() throws {
     if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
@@ -33,8 +34,7 @@ struct Train: ParsableCommand {
       dataDir: training.dataDir, limitTrain: training.limitTrain, limitTest: training.limitTest)
     let result = try TrainingRun(
       model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse,
-      epochs: epochs,
-      printSummary: summary
+      epochs: epochs, printSummary: summary, checkpoints: checkpoints
     ).run(train: data.train, test: data.test)
     if let json {
       try result.write(to: json)

@@ -11,11 +11,14 @@ struct TrainingRun {
   let sparse: SparsityOptions
   let epochs: Int
   var printSummary = false
+  var checkpoints: CheckpointOptions?
 
   init(
     model: ReferenceModel, method: SparsityMethod, config: TrainingConfig,
-    sparse: SparsityOptions, epochs: Int, printSummary: Bool = false
+    sparse: SparsityOptions, epochs: Int, printSummary: Bool = false,
+    checkpoints: CheckpointOptions? = nil
   ) {
+    self.checkpoints = checkpoints
     self.model = model
     self.method = method
     self.config = config
@@ -66,7 +69,35 @@ struct TrainingRun {
       eventsShown = s.events.count
     }
     showEvents()
-    try trainer.fit(
+    let store = try checkpoints?.checkpointDir.map {
+      try CheckpointDirectory(path: $0, keep: checkpoints!.keepCheckpoints)
+    }
+    if let store, checkpoints?.resume == true {
+      let warn: (String) -> Void = { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
+      if let file = try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn) {
+        eventsShown = trainer.sparsifier?.events.count ?? 0
+        print(
+          "resumed from \(file): step \(trainer.stepsTaken), \(trainer.epochsDone) of "
+            + "\(config.epochs) epochs done"
+            + (trainer.sparsifier.map { "; \($0.phase)" } ?? ""))
+      } else {
+        print("no checkpoint in \(store.path) yet: starting from the beginning")
+      }
+    }
+    var lastCheckpoint: String?
+    func saveCheckpoint() {
+      guard let store else { return }
+      do {
+        lastCheckpoint = try store.save(trainer)
+      } catch {
+        FileHandle.standardError.write(
+          Data(
+            "warning: checkpoint not written (\(error)); the previous one is intact\n".utf8))
+      }
+    }
+    if store != nil { Interrupt.install() }
+    do {
+      try trainer.fit(
       train: train, test: test, progress: printer.batch,
       epochEnd: { r in
         printer.endEpoch()
@@ -82,8 +113,24 @@ struct TrainingRun {
             String(format: "%.0f", r.imagesPerSecond), r.phase,
           ]))
         showEvents()
+        if r.epoch % (checkpoints?.checkpointEvery ?? 1) == 0 || r.epoch == config.epochs {
+          saveCheckpoint()
+        }
         fflush(nil)
-      })
+      }, shouldStop: { Interrupt.requested })
+    } catch CoppiceError.invalidArgument(let message) where message.contains("diverged") {
+      let kept = lastCheckpoint ?? store?.checkpoints().last?.path
+      throw CoppiceError.invalidArgument(
+        message + (kept.map { "; the last good checkpoint, \($0), is intact" } ?? ""))
+    }
+    if trainer.wasInterrupted {
+      printer.endEpoch()
+      saveCheckpoint()
+      print(
+        "interrupted at step \(trainer.stepsTaken)"
+          + (lastCheckpoint.map { ": checkpoint \($0); continue with --resume" } ?? ""))
+      throw ExitCode(130)
+    }
     let report = trainer.sparsifier?.report
     if let report {
       print("\nper-layer sparsity at the end:")

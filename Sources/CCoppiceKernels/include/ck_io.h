@@ -15,6 +15,8 @@ int ck_read_file(const char *path, unsigned char **data, size_t *length, char *e
                  size_t error_size);
 /// Frees memory returned by ck_read_file.
 void ck_free(void *pointer);
+/// Continues the CRC-32 (zlib's polynomial) `crc` over `length` bytes; start from 0.
+unsigned long ck_crc32(unsigned long crc, const void *data, size_t length);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// How the drop fraction of SET/RigL evolves between updates.
-public enum DropFractionDecay: String, Sendable, CaseIterable {
+public enum DropFractionDecay: String, Sendable, CaseIterable, Codable {
   /// The same fraction at every update (original SET).
   case constant
   /// α_t = α/2·(1 + cos(π·t/T_end)) (RigL).

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What GaP partitions balance.
-public enum PartitionBalance: String, Sendable, CaseIterable {
+public enum PartitionBalance: String, Sendable, CaseIterable, Codable {
   /// Number of weights.
   case parameters
   /// Forward FLOPs (weights × `flopsPerWeight`).
@@ -19,7 +19,7 @@ public enum PartitionBalance: String, Sendable, CaseIterable {
 /// - `resnet20`: about five convolutions per partition, crossing stage boundaries.
 /// Targets registered without FLOP information count 2 FLOPs per weight, so `.flops` then
 /// equals `.parameters`.
-public enum PartitionSpec: Equatable, Sendable {
+public enum PartitionSpec: Equatable, Sendable, Codable {
   /// κ contiguous groups in model order. κ larger than the number of layers is reduced to the
   /// number of layers (one layer per partition), with a note in the sparsifier's events.
   case balanced(count: Int, by: PartitionBalance)

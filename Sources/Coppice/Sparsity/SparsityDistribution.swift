@@ -1,7 +1,7 @@
 import Foundation
 
 /// How a global sparsity budget is spread over the layers.
-public enum SparsityDistribution: Equatable, Sendable {
+public enum SparsityDistribution: Equatable, Sendable, Codable {
   /// Every layer at the global sparsity. Layers kept dense (first/last) are simply dense, so
   /// the global sparsity is then slightly below the requested one (as in RigL's code).
   case uniform

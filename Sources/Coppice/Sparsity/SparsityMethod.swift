@@ -29,7 +29,7 @@ public enum SparsityMethod: String, Sendable, CaseIterable, Codable {
 /// Everything that configures a sparse-training run, with each method's standard defaults.
 /// Step counts are optimizer steps; callers convert epochs with `stepsPerEpoch`. Options that
 /// a method does not use are ignored.
-public struct SparsityConfig: Equatable, Sendable {
+public struct SparsityConfig: Equatable, Sendable, Codable {
   public var method: SparsityMethod
   /// Global target sparsity in [0, 1).
   public var sparsity: Double

@@ -1,0 +1,337 @@
+import CCoppiceKernels
+import Foundation
+
+/// Training checkpoints: one safetensors file with everything a run needs to continue exactly
+/// where it stopped.
+///
+/// Tensors: every parameter and running statistic under its model name (so `Model.load` and
+/// any safetensors reader take the weights straight from a checkpoint), each sparse target's
+/// mask as "<weight>.mask" (U8, the weight's shape, 1 = kept) and the optimizer state as
+/// "optimizer.<parameter>.<slot>". Metadata (strings): `format` "coppice", `kind`
+/// "checkpoint", `checkpoint_version`, `model`, `training_config` and `sparsity_config`
+/// (JSON), `trainer_state` (JSON: steps, generators, history, the epoch in progress),
+/// `sparsifier_state` (JSON: masks, schedule state) and `checksum` (CRC-32 over every tensor
+/// and every other metadata entry).
+public enum Checkpoint {
+  public static let version = 1
+
+  /// The metadata `kind` of each file Coppice writes.
+  public enum Kind: String, Sendable {
+    case model
+    case checkpoint
+    case sparseExport = "sparse-export"
+  }
+
+  /// CRC-32 of the tensors (in name order: name, dtype, shape, bytes) and of the metadata
+  /// other than `checksum` (in key order), as "crc32:xxxxxxxx".
+  static func checksum(entries: [SafeTensors.Entry], metadata: [String: String]) -> String {
+    var crc: UInt = 0
+    func add(_ bytes: UnsafeRawBufferPointer) {
+      guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+      crc = ck_crc32(crc, base, bytes.count)
+    }
+    func add(_ text: String) {
+      var t = text + "\u{0}"
+      t.withUTF8 { add(UnsafeRawBufferPointer($0)) }
+    }
+    for e in entries.sorted(by: { $0.name < $1.name }) {
+      add(e.name)
+      add("\(e.dtype.rawValue)\(e.shape)")
+      e.bytes.withUnsafeBytes { add($0) }
+    }
+    for key in metadata.keys.sorted() where key != "checksum" {
+      add(key)
+      add(metadata[key]!)
+    }
+    return String(format: "crc32:%08x", UInt32(truncatingIfNeeded: crc))
+  }
+
+  /// Encodes entries and metadata with a checksum.
+  static func encode(_ entries: [SafeTensors.Entry], metadata: [String: String]) throws -> Data {
+    var meta = metadata
+    meta["checksum"] = checksum(entries: entries, metadata: meta)
+    return try SafeTensors.encode(entries, metadata: meta)
+  }
+
+  /// Reads a safetensors file and, when it carries a checksum, verifies it.
+  static func read(path: String) throws -> (
+    entries: [String: SafeTensors.Entry], metadata: [String: String]
+  ) {
+    let file = try SafeTensors.read(path: path)
+    if let stored = file.metadata["checksum"] {
+      let actual = checksum(entries: Array(file.entries.values), metadata: file.metadata)
+      guard stored == actual else {
+        throw CoppiceError.invalidFile(
+          path: path, reason: "checksum mismatch (stored \(stored), contents give \(actual)): "
+            + "the file is corrupted")
+      }
+    }
+    return file
+  }
+
+  static func json<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+  }
+
+  static func decodeJSON<T: Decodable>(
+    _ type: T.Type, _ metadata: [String: String], key: String, path: String
+  ) throws -> T {
+    guard let text = metadata[key] else {
+      throw CoppiceError.invalidFile(path: path, reason: "metadata has no \(key)")
+    }
+    do {
+      return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    } catch {
+      throw CoppiceError.invalidFile(path: path, reason: "metadata \(key) is malformed (\(error))")
+    }
+  }
+
+  /// Checks `format`, `kind` and version; returns the kind.
+  @discardableResult
+  static func checkHeader(_ metadata: [String: String], path: String, expect: Kind? = nil) throws
+    -> Kind
+  {
+    guard metadata["format"] == "coppice" else {
+      throw CoppiceError.invalidFile(
+        path: path, reason: "not a Coppice file (metadata format is \(metadata["format"] ?? "missing"))")
+    }
+    let kind = Kind(rawValue: metadata["kind"] ?? "model") ?? .model
+    if let expect, kind != expect {
+      throw CoppiceError.invalidFile(
+        path: path, reason: "this is a \(kind.rawValue) file, a \(expect.rawValue) is needed")
+    }
+    if kind != .model {
+      let version = metadata["\(kind == .checkpoint ? "checkpoint" : "export")_version"]
+      guard version == String(Checkpoint.version) else {
+        throw CoppiceError.invalidFile(
+          path: path,
+          reason: "\(kind.rawValue) version \(version ?? "missing") is not supported "
+            + "(this build reads version \(Checkpoint.version))")
+      }
+    }
+    return kind
+  }
+}
+
+/// The trainer's state besides tensors.
+struct TrainerRunState: Codable {
+  var stepsTaken: Int
+  var stepsPerEpoch: Int?
+  var trainSeconds: Double
+  var imagesSeen: Int
+  var history: [EpochRecord]
+  var shuffleGenerator: [UInt64]
+  var augmentGenerator: [UInt64]
+  var epochFLOPs: [Double]
+  var inProgress: Trainer.EpochInProgress?
+  var optimizerSteps: Int64
+  var dropoutCalls: [UInt64]
+
+  enum CodingKeys: String, CodingKey {
+    case history
+    case stepsTaken = "steps_taken"
+    case stepsPerEpoch = "steps_per_epoch"
+    case trainSeconds = "train_seconds"
+    case imagesSeen = "images_seen"
+    case shuffleGenerator = "shuffle_generator"
+    case augmentGenerator = "augment_generator"
+    case epochFLOPs = "epoch_flops"
+    case inProgress = "epoch_in_progress"
+    case optimizerSteps = "optimizer_steps"
+    case dropoutCalls = "dropout_calls"
+  }
+}
+
+extension Model {
+  /// The dropout layers, in model order.
+  var dropoutLayers: [Dropout] { network.allLayers.compactMap { $0 as? Dropout } }
+}
+
+extension Trainer {
+  func runState() -> TrainerRunState {
+    TrainerRunState(
+      stepsTaken: stepsTaken, stepsPerEpoch: stepsPerEpoch, trainSeconds: trainSeconds,
+      imagesSeen: imagesSeen, history: history, shuffleGenerator: shuffleRNG.state,
+      augmentGenerator: augmentRNG.state, epochFLOPs: [epochFLOPs.actual, epochFLOPs.dense],
+      inProgress: inProgress, optimizerSteps: optimizer.stepCount,
+      dropoutCalls: model.dropoutLayers.map(\.calls))
+  }
+
+  func apply(runState s: TrainerRunState) throws {
+    func bad(_ what: String) -> CoppiceError { .invalidArgument("trainer state: \(what)") }
+    guard let shuffle = SeededGenerator(state: s.shuffleGenerator),
+      let augment = SeededGenerator(state: s.augmentGenerator)
+    else { throw bad("malformed generator state") }
+    guard s.epochFLOPs.count == 2, s.stepsTaken >= 0, s.optimizerSteps >= 0 else {
+      throw bad("malformed counters")
+    }
+    let dropouts = model.dropoutLayers
+    guard s.dropoutCalls.count == dropouts.count else {
+      throw bad("\(s.dropoutCalls.count) dropout layers saved, the model has \(dropouts.count)")
+    }
+    if let p = s.inProgress {
+      guard p.batchesDone >= 0, p.epoch >= 0, SeededGenerator(state: p.shuffleState) != nil
+      else { throw bad("malformed epoch in progress") }
+    }
+    setRunState(
+      stepsTaken: s.stepsTaken, trainSeconds: s.trainSeconds, imagesSeen: s.imagesSeen,
+      history: s.history)
+    shuffleRNG = shuffle
+    augmentRNG = augment
+    epochFLOPs = (s.epochFLOPs[0], s.epochFLOPs[1])
+    inProgress = s.inProgress
+    optimizer.stepCount = s.optimizerSteps
+    for (layer, calls) in zip(dropouts, s.dropoutCalls) { layer.calls = calls }
+  }
+
+  /// Everything needed to continue this run exactly: see `Checkpoint`.
+  public func checkpointData() throws -> Data {
+    guard stepsPerEpoch != nil else {
+      throw CoppiceError.invalidArgument("nothing to checkpoint before training starts")
+    }
+    if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
+      throw CoppiceError.invalidArgument(
+        "not saving a checkpoint: \(bad.name) holds NaN or infinity")
+    }
+    var entries: [SafeTensors.Entry] = []
+    for p in model.parameters {
+      entries.append(.init(name: p.name, shape: p.shape, floats: UnsafeBufferPointer(p.value.buffer)))
+    }
+    for b in model.buffers {
+      entries.append(
+        .init(name: b.name, shape: b.tensor.shape, floats: UnsafeBufferPointer(b.tensor.buffer)))
+    }
+    for t in sparsifier?.targets ?? [] {
+      entries.append(.init(name: "\(t.name).mask", shape: t.shape, mask: t.mask))
+    }
+    for s in optimizer.state {
+      entries.append(
+        .init(
+          name: "optimizer.\(s.name)", shape: s.tensor.shape,
+          floats: UnsafeBufferPointer(s.tensor.buffer)))
+    }
+    var metadata: [String: String] = [
+      "format": "coppice", "kind": Checkpoint.Kind.checkpoint.rawValue,
+      "checkpoint_version": String(Checkpoint.version), "coppice_version": Version.string,
+      "model": model.name, "training_config": try Checkpoint.json(config),
+      "trainer_state": try Checkpoint.json(runState()),
+    ]
+    if let sparsity, let sparsifier {
+      metadata["sparsity_config"] = try Checkpoint.json(sparsity)
+      metadata["sparsifier_state"] = String(decoding: try sparsifier.stateData(), as: UTF8.self)
+      metadata["phase"] = sparsifier.phase
+    }
+    return try Checkpoint.encode(entries, metadata: metadata)
+  }
+
+  /// Writes `checkpointData()` to `path` atomically: the previous file at `path` stays intact
+  /// if anything fails.
+  public func saveCheckpoint(path: String) throws {
+    try AtomicFile.write(try checkpointData(), to: path)
+  }
+
+  /// Continues from a checkpoint written by a trainer with the same model architecture,
+  /// training and sparsity configuration. `stepsPerEpoch` must match the checkpoint's (same
+  /// data size and batch size). Nothing in the trainer changes unless the whole file is valid
+  /// and matches.
+  public func restoreCheckpoint(path: String, stepsPerEpoch: Int) throws {
+    let (entries, metadata) = try Checkpoint.read(path: path)
+    func fail(_ reason: String) -> CoppiceError { .invalidFile(path: path, reason: reason) }
+    try Checkpoint.checkHeader(metadata, path: path, expect: .checkpoint)
+    guard metadata["model"] == model.name else {
+      throw fail("checkpoint of model \(metadata["model"] ?? "?"), this run trains \(model.name)")
+    }
+    let savedConfig = try Checkpoint.decodeJSON(
+      TrainingConfig.self, metadata, key: "training_config", path: path)
+    try Checkpoint.requireSame(saved: savedConfig, current: config, what: "training", path: path)
+    let savedSparsity =
+      metadata["sparsity_config"] == nil
+      ? nil
+      : try Checkpoint.decodeJSON(SparsityConfig.self, metadata, key: "sparsity_config", path: path)
+    try Checkpoint.requireSame(saved: savedSparsity, current: sparsity, what: "sparsity", path: path)
+    let state = try Checkpoint.decodeJSON(
+      TrainerRunState.self, metadata, key: "trainer_state", path: path)
+    guard state.stepsPerEpoch == stepsPerEpoch else {
+      throw fail(
+        "checkpoint taken with \(state.stepsPerEpoch ?? 0) batches per epoch, this run has "
+          + "\(stepsPerEpoch) (use the same data and batch size)")
+    }
+    // Every tensor, validated before anything is written.
+    var tensors: [(Tensor, [Float])] = []
+    let named =
+      model.parameters.map { ($0.name, $0.value) } + model.buffers.map { ($0.name, $0.tensor) }
+      + optimizer.state.map { ("optimizer.\($0.name)", $0.tensor) }
+    for (name, tensor) in named {
+      tensors.append((tensor, try Checkpoint.floats(entries, name: name, shape: tensor.shape, path: path)))
+    }
+    try prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+    if let sparsifier {
+      guard let text = metadata["sparsifier_state"] else { throw fail("metadata has no sparsifier_state") }
+      for t in sparsifier.targets {
+        guard let m = entries["\(t.name).mask"], m.dtype == .u8, m.shape == t.shape else {
+          throw fail("missing or malformed mask tensor \(t.name).mask")
+        }
+      }
+      do {
+        try sparsifier.restore(from: Data(text.utf8))
+      } catch let error as CoppiceError {
+        throw fail("\(error)")
+      }
+      for t in sparsifier.targets where [UInt8](entries["\(t.name).mask"]!.bytes) != t.mask {
+        throw fail("mask tensor \(t.name).mask disagrees with the sparsifier state")
+      }
+    }
+    for (tensor, values) in tensors {
+      values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
+    }
+    try apply(runState: state)
+  }
+}
+
+extension Checkpoint {
+  /// The F32 tensor `name` of `shape`, finite, or a clear error.
+  static func floats(
+    _ entries: [String: SafeTensors.Entry], name: String, shape: [Int], path: String
+  ) throws -> [Float] {
+    guard let e = entries[name] else {
+      throw CoppiceError.invalidFile(path: path, reason: "missing tensor '\(name)'")
+    }
+    guard e.dtype == .f32, e.shape == shape else {
+      throw CoppiceError.invalidFile(
+        path: path,
+        reason: "tensor '\(name)' is \(e.dtype.rawValue) \(e.shape), expected F32 \(shape)")
+    }
+    let values = e.floats
+    guard values.allSatisfy(\.isFinite) else {
+      throw CoppiceError.invalidFile(path: path, reason: "tensor '\(name)' holds NaN or infinity")
+    }
+    return values
+  }
+
+  /// Throws, naming the differing settings, unless a saved configuration equals the current.
+  static func requireSame<T: Codable & Equatable>(
+    saved: T?, current: T?, what: String, path: String
+  ) throws {
+    guard saved != current else { return }
+    func fields(_ v: T?) -> [String: String] {
+      guard let v, let data = try? JSONEncoder().encode(v),
+        let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+      else { return [:] }
+      return object.mapValues { "\($0)" }
+    }
+    let a = fields(saved)
+    let b = fields(current)
+    let differing = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+    let detail =
+      saved == nil || current == nil
+      ? (saved == nil ? "the checkpoint has none, this run has one" : "this run has none")
+      : differing.map { "\($0): saved \(a[$0] ?? "-"), now \(b[$0] ?? "-")" }.joined(
+        separator: "; ")
+    throw CoppiceError.invalidFile(
+      path: path,
+      reason: "the run's \(what) configuration differs from the checkpoint's (\(detail)); "
+        + "resume with the same settings")
+  }
+}
