@@ -215,7 +215,8 @@ extension Trainer {
     var metadata: [String: String] = [
       "format": "coppice", "kind": Checkpoint.Kind.checkpoint.rawValue,
       "checkpoint_version": String(Checkpoint.version), "coppice_version": Version.string,
-      "model": model.name, "training_config": try Checkpoint.json(config),
+      "model": model.name, "classes": String(model.numberOfClasses),
+      "training_config": try Checkpoint.json(config),
       "trainer_state": try Checkpoint.json(runState()),
     ]
     if let sparsity, let sparsifier {

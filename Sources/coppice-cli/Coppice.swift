@@ -7,5 +7,5 @@ struct CoppiceCommand: ParsableCommand {
     commandName: "coppice",
     abstract: "Sparse training with scheduled grow-and-prune, on real sparse kernels.",
     version: Version.string,
-    subcommands: [Train.self, Compare.self, Bench.self])
+    subcommands: [Train.self, Compare.self, Bench.self, Export.self, Inspect.self])
 }

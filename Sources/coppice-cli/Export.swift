@@ -1,0 +1,66 @@
+import ArgumentParser
+import Coppice
+import Foundation
+
+struct Export: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write a trained model for inference with its sparse weights in CSR form "
+      + "(safetensors), and check that it loads back identical.")
+
+  @Argument(help: "A checkpoint or model file written by Coppice.") var input: String
+  @Option(name: [.short, .long], help: "The export to write.") var output: String
+  @Flag(help: "Evaluate the export on the test set, sparse and dense kernels, timing both.")
+  var evaluate = false
+  @Option(help: "Directory with the IDX files.") var dataDir = FashionMNIST.defaultDirectory
+  @Option(help: "Use only the first N test images.") var limitTest: Int?
+
+  func run() throws {
+    do {
+      let model = try Self.model(for: input)
+      try model.load(path: input)
+      let summary = try SparseExport.write(model, to: output)
+      print(
+        String(
+          format: "wrote %@: %d bytes, %d sparse weights in CSR (%.1f%% of the %d bytes dense)",
+          output, summary.bytes, summary.sparseWeights,
+          100 * Double(summary.bytes) / Double(max(1, summary.denseBytes)), summary.denseBytes))
+      let copy = try Self.model(for: output)
+      try copy.load(path: output)
+      for (a, b) in zip(model.parameters, copy.parameters) where a.value.array != b.value.array {
+        throw ValidationError("export check failed: \(a.name) differs after loading it back")
+      }
+      print("checked: loads back with identical weights")
+      if evaluate { try compare(copy) }
+    } catch let error as CoppiceError {
+      throw ValidationError("\(error)")
+    }
+  }
+
+  /// The reference model a file was written for (its metadata names it).
+  static func model(for path: String) throws -> Model {
+    let info = try FileInspection(path: path)
+    guard let name = info.model, let kind = ReferenceModel(rawValue: name) else {
+      throw CoppiceError.invalidFile(
+        path: path, reason: "names no reference model (mlp, cnn, resnet20) in its metadata")
+    }
+    let classes = info.tensors.last(where: { $0.name.hasSuffix(".bias") })?.shape.first ?? 10
+    return kind.build(seed: 0, classes: classes)
+  }
+
+  private func compare(_ model: Model) throws {
+    let test = try FashionMNIST.load(directory: dataDir, split: "t10k", limit: limitTest)
+    for mode in [SparseDispatch.Mode.automatic, .alwaysDense] {
+      SparseDispatch.mode = mode
+      _ = Trainer.evaluate(model: model, on: test.prefix(1000))
+      let start = Date()
+      let result = Trainer.evaluate(model: model, on: test)
+      let seconds = Date().timeIntervalSince(start)
+      print(
+        String(
+          format: "%@ kernels: test accuracy %.2f%%, %.0f images/s",
+          mode == .automatic ? "sparse" : "dense ", result.accuracy,
+          Double(test.count) / max(seconds, 1e-9)))
+    }
+    SparseDispatch.mode = .automatic
+  }
+}
