@@ -284,9 +284,12 @@ coppice_status coppice_model_shape(const coppice_model *model, int *classes, int
 coppice_status coppice_model_save(const coppice_model *model, const char *path);
 
 /*
- * Loads parameters saved by coppice_model_save into a model of the same architecture. The
- * model is unchanged unless every tensor is present with the right shape. Errors: IO_ERROR,
- * INVALID_FILE (malformed, truncated, missing or mis-shaped tensors; the message says which).
+ * Loads parameters saved by coppice_model_save — or a checkpoint of coppice_train_checkpointed,
+ * or an export of coppice_model_export — into a model of the same architecture. Checksums are
+ * verified. Masks in the file (checkpoints, exports) are attached, so sparse layers run the
+ * sparse kernels. The model is unchanged unless every tensor is present with the right shape.
+ * Errors: IO_ERROR, INVALID_FILE (malformed, truncated, corrupted, missing or mis-shaped
+ * tensors, another model's file; the message says which).
  */
 coppice_status coppice_model_load(coppice_model *model, const char *path);
 
@@ -349,6 +352,56 @@ typedef struct coppice_train_result {
 coppice_status coppice_train(coppice_model *model, const coppice_dataset *train,
                              const coppice_dataset *test, const coppice_train_config *config,
                              coppice_train_result *result);
+
+/*
+ * Checkpoints of coppice_train_checkpointed. Initialise with coppice_checkpoint_config_init.
+ * A checkpoint is a safetensors file (loadable by any safetensors reader) holding weights,
+ * masks ("<weight>.mask", U8), optimizer state, running statistics and the run's state, with a
+ * CRC-32; it is written atomically, so a crash or a full disk never damages the previous one.
+ */
+typedef struct coppice_checkpoint_config {
+  size_t struct_size;        /* sizeof(coppice_checkpoint_config), set by _init */
+  const char *directory;     /* required; created if missing; files checkpoint-<step>.safetensors */
+  int every_epochs;          /* default 1; a checkpoint is also written after the last epoch
+                                and when on_epoch stops training */
+  int keep;                  /* newest checkpoints kept, default 3 */
+  int resume;                /* non-zero: continue from the newest loadable checkpoint in
+                                `directory` (same model, data size and config), bit-exactly */
+} coppice_checkpoint_config;
+
+void coppice_checkpoint_config_init(coppice_checkpoint_config *config);
+
+/*
+ * coppice_train with checkpoints. Errors as coppice_train, plus IO_ERROR (directory or file
+ * cannot be written: training stops, earlier checkpoints are intact) and INVALID_FILE (resume:
+ * the checkpoints are damaged, or were written by a run with other settings; the message says
+ * which setting differs).
+ */
+coppice_status coppice_train_checkpointed(coppice_model *model, const coppice_dataset *train,
+                                          const coppice_dataset *test,
+                                          const coppice_train_config *config,
+                                          const coppice_checkpoint_config *checkpoints,
+                                          coppice_train_result *result);
+
+/*
+ * Writes the model for inference with its sparse weights in CSR form (safetensors: values F32,
+ * column indices U16 or I32, row pointers I32), atomically. bytes / dense_bytes (may be NULL)
+ * receive the file's size and the size of the same weights stored dense. Load it with
+ * coppice_model_load: the sparse layers then run the sparse kernels.
+ */
+coppice_status coppice_model_export(const coppice_model *model, const char *path, int64_t *bytes,
+                                    int64_t *dense_bytes);
+
+/*
+ * Describes a Coppice file (model, checkpoint or export) as JSON: kind, model, per-tensor
+ * shape, nonzeros and sparsity, and a checkpoint's run state (as `coppice inspect --json`).
+ * Writes at most `capacity` bytes including the terminating NUL into `json` (may be NULL when
+ * capacity is 0); *needed (may be NULL) receives the full size including the NUL, so a caller
+ * can ask once with capacity 0 and again with a large enough buffer. Returns SHAPE_MISMATCH
+ * when it does not fit. Errors: IO_ERROR, INVALID_FILE (the message names the problem).
+ */
+coppice_status coppice_file_inspect(const char *path, char *json, size_t capacity,
+                                    size_t *needed);
 
 /* Test accuracy in percent. */
 coppice_status coppice_evaluate(coppice_model *model, const coppice_dataset *data,

@@ -170,6 +170,56 @@ public func cTrain(
   _ result: UnsafeMutablePointer<coppice_train_result>?
 ) -> Int32 {
   guarded("coppice_train") {
+    try trainEngine(model, train, test, config, checkpoints: nil, result)
+  }
+}
+
+func defaultCheckpointConfig() -> coppice_checkpoint_config {
+  var c = coppice_checkpoint_config()
+  c.struct_size = MemoryLayout<coppice_checkpoint_config>.size
+  c.directory = nil
+  c.every_epochs = 1
+  c.keep = 3
+  c.resume = 0
+  return c
+}
+
+@_cdecl("coppice_checkpoint_config_init")
+public func cCheckpointConfigInit(_ config: UnsafeMutablePointer<coppice_checkpoint_config>?) {
+  config?.pointee = defaultCheckpointConfig()
+}
+
+@_cdecl("coppice_train_checkpointed")
+public func cTrainCheckpointed(
+  _ model: OpaquePointer?, _ train: OpaquePointer?, _ test: OpaquePointer?,
+  _ config: UnsafePointer<coppice_train_config>?,
+  _ checkpoints: UnsafePointer<coppice_checkpoint_config>?,
+  _ result: UnsafeMutablePointer<coppice_train_result>?
+) -> Int32 {
+  guarded("coppice_train_checkpointed") {
+    let c = try readConfig(checkpoints, defaults: defaultCheckpointConfig(), what: "checkpoints")
+    let directory = try string(c.directory, "checkpoints.directory")
+    guard c.every_epochs >= 1 else {
+      throw APIError(.invalidArgument, "checkpoints.every_epochs must be >= 1, got \(c.every_epochs)")
+    }
+    guard c.keep >= 1 else {
+      throw APIError(.invalidArgument, "checkpoints.keep must be >= 1, got \(c.keep)")
+    }
+    let store = try CheckpointDirectory(path: directory, keep: Int(c.keep))
+    try trainEngine(
+      model, train, test, config,
+      checkpoints: (store, Int(c.every_epochs), c.resume != 0), result)
+  }
+}
+
+/// coppice_train and coppice_train_checkpointed.
+private func trainEngine(
+  _ model: OpaquePointer?, _ train: OpaquePointer?, _ test: OpaquePointer?,
+  _ config: UnsafePointer<coppice_train_config>?,
+  checkpoints: (store: CheckpointDirectory, every: Int, resume: Bool)?,
+  _ result: UnsafeMutablePointer<coppice_train_result>?
+) throws {
+  do {
     let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
     let trainData = try Handles.resolve(train, as: DatasetHandle.self, what: "train").dataset
     let testData = try Handles.resolve(test, as: DatasetHandle.self, what: "test").dataset
@@ -221,6 +271,18 @@ public func cTrain(
       }
     }
     let trainer = try Trainer(model: m, config: t, sparsity: sparsity)
+    try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+    if let checkpoints, checkpoints.resume,
+      let file = try checkpoints.store.resume(
+        trainer, stepsPerEpoch: stepsPerEpoch, warn: { Log.emit(2, $0) })
+    {
+      Log.emit(1, "resumed from \(file) at step \(trainer.stepsTaken)")
+    }
+    var saveError: Error?
+    func save() {
+      guard let checkpoints, saveError == nil else { return }
+      do { try checkpoints.store.save(trainer) } catch { saveError = error }
+    }
     let callback = c.on_epoch
     let user = c.user_data
     var stopped = false
@@ -240,8 +302,14 @@ public func cTrain(
             stopped = true
           }
           emitEvents()
-        }, shouldStop: { stopped })
+          if let every = checkpoints?.every,
+            r.epoch % every == 0 || r.epoch == t.epochs || stopped
+          {
+            save()
+          }
+        }, shouldStop: { stopped || saveError != nil })
     }
+    if let saveError { throw saveError }
     if let result {
       result.pointee.test_accuracy = trainer.history.last?.testAccuracy ?? 0
       result.pointee.sparsity = trainer.sparsifier?.report.sparsity ?? 0
@@ -298,6 +366,41 @@ public func cPredict(
       let y = m.forward(x, training: false)
       (out + start * classes).update(from: y.data, count: n * classes)
       start += n
+    }
+  }
+}
+
+@_cdecl("coppice_model_export")
+public func cModelExport(
+  _ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ bytes: UnsafeMutablePointer<Int64>?,
+  _ denseBytes: UnsafeMutablePointer<Int64>?
+) -> Int32 {
+  guarded("coppice_model_export") {
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    let summary = try SparseExport.write(m, to: try string(path, "path"))
+    bytes?.pointee = Int64(summary.bytes)
+    denseBytes?.pointee = Int64(summary.denseBytes)
+  }
+}
+
+@_cdecl("coppice_file_inspect")
+public func cFileInspect(
+  _ path: UnsafePointer<CChar>?, _ json: UnsafeMutablePointer<CChar>?, _ capacity: Int,
+  _ needed: UnsafeMutablePointer<Int>?
+) -> Int32 {
+  guarded("coppice_file_inspect") {
+    let info = try FileInspection(path: try string(path, "path"))
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let text = [UInt8](try encoder.encode(info)) + [0]
+    needed?.pointee = text.count
+    guard capacity >= text.count else {
+      throw APIError(
+        .shapeMismatch, "the JSON needs \(text.count) bytes, the buffer holds \(capacity)")
+    }
+    guard let json else { throw APIError(.invalidArgument, "json is NULL") }
+    text.withUnsafeBufferPointer {
+      UnsafeMutableRawPointer(json).copyMemory(from: $0.baseAddress!, byteCount: text.count)
     }
   }
 }

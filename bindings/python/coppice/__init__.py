@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ._library import STATUS_NAMES, CoppiceError, check, lib, library_path
 from . import idx
-from .engine import MODELS, Dataset, EpochStats, Model, TrainResult
+from .engine import MODELS, Dataset, EpochStats, Model, TrainResult, inspect
 from .log import DEBUG, INFO, WARNING, set_log_callback
 from .sparse import SparseMatrix
 from .sparsifier import METHODS, Sparsifier
@@ -47,6 +47,7 @@ __all__ = [
     "status_name",
     "library_path",
     "idx",
+    "inspect",
 ]
 
 __version__ = "0.1.0"

@@ -88,6 +88,18 @@ class TrainConfig(Structure):
     ]
 
 
+class CheckpointConfig(Structure):
+    """coppice_checkpoint_config (initialise with coppice_checkpoint_config_init)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("directory", c_char_p),
+        ("every_epochs", c_int),
+        ("keep", c_int),
+        ("resume", c_int),
+    ]
+
+
 class TrainResult(Structure):
     """coppice_train_result."""
 
@@ -166,6 +178,13 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         status_t,
         [handle_t, handle_t, handle_t, P(TrainConfig), P(TrainResult)],
     ),
+    "coppice_checkpoint_config_init": (None, [P(CheckpointConfig)]),
+    "coppice_train_checkpointed": (
+        status_t,
+        [handle_t, handle_t, handle_t, P(TrainConfig), P(CheckpointConfig), P(TrainResult)],
+    ),
+    "coppice_model_export": (status_t, [handle_t, c_char_p, P(c_int64), P(c_int64)]),
+    "coppice_file_inspect": (status_t, [c_char_p, c_char_p, c_size_t, P(c_size_t)]),
     "coppice_evaluate": (status_t, [handle_t, handle_t, P(c_double)]),
     "coppice_predict": (
         status_t,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ._arrays import as_float_buffer, as_label_array, c_float_value, c_int_value, c_string
-from ._capi import EPOCH_CALLBACK, TrainConfig, TrainResult as _CTrainResult, capi
+from ._capi import EPOCH_CALLBACK, CheckpointConfig, TrainConfig, TrainResult as _CTrainResult, capi
 from ._handle import Handle
 from ._library import check
 from .sparsifier import fill_sparsifier_config
 
-__all__ = ["Dataset", "Model", "EpochStats", "TrainResult", "MODELS"]
+__all__ = ["Dataset", "Model", "EpochStats", "TrainResult", "MODELS", "inspect"]
 
 #: Reference model names of coppice_model_create.
 MODELS = ("mlp", "cnn", "resnet20")
@@ -179,8 +180,24 @@ class Model(Handle):
         check(capi.coppice_model_save(self._live(), os.fsencode(path)))
 
     def load(self, path: "str | os.PathLike[str]") -> None:
-        """Load parameters saved by `save`; raises CoppiceError for a bad or mismatched file."""
+        """Load parameters from a file of `save`, a training checkpoint or an `export`.
+
+        Checksums are verified; masks in the file are attached, so sparse layers run the sparse
+        kernels. Raises CoppiceError for a bad, corrupted or mismatched file (the model is then
+        unchanged)."""
         check(capi.coppice_model_load(self._live(), os.fsencode(path)))
+
+    def export(self, path: "str | os.PathLike[str]") -> Tuple[int, int]:
+        """Write the model for inference with sparse weights in CSR form (safetensors).
+
+        Returns (file bytes, bytes of the same weights stored dense). `load` reads it back."""
+        size, dense = ctypes.c_int64(), ctypes.c_int64()
+        check(
+            capi.coppice_model_export(
+                self._live(), os.fsencode(path), ctypes.byref(size), ctypes.byref(dense)
+            )
+        )
+        return size.value, dense.value
 
     def train(
         self,
@@ -198,6 +215,10 @@ class Model(Handle):
         weight_decay: Optional[float] = None,
         lr_schedule: Optional[str] = None,
         seed: Optional[int] = None,
+        checkpoint_dir: "str | os.PathLike[str] | None" = None,
+        checkpoint_every: int = 1,
+        keep_checkpoints: int = 3,
+        resume: bool = False,
         **sparsity_options: Any,
     ) -> TrainResult:
         """Trains on `train_data`, evaluating on `test_data` after every epoch.
@@ -212,6 +233,10 @@ class Model(Handle):
         `seed` also seeds the sparsifier.
         `callback(stats: EpochStats)` is called after every epoch; returning True stops
         training early. An exception raised by the callback stops training and is re-raised.
+        With `checkpoint_dir`, a checkpoint (safetensors) is written there every
+        `checkpoint_every` epochs, at the end and when training stops early, keeping the newest
+        `keep_checkpoints`; `resume=True` continues bit-exactly from the newest one (same
+        settings and data), and `history` then holds only the epochs run by this call.
         """
         handle = self._live()
         for name, data in (("train_data", train_data), ("test_data", test_data)):
@@ -266,9 +291,28 @@ class Model(Handle):
         c_callback = EPOCH_CALLBACK(on_epoch)
         config.on_epoch = c_callback
         result = _CTrainResult()
-        status = capi.coppice_train(
-            handle, train_handle, test_handle, ctypes.byref(config), ctypes.byref(result)
-        )
+        if checkpoint_dir is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint_dir")
+            status = capi.coppice_train(
+                handle, train_handle, test_handle, ctypes.byref(config), ctypes.byref(result)
+            )
+        else:
+            checkpoints = CheckpointConfig()
+            capi.coppice_checkpoint_config_init(ctypes.byref(checkpoints))
+            directory = os.fsencode(checkpoint_dir)
+            checkpoints.directory = directory
+            checkpoints.every_epochs = c_int_value(checkpoint_every, "checkpoint_every")
+            checkpoints.keep = c_int_value(keep_checkpoints, "keep_checkpoints")
+            checkpoints.resume = 1 if resume else 0
+            status = capi.coppice_train_checkpointed(
+                handle,
+                train_handle,
+                test_handle,
+                ctypes.byref(config),
+                ctypes.byref(checkpoints),
+                ctypes.byref(result),
+            )
         if failure:
             raise failure[0]
         check(status)
@@ -316,3 +360,17 @@ class Model(Handle):
         if self.closed:
             return f"<coppice.Model {self.name} (closed)>"
         return f"<coppice.Model {self.name}, {self.parameter_count} parameters>"
+
+
+def inspect(path: "str | os.PathLike[str]") -> Dict[str, Any]:
+    """What a Coppice file (model, checkpoint or export) holds, as `coppice inspect --json`:
+    kind, model, tensors (name, storage, shape, count, nonzeros, bytes) and a checkpoint's
+    run state. Raises CoppiceError for a bad or corrupted file."""
+    encoded = os.fsencode(path)
+    needed = ctypes.c_size_t()
+    status = capi.coppice_file_inspect(encoded, None, 0, ctypes.byref(needed))
+    if status != 2:  # anything but "buffer too small" (SHAPE_MISMATCH)
+        check(status)
+    buffer = ctypes.create_string_buffer(needed.value)
+    check(capi.coppice_file_inspect(encoded, buffer, needed.value, ctypes.byref(needed)))
+    return json.loads(buffer.value.decode())

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from coppice._capi import _PROTOTYPES, SparsifierConfig, TrainConfig, TrainResult, capi
+from coppice._capi import _PROTOTYPES, CheckpointConfig, SparsifierConfig, TrainConfig, TrainResult, capi
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 HEADER = os.path.join(REPO, "include", "coppice.h")
@@ -21,6 +21,7 @@ STRUCTS = {
     "coppice_sparsifier_config": SparsifierConfig,
     "coppice_train_config": TrainConfig,
     "coppice_train_result": TrainResult,
+    "coppice_checkpoint_config": CheckpointConfig,
 }
 
 
