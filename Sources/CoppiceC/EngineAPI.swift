@@ -199,6 +199,9 @@ public func cTrainCheckpointed(
   guarded("coppice_train_checkpointed") {
     let c = try readConfig(checkpoints, defaults: defaultCheckpointConfig(), what: "checkpoints")
     let directory = try string(c.directory, "checkpoints.directory")
+    guard !directory.isEmpty else {
+      throw APIError(.invalidArgument, "checkpoints.directory is empty")
+    }
     guard c.every_epochs >= 1 else {
       throw APIError(.invalidArgument, "checkpoints.every_epochs must be >= 1, got \(c.every_epochs)")
     }

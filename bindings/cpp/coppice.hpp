@@ -707,6 +707,21 @@ class TrainConfig {
   std::function<bool(const EpochReport&)> on_epoch_;
 };
 
+/// Where and how often coppice_train_checkpointed writes checkpoints.
+struct Checkpoints {
+  std::string directory;
+  int every_epochs = 1;
+  int keep = 3;
+  /// Continue from the newest checkpoint in `directory` (same settings and data).
+  bool resume = false;
+};
+
+/// Sizes reported by Model::export_sparse.
+struct ExportSize {
+  int64_t bytes;
+  int64_t dense_bytes;
+};
+
 /// A model built and run by the runtime.
 class Model {
  public:
@@ -727,8 +742,10 @@ class Model {
   /// Number of outputs (as given to the constructor).
   int classes() const noexcept { return classes_; }
 
-  /// Trains on `train`, evaluating on `test` after every epoch.
-  TrainResult train(const Dataset& train, const Dataset& test, const TrainConfig& config) {
+  /// Trains on `train`, evaluating on `test` after every epoch; with `checkpoints`, writes
+  /// (and can resume from) checkpoints.
+  TrainResult train(const Dataset& train, const Dataset& test, const TrainConfig& config,
+                    const std::optional<Checkpoints>& checkpoints = std::nullopt) {
     struct Context {
       const std::function<bool(const EpochReport&)>* callback;
       std::exception_ptr error;
@@ -740,10 +757,37 @@ class Model {
       c.user_data = &context;
     }
     TrainResult result{};
-    coppice_status status = coppice_train(get(), train.get(), test.get(), &c, &result);
+    coppice_status status;
+    if (checkpoints) {
+      coppice_checkpoint_config k;
+      coppice_checkpoint_config_init(&k);
+      k.directory = checkpoints->directory.c_str();
+      k.every_epochs = checkpoints->every_epochs;
+      k.keep = checkpoints->keep;
+      k.resume = checkpoints->resume ? 1 : 0;
+      status = coppice_train_checkpointed(get(), train.get(), test.get(), &c, &k, &result);
+    } else {
+      status = coppice_train(get(), train.get(), test.get(), &c, &result);
+    }
     if (context.error) std::rethrow_exception(context.error);
-    detail::check(status, "coppice_train");
+    detail::check(status, checkpoints ? "coppice_train_checkpointed" : "coppice_train");
     return result;
+  }
+
+  /// Saves parameters and statistics (safetensors, atomic).
+  void save(const std::string& path) const {
+    detail::check(coppice_model_save(get(), path.c_str()), "coppice_model_save");
+  }
+  /// Loads a file of save(), a checkpoint or an export (masks are attached: sparse kernels).
+  void load(const std::string& path) {
+    detail::check(coppice_model_load(get(), path.c_str()), "coppice_model_load");
+  }
+  /// Writes the model for inference with sparse weights in CSR form.
+  ExportSize export_sparse(const std::string& path) const {
+    ExportSize size{0, 0};
+    detail::check(coppice_model_export(get(), path.c_str(), &size.bytes, &size.dense_bytes),
+                  "coppice_model_export");
+    return size;
   }
 
   /// Accuracy on `data`, in percent.
@@ -808,6 +852,18 @@ inline TrainResult train(Model& model, const Dataset& train_data, const Dataset&
   return model.train(train_data, test_data, config);
 }
 inline double evaluate(Model& model, const Dataset& data) { return model.evaluate(data); }
+
+/// coppice_file_inspect: what a Coppice file holds, as JSON.
+inline std::string inspect(const std::string& path) {
+  size_t needed = 0;
+  coppice_status status = coppice_file_inspect(path.c_str(), nullptr, 0, &needed);
+  if (status != COPPICE_SHAPE_MISMATCH) detail::check(status, "coppice_file_inspect");
+  std::string json(needed, '\0');
+  detail::check(coppice_file_inspect(path.c_str(), json.data(), json.size(), &needed),
+                "coppice_file_inspect");
+  json.resize(needed > 0 ? needed - 1 : 0);
+  return json;
+}
 inline std::vector<float> predict(Model& model, const std::vector<float>& images,
                                   int height = 28, int width = 28) {
   return model.predict(images, height, width);

@@ -312,6 +312,35 @@ void engine() {
     model.predict(images.data(), 2, h, wd, out.data(), 3);
   });
 
+  // checkpoints, export, inspect
+  const std::filesystem::path dir_path =
+      std::filesystem::temp_directory_path() / "coppice-hpp-checkpoints";
+  std::filesystem::remove_all(dir_path);
+  const std::string dir = dir_path.string();
+  auto plain = coppice::TrainConfig().epochs(2).batch_size(32).learning_rate(0.02f);
+  plain.sparsity().method("static").sparsity(0.5);
+  coppice::Model checkpointed("mlp", 1, 2);
+  checkpointed.train(data, data, plain, coppice::Checkpoints{dir, 1, 3, false});
+  const std::string report = coppice::inspect(dir + "/checkpoint-000000004.safetensors");
+  expect(report.find("\"kind\":\"checkpoint\"") != std::string::npos, "inspect a checkpoint");
+  coppice::Model resumed("mlp", 1, 2);
+  expect(resumed.train(data, data, plain, coppice::Checkpoints{dir, 1, 3, true}).epochs == 2,
+         "resume a finished run");
+  const coppice::ExportSize size = checkpointed.export_sparse(dir + "/export.safetensors");
+  expect(size.bytes > 0 && size.bytes < size.dense_bytes, "export is smaller than dense");
+  coppice::Model loaded("mlp", 7, 2);
+  loaded.load(dir + "/export.safetensors");
+  const std::vector<float> expected = checkpointed.predict(images);
+  const std::vector<float> got = loaded.predict(images);
+  bool same = got.size() == expected.size();
+  for (size_t i = 0; same && i < got.size(); ++i) same = std::fabs(got[i] - expected[i]) < 1e-4f;
+  expect(same, "export loads back and predicts the same");
+  expect_error(COPPICE_INVALID_FILE, "inspect a non-safetensors file",
+               [&] { (void)coppice::inspect("/proc/self/cmdline"); });
+  expect_error(COPPICE_INVALID_ARGUMENT, "checkpoints without a directory",
+               [&] { checkpointed.train(data, data, plain, coppice::Checkpoints{}); });
+  std::filesystem::remove_all(dir_path);
+
   coppice::Dataset moved = std::move(data);
   expect_error(COPPICE_INVALID_STATE, "dataset after move", [&] { (void)data.size(); });
   expect_error(COPPICE_INVALID_STATE, "moved-from dataset passed to evaluate",
