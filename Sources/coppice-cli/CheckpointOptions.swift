@@ -34,5 +34,7 @@ enum Interrupt {
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
+    // A file-size limit must fail the write (the checkpoint is then skipped), not kill us.
+    signal(SIGXFSZ, SIG_IGN)
   }
 }
