@@ -27,6 +27,35 @@ func discoverOpenMP() -> (include: String, lib: String)? {
   return nil
 }
 
+/// MPI (for distributed training): COPPICE_MPI=off disables it; COPPICE_MPI_INCLUDE and
+/// COPPICE_MPI_LIB name the directories; otherwise Debian's Open MPI (or MPICH) is looked for.
+/// Without it everything builds and `coppice` says that MPI support is not compiled in.
+func discoverMPI() -> (include: String, lib: String)? {
+  let env = ProcessInfo.processInfo.environment
+  if env["COPPICE_MPI"] == "off" { return nil }
+  if let inc = env["COPPICE_MPI_INCLUDE"], let lib = env["COPPICE_MPI_LIB"] { return (inc, lib) }
+  let fm = FileManager.default
+  for arch in ["x86_64-linux-gnu", "aarch64-linux-gnu"] {
+    for flavour in ["openmpi", "mpich"] {
+      let root = "/usr/lib/\(arch)/\(flavour)"
+      if fm.fileExists(atPath: "\(root)/include/mpi.h"),
+        fm.fileExists(atPath: "/usr/lib/\(arch)/libmpi.so")
+          || fm.fileExists(atPath: "\(root)/lib/libmpi.so")
+      {
+        return ("\(root)/include", fm.fileExists(atPath: "\(root)/lib/libmpi.so") ? "\(root)/lib" : "/usr/lib/\(arch)")
+      }
+    }
+  }
+  return nil
+}
+
+var mpiCFlags: [String] = []
+var mpiLinkFlags: [String] = []
+if let mpi = discoverMPI() {
+  mpiCFlags = ["-DCOPPICE_HAVE_MPI=1", "-isystem", mpi.include]
+  mpiLinkFlags = ["-L\(mpi.lib)", "-Xlinker", "-rpath", "-Xlinker", mpi.lib, "-lmpi"]
+}
+
 var kernelCFlags: [String] = ["-O3", "-march=x86-64-v3", "-ffp-contract=fast"]
 var kernelLinkFlags: [String] = []
 if let omp = discoverOpenMP() {
@@ -60,12 +89,19 @@ let package = Package(
       ]
     ),
     .target(name: "Coppice", dependencies: ["CCoppiceKernels"]),
+    .target(
+      name: "CCoppiceMPI",
+      cSettings: [.unsafeFlags(["-O2"] + mpiCFlags)],
+      linkerSettings: [.unsafeFlags(mpiLinkFlags)]
+    ),
+    .target(name: "CoppiceDistributed", dependencies: ["Coppice", "CCoppiceMPI"]),
     .target(name: "CCoppiceABI"),
     .target(name: "CoppiceC", dependencies: ["Coppice", "CCoppiceABI", "CCoppiceKernels"]),
     .executableTarget(
       name: "coppice-cli",
       dependencies: [
         "Coppice",
+        "CoppiceDistributed",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

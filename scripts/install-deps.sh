@@ -4,7 +4,8 @@
 # only calls apt-get or pip when something is absent.
 set -euo pipefail
 
-APT_PACKAGES=(libopenblas-dev libomp-dev zlib1g-dev dataset-fashion-mnist gzip pkg-config)
+APT_PACKAGES=(libopenblas-dev libomp-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
+              gzip pkg-config)
 PYTHON_MODULES=(numpy pytest safetensors)
 
 SUDO=""

@@ -54,10 +54,10 @@ public enum Checkpoint {
   }
 
   /// Reads a safetensors file and, when it carries a checksum, verifies it.
-  static func read(path: String) throws -> (
+  static func read(path: String, data: Data? = nil) throws -> (
     entries: [String: SafeTensors.Entry], metadata: [String: String]
   ) {
-    let file = try SafeTensors.read(path: path)
+    let file = try data.map { try SafeTensors.decode($0, path: path) } ?? SafeTensors.read(path: path)
     if let stored = file.metadata["checksum"] {
       let actual = checksum(entries: Array(file.entries.values), metadata: file.metadata)
       guard stored == actual else {
@@ -238,7 +238,13 @@ extension Trainer {
   /// data size and batch size). Nothing in the trainer changes unless the whole file is valid
   /// and matches.
   public func restoreCheckpoint(path: String, stepsPerEpoch: Int) throws {
-    let (entries, metadata) = try Checkpoint.read(path: path)
+    try restoreCheckpoint(data: nil, path: path, stepsPerEpoch: stepsPerEpoch)
+  }
+
+  /// `restoreCheckpoint(path:stepsPerEpoch:)` from a checkpoint's bytes (`path` names it in
+  /// errors), e.g. bytes one rank read and broadcast to the others.
+  public func restoreCheckpoint(data: Data?, path: String, stepsPerEpoch: Int) throws {
+    let (entries, metadata) = try Checkpoint.read(path: path, data: data)
     func fail(_ reason: String) -> CoppiceError { .invalidFile(path: path, reason: reason) }
     try Checkpoint.checkHeader(metadata, path: path, expect: .checkpoint)
     guard metadata["model"] == model.name else {

@@ -83,6 +83,12 @@ public final class Trainer {
   var epochFLOPs = (actual: 0.0, dense: 0.0)
   /// The epoch stopped part-way by `shouldStop`, continued by the next `fit`.
   var inProgress: EpochInProgress?
+  /// Set for a distributed run (before `fit`): with more than one rank, every batch is split
+  /// across the ranks and gradients are summed (data parallelism), and P-GaP runs worker i on
+  /// rank i. Every rank runs the same trainer on the same data with the same configuration.
+  public var collective: Collective?
+  /// P-GaP's worker phase: ranks train different partitions, not shards of one batch.
+  var inWorkerPhase = false
 
   public init(model: Model, config: TrainingConfig, sparsity: SparsityConfig? = nil) throws {
     try config.validate()
@@ -145,6 +151,7 @@ public final class Trainer {
     let batchesPerEpoch = (train.count + config.batchSize - 1) / config.batchSize
     try prepareSparsity(stepsPerEpoch: batchesPerEpoch)
     wasInterrupted = false
+    if let c = collective, c.size > 1 { try synchronizeStart(c) }
     if let gap = sparsifier?.parallelGaP, !gap.isFinished {
       try runParallelGaP(
         gap, train: train, test: test, batchesPerEpoch: batchesPerEpoch, progress: progress,
@@ -160,10 +167,11 @@ public final class Trainer {
         wasInterrupted = true
         break
       }
+      if let c = dataParallel { try averageBuffers(c) }
       let record = makeRecord(epoch: epochsDone + 1, run: run, test: test)
       history.append(record)
       epochEnd?(record)
-      if epochsDone < config.epochs && shouldStop() {
+      if try epochsDone < config.epochs && agreed(shouldStop()) {
         wasInterrupted = true
         break
       }
@@ -252,7 +260,7 @@ public final class Trainer {
             etaSeconds: remaining / max(rate, 1e-9), learningRate: run.learningRate,
             phase: sparsifier?.phase ?? ""))
       }
-      if b + 1 < batchesPerEpoch && shouldStop() { return nil }
+      if try b + 1 < batchesPerEpoch && agreed(shouldStop()) { return nil }
     }
     inProgress = nil
     return run
@@ -297,25 +305,36 @@ public final class Trainer {
   }
 
   /// One optimizer step on the samples at `indices`; returns the batch's loss and hits.
+  /// In a data-parallel run, `indices` is the global batch: this rank takes its share, and
+  /// the returned loss and hits are the whole batch's.
   public func trainStep(train: Dataset, indices: ArraySlice<Int>) throws -> (
     loss: Double, correct: Int
   ) {
-    let x = Tensor.reuse(batchTensor, shape: [indices.count] + train.sampleShape)
+    let parallel = dataParallel
+    let local = try parallel.map { try shard(indices, $0) } ?? indices
+    let x = Tensor.reuse(batchTensor, shape: [local.count] + train.sampleShape)
     batchTensor = x
     let labels = train.fill(
-      x, indices: indices, augmentation: config.augmentation, rng: &augmentRNG)
+      x, indices: local, augmentation: config.augmentation, rng: &augmentRNG)
     countFLOPs(batch: indices.count)
     let logits = model.forward(x, training: true)
-    let (value, correct, gradient) = loss(logits, labels: labels)
+    var (value, correct, gradient) = loss(logits, labels: labels)
+    model.backward(gradient)
+    if let parallel {
+      try synchronizeGradients(parallel, localCount: local.count, globalCount: indices.count)
+      let totals = try parallel.sum([value * Double(local.count), Double(correct)])
+      value = totals[0] / Double(indices.count)
+      correct = Int(totals[1])
+    }
     guard value.isFinite else {
       throw CoppiceError.invalidArgument(
         "training diverged: loss is \(value) at step \(stepsTaken + 1) (lower the learning rate)")
     }
-    model.backward(gradient)
     sparsifier?.maskGradients()
     optimizer.step()
     if let s = sparsifier, try s.step() {
       s.resetOptimizerState(optimizer)
+      if let parallel { try verifyMasks(parallel) }
     }
     if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
       throw CoppiceError.invalidArgument(
@@ -376,7 +395,7 @@ public final class Trainer {
       + optimizer.state.map(\.tensor.array)
   }
 
-  private var snapshotTensors: [Tensor] {
+  var snapshotTensors: [Tensor] {
     model.parameters.map(\.value) + model.buffers.map(\.tensor) + optimizer.state.map(\.tensor)
   }
 
@@ -387,9 +406,12 @@ public final class Trainer {
   }
 
   /// Runs P-GaP's remaining rounds: every worker grows its partition for one GaP step, starting
-  /// from the round's shared model; then partition i is taken from worker i, every other tensor
+  /// from the round's shared model (every worker from the same state: weights, statistics,
+  /// optimizer state, generators); then partition i is taken from worker i, every other tensor
   /// (biases, norms, running statistics, optimizer state) is averaged over the workers, and the
-  /// result is pruned to target.
+  /// result is pruned to target. In one process the workers run one after another; with a
+  /// collective of K ranks, rank i runs worker i and the round is assembled from what the ranks
+  /// exchange — the same arithmetic in the same order, so the same bits.
   private func runParallelGaP(
     _ gap: ParallelGaP, train: Dataset, test: Dataset, batchesPerEpoch: Int,
     progress: ((BatchProgress) -> Void)?, epochEnd: ((EpochRecord) -> Void)?,
@@ -401,6 +423,15 @@ public final class Trainer {
         "P-GaP in the engine needs a step length of whole epochs (\(gap.stepLength) steps, "
           + "\(batchesPerEpoch) per epoch)")
     }
+    let ranks = collective.map(\.size) ?? 1
+    if ranks > 1 && ranks != gap.workerCount {
+      throw CoppiceError.invalidArgument(
+        "P-GaP runs one worker per rank: \(gap.workerCount) partitions need \(gap.workerCount) "
+          + "ranks (mpirun -np \(gap.workerCount)), not \(ranks)")
+    }
+    let myWorkers = ranks > 1 ? [collective!.rank] : Array(0..<gap.workerCount)
+    inWorkerPhase = ranks > 1
+    defer { inWorkerPhase = false }
     let epochsPerStep = gap.stepLength / batchesPerEpoch
     let targetIndex = Dictionary(
       uniqueKeysWithValues: sparsifier.targets.enumerated().compactMap { i, t in
@@ -414,14 +445,13 @@ public final class Trainer {
       let roundStart = snapshot()
       let stateAtStart = runState()
       let sparsifierAtStart = try sparsifier.stateData()
-      let stepsAtStart = stepsTaken
-      var workerWeights: [[[Float]]] = []
+      var workerWeights = [[[Float]]](repeating: [], count: gap.workerCount)
       var sums = tensors.map { [Double](repeating: 0, count: $0.count) }
       var run = EpochRun()
       run.phase = "P-GaP round \(gap.roundsCompleted + 1)/\(gap.rounds), \(gap.workerCount) workers"
-      for worker in 0..<gap.workerCount {
+      for worker in myWorkers {
         restore(roundStart)
-        stepsTaken = stepsAtStart
+        try startWorker(from: stateAtStart)
         try sparsifier.beginParallelWorker(worker)
         for e in 0..<epochsPerStep {
           guard
@@ -442,11 +472,18 @@ public final class Trainer {
           run.seconds += r.seconds
           run.learningRate = r.learningRate
         }
-        workerWeights.append(
-          sparsifier.targets.map { Array(UnsafeBufferPointer(start: $0.weights, count: $0.count)) })
+        workerWeights[worker] = sparsifier.targets.map {
+          Array(UnsafeBufferPointer(start: $0.weights, count: $0.count))
+        }
         for (i, t) in tensors.enumerated() where !isTarget[i] {
           for j in 0..<t.count { sums[i][j] += Double(t[j]) }
         }
+      }
+      if ranks > 1, let c = collective {
+        try exchangeRound(
+          c, partitions: gap.partitions, workerWeights: &workerWeights, sums: &sums,
+          tensors: tensors, isTarget: isTarget)
+        try combine(&run, c)
       }
       restore(roundStart)
       let scale = 1 / Double(gap.workerCount)
@@ -455,10 +492,22 @@ public final class Trainer {
       }
       try sparsifier.finishParallelRound(workerWeights: workerWeights)
       sparsifier.resetOptimizerState(optimizer)
-      stepsTaken = stepsAtStart + gap.stepLength
+      stepsTaken = stateAtStart.stepsTaken + gap.stepLength
+      optimizer.stepCount = stateAtStart.optimizerSteps + Int64(gap.stepLength)
       let record = makeRecord(epoch: epochsDone + epochsPerStep, run: run, test: test)
       history.append(record)
       epochEnd?(record)
     }
+  }
+
+  /// Puts a P-GaP worker at the round's start: step counters, generators, dropout draws and
+  /// optimizer steps as they were (run time and the epoch's FLOP count keep accumulating).
+  private func startWorker(from s: TrainerRunState) throws {
+    let flops = epochFLOPs
+    let seconds = trainSeconds
+    let images = imagesSeen
+    try apply(runState: s)
+    epochFLOPs = flops
+    setRunState(stepsTaken: s.stepsTaken, trainSeconds: seconds, imagesSeen: images, history: history)
   }
 }

@@ -22,21 +22,29 @@ struct Train: ParsableCommand {
   @OptionGroup(title: "Training") var training: TrainingOptions
   @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
   @OptionGroup(title: "Checkpoints") var checkpoints: CheckpointOptions
+  @Flag(
+    help:
+      "Join an MPI job (automatic under mpirun with several processes): data-parallel training, or for pgap one worker per rank."
+  )
+  var distributed = false
 
   func validate() throws {
     if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
   }
 
   func run() throws {
-    Threads.set(training.threads ?? Threads.availableCores)
+    let world = try DistributedRun.start(requested: distributed)
+    defer { world?.finalize() }
+    Threads.set(training.threads ?? DistributedRun.defaultThreads(ranks: world))
     SparseDispatch.mode = sparse.dispatch
     let data = try loadData(
       dataDir: training.dataDir, limitTrain: training.limitTrain, limitTest: training.limitTest)
-    let result = try TrainingRun(
+    var run = TrainingRun(
       model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse,
-      epochs: epochs, printSummary: summary, checkpoints: checkpoints
-    ).run(train: data.train, test: data.test)
-    if let json {
+      epochs: epochs, printSummary: summary, checkpoints: checkpoints)
+    run.world = world
+    let result = try run.run(train: data.train, test: data.test)
+    if let json, (world?.rank ?? 0) == 0 {
       try result.write(to: json)
       print("wrote \(json)")
     }

@@ -12,6 +12,8 @@ struct TrainingRun {
   let epochs: Int
   var printSummary = false
   var checkpoints: CheckpointOptions?
+  /// The ranks of a distributed run (nil: one process).
+  var world: Collective?
 
   init(
     model: ReferenceModel, method: SparsityMethod, config: TrainingConfig,
@@ -42,6 +44,7 @@ struct TrainingRun {
     if printSummary { print(net.summary) }
     let denseEpoch = try measureDenseEpochSeconds(config: config, train: train)
     let trainer = try Trainer(model: net, config: config, sparsity: sparsityConfig)
+    trainer.collective = world
     try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
     let what =
       sparsityConfig.map { c in
@@ -52,7 +55,8 @@ struct TrainingRun {
       "coppice \(Version.string): \(model.rawValue) (\(net.parameterCount) parameters), \(what); "
         + "\(train.count) train / \(test.count) test images; \(config.epochs) epochs, batch "
         + "\(config.batchSize), \(config.optimizer.rawValue) lr \(config.learningRate), "
-        + "\(Threads.count) threads")
+        + "\(Threads.count) threads"
+        + (world.map { " per rank, \($0.size) MPI ranks" + Self.distributedNote(method) } ?? ""))
     if let d = denseEpoch {
       print(String(format: "dense reference: %.1f s per epoch (measured on this model)", d))
     }
@@ -69,12 +73,15 @@ struct TrainingRun {
       eventsShown = s.events.count
     }
     showEvents()
+    let isRoot = (world?.rank ?? 0) == 0
     let store = try checkpoints?.checkpointDir.map {
       try CheckpointDirectory(path: $0, keep: checkpoints!.keepCheckpoints)
     }
     if let store, checkpoints?.resume == true {
       let warn: (String) -> Void = { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
-      if let file = try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn) {
+      if let file = try DistributedRun.resume(
+        trainer, from: store, stepsPerEpoch: stepsPerEpoch, world: world, warn: warn)
+      {
         eventsShown = trainer.sparsifier?.events.count ?? 0
         print(
           "resumed from \(file): step \(trainer.stepsTaken), \(trainer.epochsDone) of "
@@ -86,7 +93,7 @@ struct TrainingRun {
     }
     var lastCheckpoint: String?
     func saveCheckpoint() {
-      guard let store else { return }
+      guard let store, isRoot else { return }
       do {
         lastCheckpoint = try store.save(trainer)
       } catch {
@@ -98,7 +105,7 @@ struct TrainingRun {
     if store != nil { Interrupt.install() }
     do {
       try trainer.fit(
-      train: train, test: test, progress: printer.batch,
+        train: train, test: test, progress: isRoot ? printer.batch : nil,
       epochEnd: { r in
         printer.endEpoch()
         if !printedHeader {
@@ -163,6 +170,13 @@ struct TrainingRun {
       inferenceFlops: history.last?.inferenceFLOPs ?? 0,
       inferenceFlopsDense: history.last?.inferenceFLOPsDense ?? 0,
       events: trainer.sparsifier?.events ?? [])
+  }
+
+  /// What the ranks do, for the first line of output.
+  static func distributedNote(_ method: SparsityMethod) -> String {
+    method == .pgap
+      ? " (P-GaP: rank i grows partition i, then data-parallel fine-tune)"
+      : " (data parallel: each global batch split across the ranks)"
   }
 
   /// Times a few dense training steps of a fresh copy of the model on real batches and scales

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Coppice
+import CoppiceDistributed
+import Foundation
+
+/// How `coppice train` joins a distributed run: started by mpirun/mpiexec with more than one
+/// process (or with --distributed), it initialises MPI; only rank 0 prints and writes files.
+enum DistributedRun {
+  /// The world collective, or nil for a single-process run. Throws a clear error when the run
+  /// asks for MPI and this build has none.
+  static func start(requested: Bool) throws -> MPICollective? {
+    guard requested || MPICollective.launchedWithRanks else { return nil }
+    guard MPICollective.isAvailable else {
+      throw ValidationError(
+        "MPI support is not compiled in: this coppice was built without MPI (install "
+          + "libopenmpi-dev, run `make build` again), so it cannot join an mpirun job")
+    }
+    let world: MPICollective
+    do { world = try MPICollective() } catch { throw ValidationError("\(error)") }
+    if world.rank != 0 {
+      // Only rank 0 reports; the others keep stderr for their errors.
+      let null = open("/dev/null", O_WRONLY)
+      if null >= 0 {
+        dup2(null, STDOUT_FILENO)
+        close(null)
+      }
+    }
+    return world
+  }
+
+  /// Kernel threads per rank by default: the cores shared among the ranks on this machine.
+  static func defaultThreads(ranks: MPICollective?) -> Int {
+    guard ranks != nil else { return Threads.availableCores }
+    let env = ProcessInfo.processInfo.environment
+    let local = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"]
+      .compactMap { env[$0].flatMap(Int.init) }.first ?? 1
+    return max(1, Threads.availableCores / max(1, local))
+  }
+
+  /// The state every rank must resume from: rank 0 picks the newest loadable checkpoint and
+  /// sends its bytes to the others. Returns the file, or nil when there is none.
+  static func resume(
+    _ trainer: Trainer, from store: CheckpointDirectory, stepsPerEpoch: Int,
+    world: Collective?, warn: @escaping (String) -> Void
+  ) throws -> String? {
+    guard let world, world.size > 1 else {
+      return try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn)
+    }
+    var chosen: String?
+    var failure: Error?
+    if world.rank == 0 {
+      do { chosen = try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn) } catch {
+        failure = error
+      }
+    }
+    if try world.any(failure != nil) {
+      throw failure ?? CoppiceError.io("rank 0 could not resume from \(store.path)")
+    }
+    let path = String(decoding: try world.broadcast(Array((chosen ?? "").utf8), from: 0), as: UTF8.self)
+    guard !path.isEmpty else { return nil }
+    let bytes = try world.broadcast(
+      world.rank == 0 ? [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) : [], from: 0)
+    if world.rank != 0 {
+      try trainer.restoreCheckpoint(data: Data(bytes), path: path, stepsPerEpoch: stepsPerEpoch)
+    }
+    return path
+  }
+}
