@@ -113,8 +113,8 @@ typedef struct coppice_sparsifier coppice_sparsifier;
 typedef struct coppice_sparsifier_config {
   size_t struct_size;       /* sizeof(coppice_sparsifier_config), set by _init */
   const char *method;       /* "dense", "static", "oneshot", "gmp", "set", "rigl", "cgap";
-                               _init sets "cgap"; NULL also means "cgap". "pgap" is for
-                               coppice_train only (the sparsifier reports UNSUPPORTED) */
+                               _init sets "cgap"; NULL also means "cgap". With "pgap"
+                               the host runs the workers: coppice_sparsifier_pgap_* */
   double sparsity;          /* target sparsity in [0, 1) (default 0.9) */
   const char *distribution; /* "uniform", "erk" or NULL for the method's default */
   double erk_power;         /* default 1 */
@@ -218,6 +218,40 @@ coppice_status coppice_sparsifier_steps(const coppice_sparsifier *sparsifier, in
  * until the next call on it. NULL on a NULL or destroyed handle.
  */
 const char *coppice_sparsifier_phase(coppice_sparsifier *sparsifier);
+
+/*
+ * P-GaP run by the host (method "pgap"), for hosts with their own communication (their own
+ * MPI, torch.distributed, files). Each round, on every machine:
+ *
+ *   coppice_sparsifier_pgap_begin_worker(s, w)     worker w's masks: partition w dense (its
+ *                                                  pruned weights are zero), the rest shared
+ *   train gap_step_length steps as usual (mask_gradients / step)
+ *   coppice_sparsifier_pgap_export_partition(s, w, buf, masks, n)   partition w's weights
+ *   ... the host sends every worker's buffer to every machine, and averages its other
+ *       tensors (biases, norms, optimizer state) over the workers itself ...
+ *   coppice_sparsifier_pgap_import_partition(s, v, buf_v, n_v)      for every worker v
+ *   coppice_sparsifier_pgap_finish_round(s)        assembles partition v from worker v, prunes
+ *                                                  to target, writes the host's weights
+ *
+ * after the host put its weights back to the round's start (the previous finish_round's
+ * result) before each begin_worker. The worker's own partition need not be imported. A
+ * partition's buffer is its parameters' weights concatenated in registration order;
+ * partition_size gives its length. After the rounds, masks stay frozen for fine-tuning.
+ * Errors: INVALID_STATE (not started, not pgap, a partition missing at finish_round),
+ * INVALID_ARGUMENT (worker out of range, NULL or non-finite buffer), SHAPE_MISMATCH (count).
+ */
+coppice_status coppice_sparsifier_pgap_status(const coppice_sparsifier *sparsifier, int *workers,
+                                              int *rounds_completed, int *rounds);
+coppice_status coppice_sparsifier_pgap_begin_worker(coppice_sparsifier *sparsifier, int worker);
+coppice_status coppice_sparsifier_pgap_partition_size(const coppice_sparsifier *sparsifier,
+                                                      int worker, int64_t *count);
+coppice_status coppice_sparsifier_pgap_export_partition(const coppice_sparsifier *sparsifier,
+                                                        int worker, float *weights,
+                                                        uint8_t *masks, int64_t count);
+coppice_status coppice_sparsifier_pgap_import_partition(coppice_sparsifier *sparsifier,
+                                                        int worker, const float *weights,
+                                                        int64_t count);
+coppice_status coppice_sparsifier_pgap_finish_round(coppice_sparsifier *sparsifier);
 
 /*
  * Saves the sparsifier's state (masks, step counter, schedule state) to `path`, atomically

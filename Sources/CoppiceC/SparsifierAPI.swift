@@ -13,6 +13,8 @@ final class SparsifierHandle {
   var targets: [SparseTarget] = []
   var sparsifier: Sparsifier?
   var phaseString: UnsafeMutablePointer<CChar>?
+  /// P-GaP: partition weights imported for the coming round's merge, by worker, then target.
+  var importedPartitions: [Int: [Int: [Float]]] = [:]
 
   init(config: SparsityConfig, totalSteps: Int, stepsPerEpoch: Int, seed: UInt64) {
     self.config = config
@@ -159,12 +161,6 @@ public func cSparsifierCreate(
       throw APIError(.invalidArgument, "steps_per_epoch must be >= 0, got \(c.steps_per_epoch)")
     }
     let s = try sparsityConfig(c)
-    guard s.method != .pgap else {
-      throw APIError(
-        .unsupported,
-        "pgap needs its workers run by the host; the sparsifier supports the other methods "
-          + "(P-GaP runs in the engine: coppice_train or `coppice train --method pgap`)")
-    }
     guard c.gap_step_length <= c.total_steps else {
       throw APIError(
         .invalidArgument,

@@ -58,10 +58,20 @@ final class SafeTensorsTests: XCTestCase {
       }
     }
     XCTAssertEqual(target.parameters.map(\.value.array), before)
-    // A file of another architecture is rejected by name and shape.
-    try ReferenceModel.cnn.build(seed: 0).save(path: path)
+    // A file of another model is rejected by its model name, and a foreign safetensors file
+    // (no Coppice metadata) by tensor name and shape.
+    let cnn = ReferenceModel.cnn.build(seed: 0)
+    try cnn.save(path: path)
     XCTAssertThrowsError(try target.load(path: path)) {
-      XCTAssertTrue("\($0)".contains("fc1.weight"))
+      XCTAssertTrue("\($0)".contains("holds model 'cnn'"), "\($0)")
+    }
+    let foreign = try SafeTensors.encode(
+      cnn.parameters.map {
+        SafeTensors.Entry(name: $0.name, shape: $0.shape, floats: UnsafeBufferPointer($0.value.buffer))
+      })
+    try foreign.write(to: URL(fileURLWithPath: path))
+    XCTAssertThrowsError(try target.load(path: path)) {
+      XCTAssertTrue("\($0)".contains("fc1.weight"), "\($0)")
     }
   }
 }

@@ -146,6 +146,15 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "coppice_sparsifier_parameter_count": (status_t, [handle_t, P(c_int)]),
     "coppice_sparsifier_steps": (status_t, [handle_t, P(c_int64)]),
     "coppice_sparsifier_phase": (c_char_p, [handle_t]),
+    "coppice_sparsifier_pgap_status": (status_t, [handle_t, P(c_int), P(c_int), P(c_int)]),
+    "coppice_sparsifier_pgap_begin_worker": (status_t, [handle_t, c_int]),
+    "coppice_sparsifier_pgap_partition_size": (status_t, [handle_t, c_int, P(c_int64)]),
+    "coppice_sparsifier_pgap_export_partition": (
+        status_t,
+        [handle_t, c_int, _float_p, _u8_p, c_int64],
+    ),
+    "coppice_sparsifier_pgap_import_partition": (status_t, [handle_t, c_int, _float_p, c_int64]),
+    "coppice_sparsifier_pgap_finish_round": (status_t, [handle_t]),
     "coppice_sparsifier_save": (status_t, [handle_t, c_char_p]),
     "coppice_sparsifier_load": (status_t, [handle_t, c_char_p]),
     # sparse matrices

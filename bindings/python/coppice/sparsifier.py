@@ -293,6 +293,61 @@ class Sparsifier(Handle):
         check(capi.coppice_sparsifier_steps(self._live(), ctypes.byref(out)))
         return out.value
 
+    # ---------------------------------------------------------------- P-GaP run by the host
+
+    @property
+    def pgap_status(self) -> Tuple[int, int, int]:
+        """(workers, rounds completed, rounds) of a "pgap" sparsifier."""
+        workers, done, rounds = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        check(
+            capi.coppice_sparsifier_pgap_status(
+                self._live(), ctypes.byref(workers), ctypes.byref(done), ctypes.byref(rounds)
+            )
+        )
+        return workers.value, done.value, rounds.value
+
+    def begin_worker(self, worker: int) -> None:
+        """P-GaP: install worker `worker`'s masks (its partition dense). Put the weights back
+        to the round's start first."""
+        check(capi.coppice_sparsifier_pgap_begin_worker(self._live(), c_int_value(worker, "worker")))
+
+    def partition_size(self, worker: int) -> int:
+        """Number of weights in partition `worker` (its parameters, registration order)."""
+        out = ctypes.c_int64()
+        check(
+            capi.coppice_sparsifier_pgap_partition_size(
+                self._live(), c_int_value(worker, "worker"), ctypes.byref(out)
+            )
+        )
+        return out.value
+
+    def export_partition(self, worker: int) -> Tuple[np.ndarray, np.ndarray]:
+        """P-GaP: partition `worker`'s current weights and masks as flat float32 / uint8 arrays
+        (its parameters concatenated in registration order), to send to the other workers."""
+        n = self.partition_size(worker)
+        weights = np.zeros(n, dtype=np.float32)
+        masks = np.zeros(n, dtype=np.uint8)
+        check(
+            capi.coppice_sparsifier_pgap_export_partition(
+                self._live(), worker, weights.ctypes.data, masks.ctypes.data, n
+            )
+        )
+        return weights, masks
+
+    def import_partition(self, worker: int, weights: Any) -> None:
+        """P-GaP: the weights worker `worker` exported, for this round's merge."""
+        values = np.ascontiguousarray(weights, dtype=np.float32).reshape(-1)
+        check(
+            capi.coppice_sparsifier_pgap_import_partition(
+                self._live(), c_int_value(worker, "worker"), values.ctypes.data, values.size
+            )
+        )
+
+    def finish_round(self) -> None:
+        """P-GaP: assemble the round from the imported partitions, prune to target and write
+        the result into the host's weight buffers."""
+        check(capi.coppice_sparsifier_pgap_finish_round(self._live()))
+
     # ---------------------------------------------------------------- checkpoints
 
     def save(self, path: PathLike) -> None:

@@ -319,7 +319,7 @@ def test_grown_weights_restart_from_zero(host):
     assert np.all(host.weights[grown_next][pruned_positions] == 0)
 
 
-@pytest.mark.parametrize("method", [m for m in coppice.METHODS if m != "pgap"])
+@pytest.mark.parametrize("method", [m for m in coppice.METHODS if m != "pgap"])  # pgap: below
 def test_every_method_ends_exactly_at_target(host, method):
     s = started(host, method=method, sparsity=0.8, total_steps=40, update_interval=4, partitions=2,
                 distribution="uniform")
@@ -562,8 +562,70 @@ def test_repr(host):
     assert "cgap" in repr(s) and "4 parameters" in repr(s)
 
 
-def test_pgap_is_unsupported_by_the_sparsifier():
-    """P-GaP's workers are run by coppice_train, not by the host-driven sparsifier."""
+def _pgap_machine(seed=0):
+    """One 'machine' of a host-run P-GaP: its own host buffers and sparsifier."""
+    host = TinyHost(seed=seed)
+    s = coppice.Sparsifier(
+        method="pgap", sparsity=0.8, partitions=2, rounds=2, gap_step_length=3, total_steps=10,
+        seed=5,
+    )
+    host.register(s)
+    s.start()
+    return host, s
+
+
+def test_host_run_pgap_on_two_machines_agrees_and_hits_targets():
+    machines = [_pgap_machine(), _pgap_machine()]
+    assert machines[0][1].pgap_status == (2, 0, 2)
+    for round_ in range(2):
+        exported = []
+        for worker, (host, s) in enumerate(machines):
+            s.begin_worker(worker)
+            for step in range(3):  # "training": a deterministic update per worker
+                for name, w in host.weights.items():
+                    w += np.float32(0.01 * (worker + 1) * (step + 1))
+                s.mask_gradients()
+                s.step()
+            exported.append(s.export_partition(worker))
+            weights, masks = exported[-1]
+            assert weights.size == s.partition_size(worker) and masks.dtype == np.uint8
+        for host, s in machines:
+            for worker, (weights, _) in enumerate(exported):
+                s.import_partition(worker, weights)
+            s.finish_round()
+        assert machines[0][1].pgap_status == (2, round_ + 1, 2)
+        a, b = machines
+        for name in TinyHost.SHAPES:
+            assert np.array_equal(a[0].weights[name], b[0].weights[name]), name
+            assert np.array_equal(a[1].mask(name), b[1].mask(name)), name
+            mask = a[1].mask(name)
+            assert int((mask == 0).sum()) == exact_zeros(mask.size, 0.8), name
+            assert np.all(a[0].weights[name][mask == 0] == 0), name
+    assert machines[0][1].phase == "fine-tune"
     with pytest.raises(coppice.CoppiceError) as info:
-        coppice.Sparsifier(method="pgap", total_steps=10)
-    assert info.value.name == "COPPICE_UNSUPPORTED"
+        machines[0][1].begin_worker(0)
+    assert "finished" in str(info.value)
+
+
+def test_host_run_pgap_errors():
+    host, s = _pgap_machine()
+    with pytest.raises(coppice.CoppiceError) as info:
+        s.begin_worker(2)
+    assert info.value.name == "COPPICE_INVALID_ARGUMENT"
+    s.begin_worker(1)
+    with pytest.raises(coppice.CoppiceError) as info:
+        s.finish_round()  # partition 0 never imported
+    assert info.value.name == "COPPICE_INVALID_STATE" and "partition 0" in str(info.value)
+    with pytest.raises(coppice.CoppiceError) as info:
+        s.import_partition(0, np.zeros(3, np.float32))
+    assert info.value.name == "COPPICE_SHAPE_MISMATCH"
+    bad = np.full(s.partition_size(0), np.nan, np.float32)
+    with pytest.raises(coppice.CoppiceError) as info:
+        s.import_partition(0, bad)
+    assert info.value.name == "COPPICE_INVALID_ARGUMENT"
+    other = coppice.Sparsifier(method="cgap", total_steps=10)
+    TinyHost().register(other)
+    other.start()
+    with pytest.raises(coppice.CoppiceError) as info:
+        other.begin_worker(0)
+    assert info.value.name == "COPPICE_INVALID_STATE"
