@@ -119,6 +119,7 @@ extension Trainer {
         "masks differ across ranks after step \(stepsTaken + 1) (CRC-32 per rank: "
           + all.map { String($0, radix: 16) }.joined(separator: ", ") + ")")
     }
+    maskChecks += 1
   }
 
   /// P-GaP over ranks: worker w's weights of partition w's targets from rank w, and every

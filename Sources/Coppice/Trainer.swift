@@ -89,6 +89,8 @@ public final class Trainer {
   public var collective: Collective?
   /// P-GaP's worker phase: ranks train different partitions, not shards of one batch.
   var inWorkerPhase = false
+  /// How many times the ranks compared mask checksums and found them identical.
+  public internal(set) var maskChecks = 0
 
   public init(model: Model, config: TrainingConfig, sparsity: SparsityConfig? = nil) throws {
     try config.validate()

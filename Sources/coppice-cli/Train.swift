@@ -43,7 +43,14 @@ struct Train: ParsableCommand {
       model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse,
       epochs: epochs, printSummary: summary, checkpoints: checkpoints)
     run.world = world
-    let result = try run.run(train: data.train, test: data.test)
+    let result: TrainSummary
+    do {
+      result = try run.run(train: data.train, test: data.test)
+    } catch let error where (world?.rank ?? 0) != 0 && !(error is ExitCode) {
+      // One line in one write, so that the ranks' messages do not interleave.
+      FileHandle.standardError.write(Data("coppice rank \(world!.rank): error: \(error)\n".utf8))
+      throw ExitCode.failure
+    }
     if let json, (world?.rank ?? 0) == 0 {
       try result.write(to: json)
       print("wrote \(json)")

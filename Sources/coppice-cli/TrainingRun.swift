@@ -154,6 +154,11 @@ struct TrainingRun {
       line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d)
     }
     print(line)
+    if let world, world.size > 1, trainer.sparsifier != nil {
+      print(
+        "masks identical on all \(world.size) ranks at each of \(trainer.maskChecks) checks "
+          + "(CRC-32 compared after every mask update)")
+    }
     let history = trainer.history
     return TrainSummary(
       model: model.rawValue, method: method.rawValue, epochs: config.epochs, testAccuracy: final,
