@@ -88,6 +88,8 @@ bench: build
 	@mkdir -p runs
 	$(COPPICE) bench kernels --json runs/bench-kernels.json
 	$(COPPICE) bench train --model cnn --json runs/bench-train.json
+	@if command -v mpirun > /dev/null; then \
+	  bash scripts/bench-distributed.sh $(COPPICE) runs/bench-distributed.md; fi
 
 # The sparse-kernel tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 check-sanitize:

@@ -1,7 +1,8 @@
 # The Python examples (bindings/python on the shared library). Included by the top Makefile.
 #   make test-python-examples   run examples/python/*.py quickly on a Fashion-MNIST subset:
 #                               a numpy MLP sparsified by C-GaP at 90% (checks exact per-weight
-#                               sparsity) and the engine's mlp trained from Python
+#                               sparsity), the engine's mlp trained from Python, and P-GaP run
+#                               by the host over 3 processes exchanging partitions via files
 #   make install-python         pip-install the package with its own copy of the library
 #   make test-python-install    pip-install bindings/python into a temporary virtualenv and
 #                               import it (library via COPPICE_LIBRARY, then the bundled copy)
@@ -11,6 +12,7 @@ PYTHON_ENV := COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
               PYTHONPATH=$(CURDIR)/bindings/python
 PYTHON_MLP_ARGS    ?= --limit 2000 --epochs 1
 PYTHON_ENGINE_ARGS ?= --model mlp --method cgap --limit 2000 --test-limit 1000 --epochs 1
+PYTHON_PGAP_ARGS   ?= --limit 2000 --test-limit 1000 --rounds 2 --finetune-epochs 1
 
 .PHONY: test-python-examples test-python-install install-python
 
@@ -18,6 +20,7 @@ test-python-examples: lib
 	$(PYTHON_ENV) $(PYTHON) examples/python/sparsify_numpy_mlp.py $(PYTHON_MLP_ARGS)
 	$(PYTHON_ENV) $(PYTHON) examples/python/sparsify_numpy_mlp.py $(PYTHON_MLP_ARGS) --dense
 	$(PYTHON_ENV) $(PYTHON) examples/python/train_engine.py $(PYTHON_ENGINE_ARGS)
+	$(PYTHON_ENV) $(PYTHON) examples/python/pgap_host.py $(PYTHON_PGAP_ARGS)
 	@echo "test-python-examples: passed"
 
 # Installs the package into $(PYTHON)'s environment with its own copy of the library (so that

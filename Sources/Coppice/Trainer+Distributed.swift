@@ -44,6 +44,14 @@ extension Trainer {
     if sparsifier != nil { try verifyMasks(c) }
   }
 
+  /// Gradient values each rank contributes to a data-parallel step at the current masks
+  /// (kept positions of sparse weights, everything else in full), and with dense gradients.
+  public var gradientExchange: (sparse: Int, dense: Int) {
+    let dense = model.parameterCount
+    guard let s = sparsifier else { return (dense, dense) }
+    return (dense - s.targets.reduce(0) { $0 + $1.count - $1.nonzeros }, dense)
+  }
+
   /// Sums the batch's gradients over the ranks (see the type's comment).
   func synchronizeGradients(_ c: Collective, localCount: Int, globalCount: Int) throws {
     let scale = Float(localCount) / Float(globalCount)

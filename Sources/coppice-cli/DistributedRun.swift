@@ -11,12 +11,12 @@ enum DistributedRun {
   static func start(requested: Bool) throws -> MPICollective? {
     guard requested || MPICollective.launchedWithRanks else { return nil }
     guard MPICollective.isAvailable else {
-      throw ValidationError(
+      throw CoppiceError.invalidArgument(
         "MPI support is not compiled in: this coppice was built without MPI (install "
           + "libopenmpi-dev, run `make build` again), so it cannot join an mpirun job")
     }
     let world: MPICollective
-    do { world = try MPICollective() } catch { throw ValidationError("\(error)") }
+    world = try MPICollective()
     if world.rank != 0 {
       // Only rank 0 reports; the others keep stderr for their errors.
       let null = open("/dev/null", O_WRONLY)

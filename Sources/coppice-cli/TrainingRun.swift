@@ -60,6 +60,15 @@ struct TrainingRun {
     if let d = denseEpoch {
       print(String(format: "dense reference: %.1f s per epoch (measured on this model)", d))
     }
+    if let world, world.size > 1 {
+      let floats = trainer.gradientExchange
+      print(
+        String(
+          format:
+            "data parallel: each step sums %.2f MB of gradients over the ranks at the start (%.2f MB dense), "
+            + "%d samples per rank", Double(floats.sparse) * 4e-6, Double(floats.dense) * 4e-6,
+          config.batchSize / world.size))
+    }
     let printer = ProgressPrinter()
     let table = TextTable(columns: [
       ("epoch", 5), ("train loss", 10), ("test acc", 8), ("sparsity", 8), ("seconds", 7),
