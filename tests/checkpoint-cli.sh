@@ -59,10 +59,21 @@ cmp <(grep "^result" "$work/reference.log" | sed 's/, [0-9.]* s training.*//') \
 # 2. kill -9 during saves: one step per epoch, so the process spends most of its time saving.
 KILL_ARGS=(train --model mlp --method rigl --sparsity 0.9 --epochs 100000 --limit-train 128
            --limit-test 64 --batch-size 128 --threads 1 --checkpoint-dir "$work/killed")
+# First a run that gets as far as its first checkpoint (startup can be slow on a busy machine).
+"$COPPICE" "${KILL_ARGS[@]}" > "$work/kill.log" 2>&1 &
+pid=$!
+disown "$pid"
+for _ in $(seq 1 1200); do
+  ls "$work"/killed/checkpoint-*.safetensors > /dev/null 2>&1 && break
+  sleep 0.1
+done
+kill -9 "$pid"
+ls "$work"/killed/checkpoint-*.safetensors > /dev/null 2>&1 || fail "no checkpoint after 120 s"
 mid_save=0
 for i in $(seq 1 12); do
   "$COPPICE" "${KILL_ARGS[@]}" --resume > "$work/kill.log" 2>&1 &
   pid=$!
+  disown "$pid"   # no "Killed" job report; waited for below with tail --pid
   if [ $((i % 2)) -eq 0 ]; then
     sleep "0.$((RANDOM % 9 + 4))"   # at a random moment
     kill -9 "$pid"
@@ -70,7 +81,7 @@ for i in $(seq 1 12); do
     "$PYTHON" - "$work/killed" "$pid" <<'PY'
 import os, signal, sys, time
 directory, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.time() + 20
+deadline = time.time() + 120
 while time.time() < deadline:
     try:
         if any(n.endswith(".tmp") for n in os.listdir(directory)):
@@ -80,7 +91,7 @@ while time.time() < deadline:
 os.kill(pid, signal.SIGKILL)
 PY
   fi
-  { wait "$pid"; } 2>/dev/null || true
+  tail --pid="$pid" -f /dev/null
   if ls -A "$work/killed" 2>/dev/null | grep -q '\.tmp$'; then mid_save=$((mid_save + 1)); fi
   for f in "$work"/killed/checkpoint-*.safetensors; do
     [ -e "$f" ] || continue

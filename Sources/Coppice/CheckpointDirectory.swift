@@ -32,18 +32,24 @@ public struct CheckpointDirectory: Sendable {
     }.sorted { $0.0 < $1.0 }
   }
 
-  /// Saves `trainer` as the checkpoint of its current step, then removes the oldest beyond
-  /// `keep` and any temporary file an interrupted save left behind. Returns the file's path.
+  /// Saves `trainer` as the checkpoint of its current step (first removing any temporary file
+  /// an interrupted save left behind), then removes the oldest beyond `keep`. Returns the
+  /// file's path.
   @discardableResult
   public func save(_ trainer: Trainer) throws -> String {
+    removeTemporaryFiles()
     let file = String(format: "%@/checkpoint-%09d.safetensors", path, trainer.stepsTaken)
     try trainer.saveCheckpoint(path: file)
     for old in checkpoints().dropLast(keep) { try? FileManager.default.removeItem(atPath: old.path) }
+    return file
+  }
+
+  /// Removes what saves killed part-way left (one run writes to a directory at a time).
+  private func removeTemporaryFiles() {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
     for name in names where name.hasPrefix(".checkpoint-") && name.hasSuffix(".tmp") {
       try? FileManager.default.removeItem(atPath: "\(path)/\(name)")
     }
-    return file
   }
 
   /// Restores `trainer` from the newest checkpoint that loads, trying older ones when a newer
