@@ -42,7 +42,10 @@ func discoverMPI() -> (include: String, lib: String)? {
         fm.fileExists(atPath: "/usr/lib/\(arch)/libmpi.so")
           || fm.fileExists(atPath: "\(root)/lib/libmpi.so")
       {
-        return ("\(root)/include", fm.fileExists(atPath: "\(root)/lib/libmpi.so") ? "\(root)/lib" : "/usr/lib/\(arch)")
+        return (
+          "\(root)/include",
+          fm.fileExists(atPath: "\(root)/lib/libmpi.so") ? "\(root)/lib" : "/usr/lib/\(arch)"
+        )
       }
     }
   }

@@ -57,12 +57,14 @@ public enum Checkpoint {
   static func read(path: String, data: Data? = nil) throws -> (
     entries: [String: SafeTensors.Entry], metadata: [String: String]
   ) {
-    let file = try data.map { try SafeTensors.decode($0, path: path) } ?? SafeTensors.read(path: path)
+    let file =
+      try data.map { try SafeTensors.decode($0, path: path) } ?? SafeTensors.read(path: path)
     if let stored = file.metadata["checksum"] {
       let actual = checksum(entries: Array(file.entries.values), metadata: file.metadata)
       guard stored == actual else {
         throw CoppiceError.invalidFile(
-          path: path, reason: "checksum mismatch (stored \(stored), contents give \(actual)): "
+          path: path,
+          reason: "checksum mismatch (stored \(stored), contents give \(actual)): "
             + "the file is corrupted")
       }
     }
@@ -95,7 +97,8 @@ public enum Checkpoint {
   {
     guard metadata["format"] == "coppice" else {
       throw CoppiceError.invalidFile(
-        path: path, reason: "not a Coppice file (metadata format is \(metadata["format"] ?? "missing"))")
+        path: path,
+        reason: "not a Coppice file (metadata format is \(metadata["format"] ?? "missing"))")
     }
     let kind = Kind(rawValue: metadata["kind"] ?? "model") ?? .model
     if let expect, kind != expect {
@@ -197,7 +200,8 @@ extension Trainer {
     }
     var entries: [SafeTensors.Entry] = []
     for p in model.parameters {
-      entries.append(.init(name: p.name, shape: p.shape, floats: UnsafeBufferPointer(p.value.buffer)))
+      entries.append(
+        .init(name: p.name, shape: p.shape, floats: UnsafeBufferPointer(p.value.buffer)))
     }
     for b in model.buffers {
       entries.append(
@@ -257,7 +261,8 @@ extension Trainer {
       metadata["sparsity_config"] == nil
       ? nil
       : try Checkpoint.decodeJSON(SparsityConfig.self, metadata, key: "sparsity_config", path: path)
-    try Checkpoint.requireSame(saved: savedSparsity, current: sparsity, what: "sparsity", path: path)
+    try Checkpoint.requireSame(
+      saved: savedSparsity, current: sparsity, what: "sparsity", path: path)
     let state = try Checkpoint.decodeJSON(
       TrainerRunState.self, metadata, key: "trainer_state", path: path)
     guard state.stepsPerEpoch == stepsPerEpoch else {
@@ -271,11 +276,14 @@ extension Trainer {
       model.parameters.map { ($0.name, $0.value) } + model.buffers.map { ($0.name, $0.tensor) }
       + optimizer.state.map { ("optimizer.\($0.name)", $0.tensor) }
     for (name, tensor) in named {
-      tensors.append((tensor, try Checkpoint.floats(entries, name: name, shape: tensor.shape, path: path)))
+      tensors.append(
+        (tensor, try Checkpoint.floats(entries, name: name, shape: tensor.shape, path: path)))
     }
     try prepareSparsity(stepsPerEpoch: stepsPerEpoch)
     if let sparsifier {
-      guard let text = metadata["sparsifier_state"] else { throw fail("metadata has no sparsifier_state") }
+      guard let text = metadata["sparsifier_state"] else {
+        throw fail("metadata has no sparsifier_state")
+      }
       for t in sparsifier.targets {
         guard let m = entries["\(t.name).mask"], m.dtype == .u8, m.shape == t.shape else {
           throw fail("missing or malformed mask tensor \(t.name).mask")
@@ -291,7 +299,9 @@ extension Trainer {
       }
     }
     for (tensor, values) in tensors {
-      values.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
+      values.withUnsafeBufferPointer {
+        tensor.data.update(from: $0.baseAddress!, count: tensor.count)
+      }
     }
     try apply(runState: state)
   }

@@ -17,7 +17,8 @@ public struct CheckpointDirectory: Sendable {
       try FileManager.default.createDirectory(
         atPath: path, withIntermediateDirectories: true)
     } catch {
-      throw CoppiceError.io("cannot create checkpoint directory \(path): \(error.localizedDescription)")
+      throw CoppiceError.io(
+        "cannot create checkpoint directory \(path): \(error.localizedDescription)")
     }
   }
 
@@ -40,7 +41,9 @@ public struct CheckpointDirectory: Sendable {
     removeTemporaryFiles()
     let file = String(format: "%@/checkpoint-%09d.safetensors", path, trainer.stepsTaken)
     try trainer.saveCheckpoint(path: file)
-    for old in checkpoints().dropLast(keep) { try? FileManager.default.removeItem(atPath: old.path) }
+    for old in checkpoints().dropLast(keep) {
+      try? FileManager.default.removeItem(atPath: old.path)
+    }
     return file
   }
 

@@ -40,7 +40,9 @@ public struct FileInspection: Codable, Sendable {
 
   /// Model weights (F32 and CSR tensors other than optimizer state).
   public var weights: [TensorInfo] {
-    tensors.filter { ($0.storage == "F32" || $0.storage == "CSR") && !$0.name.hasPrefix("optimizer.") }
+    tensors.filter {
+      ($0.storage == "F32" || $0.storage == "CSR") && !$0.name.hasPrefix("optimizer.")
+    }
   }
 
   /// Reads and validates `path` (checksum included).
@@ -63,7 +65,9 @@ public struct FileInspection: Codable, Sendable {
       csrNames.insert(weight)
       guard let text = metadata["\(weight).csr.shape"],
         let shape = try? JSONDecoder().decode([Int].self, from: Data(text.utf8))
-      else { throw CoppiceError.invalidFile(path: path, reason: "no shape for CSR weight \(weight)") }
+      else {
+        throw CoppiceError.invalidFile(path: path, reason: "no shape for CSR weight \(weight)")
+      }
       let dense = try SparseExport.denseWeight(entries, name: weight, shape: shape, path: path)
       let parts = ["values", "indices", "indptr"].compactMap { entries["\(weight).csr.\($0)"] }
       infos.append(
@@ -133,7 +137,9 @@ public struct FileInspection: Codable, Sendable {
       }
     }
     let width = max(12, tensors.map(\.name.count).max() ?? 0)
-    func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+    func pad(_ s: String, _ n: Int) -> String {
+      s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0)
+    }
     lines.append(
       pad("tensor", width) + "  " + pad("storage", 7) + "  " + pad("shape", 16) + "  "
         + pad("nonzeros", 10) + "  sparsity  bytes")

@@ -53,7 +53,8 @@ extension Model {
           guard m.dtype == .u8, m.shape == p.shape else {
             throw CoppiceError.invalidFile(
               path: path,
-              reason: "mask '\(p.name).mask' is \(m.dtype.rawValue) \(m.shape), expected U8 \(p.shape)")
+              reason:
+                "mask '\(p.name).mask' is \(m.dtype.rawValue) \(m.shape), expected U8 \(p.shape)")
           }
           masks.append((p, [UInt8](m.bytes)))
         }

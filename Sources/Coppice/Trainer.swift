@@ -181,8 +181,7 @@ public final class Trainer {
     return history
   }
 
-  func setRunState(stepsTaken: Int, trainSeconds: Double, imagesSeen: Int, history: [EpochRecord])
-  {
+  func setRunState(stepsTaken: Int, trainSeconds: Double, imagesSeen: Int, history: [EpochRecord]) {
     self.stepsTaken = stepsTaken
     self.trainSeconds = trainSeconds
     self.imagesSeen = imagesSeen
@@ -510,6 +509,7 @@ public final class Trainer {
     let images = imagesSeen
     try apply(runState: s)
     epochFLOPs = flops
-    setRunState(stepsTaken: s.stepsTaken, trainSeconds: seconds, imagesSeen: images, history: history)
+    setRunState(
+      stepsTaken: s.stepsTaken, trainSeconds: seconds, imagesSeen: images, history: history)
   }
 }

@@ -203,7 +203,8 @@ public func cTrainCheckpointed(
       throw APIError(.invalidArgument, "checkpoints.directory is empty")
     }
     guard c.every_epochs >= 1 else {
-      throw APIError(.invalidArgument, "checkpoints.every_epochs must be >= 1, got \(c.every_epochs)")
+      throw APIError(
+        .invalidArgument, "checkpoints.every_epochs must be >= 1, got \(c.every_epochs)")
     }
     guard c.keep >= 1 else {
       throw APIError(.invalidArgument, "checkpoints.keep must be >= 1, got \(c.keep)")

@@ -32,7 +32,8 @@ enum DistributedRun {
   static func defaultThreads(ranks: MPICollective?) -> Int {
     guard ranks != nil else { return Threads.availableCores }
     let env = ProcessInfo.processInfo.environment
-    let local = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"]
+    let local =
+      ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"]
       .compactMap { env[$0].flatMap(Int.init) }.first ?? 1
     return max(1, Threads.availableCores / max(1, local))
   }
@@ -56,7 +57,8 @@ enum DistributedRun {
     if try world.any(failure != nil) {
       throw failure ?? CoppiceError.io("rank 0 could not resume from \(store.path)")
     }
-    let path = String(decoding: try world.broadcast(Array((chosen ?? "").utf8), from: 0), as: UTF8.self)
+    let path = String(
+      decoding: try world.broadcast(Array((chosen ?? "").utf8), from: 0), as: UTF8.self)
     guard !path.isEmpty else { return nil }
     let bytes = try world.broadcast(
       world.rank == 0 ? [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) : [], from: 0)

@@ -115,25 +115,26 @@ struct TrainingRun {
     do {
       try trainer.fit(
         train: train, test: test, progress: isRoot ? printer.batch : nil,
-      epochEnd: { r in
-        printer.endEpoch()
-        if !printedHeader {
-          print(table.header())
-          printedHeader = true
-        }
-        let ratio = denseEpoch.map { String(format: "%.2f×", r.seconds / $0) } ?? "-"
-        print(
-          table.row([
-            "\(r.epoch)", String(format: "%.4f", r.loss), String(format: "%.2f%%", r.testAccuracy),
-            String(format: "%.1f%%", 100 * r.sparsity), String(format: "%.1f", r.seconds), ratio,
-            String(format: "%.0f", r.imagesPerSecond), r.phase,
-          ]))
-        showEvents()
-        if r.epoch % (checkpoints?.checkpointEvery ?? 1) == 0 || r.epoch == config.epochs {
-          saveCheckpoint()
-        }
-        fflush(nil)
-      }, shouldStop: { Interrupt.requested })
+        epochEnd: { r in
+          printer.endEpoch()
+          if !printedHeader {
+            print(table.header())
+            printedHeader = true
+          }
+          let ratio = denseEpoch.map { String(format: "%.2f×", r.seconds / $0) } ?? "-"
+          print(
+            table.row([
+              "\(r.epoch)", String(format: "%.4f", r.loss),
+              String(format: "%.2f%%", r.testAccuracy),
+              String(format: "%.1f%%", 100 * r.sparsity), String(format: "%.1f", r.seconds), ratio,
+              String(format: "%.0f", r.imagesPerSecond), r.phase,
+            ]))
+          showEvents()
+          if r.epoch % (checkpoints?.checkpointEvery ?? 1) == 0 || r.epoch == config.epochs {
+            saveCheckpoint()
+          }
+          fflush(nil)
+        }, shouldStop: { Interrupt.requested })
     } catch CoppiceError.invalidArgument(let message) where message.contains("diverged") {
       let kept = lastCheckpoint ?? store?.checkpoints().last?.path
       throw CoppiceError.invalidArgument(

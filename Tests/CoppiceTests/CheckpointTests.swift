@@ -129,7 +129,8 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(a.metrics, b.metrics, "\(method): per-epoch metrics")
     XCTAssertEqual(a.phases, b.phases, "\(method): phases")
     XCTAssertEqual(a.masks, b.masks, "\(method): masks")
-    XCTAssertTrue(a.tensors == b.tensors, "\(method): weights, statistics or optimizer state differ")
+    XCTAssertTrue(
+      a.tensors == b.tensors, "\(method): weights, statistics or optimizer state differ")
   }
 
   // Stops at step 5 (mid-epoch, before the first GaP step boundary at 6 and the RigL update
@@ -203,8 +204,8 @@ final class CheckpointTests: XCTestCase {
     let headerLength = Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
     for cut in [0, 4, 8, 9, 8 + headerLength / 2, 8 + headerLength, bytes.count - 1] {
       try bytes.prefix(cut).write(to: URL(fileURLWithPath: path))
-      XCTAssertThrowsError(try makeTrainer(.cgap).restoreCheckpoint(path: path, stepsPerEpoch: 6))
-      { error in
+      XCTAssertThrowsError(try makeTrainer(.cgap).restoreCheckpoint(path: path, stepsPerEpoch: 6)) {
+        error in
         guard case CoppiceError.invalidFile(_, let reason) = error else {
           return XCTFail("cut at \(cut): \(error)")
         }

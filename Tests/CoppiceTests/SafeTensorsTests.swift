@@ -67,7 +67,8 @@ final class SafeTensorsTests: XCTestCase {
     }
     let foreign = try SafeTensors.encode(
       cnn.parameters.map {
-        SafeTensors.Entry(name: $0.name, shape: $0.shape, floats: UnsafeBufferPointer($0.value.buffer))
+        SafeTensors.Entry(
+          name: $0.name, shape: $0.shape, floats: UnsafeBufferPointer($0.value.buffer))
       })
     try foreign.write(to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try target.load(path: path)) {
