@@ -383,6 +383,14 @@ class Fuzzer:
             "coppice_train": self.f_train,
             "coppice_evaluate": self.f_evaluate,
             "coppice_predict": self.f_predict,
+            "coppice_model_export": self.f_model_export,
+            "coppice_file_inspect": self.f_file_inspect,
+            "coppice_sparsifier_pgap_status": self.f_pgap_status,
+            "coppice_sparsifier_pgap_begin_worker": self.f_pgap_worker("coppice_sparsifier_pgap_begin_worker"),
+            "coppice_sparsifier_pgap_partition_size": self.f_pgap_partition_size,
+            "coppice_sparsifier_pgap_export_partition": self.f_pgap_transfer("coppice_sparsifier_pgap_export_partition"),
+            "coppice_sparsifier_pgap_import_partition": self.f_pgap_transfer("coppice_sparsifier_pgap_import_partition"),
+            "coppice_sparsifier_pgap_finish_round": self.f_simple_sparsifier("coppice_sparsifier_pgap_finish_round"),
             "destroy": self.f_destroy,
         }
 
@@ -759,6 +767,69 @@ class Fuzzer:
         if args[6][0] == "match":
             args[6] = (count * 10 if 0 < count <= 4 else 40, GOOD, "count*10")
         self.call("coppice_predict", args)
+
+    def f_model_export(self, force: bool) -> None:
+        size, dense = c_int64(), c_int64()
+        self.keep += [size, dense]
+        args = self.draw([
+            self.model_handles(),
+            self.path_pool_save(),
+            [good(byref(size), "&bytes"), good(None, "NULL (allowed)")],
+            [good(byref(dense), "&dense_bytes"), good(None, "NULL (allowed)")],
+        ], force)
+        self.call("coppice_model_export", args)
+
+    def f_file_inspect(self, force: bool) -> None:
+        model_file = os.path.join(self.workdir, "model.safetensors").encode()
+        if not os.path.exists(model_file):
+            capi.coppice_model_save(self.model, model_file)
+        raw = bytearray(open(model_file, "rb").read())
+        for _ in range(self.rng.choice([1, 3])):
+            raw[self.rng.randrange(len(raw))] ^= 1 << self.rng.randrange(8)
+        buffer = ctypes.create_string_buffer(1 << 16)
+        needed = ctypes.c_size_t()
+        self.keep += [buffer, needed]
+        args = self.draw([
+            [good(model_file, "model.safetensors"), good(model_file, "model.safetensors"),
+             bad(None, "NULL"), bad(b"", "''"), bad(b"/nonexistent-dir/x.safetensors"),
+             bad(self.garbage_path, "garbage.bin"), bad(self.empty_path, "empty.bin"),
+             bad(self.state_path, "a sparsifier state"), bad(self.workdir.encode(), "a directory"),
+             neutral(self._write("flipped.safetensors", bytes(raw)), "bit-flipped model")],
+            [good(buffer, "json[65536]"), good(buffer, "json[65536]"), neutral(None, "NULL")],
+            [good(1 << 16), good(1 << 16), neutral(0), neutral(7)],
+            [good(byref(needed), "&needed"), good(None, "NULL (allowed)")],
+        ], force)
+        self.call("coppice_file_inspect", args)
+
+    def worker_pool(self) -> List[Arg]:
+        return [good(0), good(1), bad(-1), bad(INT_MAX), bad(INT_MIN)]
+
+    def f_pgap_status(self, force: bool) -> None:
+        args = self.draw([self.sparsifier_handles(), [good(byref(c_int()), "&workers"), good(None, "NULL")],
+                          [good(None, "NULL")], [good(None, "NULL")]], force)
+        self.call("coppice_sparsifier_pgap_status", args)
+
+    def f_pgap_worker(self, function: str) -> Callable[[bool], None]:
+        def scenario(force: bool) -> None:
+            self.call(function, self.draw([self.sparsifier_handles(), self.worker_pool()], force))
+        return scenario
+
+    def f_pgap_partition_size(self, force: bool) -> None:
+        args = self.draw([self.sparsifier_handles(), self.worker_pool(), self.out_pool(c_int64)], force)
+        self.call("coppice_sparsifier_pgap_partition_size", args)
+
+    def f_pgap_transfer(self, function: str) -> Callable[[bool], None]:
+        exporting = function.endswith("export_partition")
+
+        def scenario(force: bool) -> None:
+            pools = [self.sparsifier_handles(), self.worker_pool(), self.float_buffer_pool("weights")]
+            if exporting:
+                masks = np.zeros(64, np.uint8)
+                self.keep.append(masks)
+                pools.append([good(masks.ctypes.data, "masks"), good(None, "NULL (allowed)")])
+            pools.append([good(48), neutral(64), bad(-1), bad(INT64_MIN), bad(INT64_MAX), neutral(0)])
+            self.call(function, self.draw(pools, force))
+        return scenario
 
     def f_destroy(self, _force: bool) -> None:
         """Every _destroy with NULL, stale, foreign and garbage handles: must be a no-op."""
