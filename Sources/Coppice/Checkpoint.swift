@@ -162,31 +162,37 @@ extension Trainer {
       dropoutCalls: model.dropoutLayers.map(\.calls))
   }
 
-  func apply(runState s: TrainerRunState) throws {
+  /// Throws unless `s` can be applied to this trainer.
+  func validate(runState s: TrainerRunState) throws {
     func bad(_ what: String) -> CoppiceError { .invalidArgument("trainer state: \(what)") }
-    guard let shuffle = SeededGenerator(state: s.shuffleGenerator),
-      let augment = SeededGenerator(state: s.augmentGenerator)
+    guard SeededGenerator(state: s.shuffleGenerator) != nil,
+      SeededGenerator(state: s.augmentGenerator) != nil
     else { throw bad("malformed generator state") }
     guard s.epochFLOPs.count == 2, s.stepsTaken >= 0, s.optimizerSteps >= 0 else {
       throw bad("malformed counters")
     }
-    let dropouts = model.dropoutLayers
-    guard s.dropoutCalls.count == dropouts.count else {
-      throw bad("\(s.dropoutCalls.count) dropout layers saved, the model has \(dropouts.count)")
+    let dropouts = model.dropoutLayers.count
+    guard s.dropoutCalls.count == dropouts else {
+      throw bad("\(s.dropoutCalls.count) dropout layers saved, the model has \(dropouts)")
     }
     if let p = s.inProgress {
-      guard p.batchesDone >= 0, p.epoch >= 0, SeededGenerator(state: p.shuffleState) != nil
+      guard p.batchesDone >= 0, p.batchesDone <= (s.stepsPerEpoch ?? 0), p.epoch >= 0,
+        SeededGenerator(state: p.shuffleState) != nil
       else { throw bad("malformed epoch in progress") }
     }
+  }
+
+  func apply(runState s: TrainerRunState) throws {
+    try validate(runState: s)
     setRunState(
       stepsTaken: s.stepsTaken, trainSeconds: s.trainSeconds, imagesSeen: s.imagesSeen,
       history: s.history)
-    shuffleRNG = shuffle
-    augmentRNG = augment
+    shuffleRNG = SeededGenerator(state: s.shuffleGenerator)!
+    augmentRNG = SeededGenerator(state: s.augmentGenerator)!
     epochFLOPs = (s.epochFLOPs[0], s.epochFLOPs[1])
     inProgress = s.inProgress
     optimizer.stepCount = s.optimizerSteps
-    for (layer, calls) in zip(dropouts, s.dropoutCalls) { layer.calls = calls }
+    for (layer, calls) in zip(model.dropoutLayers, s.dropoutCalls) { layer.calls = calls }
   }
 
   /// Everything needed to continue this run exactly: see `Checkpoint`.
@@ -265,6 +271,7 @@ extension Trainer {
       saved: savedSparsity, current: sparsity, what: "sparsity", path: path)
     let state = try Checkpoint.decodeJSON(
       TrainerRunState.self, metadata, key: "trainer_state", path: path)
+    do { try validate(runState: state) } catch { throw fail("\(error)") }
     guard state.stepsPerEpoch == stepsPerEpoch else {
       throw fail(
         "checkpoint taken with \(state.stepsPerEpoch ?? 0) batches per epoch, this run has "

@@ -64,16 +64,18 @@ public struct FileInspection: Codable, Sendable {
       let weight = String(name.dropLast(".csr.values".count))
       csrNames.insert(weight)
       guard let text = metadata["\(weight).csr.shape"],
-        let shape = try? JSONDecoder().decode([Int].self, from: Data(text.utf8))
+        let shape = try? JSONDecoder().decode([Int].self, from: Data(text.utf8)),
+        let (rows, cols, count) = SparseExport.matrix(shape)
       else {
-        throw CoppiceError.invalidFile(path: path, reason: "no shape for CSR weight \(weight)")
+        throw CoppiceError.invalidFile(
+          path: path, reason: "no valid shape for CSR weight \(weight)")
       }
-      let dense = try SparseExport.denseWeight(entries, name: weight, shape: shape, path: path)
+      let csr = try SparseExport.parts(entries, name: weight, rows: rows, cols: cols, path: path)
       let parts = ["values", "indices", "indptr"].compactMap { entries["\(weight).csr.\($0)"] }
       infos.append(
         TensorInfo(
-          name: weight, storage: "CSR", shape: shape, count: dense.count,
-          nonzeros: dense.reduce(0) { $0 + ($1 == 0 ? 0 : 1) },
+          name: weight, storage: "CSR", shape: shape, count: count,
+          nonzeros: csr.values.reduce(0) { $0 + ($1 == 0 ? 0 : 1) },
           bytes: parts.reduce(0) { $0 + $1.bytes.count }))
     }
     for (name, e) in entries {

@@ -89,17 +89,35 @@ public enum SparseExport {
     return Summary(bytes: data.count, denseBytes: denseBytes, sparseWeights: sparseWeights)
   }
 
-  /// The dense values of weight `name` of `shape` from its CSR tensors, validated: sizes,
-  /// monotone row pointers, column indices in range and increasing within a row, finite values.
-  static func denseWeight(
-    _ entries: [String: SafeTensors.Entry], name: String, shape: [Int], path: String
-  ) throws -> [Float] {
+  /// A weight's CSR tensors, validated for a rows × cols matrix: sizes, row pointers from 0 to
+  /// nnz and never decreasing, column indices in range and increasing within a row, finite
+  /// values.
+  struct Parts {
+    var values: [Float]
+    var indices: [Int]
+    var indptr: [Int]
+  }
+
+  /// (rows, cols, count) of a weight shape [rows, …] read from a file, or nil when a dimension
+  /// is negative or the product overflows or exceeds 2³¹ values.
+  static func matrix(_ shape: [Int]) -> (rows: Int, cols: Int, count: Int)? {
+    guard !shape.isEmpty, shape.allSatisfy({ $0 >= 0 }) else { return nil }
+    var count = 1
+    for d in shape {
+      let (p, overflow) = count.multipliedReportingOverflow(by: d)
+      guard !overflow, p <= Int(Int32.max) else { return nil }
+      count = p
+    }
+    let rows = shape[0]
+    return (rows, rows == 0 ? 0 : count / rows, count)
+  }
+
+  static func parts(
+    _ entries: [String: SafeTensors.Entry], name: String, rows: Int, cols: Int, path: String
+  ) throws -> Parts {
     func fail(_ reason: String) -> CoppiceError {
       .invalidFile(path: path, reason: "sparse weight '\(name)': \(reason)")
     }
-    let rows = shape.first ?? 1
-    let count = shape.reduce(1, *)
-    let cols = rows == 0 ? 0 : count / rows
     guard let v = entries["\(name).csr.values"], v.dtype == .f32, v.shape.count == 1,
       let ix = entries["\(name).csr.indices"], ix.shape == v.shape,
       ix.dtype == .u16 || ix.dtype == .i32,
@@ -112,7 +130,6 @@ public enum SparseExport {
       throw fail("row pointers must run from 0 to the \(values.count) values")
     }
     guard values.allSatisfy(\.isFinite) else { throw fail("values hold NaN or infinity") }
-    var dense = [Float](repeating: 0, count: count)
     for r in 0..<rows {
       guard indptr[r] <= indptr[r + 1] else { throw fail("row pointers decrease at row \(r)") }
       var previous = -1
@@ -122,7 +139,24 @@ public enum SparseExport {
           throw fail("column index \(c) in row \(r) is out of range or out of order")
         }
         previous = c
-        dense[r * cols + c] = values[k]
+      }
+    }
+    return Parts(values: values, indices: indices, indptr: indptr)
+  }
+
+  /// The dense values of weight `name` of `shape` from its validated CSR tensors.
+  static func denseWeight(
+    _ entries: [String: SafeTensors.Entry], name: String, shape: [Int], path: String
+  ) throws -> [Float] {
+    guard let (rows, cols, count) = matrix(shape) else {
+      throw CoppiceError.invalidFile(
+        path: path, reason: "sparse weight '\(name)': invalid shape \(shape)")
+    }
+    let csr = try parts(entries, name: name, rows: rows, cols: cols, path: path)
+    var dense = [Float](repeating: 0, count: count)
+    for r in 0..<rows {
+      for k in csr.indptr[r]..<csr.indptr[r + 1] {
+        dense[r * cols + csr.indices[k]] = csr.values[k]
       }
     }
     return dense

@@ -240,6 +240,34 @@ final class CheckpointTests: XCTestCase {
     try assertRestoreFails(ckpt, mentions: "trainer_state is malformed")
   }
 
+  func testForgedStateAndShapesAreRejectedWithoutCrashing() throws {
+    let (ckpt, _) = try savedCheckpoint(steps: 3)  // mid-epoch: an epoch in progress
+    var (entries, metadata) = try SafeTensors.read(path: ckpt)
+    var state =
+      try JSONSerialization.jsonObject(with: Data(metadata["trainer_state"]!.utf8))
+      as! [String: Any]
+    var progress = state["epoch_in_progress"] as! [String: Any]
+    progress["batchesDone"] = 1_000_000
+    state["epoch_in_progress"] = progress
+    metadata["trainer_state"] = String(
+      decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self)
+    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+      to: URL(fileURLWithPath: ckpt))
+    try assertRestoreFails(ckpt, mentions: "malformed epoch in progress")
+
+    let export = directory.appendingPathComponent("e.safetensors").path
+    try SparseExport.write(try savedCheckpoint(steps: 20).trainer.model, to: export)
+    (entries, metadata) = try SafeTensors.read(path: export)
+    for shape in ["[1, 1099511627776]", "[-1, 4]", "[9223372036854775807, 2]", "[]", "nonsense"] {
+      metadata["fc1.weight.csr.shape"] = shape
+      try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+        to: URL(fileURLWithPath: export))
+      XCTAssertThrowsError(try FileInspection(path: export), shape) { error in
+        XCTAssertTrue("\(error)".contains("fc1.weight"), "\(shape): \(error)")
+      }
+    }
+  }
+
   func testCheckpointLoadsAsAModelWithItsMasks() throws {
     let (path, trainer) = try savedCheckpoint()
     let model = makeModel()
