@@ -18,12 +18,7 @@ struct Export: ParsableCommand {
     do {
       let model = try Self.model(for: input)
       try model.load(path: input)
-      let summary = try SparseExport.write(model, to: output)
-      print(
-        String(
-          format: "wrote %@: %d bytes, %d sparse weights in CSR (%.1f%% of the %d bytes dense)",
-          output, summary.bytes, summary.sparseWeights,
-          100 * Double(summary.bytes) / Double(max(1, summary.denseBytes)), summary.denseBytes))
+      print(Self.report(path: output, try SparseExport.write(model, to: output)))
       let copy = try Self.model(for: output)
       try copy.load(path: output)
       for (a, b) in zip(model.parameters, copy.parameters) where a.value.array != b.value.array {
@@ -34,6 +29,14 @@ struct Export: ParsableCommand {
     } catch let error as CoppiceError {
       throw ValidationError("\(error)")
     }
+  }
+
+  /// "wrote PATH: sizes" for an export just written.
+  static func report(path: String, _ size: SparseExport.Summary) -> String {
+    String(
+      format: "wrote %@: %d bytes, %d sparse weights in CSR (%.1f%% of the %d bytes dense)",
+      path, size.bytes, size.sparseWeights,
+      100 * Double(size.bytes) / Double(max(1, size.denseBytes)), size.denseBytes)
   }
 
   /// The reference model a file was written for (its metadata names it).

@@ -18,6 +18,8 @@ struct Train: ParsableCommand {
   var method: SparsityMethod = .dense
   @Option(help: "Training epochs (for GaP: rounds, fine-tune and all).") var epochs = 10
   @Option(help: "Write a JSON summary to this file.") var json: String?
+  @Option(help: "After training, write the model for inference (sparse weights as CSR) here.")
+  var export: String?
   @Flag(help: "Print the model's layers before training.") var summary = false
   @OptionGroup(title: "Training") var training: TrainingOptions
   @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
@@ -45,7 +47,7 @@ struct Train: ParsableCommand {
     run.world = world
     let result: TrainSummary
     do {
-      result = try run.run(train: data.train, test: data.test)
+      result = try run.run(train: data.train, test: data.test, export: export)
     } catch let error where (world?.rank ?? 0) != 0 && !(error is ExitCode) {
       // One line in one write, so that the ranks' messages do not interleave.
       FileHandle.standardError.write(Data("coppice rank \(world!.rank): error: \(error)\n".utf8))

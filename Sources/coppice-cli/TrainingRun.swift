@@ -29,7 +29,7 @@ struct TrainingRun {
     self.printSummary = printSummary
   }
 
-  func run(train: Dataset, test: Dataset) throws -> TrainSummary {
+  func run(train: Dataset, test: Dataset, export: String? = nil) throws -> TrainSummary {
     var config = self.config
     let stepsPerEpoch = SparsityOptions.stepsPerEpoch(
       trainCount: train.count, batchSize: config.batchSize)
@@ -164,6 +164,9 @@ struct TrainingRun {
       line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d)
     }
     print(line)
+    if let export, isRoot {
+      print(Export.report(path: export, try SparseExport.write(net, to: export)))
+    }
     if let world, world.size > 1, trainer.sparsifier != nil {
       print(
         "masks identical on all \(world.size) ranks at each of \(trainer.maskChecks) checks "
