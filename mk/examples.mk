@@ -34,6 +34,12 @@ test-examples: lib examples
 	@set -e; for lang in c cpp; do \
 	  echo "== $(EXAMPLES_BUILD)/$$lang/train_engine $(EXAMPLES_ENGINE_ARGS)"; \
 	  $(EXAMPLES_BUILD)/$$lang/train_engine $(EXAMPLES_ENGINE_ARGS); \
+	  if [ $$lang = c ]; then \
+	    rm -rf $(EXAMPLES_BUILD)/checkpoints; \
+	    echo "== train_engine with checkpoints, twice (the second run resumes the finished run)"; \
+	    $(EXAMPLES_BUILD)/c/train_engine $(EXAMPLES_ENGINE_ARGS) $(EXAMPLES_BUILD)/checkpoints; \
+	    $(EXAMPLES_BUILD)/c/train_engine $(EXAMPLES_ENGINE_ARGS) $(EXAMPLES_BUILD)/checkpoints; \
+	  fi; \
 	  echo "== $(EXAMPLES_BUILD)/$$lang/sparsify_mlp $(EXAMPLES_MLP_ARGS)"; \
 	  $(EXAMPLES_BUILD)/$$lang/sparsify_mlp $(EXAMPLES_MLP_ARGS); \
 	done

@@ -1,5 +1,8 @@
-/* Train a sparse model with C-GaP at 90% sparsity through the C API of the engine.
- *   train_engine [train_limit [test_limit [model [epochs]]]]   (defaults: 10000 2000 mlp 4)
+/* Train a sparse model with C-GaP at 90% sparsity through the C API of the engine, then write
+ * it for inference with its sparse weights in CSR form and load that back.
+ *   train_engine [train_limit [test_limit [model [epochs [checkpoint_dir]]]]]
+ *   (defaults: 10000 2000 mlp 4, no checkpoints). With checkpoint_dir, a checkpoint is written
+ *   there after every epoch and a second run continues from the newest one (resume).
  * Fashion-MNIST is read from /usr/share/datasets/fashion-mnist (COPPICE_DATA overrides). */
 #include <coppice.h>
 #include <stdio.h>
@@ -28,8 +31,13 @@ int main(int argc, char **argv) {
   int64_t train_limit = argc > 1 ? atoll(argv[1]) : 10000;
   int64_t test_limit = argc > 2 ? atoll(argv[2]) : 2000;
   const char *model_name = argc > 3 ? argv[3] : "mlp", *data = getenv("COPPICE_DATA");
+  const char *checkpoint_dir = argc > 5 ? argv[5] : NULL;
   coppice_dataset *train = NULL, *test = NULL;
-  coppice_model *model = NULL;
+  coppice_model *model = NULL, *loaded = NULL;
+  coppice_checkpoint_config checkpoints;
+  int64_t export_bytes = 0, dense_bytes = 0;
+  double accuracy = 0;
+  char export_path[4096];
   coppice_train_config config;
   coppice_train_result result;
   int64_t parameters = 0, train_count = 0, test_count = 0;
@@ -51,11 +59,35 @@ int main(int argc, char **argv) {
   config.sparsity.sparsity = 0.9;
   config.sparsity.rounds = 1;
   config.on_epoch = on_epoch;
-  CHECK(coppice_train(model, train, test, &config, &result));
+  if (checkpoint_dir) {
+    coppice_checkpoint_config_init(&checkpoints);
+    checkpoints.directory = checkpoint_dir;
+    checkpoints.resume = 1; /* continue from the newest checkpoint there, if any */
+    CHECK(coppice_train_checkpointed(model, train, test, &config, &checkpoints, &result));
+  } else {
+    CHECK(coppice_train(model, train, test, &config, &result));
+  }
   printf("C-GaP at 90%%: test accuracy %.2f%%, sparsity %.4f, %d epochs in %.1fs\n",
          result.test_accuracy, result.sparsity, result.epochs, result.train_seconds);
+
+  /* The trained model for inference: CSR weights; loading it attaches the masks, so the
+   * sparse layers run the sparse kernels. */
+  snprintf(export_path, sizeof export_path, "%s/%s-cgap90.safetensors",
+           checkpoint_dir ? checkpoint_dir : "/tmp", model_name);
+  CHECK(coppice_model_export(model, export_path, &export_bytes, &dense_bytes));
+  CHECK(coppice_model_create(model_name, 2, 10, &loaded));
+  CHECK(coppice_model_load(loaded, export_path));
+  CHECK(coppice_evaluate(loaded, test, &accuracy));
+  printf("export %s: %lld bytes (%lld dense); reloaded model: test accuracy %.2f%%\n",
+         export_path, (long long)export_bytes, (long long)dense_bytes, accuracy);
+  if (accuracy < result.test_accuracy - 0.2 || accuracy > result.test_accuracy + 0.2) {
+    fprintf(stderr, "the reloaded export scores %.2f%%, the trained model %.2f%%\n", accuracy,
+            result.test_accuracy);
+    goto done;
+  }
   exit_code = 0;
 done:
+  coppice_model_destroy(loaded);
   coppice_model_destroy(model);
   coppice_dataset_destroy(test);
   coppice_dataset_destroy(train);
