@@ -170,6 +170,13 @@ public final class Trainer {
         break
       }
       if let c = dataParallel { try averageBuffers(c) }
+      // Non-finite weights make the next loss non-finite (checked every step); this catches
+      // them at the epoch's end too, before anything reports or saves them.
+      if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
+        throw CoppiceError.invalidArgument(
+          "training diverged: \(bad.name) holds NaN or infinity after step \(stepsTaken) "
+            + "(lower the learning rate)")
+      }
       let record = makeRecord(epoch: epochsDone + 1, run: run, test: test)
       history.append(record)
       epochEnd?(record)
@@ -336,11 +343,6 @@ public final class Trainer {
     if let s = sparsifier, try s.step() {
       s.resetOptimizerState(optimizer)
       if let parallel { try verifyMasks(parallel) }
-    }
-    if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
-      throw CoppiceError.invalidArgument(
-        "training diverged: \(bad.name) holds NaN or infinity after step \(stepsTaken + 1) "
-          + "(lower the learning rate)")
     }
     stepsTaken += 1
     return (value, correct)
