@@ -59,11 +59,22 @@ final class FileCorruptionTests: XCTestCase {
     _ data: Data, _ fragments: [String], _ what: String, file: StaticString = #filePath,
     line: UInt = #line
   ) -> String? {
+    assertRejected(
+      path: Self.path, fragments, what, file: file, line: line,
+      { _ = try SafeTensors.decode(data, path: Self.path) })
+  }
+
+  /// Runs `read`, which must throw `invalidFile` for `path` with a reason containing every
+  /// fragment; returns the reason.
+  func assertRejected(
+    path expected: String, _ fragments: [String], _ what: String, file: StaticString,
+    line: UInt, _ read: () throws -> Void
+  ) -> String? {
     do {
-      _ = try SafeTensors.decode(data, path: Self.path)
-      XCTFail("\(what): decoded without error", file: file, line: line)
+      try read()
+      XCTFail("\(what): read without error", file: file, line: line)
     } catch CoppiceError.invalidFile(let path, let reason) {
-      XCTAssertEqual(path, Self.path, what, file: file, line: line)
+      XCTAssertEqual(path, expected, what, file: file, line: line)
       XCTAssertFalse(reason.isEmpty, "\(what): empty reason", file: file, line: line)
       for f in fragments {
         XCTAssertTrue(
@@ -340,21 +351,8 @@ final class FileCorruptionTests: XCTestCase {
     _ bytes: [UInt8], _ fragments: [String], _ what: String, file: StaticString = #filePath,
     line: UInt = #line
   ) -> String? {
-    do {
-      _ = try parse(bytes)
-      XCTFail("\(what): parsed without error", file: file, line: line)
-    } catch CoppiceError.invalidFile(let path, let reason) {
-      XCTAssertEqual(path, Self.idxPath, what, file: file, line: line)
-      XCTAssertFalse(reason.isEmpty, "\(what): empty reason", file: file, line: line)
-      for f in fragments {
-        XCTAssertTrue(
-          reason.contains(f), "\(what): '\(reason)' should contain '\(f)'", file: file, line: line)
-      }
-      return reason
-    } catch {
-      XCTFail("\(what): unexpected error \(error)", file: file, line: line)
-    }
-    return nil
+    assertRejected(
+      path: Self.idxPath, fragments, what, file: file, line: line, { _ = try parse(bytes) })
   }
 
   func testValidIDXFiles() throws {
