@@ -48,7 +48,7 @@ grep -q "interrupted at step" "$work/interrupted.log" || fail "no interrupt mess
 step=$(grep -o "interrupted at step [0-9]*" "$work/interrupted.log" | grep -o "[0-9]*$")
 [ $((step % 94)) -ne 0 ] || echo "checkpoint-cli: note: the interrupt landed on an epoch boundary"
 "$COPPICE" "${ARGS[@]}" --checkpoint-dir "$work/interrupted" --resume > "$work/resumed.log"
-grep -q "resumed from .*checkpoint-0*$step.safetensors" "$work/resumed.log" ||
+grep -q "resumed from .*checkpoint-0*$step.safetensors: step $step," "$work/resumed.log" ||
   fail "did not resume from the interrupt's checkpoint (step $step)"
 echo "checkpoint-cli: SIGINT at step $step wrote a checkpoint; --resume finished the run"
 compare "$work/reference" "$work/interrupted"

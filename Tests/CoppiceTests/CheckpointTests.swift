@@ -59,6 +59,12 @@ final class CheckpointTests: XCTestCase {
       c.rounds = method == .cgap ? 1 : 2
     case .rigl, .set:
       c.updateInterval = 4
+    case .gmp:
+      c.pruningBeginStep = 2
+      c.pruningEndStep = 16
+      c.pruningFrequency = 3
+    case .oneshot:
+      c.pruneStep = 8
     default: break
     }
     return c
@@ -118,10 +124,25 @@ final class CheckpointTests: XCTestCase {
         })
       XCTAssertTrue(trainer.wasInterrupted, "\(method) should stop after \(stop) steps")
       try trainer.saveCheckpoint(path: path)
+      let saved = outcome(trainer)
       trainer = try makeTrainer(method)
       try trainer.restoreCheckpoint(path: path, stepsPerEpoch: Self.stepsPerEpoch)
+      // The new trainer holds exactly the saved state (not a fresh start that happens to
+      // end the same way).
+      let restored = outcome(trainer)
+      XCTAssertEqual(restored.steps, saved.steps, "\(method): restored step")
+      XCTAssertEqual(restored.metrics, saved.metrics, "\(method): restored history")
+      XCTAssertEqual(restored.masks, saved.masks, "\(method): restored masks")
+      XCTAssertTrue(restored.tensors == saved.tensors, "\(method): restored tensors differ")
     }
-    try trainer.fit(train: train, test: test)
+    let stepsBefore = trainer.stepsTaken
+    XCTAssertGreaterThan(stepsBefore, 0, "\(method): the last checkpoint is at the start")
+    var batchesRun = 0
+    try trainer.fit(train: train, test: test, progress: { _ in batchesRun += 1 })
+    if method != .pgap {  // P-GaP redoes a round stopped part-way
+      XCTAssertEqual(
+        batchesRun, reference.stepsTaken - stepsBefore, "\(method): the resumed run redid work")
+    }
     XCTAssertFalse(trainer.wasInterrupted)
     let a = outcome(reference)
     let b = outcome(trainer)
@@ -139,8 +160,14 @@ final class CheckpointTests: XCTestCase {
   func testResumeIsExactForCGaP() throws { try checkResume(.cgap, stops: [5, 5]) }
   func testResumeIsExactForRigL() throws { try checkResume(.rigl, stops: [5, 5]) }
   func testResumeIsExactForSET() throws { try checkResume(.set, stops: [7]) }
-  /// P-GaP stops inside rounds: the round is rolled back and redone after the resume.
-  func testResumeIsExactForPGaP() throws { try checkResume(.pgap, stops: [3, 8]) }
+  func testResumeIsExactForStatic() throws { try checkResume(.staticSparse, stops: [5, 5]) }
+  /// One-shot pruning at step 8, between the two stops.
+  func testResumeIsExactForOneShot() throws { try checkResume(.oneshot, stops: [5, 5]) }
+  /// GMP prunes every 3 steps from step 2 to 16: stops at 5 and 10 fall between prunings.
+  func testResumeIsExactForGMP() throws { try checkResume(.gmp, stops: [5, 5]) }
+  /// P-GaP stops inside rounds (in round 1, then in round 2): the round is rolled back and
+  /// redone after the resume.
+  func testResumeIsExactForPGaP() throws { try checkResume(.pgap, stops: [3, 14]) }
 
   func testCheckpointAtEveryStepBoundaryOfAnEpochResumesExactly() throws {
     for stop in [1, 6, 7] { try checkResume(.cgap, stops: [stop]) }
