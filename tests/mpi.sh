@@ -58,7 +58,8 @@ run dense-2 2 "${MLP[@]}"
 run dense-4 4 "${MLP[@]}"
 compare "$work/dense-1" "$work/dense-2" 1e-5 "data parallel, 2 ranks vs 1 process"
 compare "$work/dense-1" "$work/dense-4" 1e-5 "data parallel, 4 ranks vs 1 process"
-grep -q "2 MPI ranks" "$work/dense-2.log" || fail "the 2-rank run does not say it is distributed"
+grep -q "2 MPI ranks" "$work/dense-2.log" && grep -q "32 samples per rank" "$work/dense-2.log" &&
+  grep -q "16 samples per rank" "$work/dense-4.log" || fail "the runs do not split the batch over the ranks"
 
 # 2. Sparse data parallel: masks agree on every rank after every update.
 run rigl-2 2 "${MLP[@]}" --method rigl --sparsity 0.9 --update-interval 8
