@@ -2,6 +2,23 @@
 #include "ck_dense.h"
 #include <math.h>
 
+// y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
+static inline void affine_channel(int n, int c, int hw, int ch, const float *x, float scale,
+                                  float shift, float *y, int relu) {
+  for (int i = 0; i < n; i++) {
+    const float *p = x + ((size_t)i * c + ch) * hw;
+    float *q = y + ((size_t)i * c + ch) * hw;
+    if (relu) {
+      for (int j = 0; j < hw; j++) {
+        float v = p[j] * scale + shift;
+        q[j] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
+    }
+  }
+}
+
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,
@@ -39,18 +56,7 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
     }
     const float scale = gamma[ch] * invstd;
     const float shift = beta[ch] - (float)mean * scale;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * c + ch) * hw;
-      float *q = y + ((size_t)i * c + ch) * hw;
-      if (relu) {
-        for (int j = 0; j < hw; j++) {
-          float v = p[j] * scale + shift;
-          q[j] = v > 0.0f ? v : 0.0f;
-        }
-      } else {
-        for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
-      }
-    }
+    affine_channel(n, c, hw, ch, x, scale, shift, y, relu);
   }
 }
 
@@ -61,18 +67,7 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
   for (int ch = 0; ch < c; ch++) {
     const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
     const float shift = beta[ch] - running_mean[ch] * scale;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * c + ch) * hw;
-      float *q = y + ((size_t)i * c + ch) * hw;
-      if (relu) {
-        for (int j = 0; j < hw; j++) {
-          float v = p[j] * scale + shift;
-          q[j] = v > 0.0f ? v : 0.0f;
-        }
-      } else {
-        for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
-      }
-    }
+    affine_channel(n, c, hw, ch, x, scale, shift, y, relu);
   }
 }
 

@@ -182,8 +182,8 @@ extension Trainer {
     }
   }
 
-  func apply(runState s: TrainerRunState) throws {
-    try validate(runState: s)
+  /// Installs a state produced by `runState()` or checked by `validate(runState:)`.
+  func apply(runState s: TrainerRunState) {
     setRunState(
       stepsTaken: s.stepsTaken, trainSeconds: s.trainSeconds, imagesSeen: s.imagesSeen,
       history: s.history)
@@ -204,18 +204,7 @@ extension Trainer {
       throw CoppiceError.invalidArgument(
         "not saving a checkpoint: \(bad.name) holds NaN or infinity")
     }
-    var entries: [SafeTensors.Entry] = []
-    for p in model.parameters {
-      entries.append(
-        .init(name: p.name, shape: p.shape, floats: UnsafeBufferPointer(p.value.buffer)))
-    }
-    for b in model.buffers {
-      entries.append(
-        .init(name: b.name, shape: b.tensor.shape, floats: UnsafeBufferPointer(b.tensor.buffer)))
-    }
-    for t in sparsifier?.targets ?? [] {
-      entries.append(.init(name: "\(t.name).mask", shape: t.shape, mask: t.mask))
-    }
+    var entries = model.tensorEntries(masks: sparsifier?.targets ?? [])
     for s in optimizer.state {
       entries.append(
         .init(
@@ -258,7 +247,9 @@ extension Trainer {
     func fail(_ reason: String) -> CoppiceError { .invalidFile(path: path, reason: reason) }
     try Checkpoint.checkHeader(metadata, path: path, expect: .checkpoint)
     guard metadata["model"] == model.name else {
-      throw fail("checkpoint of model \(metadata["model"] ?? "?"), this run trains \(model.name)")
+      throw CoppiceError.runMismatch(
+        path: path,
+        reason: "checkpoint of model \(metadata["model"] ?? "?"), this run trains \(model.name)")
     }
     let savedConfig = try Checkpoint.decodeJSON(
       TrainingConfig.self, metadata, key: "training_config", path: path)
@@ -273,8 +264,9 @@ extension Trainer {
       TrainerRunState.self, metadata, key: "trainer_state", path: path)
     do { try validate(runState: state) } catch { throw fail("\(error)") }
     guard state.stepsPerEpoch == stepsPerEpoch else {
-      throw fail(
-        "checkpoint taken with \(state.stepsPerEpoch ?? 0) batches per epoch, this run has "
+      throw CoppiceError.runMismatch(
+        path: path,
+        reason: "checkpoint taken with \(state.stepsPerEpoch ?? 0) batches per epoch, this run has "
           + "\(stepsPerEpoch) (use the same data and batch size)")
     }
     // Every tensor, validated before anything is written.
@@ -291,26 +283,24 @@ extension Trainer {
       guard let text = metadata["sparsifier_state"] else {
         throw fail("metadata has no sparsifier_state")
       }
+      var masks: [[UInt8]] = []
       for t in sparsifier.targets {
-        guard let m = entries["\(t.name).mask"], m.dtype == .u8, m.shape == t.shape else {
-          throw fail("missing or malformed mask tensor \(t.name).mask")
+        guard let m = try Checkpoint.mask(entries, of: t.name, shape: t.shape, path: path) else {
+          throw fail("missing mask tensor \(t.name).mask")
         }
+        masks.append(m)
       }
       do {
         try sparsifier.restore(from: Data(text.utf8))
       } catch let error as CoppiceError {
         throw fail("\(error)")
       }
-      for t in sparsifier.targets where [UInt8](entries["\(t.name).mask"]!.bytes) != t.mask {
+      for (t, m) in zip(sparsifier.targets, masks) where m != t.mask {
         throw fail("mask tensor \(t.name).mask disagrees with the sparsifier state")
       }
     }
-    for (tensor, values) in tensors {
-      values.withUnsafeBufferPointer {
-        tensor.data.update(from: $0.baseAddress!, count: tensor.count)
-      }
-    }
-    try apply(runState: state)
+    for (tensor, values) in tensors { tensor.assign(values) }
+    apply(runState: state)
   }
 }
 
@@ -334,6 +324,19 @@ extension Checkpoint {
     return values
   }
 
+  /// The U8 mask "<weight>.mask" of `shape`, nil when the file has none, or a clear error.
+  static func mask(
+    _ entries: [String: SafeTensors.Entry], of weight: String, shape: [Int], path: String
+  ) throws -> [UInt8]? {
+    guard let m = entries["\(weight).mask"] else { return nil }
+    guard m.dtype == .u8, m.shape == shape else {
+      throw CoppiceError.invalidFile(
+        path: path,
+        reason: "mask '\(weight).mask' is \(m.dtype.rawValue) \(m.shape), expected U8 \(shape)")
+    }
+    return [UInt8](m.bytes)
+  }
+
   /// Throws, naming the differing settings, unless a saved configuration equals the current.
   static func requireSame<T: Codable & Equatable>(
     saved: T?, current: T?, what: String, path: String
@@ -353,7 +356,7 @@ extension Checkpoint {
       ? (saved == nil ? "the checkpoint has none, this run has one" : "this run has none")
       : differing.map { "\($0): saved \(a[$0] ?? "-"), now \(b[$0] ?? "-")" }.joined(
         separator: "; ")
-    throw CoppiceError.invalidFile(
+    throw CoppiceError.runMismatch(
       path: path,
       reason: "the run's \(what) configuration differs from the checkpoint's (\(detail)); "
         + "resume with the same settings")

@@ -1,18 +1,24 @@
 import Foundation
 
 /// A directory of a run's checkpoints, "checkpoint-<step>.safetensors" (step zero-padded to
-/// nine digits), of which the newest `keep` are kept. Each is written atomically, so a crash
-/// or a full disk during a save leaves the earlier checkpoints as they were.
+/// nine digits), written every `every` epochs and of which the newest `keep` are kept. Each is
+/// written atomically, so a crash or a full disk during a save leaves the earlier checkpoints
+/// as they were.
 public struct CheckpointDirectory: Sendable {
   public let path: String
   public let keep: Int
+  public let every: Int
 
-  public init(path: String, keep: Int = 3) throws {
+  public init(path: String, keep: Int = 3, every: Int = 1) throws {
     guard keep >= 1 else {
       throw CoppiceError.invalidArgument("keep at least 1 checkpoint, got \(keep)")
     }
+    guard every >= 1 else {
+      throw CoppiceError.invalidArgument("checkpoint every epoch or more, got every \(every)")
+    }
     self.path = path
     self.keep = keep
+    self.every = every
     do {
       try FileManager.default.createDirectory(
         atPath: path, withIntermediateDirectories: true)
@@ -20,6 +26,12 @@ public struct CheckpointDirectory: Sendable {
       throw CoppiceError.io(
         "cannot create checkpoint directory \(path): \(error.localizedDescription)")
     }
+  }
+
+  /// Whether a checkpoint is due after `epoch` of `epochs`: every `every` epochs and after the
+  /// last.
+  public func isDue(afterEpoch epoch: Int, of epochs: Int) -> Bool {
+    epoch % every == 0 || epoch >= epochs
   }
 
   /// The checkpoints present, oldest first.
@@ -58,7 +70,8 @@ public struct CheckpointDirectory: Sendable {
   /// Restores `trainer` from the newest checkpoint that loads, trying older ones when a newer
   /// one is damaged (each skipped file is reported through `warn`). Returns the file used, or
   /// nil when the directory has none. Throws when none loads, or when one loads but does not
-  /// match this run (a different configuration is an error, not damage).
+  /// match this run (`CoppiceError.runMismatch`: a different configuration is an error, not
+  /// damage).
   public func resume(
     _ trainer: Trainer, stepsPerEpoch: Int, warn: (String) -> Void = { _ in }
   ) throws -> String? {
@@ -69,18 +82,12 @@ public struct CheckpointDirectory: Sendable {
       do {
         try trainer.restoreCheckpoint(path: candidate.path, stepsPerEpoch: stepsPerEpoch)
         return candidate.path
-      } catch CoppiceError.invalidFile(let file, let reason) where Self.isDamage(reason) {
+      } catch CoppiceError.invalidFile(let file, let reason) {
         warn("skipping damaged checkpoint \(file): \(reason)")
         failures.append("\(file): \(reason)")
       }
     }
     throw CoppiceError.invalidFile(
       path: path, reason: "no checkpoint could be loaded (\(failures.joined(separator: "; ")))")
-  }
-
-  /// Whether a load error means a damaged file (rather than a mismatched run).
-  static func isDamage(_ reason: String) -> Bool {
-    !reason.contains("configuration differs") && !reason.contains("batches per epoch")
-      && !reason.contains("checkpoint of model")
   }
 }

@@ -120,6 +120,13 @@ public struct FileInspection: Codable, Sendable {
     }
   }
 
+  /// The inspection as JSON (sorted keys).
+  public func json(pretty: Bool = false) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
+    return try encoder.encode(self)
+  }
+
   /// A human-readable report.
   public var text: String {
     var lines = [

@@ -1,21 +1,28 @@
 import Foundation
 
 extension Model {
+  /// Every running statistic as an F32 entry under its name.
+  var bufferEntries: [SafeTensors.Entry] {
+    buffers.map {
+      .init(name: $0.name, shape: $0.tensor.shape, floats: UnsafeBufferPointer($0.tensor.buffer))
+    }
+  }
+
+  /// Every parameter and running statistic as F32 entries under their names, and each of
+  /// `masks` as "<weight>.mask" (U8, the weight's shape).
+  func tensorEntries(masks: [SparseTarget]) -> [SafeTensors.Entry] {
+    parameters.map {
+      .init(name: $0.name, shape: $0.shape, floats: UnsafeBufferPointer($0.value.buffer))
+    } + bufferEntries
+      + masks.map { .init(name: "\($0.name).mask", shape: $0.shape, mask: $0.mask) }
+  }
+
   /// Saves every parameter and running statistic (and, when given, the sparse-training masks
   /// as "<name>.mask" U8 tensors) to a safetensors file, atomically, with a checksum.
   public func save(path: String, masks: [SparseTarget] = [], metadata: [String: String] = [:])
     throws
   {
-    var entries: [SafeTensors.Entry] = []
-    for p in parameters {
-      entries.append(
-        .init(name: p.name, shape: p.shape, floats: UnsafeBufferPointer(p.value.buffer)))
-    }
-    for b in buffers {
-      entries.append(
-        .init(name: b.name, shape: b.tensor.shape, floats: UnsafeBufferPointer(b.tensor.buffer)))
-    }
-    for t in masks { entries.append(.init(name: "\(t.name).mask", shape: t.shape, mask: t.mask)) }
+    let entries = tensorEntries(masks: masks)
     var meta = metadata
     meta["format"] = "coppice"
     meta["kind"] = Checkpoint.Kind.model.rawValue
@@ -49,14 +56,8 @@ extension Model {
         masks.append((p, v.map { $0 == 0 ? 0 : 1 }))
       } else {
         v = try Checkpoint.floats(entries, name: p.name, shape: p.shape, path: path)
-        if let m = entries["\(p.name).mask"] {
-          guard m.dtype == .u8, m.shape == p.shape else {
-            throw CoppiceError.invalidFile(
-              path: path,
-              reason:
-                "mask '\(p.name).mask' is \(m.dtype.rawValue) \(m.shape), expected U8 \(p.shape)")
-          }
-          masks.append((p, [UInt8](m.bytes)))
+        if let m = try Checkpoint.mask(entries, of: p.name, shape: p.shape, path: path) {
+          masks.append((p, m))
         }
       }
       values.append((p.value, v))
@@ -65,9 +66,7 @@ extension Model {
       values.append(
         (b.tensor, try Checkpoint.floats(entries, name: b.name, shape: b.tensor.shape, path: path)))
     }
-    for (tensor, v) in values {
-      v.withUnsafeBufferPointer { tensor.data.update(from: $0.baseAddress!, count: tensor.count) }
-    }
+    for (tensor, v) in values { tensor.assign(v) }
     var targets: [SparseTarget] = []
     for (p, mask) in masks {
       let t = SparseTarget(parameter: p)

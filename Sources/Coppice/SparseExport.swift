@@ -79,11 +79,8 @@ public enum SparseExport {
         entries.append(.init(name: p.name, shape: p.shape, floats: buffer))
       }
     }
-    for b in model.buffers {
-      denseBytes += b.tensor.count * 4
-      entries.append(
-        .init(name: b.name, shape: b.tensor.shape, floats: UnsafeBufferPointer(b.tensor.buffer)))
-    }
+    denseBytes += model.buffers.reduce(0) { $0 + $1.tensor.count * 4 }
+    entries += model.bufferEntries
     let data = try Checkpoint.encode(entries, metadata: metadata)
     try AtomicFile.write(data, to: path)
     return Summary(bytes: data.count, denseBytes: denseBytes, sparseWeights: sparseWeights)

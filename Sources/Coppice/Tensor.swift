@@ -48,6 +48,12 @@ public final class Tensor {
   public func fill(_ value: Float) { data.update(repeating: value, count: count) }
   public func zero() { fill(0) }
 
+  /// Overwrites the values with `values` (count must match).
+  public func assign(_ values: [Float]) {
+    precondition(values.count == count, "\(values.count) values for shape \(shape)")
+    values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+  }
+
   public func copy(from other: Tensor) {
     precondition(other.count == count, "copy of \(other.shape) into \(shape)")
     data.update(from: other.data, count: count)

@@ -54,45 +54,45 @@ extension Trainer {
 
   /// Sums the batch's gradients over the ranks (see the type's comment).
   func synchronizeGradients(_ c: Collective, localCount: Int, globalCount: Int) throws {
-    let scale = Float(localCount) / Float(globalCount)
-    let dense = sparsifier?.needsDenseGradients ?? true
-    var masks: [ObjectIdentifier: [UInt8]] = [:]
-    if !dense, let s = sparsifier {
+    // Masked weights whose gradients are exchanged only at kept positions this step.
+    var sparse: [ObjectIdentifier: SparseTarget] = [:]
+    if let s = sparsifier, !s.needsDenseGradients {
       for t in s.targets where t.nonzeros < t.count {
-        if let p = t.parameter { masks[ObjectIdentifier(p)] = t.mask }
+        if let p = t.parameter { sparse[ObjectIdentifier(p)] = t }
       }
     }
     let parameters = model.parameters
-    var total = 0
-    for p in parameters {
-      total += masks[ObjectIdentifier(p)].map { $0.reduce(0) { $0 + Int($1) } } ?? p.count
-    }
+    let total = parameters.reduce(0) { $0 + (sparse[ObjectIdentifier($1)]?.nonzeros ?? $1.count) }
     var buffer = [Float](repeating: 0, count: total)
-    var offset = 0
-    for p in parameters {
-      let g = p.grad.data
-      if let mask = masks[ObjectIdentifier(p)] {
-        for (i, m) in mask.enumerated() where m != 0 {
-          buffer[offset] = g[i] * scale
-          offset += 1
-        }
-      } else {
-        for i in 0..<p.count { buffer[offset + i] = g[i] * scale }
-        offset += p.count
-      }
+    let scale = Float(localCount) / Float(globalCount)
+    buffer.withUnsafeMutableBufferPointer { b in
+      exchange(parameters, sparse) { g, k in b[k] = g.pointee * scale }
     }
     try buffer.withUnsafeMutableBufferPointer { try c.sum($0) }
-    offset = 0
+    buffer.withUnsafeBufferPointer { b in
+      exchange(parameters, sparse) { g, k in g.pointee = b[k] }
+    }
+  }
+
+  /// Calls `visit` with each exchanged gradient value and its index in the exchange buffer:
+  /// every value of dense parameters, kept positions of `sparse` ones.
+  private func exchange(
+    _ parameters: [Parameter], _ sparse: [ObjectIdentifier: SparseTarget],
+    _ visit: (UnsafeMutablePointer<Float>, Int) -> Void
+  ) {
+    var k = 0
     for p in parameters {
       let g = p.grad.data
-      if let mask = masks[ObjectIdentifier(p)] {
-        for (i, m) in mask.enumerated() where m != 0 {
-          g[i] = buffer[offset]
-          offset += 1
+      if let t = sparse[ObjectIdentifier(p)] {
+        t.mask.withUnsafeBufferPointer { mask in
+          for i in 0..<p.count where mask[i] != 0 {
+            visit(g + i, k)
+            k += 1
+          }
         }
       } else {
-        for i in 0..<p.count { g[i] = buffer[offset + i] }
-        offset += p.count
+        for i in 0..<p.count { visit(g + i, k + i) }
+        k += p.count
       }
     }
   }
@@ -131,7 +131,8 @@ extension Trainer {
   }
 
   /// P-GaP over ranks: worker w's weights of partition w's targets from rank w, and every
-  /// rank's other tensors, summed in rank order (as one process sums its workers).
+  /// rank's other tensors, summed into `sums` (zero on entry) in rank order, as one process
+  /// sums its workers.
   func exchangeRound(
     _ c: Collective, partitions: [[Int]], workerWeights: inout [[[Float]]], sums: inout [[Double]],
     tensors: [Tensor], isTarget: [Bool]
@@ -155,7 +156,6 @@ extension Trainer {
     try local.withUnsafeBytes { send in
       try gathered.withUnsafeMutableBytes { try c.allGather(send, into: $0) }
     }
-    for i in shared { sums[i] = [Double](repeating: 0, count: tensors[i].count) }
     for rank in 0..<c.size {
       var offset = rank * local.count
       for i in shared {

@@ -173,7 +173,7 @@ public final class Trainer {
       // Non-finite weights make the next loss non-finite (checked every step); this catches
       // them at the epoch's end too, before anything reports or saves them.
       if let bad = model.parameters.first(where: { !$0.value.isFinite }) {
-        throw CoppiceError.invalidArgument(
+        throw CoppiceError.diverged(
           "training diverged: \(bad.name) holds NaN or infinity after step \(stepsTaken) "
             + "(lower the learning rate)")
       }
@@ -335,7 +335,7 @@ public final class Trainer {
       correct = Int(totals[1])
     }
     guard value.isFinite else {
-      throw CoppiceError.invalidArgument(
+      throw CoppiceError.diverged(
         "training diverged: loss is \(value) at step \(stepsTaken + 1) (lower the learning rate)")
     }
     sparsifier?.maskGradients()
@@ -403,9 +403,7 @@ public final class Trainer {
   }
 
   private func restore(_ values: [[Float]]) {
-    for (t, v) in zip(snapshotTensors, values) {
-      v.withUnsafeBufferPointer { t.data.update(from: $0.baseAddress!, count: t.count) }
-    }
+    for (t, v) in zip(snapshotTensors, values) { t.assign(v) }
   }
 
   /// Runs P-GaP's remaining rounds: every worker grows its partition for one GaP step, starting
@@ -454,7 +452,7 @@ public final class Trainer {
       run.phase = "P-GaP round \(gap.roundsCompleted + 1)/\(gap.rounds), \(gap.workerCount) workers"
       for worker in myWorkers {
         restore(roundStart)
-        try startWorker(from: stateAtStart)
+        startWorker(from: stateAtStart)
         try sparsifier.beginParallelWorker(worker)
         for e in 0..<epochsPerStep {
           guard
@@ -464,7 +462,7 @@ public final class Trainer {
           else {
             // A round is all or nothing: go back to its start.
             restore(roundStart)
-            try apply(runState: stateAtStart)
+            apply(runState: stateAtStart)
             try sparsifier.restore(from: sparsifierAtStart)
             wasInterrupted = true
             return
@@ -478,8 +476,10 @@ public final class Trainer {
         workerWeights[worker] = sparsifier.targets.map {
           Array(UnsafeBufferPointer(start: $0.weights, count: $0.count))
         }
-        for (i, t) in tensors.enumerated() where !isTarget[i] {
-          for j in 0..<t.count { sums[i][j] += Double(t[j]) }
+        if ranks == 1 {
+          for (i, t) in tensors.enumerated() where !isTarget[i] {
+            for j in 0..<t.count { sums[i][j] += Double(t[j]) }
+          }
         }
       }
       if ranks > 1, let c = collective {
@@ -505,11 +505,11 @@ public final class Trainer {
 
   /// Puts a P-GaP worker at the round's start: step counters, generators, dropout draws and
   /// optimizer steps as they were (run time and the epoch's FLOP count keep accumulating).
-  private func startWorker(from s: TrainerRunState) throws {
+  private func startWorker(from s: TrainerRunState) {
     let flops = epochFLOPs
     let seconds = trainSeconds
     let images = imagesSeen
-    try apply(runState: s)
+    apply(runState: s)
     epochFLOPs = flops
     setRunState(
       stepsTaken: s.stepsTaken, trainSeconds: seconds, imagesSeen: images, history: history)

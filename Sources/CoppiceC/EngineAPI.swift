@@ -209,10 +209,9 @@ public func cTrainCheckpointed(
     guard c.keep >= 1 else {
       throw APIError(.invalidArgument, "checkpoints.keep must be >= 1, got \(c.keep)")
     }
-    let store = try CheckpointDirectory(path: directory, keep: Int(c.keep))
-    try trainEngine(
-      model, train, test, config,
-      checkpoints: (store, Int(c.every_epochs), c.resume != 0), result)
+    let store = try CheckpointDirectory(
+      path: directory, keep: Int(c.keep), every: Int(c.every_epochs))
+    try trainEngine(model, train, test, config, checkpoints: (store, c.resume != 0), result)
   }
 }
 
@@ -220,106 +219,100 @@ public func cTrainCheckpointed(
 private func trainEngine(
   _ model: OpaquePointer?, _ train: OpaquePointer?, _ test: OpaquePointer?,
   _ config: UnsafePointer<coppice_train_config>?,
-  checkpoints: (store: CheckpointDirectory, every: Int, resume: Bool)?,
+  checkpoints: (store: CheckpointDirectory, resume: Bool)?,
   _ result: UnsafeMutablePointer<coppice_train_result>?
 ) throws {
-  do {
-    let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
-    let trainData = try Handles.resolve(train, as: DatasetHandle.self, what: "train").dataset
-    let testData = try Handles.resolve(test, as: DatasetHandle.self, what: "test").dataset
-    let c = try readConfig(config, defaults: defaultTrainConfig(), what: "config")
-    guard trainData.sampleShape == m.inputShape, testData.sampleShape == m.inputShape else {
-      throw APIError(
-        .shapeMismatch,
-        "data samples \(trainData.sampleShape) do not match the model's input \(m.inputShape)")
+  let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
+  let trainData = try Handles.resolve(train, as: DatasetHandle.self, what: "train").dataset
+  let testData = try Handles.resolve(test, as: DatasetHandle.self, what: "test").dataset
+  let c = try readConfig(config, defaults: defaultTrainConfig(), what: "config")
+  guard trainData.sampleShape == m.inputShape, testData.sampleShape == m.inputShape else {
+    throw APIError(
+      .shapeMismatch,
+      "data samples \(trainData.sampleShape) do not match the model's input \(m.inputShape)")
+  }
+  guard trainData.classes <= m.numberOfClasses, testData.classes <= m.numberOfClasses else {
+    throw APIError(.shapeMismatch, "data has more classes than the model's outputs")
+  }
+  var t = TrainingConfig()
+  guard c.epochs >= 1, c.epochs <= 100_000 else {
+    throw APIError(.invalidArgument, "epochs must be in 1...100000, got \(c.epochs)")
+  }
+  t.epochs = Int(c.epochs)
+  t.batchSize = Int(c.batch_size)
+  t.learningRate = c.learning_rate
+  let opt = c.optimizer.map { String(cString: $0) } ?? "sgd"
+  guard let kind = OptimizerKind(rawValue: opt) else {
+    throw APIError(.invalidArgument, "unknown optimizer '\(opt)' (sgd, adamw)")
+  }
+  t.optimizer = kind
+  t.momentum = c.momentum
+  t.weightDecay = c.weight_decay
+  switch c.lr_schedule.map({ String(cString: $0) }) ?? "cosine" {
+  case "cosine": t.schedule = .cosine(minimum: 0)
+  case "constant": t.schedule = .constant
+  case let other:
+    throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
+  }
+  t.seed = c.seed
+  try t.validate()
+  let stepsPerEpoch = (trainData.count + t.batchSize - 1) / t.batchSize
+  var sc = c.sparsity
+  sc.struct_size = MemoryLayout<coppice_sparsifier_config>.size
+  if sc.gap_step_length == 0 { sc.gap_step_length = Int64(stepsPerEpoch) }
+  let methodName = sc.method.map { String(cString: $0) } ?? "dense"
+  sc.method = nil
+  guard sc.sparsity.isFinite, sc.sparsity >= 0, sc.sparsity < 1 else {
+    throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(sc.sparsity)")
+  }
+  var sparsity: SparsityConfig?
+  if methodName != "dense" {
+    sparsity = try methodName.withCString { name -> SparsityConfig in
+      sc.method = name
+      return try sparsityConfig(sc)
     }
-    guard trainData.classes <= m.numberOfClasses, testData.classes <= m.numberOfClasses else {
-      throw APIError(.shapeMismatch, "data has more classes than the model's outputs")
-    }
-    var t = TrainingConfig()
-    guard c.epochs >= 1, c.epochs <= 100_000 else {
-      throw APIError(.invalidArgument, "epochs must be in 1...100000, got \(c.epochs)")
-    }
-    t.epochs = Int(c.epochs)
-    t.batchSize = Int(c.batch_size)
-    t.learningRate = c.learning_rate
-    let opt = c.optimizer.map { String(cString: $0) } ?? "sgd"
-    guard let kind = OptimizerKind(rawValue: opt) else {
-      throw APIError(.invalidArgument, "unknown optimizer '\(opt)' (sgd, adamw)")
-    }
-    t.optimizer = kind
-    t.momentum = c.momentum
-    t.weightDecay = c.weight_decay
-    switch c.lr_schedule.map({ String(cString: $0) }) ?? "cosine" {
-    case "cosine": t.schedule = .cosine(minimum: 0)
-    case "constant": t.schedule = .constant
-    case let other:
-      throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
-    }
-    t.seed = c.seed
-    try t.validate()
-    let stepsPerEpoch = (trainData.count + t.batchSize - 1) / t.batchSize
-    var sc = c.sparsity
-    sc.struct_size = MemoryLayout<coppice_sparsifier_config>.size
-    if sc.gap_step_length == 0 { sc.gap_step_length = Int64(stepsPerEpoch) }
-    let methodName = sc.method.map { String(cString: $0) } ?? "dense"
-    sc.method = nil
-    guard sc.sparsity.isFinite, sc.sparsity >= 0, sc.sparsity < 1 else {
-      throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(sc.sparsity)")
-    }
-    var sparsity: SparsityConfig?
-    if methodName != "dense" {
-      sparsity = try methodName.withCString { name -> SparsityConfig in
-        sc.method = name
-        return try sparsityConfig(sc)
+  }
+  let trainer = try Trainer(model: m, config: t, sparsity: sparsity)
+  try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+  if let checkpoints, checkpoints.resume,
+    let file = try checkpoints.store.resume(
+      trainer, stepsPerEpoch: stepsPerEpoch, warn: { Log.emit(2, $0) })
+  {
+    Log.emit(1, "resumed from \(file) at step \(trainer.stepsTaken)")
+  }
+  var saveError: Error?
+  func save() {
+    guard let checkpoints, saveError == nil else { return }
+    do { try checkpoints.store.save(trainer) } catch { saveError = error }
+  }
+  let callback = c.on_epoch
+  let user = c.user_data
+  var stopped = false
+  var emitted = 0
+  func emitEvents() {
+    guard let s = trainer.sparsifier else { return }
+    for e in s.events.dropFirst(emitted) { Log.emit(1, e) }
+    emitted = s.events.count
+  }
+  try trainer.fit(
+    train: trainData, test: testData,
+    epochEnd: { r in
+      if let callback,
+        callback(Int32(r.epoch), r.loss, r.testAccuracy, r.sparsity, r.seconds, user) != 0
+      {
+        stopped = true
       }
-    }
-    let trainer = try Trainer(model: m, config: t, sparsity: sparsity)
-    try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
-    if let checkpoints, checkpoints.resume,
-      let file = try checkpoints.store.resume(
-        trainer, stepsPerEpoch: stepsPerEpoch, warn: { Log.emit(2, $0) })
-    {
-      Log.emit(1, "resumed from \(file) at step \(trainer.stepsTaken)")
-    }
-    var saveError: Error?
-    func save() {
-      guard let checkpoints, saveError == nil else { return }
-      do { try checkpoints.store.save(trainer) } catch { saveError = error }
-    }
-    let callback = c.on_epoch
-    let user = c.user_data
-    var stopped = false
-    var emitted = 0
-    func emitEvents() {
-      guard let s = trainer.sparsifier else { return }
-      for e in s.events.dropFirst(emitted) { Log.emit(1, e) }
-      emitted = s.events.count
-    }
-    do {
-      try trainer.fit(
-        train: trainData, test: testData,
-        epochEnd: { r in
-          if let callback,
-            callback(Int32(r.epoch), r.loss, r.testAccuracy, r.sparsity, r.seconds, user) != 0
-          {
-            stopped = true
-          }
-          emitEvents()
-          if let every = checkpoints?.every,
-            r.epoch % every == 0 || r.epoch == t.epochs || stopped
-          {
-            save()
-          }
-        }, shouldStop: { stopped || saveError != nil })
-    }
-    if let saveError { throw saveError }
-    if let result {
-      result.pointee.test_accuracy = trainer.history.last?.testAccuracy ?? 0
-      result.pointee.sparsity = trainer.sparsifier?.report.sparsity ?? 0
-      result.pointee.train_seconds = trainer.trainSeconds
-      result.pointee.epochs = Int32(trainer.history.count)
-    }
+      emitEvents()
+      if stopped || checkpoints?.store.isDue(afterEpoch: r.epoch, of: t.epochs) == true {
+        save()
+      }
+    }, shouldStop: { stopped || saveError != nil })
+  if let saveError { throw saveError }
+  if let result {
+    result.pointee.test_accuracy = trainer.history.last?.testAccuracy ?? 0
+    result.pointee.sparsity = trainer.sparsifier?.report.sparsity ?? 0
+    result.pointee.train_seconds = trainer.trainSeconds
+    result.pointee.epochs = Int32(trainer.history.count)
   }
 }
 
@@ -394,9 +387,7 @@ public func cFileInspect(
 ) -> Int32 {
   guarded("coppice_file_inspect") {
     let info = try FileInspection(path: try string(path, "path"))
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    let text = [UInt8](try encoder.encode(info)) + [0]
+    let text = [UInt8](try info.json()) + [0]
     needed?.pointee = text.count
     guard capacity >= text.count else {
       throw APIError(

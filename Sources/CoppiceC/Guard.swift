@@ -23,8 +23,10 @@ func guarded(_ function: String, _ body: () throws -> Void) -> Int32 {
   } catch let error as CoppiceError {
     switch error {
     case .io(let m): return LastError.fail(.ioError, "\(function): \(m)")
-    case .invalidFile: return LastError.fail(.invalidFile, "\(function): \(error)")
-    case .invalidArgument(let m): return LastError.fail(.invalidArgument, "\(function): \(m)")
+    case .invalidFile, .runMismatch:
+      return LastError.fail(.invalidFile, "\(function): \(error)")
+    case .invalidArgument(let m), .diverged(let m):
+      return LastError.fail(.invalidArgument, "\(function): \(m)")
     }
   } catch {
     return LastError.fail(.internal, "\(function): \(error)")

@@ -39,15 +39,14 @@ struct Export: ParsableCommand {
       100 * Double(size.bytes) / Double(max(1, size.denseBytes)), size.denseBytes)
   }
 
-  /// The reference model a file was written for (its metadata names it).
+  /// The reference model a file was written for (its metadata names it and its classes).
   static func model(for path: String) throws -> Model {
-    let info = try FileInspection(path: path)
-    guard let name = info.model, let kind = ReferenceModel(rawValue: name) else {
+    let metadata = try SafeTensors.read(path: path).metadata
+    guard let name = metadata["model"], let kind = ReferenceModel(rawValue: name) else {
       throw CoppiceError.invalidFile(
         path: path, reason: "names no reference model (mlp, cnn, resnet20) in its metadata")
     }
-    let classes = info.tensors.last(where: { $0.name.hasSuffix(".bias") })?.shape.first ?? 10
-    return kind.build(seed: 0, classes: classes)
+    return kind.build(seed: 0, classes: metadata["classes"].flatMap { Int($0) } ?? 10)
   }
 
   private func compare(_ model: Model) throws {

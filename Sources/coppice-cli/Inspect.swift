@@ -17,9 +17,7 @@ struct Inspect: ParsableCommand {
       throw ValidationError("\(error)")
     }
     if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      print(String(decoding: try encoder.encode(info), as: UTF8.self))
+      print(String(decoding: try info.json(pretty: true), as: UTF8.self))
     } else {
       print(info.text)
     }

@@ -84,7 +84,8 @@ struct TrainingRun {
     showEvents()
     let isRoot = (world?.rank ?? 0) == 0
     let store = try checkpoints?.checkpointDir.map {
-      try CheckpointDirectory(path: $0, keep: checkpoints!.keepCheckpoints)
+      try CheckpointDirectory(
+        path: $0, keep: checkpoints!.keepCheckpoints, every: checkpoints!.checkpointEvery)
     }
     if let store, checkpoints?.resume == true {
       let warn: (String) -> Void = { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
@@ -130,14 +131,12 @@ struct TrainingRun {
               String(format: "%.0f", r.imagesPerSecond), r.phase,
             ]))
           showEvents()
-          if r.epoch % (checkpoints?.checkpointEvery ?? 1) == 0 || r.epoch == config.epochs {
-            saveCheckpoint()
-          }
+          if store?.isDue(afterEpoch: r.epoch, of: config.epochs) == true { saveCheckpoint() }
           fflush(nil)
         }, shouldStop: { Interrupt.requested })
-    } catch CoppiceError.invalidArgument(let message) where message.contains("diverged") {
+    } catch CoppiceError.diverged(let message) {
       let kept = lastCheckpoint ?? store?.checkpoints().last?.path
-      throw CoppiceError.invalidArgument(
+      throw CoppiceError.diverged(
         message + (kept.map { "; the last good checkpoint, \($0), is intact" } ?? ""))
     }
     if trainer.wasInterrupted {

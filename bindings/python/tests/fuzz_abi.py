@@ -273,16 +273,22 @@ class Fuzzer:
             bad(self.workdir.encode(), "a directory"),
         ]
 
+    def field_drawer(self, struct: Any, tags: List[Tuple[str, str]]) -> Callable[[str, List[Arg]], None]:
+        """draw(field, pool): sets `struct.field` to a value drawn from `pool`, noting its tag."""
+
+        def draw(field: str, pool: List[Arg]) -> None:
+            value, tag, text = self.pick(pool)
+            setattr(struct, field, value)
+            tags.append((tag, f"{field}={text}"))
+
+        return draw
+
     def sparsifier_config(self, sparse_method: bool = False) -> Arg:
         """A config struct with every field drawn from its pool."""
         c = SparsifierConfig()
         capi.coppice_sparsifier_config_init(byref(c))
         tags: List[Tuple[str, str]] = []
-
-        def draw(field: str, pool: List[Arg]) -> None:
-            value, tag, text = self.pick(pool)
-            setattr(c, field, value)
-            tags.append((tag, f"{field}={text}"))
+        draw = self.field_drawer(c, tags)
 
         g = self.garbage_bytes()
         methods = [good(m) for m in (b"static", b"cgap", b"rigl", b"set", b"gmp", b"oneshot", b"pgap")]
@@ -686,11 +692,7 @@ class Fuzzer:
         c = TrainConfig()
         capi.coppice_train_config_init(byref(c))
         tags: List[Tuple[str, str]] = []
-
-        def draw(field: str, pool: List[Arg]) -> None:
-            value, tag, text = self.pick(pool)
-            setattr(c, field, value)
-            tags.append((tag, f"{field}={text}"))
+        draw = self.field_drawer(c, tags)
 
         g = self.garbage_bytes()
         draw("struct_size", [good(ctypes.sizeof(TrainConfig))] * 6 + [bad(0), bad(7), bad(2**40)])
