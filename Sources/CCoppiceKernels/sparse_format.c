@@ -12,6 +12,7 @@ static int kept(const float *mf, const uint8_t *mu, size_t idx) {
 }
 
 static void mat_free(ck_sp_mat *m) {
+  ck_sp_jit_reset(m);
   free(m->ptr);
   free(m->col);
   free(m->val);
@@ -145,6 +146,7 @@ void ck_sparse_free(ck_sparse *s) {
   free(s);
 }
 
+// After a.val changed: the transposed copy and the compiled products follow.
 static void sync_transpose(ck_sparse *s) {
   const int64_t nnz = s->nnz;
   float *tv = s->t.val;
@@ -152,6 +154,8 @@ static void sync_transpose(ck_sparse *s) {
   const int32_t *map = s->tmap;
 #pragma omp parallel for schedule(static) num_threads(ck_sp_threads()) if (nnz > 65536)
   for (int64_t j = 0; j < nnz; j++) tv[j] = av[map[j]];
+  ck_sp_jit_values_changed(&s->a);
+  ck_sp_jit_values_changed(&s->t);
 }
 
 void ck_sparse_update_values(ck_sparse *s, const float *w) {

@@ -24,12 +24,16 @@
 /// [p·PANEL, (p+1)·PANEL) — is at j ∈ [ptr[p·rows + i], ptr[p·rows + i + 1]), its column is
 /// p·PANEL + col[j] and its value val[j]. Segments are panel-major, so ptr is monotone and
 /// ptr[npanels·rows] = nnz.
+typedef struct ck_sp_jit ck_sp_jit;
+
 typedef struct {
   int rows, cols, npanels;
   int32_t *ptr;        // npanels·rows + 1
   uint16_t *col;       // nnz (+ padding)
   float *val;          // nnz (+ padding)
   int64_t *row_prefix; // rows + 1: Σ nnz of rows < i (over all panels), for load balancing
+  ck_sp_jit *jit;      // compiled forward product, built lazily (see ck_sp_jit_get)
+  int jit_state;       // 0 not tried yet, 1 built, -1 not available for this matrix
 } ck_sp_mat;
 
 struct ck_sparse {
@@ -70,6 +74,30 @@ size_t ck_sp_sddmm_scratch(const ck_sp_mat *a);
 void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *dy,
                         int lddy, const int64_t *dyoff, const float *x, int ldx,
                         const int64_t *xoff, float *acc, float *scratch);
+
+/// Forward product compiled to machine code for one sparsity pattern (sparse_jit.c).
+/// ck_sp_jit_get builds it on first use (thread safe) and returns NULL where it is not used:
+/// no AVX-512 in effect, not x86-64, CK_SPARSE_JIT=0, too many nonzeros, or a failed build.
+const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a);
+/// Drops the compiled product (the pattern changed or the format is freed).
+void ck_sp_jit_reset(ck_sp_mat *a);
+/// Copies a's values into the compiled product's value order (after a->val changed).
+void ck_sp_jit_values_changed(ck_sp_mat *a);
+/// Floats of scratch ck_sp_jit_worker needs.
+size_t ck_sp_jit_scratch(void);
+/// Row blocks of the compiled product (the unit of its row split).
+int ck_sp_jit_blocks(const ck_sp_jit *j);
+/// Single-threaded: row blocks [b0, b1) over columns [n0, n1), semantics of ck_sp_spmm_worker.
+void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const float *x,
+                      int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
+                      int ldy, float *buf);
+/// Parallel y = W·x (+ bias) (+ beta·y) over all rows and n columns.
+void ck_sp_jit_run(const ck_sp_jit *j, int n, const float *x, int ldx, const int64_t *xoff,
+                   const float *bias, float beta, float *y, int ldy);
+/// The generic (pattern independent) SpMM worker, used where there is no compiled product.
+void ck_sp_spmm_generic(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
+                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
+                        int ldy, float *scratch);
 
 /// Instruction set in effect (2 AVX-512, 1 AVX2, 0 C).
 int ck_sp_isa_now(void);

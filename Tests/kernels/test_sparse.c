@@ -29,6 +29,13 @@
 #define TOL 2e-5
 
 static int passed = 0, failed = 0;
+
+// The AVX-512 products run as code compiled for the pattern (sparse_jit.c) unless
+// CK_SPARSE_JIT=0; the AVX-512 tests run both ways.
+static const char *jit_label(void) {
+  const char *v = getenv("CK_SPARSE_JIT");
+  return v && !strcmp(v, "0") ? " jit=off" : "";
+}
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
 static uint64_t next_u64(void) {
@@ -82,8 +89,8 @@ static void check(const char *what, const char *ctx, const float *got, int ldg, 
 
 static void test_products(int m, int k, int n, double sparsity, int holes, int threads, int isa) {
   char ctx[160];
-  snprintf(ctx, sizeof ctx, "M=%d K=%d N=%d s=%.2f%s thr=%d isa=%d", m, k, n, sparsity,
-           holes ? "+holes" : "", threads, isa);
+  snprintf(ctx, sizeof ctx, "M=%d K=%d N=%d s=%.2f%s thr=%d isa=%d%s", m, k, n, sparsity,
+           holes ? "+holes" : "", threads, isa, jit_label());
   omp_set_num_threads(threads);
   ck_sparse_set_isa(isa);
   const int ldx = n + 3, ldy = n + 5; // leading dimensions larger than n
@@ -221,9 +228,9 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   sh.out_height = (sh.in_height + 2 * sh.padding - sh.kernel_h) / sh.stride + 1;
   sh.out_width = (sh.in_width + 2 * sh.padding - sh.kernel_w) / sh.stride + 1;
   char ctx[200];
-  snprintf(ctx, sizeof ctx, "B=%d C=%d %dx%d O=%d k=%dx%d s=%d p=%d sp=%.2f thr=%d isa=%d",
+  snprintf(ctx, sizeof ctx, "B=%d C=%d %dx%d O=%d k=%dx%d s=%d p=%d sp=%.2f thr=%d isa=%d%s",
            sh.batch, sh.in_channels, sh.in_height, sh.in_width, sh.out_channels, sh.kernel_h,
-           sh.kernel_w, sh.stride, sh.padding, sparsity, threads, isa);
+           sh.kernel_w, sh.stride, sh.padding, sparsity, threads, isa, jit_label());
   omp_set_num_threads(threads);
   ck_sparse_set_isa(isa);
   const int O = sh.out_channels, K = sh.in_channels * sh.kernel_h * sh.kernel_w;
@@ -288,11 +295,14 @@ int main(void) {
   const int max_isa = ck_sparse_isa();
   printf("instruction sets available: up to %d (2 = AVX-512, 1 = AVX2, 0 = C)\n", max_isa);
   for (int isa = max_isa; isa >= 0; isa--)
-    for (int threads = 1; threads <= 2; threads++)
-      for (int q = 0; q < nshapes; q++)
-        for (int si = 0; si < 5; si++)
-          test_products(shapes[q][0], shapes[q][1], shapes[q][2], sparsities[si],
-                        (q + si) % 2 == 1, threads, isa);
+    for (int jit = isa == 2; jit >= 0; jit--)
+      for (int threads = 1; threads <= 2; threads++)
+        for (int q = 0; q < nshapes; q++)
+          for (int si = 0; si < 5; si++) {
+            setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
+            test_products(shapes[q][0], shapes[q][1], shapes[q][2], sparsities[si],
+                          (q + si) % 2 == 1, threads, isa);
+          }
 
   const ck_conv_shape convs[] = {
       {3, 3, 9, 9, 5, 3, 3, 1, 1, 0, 0},   {2, 4, 7, 8, 6, 3, 3, 2, 0, 0, 0},
@@ -301,9 +311,14 @@ int main(void) {
   const int nconvs = sizeof convs / sizeof convs[0];
   const double conv_sp[] = {0.0, 0.5, 0.9, 1.0};
   for (int isa = max_isa; isa >= 0; isa--)
-    for (int threads = 1; threads <= 2; threads++)
-      for (int q = 0; q < nconvs; q++)
-        for (int si = 0; si < 4; si++) test_conv(convs[q], conv_sp[si], threads, isa);
+    for (int jit = isa == 2; jit >= 0; jit--)
+      for (int threads = 1; threads <= 2; threads++)
+        for (int q = 0; q < nconvs; q++)
+          for (int si = 0; si < 4; si++) {
+            setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
+            test_conv(convs[q], conv_sp[si], threads, isa);
+          }
+  unsetenv("CK_SPARSE_JIT");
   ck_sparse_set_isa(-1);
   test_dispatch();
   printf("%d passed, %d failed\n", passed, failed);
