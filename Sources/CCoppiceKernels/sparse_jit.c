@@ -9,18 +9,22 @@
 // time and the weights stream in code order from a private copy of the values.
 //
 // Layout of the work: the rows of W are cut into blocks (≤ 30 rows, balanced), the columns of W
-// (rows of X) into chunks of KCHUNK, and one small function is generated for every (chunk,
-// block) segment. A call runs one segment on one 16-column tile of X and Y:
+// (rows of X) into chunks of JIT_KCHUNK, and one small function is generated for every
+// (chunk, block) segment. A call runs one segment on one 16-column tile:
 //   init (zero, bias, or reload Y) → for each X row k of the chunk with nonzeros in the block:
-//   load X[k, tile] (masked for a partial tile) and do the block's FMAs → store (masked).
-// The driver runs, for a group of tiles, chunk by chunk and block by block, each segment over all
-// tiles of the group, so a segment's code and values stay in L1 while X and Y stay in L2.
+//   load X[k, tile] (masked for a partial tile) and do the block's FMAs → store Y (masked).
+// The driver packs, for a group of JIT_GROUP tiles, the chunk's X rows tile by tile into a
+// contiguous scratch (64 bytes per row, so no cache-set conflicts whatever ldx is; the
+// convolution's row-offset tables are read here too), then runs every block's segment over the
+// group's tiles back to back, so the segment's code and values stay in L1 and X and Y in L2.
+// While it computes, the X region of the next pack is prefetched to L2 a little per call.
 //
-// The code is position independent and takes the row strides in registers, so one compilation
-// serves any ldx/ldy. It is built lazily on the first forward product of a pattern (under a
-// lock), its values are refreshed with the format's values (ck_sp_jit_sync_values) and it is
-// freed with the format. Where it cannot run (no AVX-512, not x86-64, executable memory refused,
-// CK_SPARSE_JIT=0 in the environment) the generic kernel is used.
+// The code reads its pointers and strides from an argument block, so one compilation serves any
+// ldx/ldy. It is built lazily by the first product that needs it (ck_sp_jit_get, under a lock),
+// its value copy follows the format's values (ck_sp_jit_values_changed) and it is freed with the
+// format. Where it cannot run (no AVX-512 in effect, not x86-64, executable memory refused,
+// CK_SPARSE_JIT=0 in the environment) the generic kernel is used. The instruction encodings
+// below are checked by the kernel tests, which compare every product with the scalar reference.
 #include "sparse_internal.h"
 
 #include <stdio.h>
@@ -38,10 +42,10 @@
 #define JIT_ROWS 30 // accumulator registers zmm0..zmm29 (zmm31 holds the X row)
 #endif
 #ifndef JIT_KCHUNK
-#define JIT_KCHUNK 512 // rows of X per segment (a multiple of CK_SPARSE_PANEL)
+#define JIT_KCHUNK 256 // rows of X per segment (a multiple of CK_SPARSE_PANEL)
 #endif
 #ifndef JIT_GROUP
-#define JIT_GROUP 8 // 16-column tiles packed together and run segment by segment
+#define JIT_GROUP 16 // 16-column tiles packed together and run segment by segment
 #endif
 #define JIT_MAX_NNZ (1 << 24) // larger patterns (code > ~120 MB) use the generic kernel
 
@@ -56,6 +60,9 @@ typedef struct {
   int32_t mode;       // 48: 0 zero, 1 bias, 2 accumulate into Y
   int32_t lane_mask;  // 52: 16-bit mask of the tile's valid columns
 } jit_args;
+_Static_assert(sizeof(void *) != 8 || (__builtin_offsetof(jit_args, ldx_bytes) == 32 &&
+                                       __builtin_offsetof(jit_args, lane_mask) == 52),
+               "the generated prologue reads jit_args at fixed offsets");
 
 typedef struct {
   int i0, rows, k0;  // block rows [i0, i0 + rows), chunk starts at X row k0
