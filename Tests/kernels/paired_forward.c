@@ -84,9 +84,9 @@ static void run(int m, int k, int n, double sparsity, int reps) {
   double dense_ms = 0, jit_ms = 0;
   for (int r = 0; r < reps; r++) {
     const double td = best_of_3(dense, &d);
-    usleep(100000); // OpenBLAS's threads stop spinning
+    usleep(300000); // OpenBLAS's threads stop spinning
     const double tj = best_of_3(sparse, &compiled), tg = best_of_3(sparse, &generic);
-    usleep(100000); // and OpenMP's
+    usleep(300000); // and OpenMP's (KMP_BLOCKTIME is 200 ms by default)
     rj[r] = td / tj;
     rg[r] = td / tg;
     dense_ms += td * 1e3 / reps;
