@@ -18,6 +18,10 @@
 // Instruction set: AVX-512 (f, bw, dq, vl) when the CPU has it, else AVX2+FMA, else portable
 // C; chosen at run time (see ck_sparse_isa). Results of the three paths agree to float
 // rounding (summation order differs from the scalar reference by at most reassociation).
+// On x86-64 with AVX-512 the forward product and the input gradient run as machine code
+// generated for the sparsity pattern at their first call (up to 1 M nonzeros; freed with the
+// format, values kept in sync by ck_sparse_update_values/ck_sparse_set_values);
+// CK_SPARSE_JIT=0 in the environment keeps the generic kernels.
 #ifndef CK_SPARSE_H
 #define CK_SPARSE_H
 
