@@ -183,6 +183,7 @@ size_t ck_sparse_bytes(const ck_sparse *s) {
     b += sizeof(int32_t) * ((size_t)m[q]->npanels * m[q]->rows + 1);
     b += sizeof(int64_t) * ((size_t)m[q]->rows + 1);
     b += (sizeof(uint16_t) + sizeof(float)) * ((size_t)s->nnz + PAD);
+    b += ck_sp_jit_bytes(m[q]);
   }
   return b + sizeof(int32_t) * ((size_t)s->nnz + 1);
 }

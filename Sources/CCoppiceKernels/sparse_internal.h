@@ -83,6 +83,8 @@ const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a);
 void ck_sp_jit_reset(ck_sp_mat *a);
 /// Copies a's values into the compiled product's value order (after a->val changed).
 void ck_sp_jit_values_changed(ck_sp_mat *a);
+/// Bytes held by a's compiled product (0 while it is not built).
+size_t ck_sp_jit_bytes(const ck_sp_mat *a);
 /// Floats of scratch ck_sp_jit_worker needs.
 size_t ck_sp_jit_scratch(void);
 /// Row blocks of the compiled product (the unit of its row split).

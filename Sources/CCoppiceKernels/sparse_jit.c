@@ -597,6 +597,14 @@ void ck_sp_jit_values_changed(ck_sp_mat *a) {
   if (a->jit) sync_values(a->jit, a);
 }
 
+size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
+  const ck_sp_jit *j = a->jit;
+  if (!j) return 0;
+  return sizeof *j + j->code_bytes + (sizeof(float) + sizeof(int32_t)) * (size_t)j->nnz +
+         sizeof(jit_segment) * (size_t)j->nblocks * j->nchunks +
+         sizeof(int64_t) * ((size_t)j->nblocks + 1);
+}
+
 #else // no JIT on this platform
 
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a) {
@@ -605,6 +613,10 @@ const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a) {
 }
 void ck_sp_jit_reset(ck_sp_mat *a) { (void)a; }
 void ck_sp_jit_values_changed(ck_sp_mat *a) { (void)a; }
+size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
+  (void)a;
+  return 0;
+}
 size_t ck_sp_jit_scratch(void) { return 0; }
 int ck_sp_jit_blocks(const ck_sp_jit *j) { (void)j; return 0; }
 void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const float *x,

@@ -78,7 +78,8 @@ double ck_sparse_density(const ck_sparse *s);
 /// The stored values in value order (length nnz). Read-only: change them through
 /// ck_sparse_set_values or ck_sparse_update_values so the transposed copy stays in sync.
 const float *ck_sparse_values(const ck_sparse *s);
-/// Bytes of memory held by the format (both copies, indices and values).
+/// Bytes of memory held by the format (both copies, indices and values, and the compiled
+/// products once built).
 size_t ck_sparse_bytes(const ck_sparse *s);
 
 /// dense[M×K] = the values (array in value order, length nnz) at the kept positions and 0
