@@ -27,7 +27,6 @@
 // below are checked by the kernel tests, which compare every product with the scalar reference.
 #include "sparse_internal.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #if CK_SP_X86 && defined(__x86_64__) && !defined(_WIN32)
