@@ -55,7 +55,8 @@ float *ck_sp_alloc_floats(size_t count);
 
 /// Floats of scratch the SpMM worker needs for matrix a.
 size_t ck_sp_spmm_scratch(const ck_sp_mat *a);
-/// Single-threaded SpMM on rows [r0, r1) and columns [n0, n1) of the output:
+/// Single-threaded SpMM on rows [r0, r1) and columns [n0, n1) of the output (compiled for the
+/// pattern when ck_sp_jit_get gives a product and the rows are whole blocks of it):
 /// y[i, n] = Σ a[i,k]·x[k, n] + (bias ? bias[i] : 0) + beta·y[i, n] (y not read if beta == 0).
 /// When xoff is not NULL, row k of x starts at x + xoff[k] instead of x + k·ldx (rows may
 /// overlap: the direct convolution reads shifted windows of a padded image this way).
@@ -79,7 +80,7 @@ void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, cons
 /// ck_sp_jit_get builds it on first use (thread safe) and returns NULL where it is not used:
 /// no AVX-512 in effect, not x86-64, CK_SPARSE_JIT=0, too many nonzeros, or a failed build.
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a);
-/// Drops the compiled product (the pattern changed or the format is freed).
+/// Drops the compiled product (when the format is freed).
 void ck_sp_jit_reset(ck_sp_mat *a);
 /// Copies a's values into the compiled product's value order (after a->val changed).
 void ck_sp_jit_values_changed(ck_sp_mat *a);
@@ -87,19 +88,14 @@ void ck_sp_jit_values_changed(ck_sp_mat *a);
 size_t ck_sp_jit_bytes(const ck_sp_mat *a);
 /// Floats of scratch ck_sp_jit_worker needs.
 size_t ck_sp_jit_scratch(void);
-/// Row blocks of the compiled product (the unit of its row split).
-int ck_sp_jit_blocks(const ck_sp_jit *j);
-/// Single-threaded: row blocks [b0, b1) over columns [n0, n1), semantics of ck_sp_spmm_worker.
-void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const float *x,
-                      int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
-                      int ldy, float *buf);
-/// Parallel y = W·x (+ bias) (+ beta·y) over all rows and n columns.
-void ck_sp_jit_run(const ck_sp_jit *j, int n, const float *x, int ldx, const int64_t *xoff,
-                   const float *bias, float beta, float *y, int ldy);
-/// The generic (pattern independent) SpMM worker, used where there is no compiled product.
-void ck_sp_spmm_generic(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
-                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
-                        int ldy, float *scratch);
+/// Moves the interior row bounds of a split (parts + 1 entries) to the nearest starts of the
+/// compiled product's row blocks, so every part can run compiled.
+void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds);
+/// ck_sp_spmm_worker with the compiled product; returns 0 (nothing done) when r0 or r1 is not
+/// the start of one of its row blocks (or the matrix end).
+int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
+                     const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
+                     float *buf);
 
 /// Instruction set in effect (2 AVX-512, 1 AVX2, 0 C).
 int ck_sp_isa_now(void);

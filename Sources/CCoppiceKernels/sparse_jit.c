@@ -68,22 +68,20 @@ _Static_assert(sizeof(void *) != 8 || (__builtin_offsetof(jit_args, ldx_bytes) =
                "the generated prologue reads jit_args at fixed offsets");
 
 typedef struct {
-  int i0, rows, k0;  // block rows [i0, i0 + rows), chunk starts at X row k0
+  int i0, k0;        // the block starts at row i0, the chunk at X row k0
   int64_t nnz, voff; // nonzeros of the segment and their offset in the code-order values
   size_t code_off;   // entry point in the code buffer
   size_t code_bytes; // length of its code
 } jit_segment;
 
 struct ck_sp_jit {
-  const ck_sp_mat *mat; // the format it was compiled from
-  int nblocks, nchunks, cols;
+  int nblocks, nchunks, rows, cols;
   jit_segment *seg;  // nchunks × nblocks, chunk-major
   float *val;        // nnz values in code order
   int32_t *val_src;  // val[q] = a->val[val_src[q]]
   int64_t nnz;
   uint8_t *code;
   size_t code_bytes;
-  int64_t *block_prefix; // nonzeros of blocks < b (nblocks + 1), for load balancing
 };
 
 #if CK_JIT_AVAILABLE
@@ -94,13 +92,22 @@ struct ck_sp_jit {
 enum { RAX = 0, RCX = 1, RDX = 2, RSI = 6, RDI = 7, R8 = 8, R9 = 9, R10 = 10, R11 = 11 };
 
 typedef struct {
-  uint8_t *p; // NULL: only count
-  size_t n;
+  uint8_t *p; // grows as code is emitted
+  size_t n, cap;
+  int failed; // out of memory: the rest is dropped
 } emitter;
 
 static void b1(emitter *e, uint8_t v) {
-  if (e->p) e->p[e->n] = v;
-  e->n++;
+  if (e->n == e->cap) {
+    uint8_t *grown = e->failed ? NULL : realloc(e->p, e->cap ? 2 * e->cap : 65536);
+    if (!grown) {
+      e->failed = 1;
+      return;
+    }
+    e->p = grown;
+    e->cap = e->cap ? 2 * e->cap : 65536;
+  }
+  e->p[e->n++] = v;
 }
 static void b4(emitter *e, int32_t v) {
   uint32_t u = (uint32_t)v;
@@ -213,7 +220,7 @@ static size_t jump(emitter *e, int cc) { // cc < 0: jmp
   return at;
 }
 static void patch(emitter *e, size_t at) { // the jump at `at` lands here
-  if (!e->p) return;
+  if (e->failed) return;
   int32_t rel = (int32_t)(e->n - (at + 4));
   memcpy(e->p + at, &rel, 4);
 }
@@ -307,7 +314,7 @@ static void emit_segment(emitter *e, const seg_entries *s, int rows, int nk, int
         vbase += 128;
       }
       fma_bcast(e, s->row[q], 31, R9, (int32_t)(4 * (q - vbase)));
-      if (val_src) val_src[q] = s->src[q];
+      val_src[q] = s->src[q];
     }
   }
   // Store.
@@ -324,6 +331,9 @@ static void sync_values(ck_sp_jit *j, const ck_sp_mat *a);
 
 static void jit_free(ck_sp_jit *j);
 
+// Row where block b starts: nblocks blocks of ⌊rows/nblocks⌋ or ⌈rows/nblocks⌉ rows.
+static int block_row(const ck_sp_jit *j, int b) { return (int)((int64_t)j->rows * b / j->nblocks); }
+
 static ck_sp_jit *build_jit(const ck_sp_mat *a) {
   if (a->rows <= 0 || a->cols <= 0) return NULL;
   const int M = a->rows, K = a->cols;
@@ -331,61 +341,56 @@ static ck_sp_jit *build_jit(const ck_sp_mat *a) {
   const int64_t nnz = a->ptr[(size_t)a->npanels * M];
   ck_sp_jit *j = calloc(1, sizeof *j);
   seg_entries s = {0};
+  emitter e = {0};
   if (!j) return NULL;
   j->nblocks = nblocks;
   j->nchunks = nchunks;
+  j->rows = M;
   j->cols = K;
-  j->mat = a;
   j->nnz = nnz;
+  // (+1 / +16: an empty pattern still gets buffers, which its code never reads)
   j->seg = calloc((size_t)nblocks * nchunks, sizeof(jit_segment));
   j->val = ck_sp_alloc_floats((size_t)nnz + 16);
   j->val_src = malloc(sizeof(int32_t) * ((size_t)nnz + 1));
-  j->block_prefix = calloc((size_t)nblocks + 1, sizeof(int64_t));
-  s.k_start = malloc(sizeof(int) * (K + 1));
+  s.k_start = malloc(sizeof(int) * (JIT_KCHUNK + 1));
   s.row = malloc((size_t)nnz + 1);
   s.src = malloc(sizeof(int32_t) * ((size_t)nnz + 1));
-  if (!j->seg || !j->val || !j->val_src || !j->block_prefix || !s.k_start || !s.row || !s.src)
+  if (!j->seg || !j->val || !j->val_src || !s.k_start || !s.row || !s.src)
     goto fail;
-  // Blocks of balanced size: nblocks blocks of ⌊M/nblocks⌋ or ⌈M/nblocks⌉ rows.
-  // Pass 1 sizes the code; pass 2 writes it.
-  for (int pass = 0; pass < 2; pass++) {
-    emitter e = {pass ? j->code : NULL, 0};
-    int64_t voff = 0;
-    for (int c = 0; c < nchunks; c++) {
-      const int k0 = c * JIT_KCHUNK, k1 = k0 + JIT_KCHUNK < K ? k0 + JIT_KCHUNK : K;
-      for (int b = 0; b < nblocks; b++) {
-        const int i0 = (int)((int64_t)M * b / nblocks), i1 = (int)((int64_t)M * (b + 1) / nblocks);
-        jit_segment *g = &j->seg[(size_t)c * nblocks + b];
-        collect(a, i0, i1 - i0, k0, k1, &s);
-        e.n = (e.n + 15) & ~(size_t)15; // entry points 16-byte aligned (padding is never run)
-        g->i0 = i0;
-        g->rows = i1 - i0;
-        g->k0 = k0;
-        g->nnz = s.count;
-        g->voff = voff;
-        g->code_off = e.n;
-        emit_segment(&e, &s, i1 - i0, k1 - k0, pass ? j->val_src + voff : NULL);
-        g->code_bytes = e.n - g->code_off;
-        voff += s.count;
-        if (pass == 0) j->block_prefix[b + 1] += s.count;
-      }
-    }
-    if (pass == 0) {
-      j->code_bytes = (e.n + 4095) & ~(size_t)4095;
-      void *m = mmap(NULL, j->code_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (m == MAP_FAILED) goto fail;
-      j->code = m;
-      memset(j->code, 0xCC, j->code_bytes); // int3 in the padding
+  int64_t voff = 0;
+  for (int c = 0; c < nchunks; c++) {
+    const int k0 = c * JIT_KCHUNK, k1 = k0 + JIT_KCHUNK < K ? k0 + JIT_KCHUNK : K;
+    for (int b = 0; b < nblocks; b++) {
+      const int i0 = block_row(j, b), i1 = block_row(j, b + 1);
+      jit_segment *g = &j->seg[(size_t)c * nblocks + b];
+      collect(a, i0, i1 - i0, k0, k1, &s);
+      while (e.n % 16) b1(&e, 0xCC); // entry points 16-byte aligned; int3 in the padding
+      g->i0 = i0;
+      g->k0 = k0;
+      g->nnz = s.count;
+      g->voff = voff;
+      g->code_off = e.n;
+      emit_segment(&e, &s, i1 - i0, k1 - k0, j->val_src + voff);
+      g->code_bytes = e.n - g->code_off;
+      voff += s.count;
     }
   }
-  for (int b = 0; b < nblocks; b++) j->block_prefix[b + 1] += j->block_prefix[b];
+  if (e.failed) goto fail;
+  // Executable copy: written, then made read+execute (never writable and executable at once).
+  j->code_bytes = (e.n + 4095) & ~(size_t)4095;
+  void *m = mmap(NULL, j->code_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) goto fail;
+  j->code = m;
+  memcpy(j->code, e.p, e.n);
   if (mprotect(j->code, j->code_bytes, PROT_READ | PROT_EXEC) != 0) goto fail;
+  free(e.p);
   free(s.k_start);
   free(s.row);
   free(s.src);
   sync_values(j, a);
   return j;
 fail:
+  free(e.p);
   free(s.k_start);
   free(s.row);
   free(s.src);
@@ -399,7 +404,6 @@ static void jit_free(ck_sp_jit *j) {
   free(j->seg);
   free(j->val);
   free(j->val_src);
-  free(j->block_prefix);
   free(j);
 }
 
@@ -463,13 +467,27 @@ static inline void call_segment(segment_fn fn, const jit_args *arg) {
 
 size_t ck_sp_jit_scratch(void) { return (size_t)JIT_GROUP * JIT_KCHUNK * 16; }
 
-void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const float *x,
-                      int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
-                      int ldy, float *buf) {
-  if (b0 >= b1 || n0 >= n1) return;
+// The block starting at row r, or -1 when no block starts there.
+static int block_at(const ck_sp_jit *j, int r) {
+  const int b = (int)(((int64_t)r * j->nblocks + j->rows - 1) / j->rows);
+  return b <= j->nblocks && block_row(j, b) == r ? b : -1;
+}
+
+void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
+  for (int q = 1; q < parts; q++) {
+    const int b = (int)(((int64_t)bounds[q] * j->nblocks + j->rows / 2) / j->rows);
+    bounds[q] = block_row(j, b);
+  }
+}
+
+int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
+                     const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
+                     float *buf) {
+  const int b0 = block_at(j, r0), b1 = block_at(j, r1);
+  if (b0 < 0 || b1 < 0) return 0;
+  if (b0 >= b1 || n0 >= n1) return 1;
   if (beta != 0.0f) { // y := beta·y + bias first; then every chunk accumulates into y
-    const int i0 = j->seg[b0].i0, i1 = j->seg[b1 - 1].i0 + j->seg[b1 - 1].rows;
-    for (int i = i0; i < i1; i++) {
+    for (int i = r0; i < r1; i++) {
       float *yr = y + (size_t)i * ldy;
       const float bi = bias ? bias[i] : 0.0f;
       for (int c = n0; c < n1; c++) yr[c] = beta * yr[c] + bi;
@@ -514,50 +532,7 @@ void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const 
       }
     }
   }
-}
-
-int ck_sp_jit_blocks(const ck_sp_jit *j) { return j->nblocks; }
-
-void ck_sp_jit_run(const ck_sp_jit *j, int n, const float *x, int ldx, const int64_t *xoff,
-                   const float *bias, float beta, float *y, int ldy) {
-  if (n <= 0) return;
-  int threads = ck_sp_threads();
-  if ((double)(j->nnz + 64.0 * j->nblocks) * n < 65536.0) threads = 1;
-  const int split_cols = n >= 64 * threads;
-#pragma omp parallel num_threads(threads)
-  {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int t = 0, nt = 1;
-#endif
-    int bounds[nt + 1];
-    float *buf = ck_sp_alloc_floats(ck_sp_jit_scratch());
-    if (!buf) {
-      // Out of memory for the scratch: nothing sensible to do but the generic kernel.
-      int r[nt + 1];
-      ck_sp_split_rows(j->mat, nt, r);
-      float *gbuf = ck_sp_alloc_floats(ck_sp_spmm_scratch(j->mat));
-      if (gbuf) ck_sp_spmm_generic(j->mat, r[t], r[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy, gbuf);
-      free(gbuf);
-    } else if (split_cols) {
-      ck_sp_split_cols(n, nt, 16, bounds);
-      ck_sp_jit_worker(j, 0, j->nblocks, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y,
-                       ldy, buf);
-    } else {
-      // Blocks balanced by nonzeros plus a per-block cost (its output loads and stores).
-      const int nb = j->nblocks;
-      const double total = (double)j->block_prefix[nb] + 64.0 * nb;
-      bounds[0] = 0;
-      bounds[nt] = nb;
-      for (int q = 1, b = 0; q < nt; q++) {
-        while (b < nb && (double)j->block_prefix[b] + 64.0 * b < total * q / nt) b++;
-        bounds[q] = b;
-      }
-      ck_sp_jit_worker(j, bounds[t], bounds[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
-    }
-    free(buf);
-  }
+  return 1;
 }
 
 // Lazy construction: one global lock (builds are rare: once per pattern).
@@ -600,8 +575,7 @@ size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
   const ck_sp_jit *j = a->jit;
   if (!j) return 0;
   return sizeof *j + j->code_bytes + (sizeof(float) + sizeof(int32_t)) * (size_t)j->nnz +
-         sizeof(jit_segment) * (size_t)j->nblocks * j->nchunks +
-         sizeof(int64_t) * ((size_t)j->nblocks + 1);
+         sizeof(jit_segment) * (size_t)j->nblocks * j->nchunks;
 }
 
 #else // no JIT on this platform
@@ -617,15 +591,14 @@ size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
   return 0;
 }
 size_t ck_sp_jit_scratch(void) { return 0; }
-int ck_sp_jit_blocks(const ck_sp_jit *j) { (void)j; return 0; }
-void ck_sp_jit_worker(const ck_sp_jit *j, int b0, int b1, int n0, int n1, const float *x,
-                      int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
-                      int ldy, float *buf) {
-  (void)j, (void)b0, (void)b1, (void)n0, (void)n1, (void)x, (void)ldx, (void)xoff, (void)bias;
-  (void)beta, (void)y, (void)ldy, (void)buf;
+void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
+  (void)j, (void)parts, (void)bounds;
 }
-void ck_sp_jit_run(const ck_sp_jit *j, int n, const float *x, int ldx, const int64_t *xoff,
-                   const float *bias, float beta, float *y, int ldy) {
-  (void)j, (void)n, (void)x, (void)ldx, (void)xoff, (void)bias, (void)beta, (void)y, (void)ldy;
+int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
+                     const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
+                     float *buf) {
+  (void)j, (void)r0, (void)r1, (void)n0, (void)n1, (void)x, (void)ldx, (void)xoff, (void)bias;
+  (void)beta, (void)y, (void)ldy, (void)buf;
+  return 0;
 }
 #endif

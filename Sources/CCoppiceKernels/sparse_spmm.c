@@ -237,18 +237,8 @@ void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const
                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
                        int ldy, float *scratch) {
   if (r0 >= r1 || n0 >= n1) return;
-  const ck_sp_jit *j = r0 == 0 && r1 == a->rows ? ck_sp_jit_get(a) : NULL;
-  if (j) {
-    ck_sp_jit_worker(j, 0, ck_sp_jit_blocks(j), n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
-    return;
-  }
-  ck_sp_spmm_generic(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
-}
-
-void ck_sp_spmm_generic(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
-                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
-                        int ldy, float *scratch) {
-  if (r0 >= r1 || n0 >= n1) return;
+  const ck_sp_jit *j = ck_sp_jit_get(a);
+  if (j && ck_sp_jit_worker(j, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch)) return;
 #if CK_SP_X86
   const int isa = ck_sp_isa_now();
   if (isa == 2) {
@@ -268,17 +258,13 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
                     const float *bias, float beta, float *y, int ldy) {
   if (n <= 0 || a->rows <= 0) return;
   const ck_sp_jit *j = ck_sp_jit_get(a);
-  if (j) {
-    ck_sp_jit_run(j, n, x, ldx, xoff, bias, beta, y, ldy);
-    return;
-  }
   int threads = ck_sp_threads();
   const double work = (double)(a->row_prefix[a->rows] + a->rows) * n;
   if (work < 65536.0) threads = 1;
   const size_t scratch = ck_sp_spmm_scratch(a);
   if (threads == 1) {
     float *buf = ck_sp_alloc_floats(scratch);
-    ck_sp_spmm_generic(a, 0, a->rows, 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
+    ck_sp_spmm_worker(a, 0, a->rows, 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     free(buf);
     return;
   }
@@ -294,12 +280,12 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
     float *buf = ck_sp_alloc_floats(scratch);
     if (split_cols) {
       ck_sp_split_cols(n, nt, 16, bounds);
-      ck_sp_spmm_generic(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y,
-                         ldy, buf);
+      ck_sp_spmm_worker(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y, ldy,
+                        buf);
     } else {
       ck_sp_split_rows(a, nt, bounds);
-      ck_sp_spmm_generic(a, bounds[t], bounds[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy,
-                         buf);
+      if (j) ck_sp_jit_align_rows(j, nt, bounds);
+      ck_sp_spmm_worker(a, bounds[t], bounds[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     }
     free(buf);
   }
