@@ -38,14 +38,10 @@ func discoverMPI() -> (include: String, lib: String)? {
   for arch in ["x86_64-linux-gnu", "aarch64-linux-gnu"] {
     for flavour in ["openmpi", "mpich"] {
       let root = "/usr/lib/\(arch)/\(flavour)"
-      if fm.fileExists(atPath: "\(root)/include/mpi.h"),
-        fm.fileExists(atPath: "/usr/lib/\(arch)/libmpi.so")
-          || fm.fileExists(atPath: "\(root)/lib/libmpi.so")
+      guard fm.fileExists(atPath: "\(root)/include/mpi.h") else { continue }
+      for lib in ["\(root)/lib", "/usr/lib/\(arch)"] where fm.fileExists(atPath: "\(lib)/libmpi.so")
       {
-        return (
-          "\(root)/include",
-          fm.fileExists(atPath: "\(root)/lib/libmpi.so") ? "\(root)/lib" : "/usr/lib/\(arch)"
-        )
+        return ("\(root)/include", lib)
       }
     }
   }

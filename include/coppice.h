@@ -236,9 +236,12 @@ const char *coppice_sparsifier_phase(coppice_sparsifier *sparsifier);
  * after the host put its weights back to the round's start (the previous finish_round's
  * result) before each begin_worker. The worker's own partition need not be imported. A
  * partition's buffer is its parameters' weights concatenated in registration order;
- * partition_size gives its length. After the rounds, masks stay frozen for fine-tuning.
+ * partition_size gives its length; export_partition's `masks` (same length) may be NULL.
+ * pgap_status gives the worker count, rounds completed and rounds (each output may be NULL).
+ * After the rounds, masks stay frozen for fine-tuning and begin_worker fails ("finished").
  * Errors: INVALID_STATE (not started, not pgap, a partition missing at finish_round),
- * INVALID_ARGUMENT (worker out of range, NULL or non-finite buffer), SHAPE_MISMATCH (count).
+ * INVALID_ARGUMENT (worker out of range, rounds finished, NULL or non-finite buffer),
+ * SHAPE_MISMATCH (count).
  */
 coppice_status coppice_sparsifier_pgap_status(const coppice_sparsifier *sparsifier, int *workers,
                                               int *rounds_completed, int *rounds);

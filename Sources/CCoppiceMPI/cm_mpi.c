@@ -5,13 +5,12 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 static void set_error(char *error, size_t size, const char *what, const char *detail) {
   if (error && size > 0) snprintf(error, size, "%s: %s", what, detail);
 }
 
-static int launched_with_ranks(void) {
+int cm_launched_with_ranks(void) {
   const char *names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
                          "SLURM_NTASKS"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -21,8 +20,6 @@ static int launched_with_ranks(void) {
   return 0;
 }
 
-int cm_launched_with_ranks(void) { return launched_with_ranks(); }
-
 #ifdef COPPICE_HAVE_MPI
 #include <mpi.h>
 
@@ -30,19 +27,6 @@ static int initialised_here = 0;
 static const int64_t chunk = INT_MAX / 8;
 
 int cm_available(void) { return 1; }
-
-const char *cm_library_version(void) {
-  static char version[MPI_MAX_LIBRARY_VERSION_STRING];
-  int length = 0;
-  if (version[0] == 0) {
-    MPI_Get_library_version(version, &length);
-    char *newline = strchr(version, '\n');
-    if (newline) *newline = 0;
-    char *comma = strchr(version, ',');
-    if (comma) *comma = 0;
-  }
-  return version;
-}
 
 static int check(int code, const char *what, char *error, size_t size) {
   if (code == MPI_SUCCESS) return 0;
@@ -120,14 +104,11 @@ int cm_all_gather(const void *send, int64_t bytes, void *received, char *error,
                "MPI_Allgather", error, error_size);
 }
 
-void cm_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
-
 #else  // built without MPI
 
 static const char *missing = "MPI support is not compiled in (install libopenmpi-dev and rebuild)";
 
 int cm_available(void) { return 0; }
-const char *cm_library_version(void) { return ""; }
 
 int cm_init(int *rank, int *size, char *error, size_t error_size) {
   *rank = 0;
@@ -162,6 +143,4 @@ int cm_all_gather(const void *send, int64_t bytes, void *received, char *error,
   set_error(error, error_size, "MPI", missing);
   return -1;
 }
-
-void cm_abort(int code) { exit(code); }
 #endif

@@ -205,11 +205,9 @@ extension Trainer {
         "not saving a checkpoint: \(bad.name) holds NaN or infinity")
     }
     var entries = model.tensorEntries(masks: sparsifier?.targets ?? [])
-    for s in optimizer.state {
+    for (name, tensor) in stateTensors.suffix(optimizer.state.count) {
       entries.append(
-        .init(
-          name: "optimizer.\(s.name)", shape: s.tensor.shape,
-          floats: UnsafeBufferPointer(s.tensor.buffer)))
+        .init(name: name, shape: tensor.shape, floats: UnsafeBufferPointer(tensor.buffer)))
     }
     var metadata: [String: String] = [
       "format": "coppice", "kind": Checkpoint.Kind.checkpoint.rawValue,
@@ -271,10 +269,7 @@ extension Trainer {
     }
     // Every tensor, validated before anything is written.
     var tensors: [(Tensor, [Float])] = []
-    let named =
-      model.parameters.map { ($0.name, $0.value) } + model.buffers.map { ($0.name, $0.tensor) }
-      + optimizer.state.map { ("optimizer.\($0.name)", $0.tensor) }
-    for (name, tensor) in named {
+    for (name, tensor) in stateTensors {
       tensors.append(
         (tensor, try Checkpoint.floats(entries, name: name, shape: tensor.shape, path: path)))
     }

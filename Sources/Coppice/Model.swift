@@ -10,12 +10,7 @@ public final class Model {
     self.name = name
     self.inputShape = inputShape
     self.network = Sequential(layers)
-    // No gradient needs to reach the data: the leading parameter-free layers (e.g. Flatten)
-    // and the first layer with weights skip their input gradient.
-    for layer in layers {
-      layer.needsInputGradient = false
-      if !layer.parameters.isEmpty { break }
-    }
+    self.network.needsInputGradient = false  // no gradient needs to reach the data
   }
 
   public var parameters: [Parameter] { network.parameters }

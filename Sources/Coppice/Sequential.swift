@@ -3,7 +3,13 @@ public final class Sequential: Layer {
   public private(set) var layers: [Layer]
   public var needsInputGradient: Bool {
     get { layers.first?.needsInputGradient ?? true }
-    set { layers.first?.needsInputGradient = newValue }
+    // The first layer with weights and the parameter-free layers before it (e.g. Flatten).
+    set {
+      for layer in layers {
+        layer.needsInputGradient = newValue
+        if !layer.parameters.isEmpty { break }
+      }
+    }
   }
 
   public init(_ layers: [Layer]) { self.layers = layers }

@@ -64,9 +64,9 @@ public enum SparseExport {
       if let csr, csr.bytes < p.count * 4 {
         sparseWeights += 1
         entries.append(
-          .init(
-            name: "\(p.name).csr.values", shape: [csr.values.count],
-            floats: csr.values.withUnsafeBufferPointer { $0 }))
+          csr.values.withUnsafeBufferPointer {
+            SafeTensors.Entry(name: "\(p.name).csr.values", shape: [csr.values.count], floats: $0)
+          })
         entries.append(
           csr.narrowIndices
             ? .init(

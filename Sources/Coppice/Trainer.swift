@@ -392,15 +392,16 @@ public final class Trainer {
 
   // MARK: P-GaP in one process
 
-  /// Everything a P-GaP worker changes: parameters, running statistics, optimizer state.
-  private func snapshot() -> [[Float]] {
-    model.parameters.map(\.value.array) + model.buffers.map(\.tensor.array)
-      + optimizer.state.map(\.tensor.array)
+  /// The run's tensors with their checkpoint names: parameters, running statistics, optimizer
+  /// state (everything a P-GaP worker changes).
+  var stateTensors: [(name: String, tensor: Tensor)] {
+    model.parameters.map { ($0.name, $0.value) } + model.buffers.map { ($0.name, $0.tensor) }
+      + optimizer.state.map { ("optimizer.\($0.name)", $0.tensor) }
   }
 
-  var snapshotTensors: [Tensor] {
-    model.parameters.map(\.value) + model.buffers.map(\.tensor) + optimizer.state.map(\.tensor)
-  }
+  var snapshotTensors: [Tensor] { stateTensors.map(\.tensor) }
+
+  private func snapshot() -> [[Float]] { snapshotTensors.map(\.array) }
 
   private func restore(_ values: [[Float]]) {
     for (t, v) in zip(snapshotTensors, values) { t.assign(v) }
@@ -506,12 +507,8 @@ public final class Trainer {
   /// Puts a P-GaP worker at the round's start: step counters, generators, dropout draws and
   /// optimizer steps as they were (run time and the epoch's FLOP count keep accumulating).
   private func startWorker(from s: TrainerRunState) {
-    let flops = epochFLOPs
-    let seconds = trainSeconds
-    let images = imagesSeen
+    let kept = (epochFLOPs, trainSeconds, imagesSeen)
     apply(runState: s)
-    epochFLOPs = flops
-    setRunState(
-      stepsTaken: s.stepsTaken, trainSeconds: seconds, imagesSeen: images, history: history)
+    (epochFLOPs, trainSeconds, imagesSeen) = kept
   }
 }

@@ -272,8 +272,7 @@ private func trainEngine(
       return try sparsityConfig(sc)
     }
   }
-  let trainer = try Trainer(model: m, config: t, sparsity: sparsity)
-  try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+  let trainer = try Trainer(model: m, config: t, sparsity: sparsity)  // resume and fit prepare it
   if let checkpoints, checkpoints.resume,
     let file = try checkpoints.store.resume(
       trainer, stepsPerEpoch: stepsPerEpoch, warn: { Log.emit(2, $0) })

@@ -22,8 +22,19 @@ extension SparsifierHandle {
     return gap.partitions[Int(worker)]
   }
 
-  func partitionSize(_ worker: Int32) throws -> Int {
-    try partition(worker).reduce(0) { $0 + targets[$1].count }
+  func partitionSize(_ worker: Int32) throws -> Int { size(of: try partition(worker)) }
+
+  private func size(of partition: [Int]) -> Int { partition.reduce(0) { $0 + targets[$1].count } }
+
+  /// The targets of partition `worker`, checked against a host buffer of `count` weights.
+  func partition(_ worker: Int32, count: Int64) throws -> [Int] {
+    let p = try partition(worker)
+    let size = size(of: p)
+    guard count == Int64(size) else {
+      throw APIError(
+        .shapeMismatch, "partition \(worker) holds \(size) weights, the buffer \(count)")
+    }
+    return p
   }
 }
 
@@ -46,8 +57,7 @@ public func cPGaPBeginWorker(_ handle: OpaquePointer?, _ worker: Int32) -> Int32
   guarded("coppice_sparsifier_pgap_begin_worker") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
     let (s, _) = try h.parallelGaP()
-    _ = try h.partition(worker)
-    try s.beginParallelWorker(Int(worker))
+    try s.beginParallelWorker(Int(worker))  // checks the worker's range
     h.importedPartitions = [:]
     for e in s.lastEvents { Log.emit(1, e) }
   }
@@ -70,14 +80,10 @@ public func cPGaPExportPartition(
 ) -> Int32 {
   guarded("coppice_sparsifier_pgap_export_partition") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    let size = try h.partitionSize(worker)
-    guard count == Int64(size) else {
-      throw APIError(
-        .shapeMismatch, "partition \(worker) holds \(size) weights, the buffers \(count)")
-    }
+    let partition = try h.partition(worker, count: count)
     let out = try output(weights, "weights")
     var offset = 0
-    for t in try h.partition(worker) {
+    for t in partition {
       let target = h.targets[t]
       (out + offset).update(from: target.weights, count: target.count)
       if let masks {
@@ -96,15 +102,11 @@ public func cPGaPImportPartition(
 ) -> Int32 {
   guarded("coppice_sparsifier_pgap_import_partition") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    let size = try h.partitionSize(worker)
-    guard count == Int64(size) else {
-      throw APIError(
-        .shapeMismatch, "partition \(worker) holds \(size) weights, the buffer \(count)")
-    }
+    let partition = try h.partition(worker, count: count)
     guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
     var values: [Int: [Float]] = [:]
     var offset = 0
-    for t in try h.partition(worker) {
+    for t in partition {
       let n = h.targets[t].count
       let part = Array(UnsafeBufferPointer(start: weights + offset, count: n))
       guard part.allSatisfy(\.isFinite) else {

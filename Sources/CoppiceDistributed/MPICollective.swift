@@ -11,9 +11,6 @@ public final class MPICollective: Collective {
   /// Whether this build has MPI.
   public static var isAvailable: Bool { cm_available() != 0 }
 
-  /// The MPI library, e.g. "Open MPI v4.1.4" ("" without MPI).
-  public static var libraryVersion: String { String(cString: cm_library_version()) }
-
   /// Whether an MPI launcher started this process with more than one rank.
   public static var launchedWithRanks: Bool { cm_launched_with_ranks() != 0 }
 
@@ -28,12 +25,6 @@ public final class MPICollective: Collective {
 
   /// Finalises MPI (call once, at the end, on every rank).
   public func finalize() { cm_finalize() }
-
-  /// Ends every rank of the job (after an error one rank cannot recover from).
-  public static func abort(code: Int32) -> Never {
-    cm_abort(code)
-    fatalError("MPI_Abort returned")
-  }
 
   public func sum(_ values: UnsafeMutableBufferPointer<Float>) throws {
     guard let base = values.baseAddress, values.count > 0 else { return }

@@ -128,7 +128,7 @@ def run_worker(args: argparse.Namespace, worker: int, exchange) -> int:
         sparsifier.begin_worker(worker)
         started = time.perf_counter()
         loss = train_epochs(args.step_epochs)
-        weights, masks = sparsifier.export_partition(worker)
+        weights, _ = sparsifier.export_partition(worker)
         shared = {"partition": weights}
         shared.update({f"b:{k}": v for k, v in model.biases.items()})
         shared.update({f"v:{k}": v for k, v in optimizer.velocity.items()})

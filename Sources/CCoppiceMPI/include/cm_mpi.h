@@ -14,8 +14,6 @@ extern "C" {
 
 /// 1 when compiled with MPI, 0 otherwise.
 int cm_available(void);
-/// The MPI library's version string ("" without MPI).
-const char *cm_library_version(void);
 /// Whether this process was started by an MPI launcher (mpirun/mpiexec/srun) with more than
 /// one process, judged from the launcher's environment variables; no MPI call is made.
 int cm_launched_with_ranks(void);
@@ -34,8 +32,6 @@ int cm_broadcast(void *data, int64_t bytes, int root, char *error, size_t error_
 /// ranks. 0 or -1 with a message.
 int cm_all_gather(const void *send, int64_t bytes, void *received, char *error,
                   size_t error_size);
-/// Ends every rank of the job with `code` (after an error one rank cannot recover from).
-void cm_abort(int code);
 
 #ifdef __cplusplus
 }

@@ -201,6 +201,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     ),
 }
 
+SHAPE_MISMATCH = 2
 UNSUPPORTED = 8
 
 

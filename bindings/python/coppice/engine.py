@@ -11,7 +11,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ._arrays import as_float_buffer, as_label_array, c_float_value, c_int_value, c_string
-from ._capi import EPOCH_CALLBACK, CheckpointConfig, TrainConfig, TrainResult as _CTrainResult, capi
+from ._capi import (
+    EPOCH_CALLBACK,
+    SHAPE_MISMATCH,
+    CheckpointConfig,
+    TrainConfig,
+    TrainResult as _CTrainResult,
+    capi,
+)
 from ._handle import Handle
 from ._library import check
 from .sparsifier import fill_sparsifier_config
@@ -369,7 +376,7 @@ def inspect(path: "str | os.PathLike[str]") -> Dict[str, Any]:
     encoded = os.fsencode(path)
     needed = ctypes.c_size_t()
     status = capi.coppice_file_inspect(encoded, None, 0, ctypes.byref(needed))
-    if status != 2:  # anything but "buffer too small" (SHAPE_MISMATCH)
+    if status != SHAPE_MISMATCH:  # anything but "buffer too small"
         check(status)
     buffer = ctypes.create_string_buffer(needed.value)
     check(capi.coppice_file_inspect(encoded, buffer, needed.value, ctypes.byref(needed)))
