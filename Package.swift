@@ -62,6 +62,17 @@ if let omp = discoverOpenMP() {
   kernelLinkFlags += ["-L\(omp.lib)", "-Xlinker", "-rpath", "-Xlinker", omp.lib, "-lomp"]
 }
 
+// The layers of the house, each only importing those below it (the compiler enforces this:
+// a target can import only what it lists):
+//
+//   CCoppiceKernels     C: dense and sparse products, convolution, norms, pooling, optimizers
+//   CCoppiceFileIO      C: whole-file reads with gzip (zlib), CRC-32
+//   CoppiceSparsity     masks, schedules (one file per method), distributions, partitions, the
+//                       sparsifier over named buffers — no engine type, no kernel
+//   CoppiceEngine       tensors, layers, models, optimizers, data, file formats
+//   CoppiceTraining     trainer, the one training run, checkpoints, P-GaP, data parallel
+//   Coppice             the Swift API: re-exports the three layers above
+//   CoppiceC            the C ABI (include/coppice.h); coppice-cli the command
 let package = Package(
   name: "Coppice",
   platforms: [.macOS(.v13)],
@@ -82,18 +93,28 @@ let package = Package(
       ],
       linkerSettings: [
         .linkedLibrary("openblas"),
-        .linkedLibrary("z"),
         .linkedLibrary("m"),
         .unsafeFlags(kernelLinkFlags),
       ]
     ),
-    .target(name: "Coppice", dependencies: ["CCoppiceKernels"]),
+    .target(
+      name: "CCoppiceFileIO",
+      cSettings: [.unsafeFlags(["-O2"])],
+      linkerSettings: [.linkedLibrary("z")]
+    ),
+    .target(name: "CoppiceSparsity"),
+    .target(
+      name: "CoppiceEngine", dependencies: ["CoppiceSparsity", "CCoppiceKernels", "CCoppiceFileIO"]),
+    .target(
+      name: "CoppiceTraining", dependencies: ["CoppiceEngine", "CoppiceSparsity", "CCoppiceFileIO"]),
+    .target(
+      name: "Coppice", dependencies: ["CoppiceSparsity", "CoppiceEngine", "CoppiceTraining"]),
     .target(
       name: "CCoppiceMPI",
       cSettings: [.unsafeFlags(["-O2"] + mpiCFlags)],
       linkerSettings: [.unsafeFlags(mpiLinkFlags)]
     ),
-    .target(name: "CoppiceDistributed", dependencies: ["Coppice", "CCoppiceMPI"]),
+    .target(name: "CoppiceDistributed", dependencies: ["CoppiceTraining", "CCoppiceMPI"]),
     .target(name: "CCoppiceABI"),
     .target(name: "CoppiceC", dependencies: ["Coppice", "CCoppiceABI", "CCoppiceKernels"]),
     .executableTarget(
@@ -106,6 +127,8 @@ let package = Package(
     ),
     .executableTarget(
       name: "coppice-swift-example", dependencies: ["Coppice"], path: "examples/swift"),
-    .testTarget(name: "CoppiceTests", dependencies: ["Coppice", "CCoppiceKernels"]),
+    .testTarget(
+      name: "CoppiceTests",
+      dependencies: ["CoppiceSparsity", "CoppiceEngine", "CoppiceTraining", "CCoppiceKernels"]),
   ]
 )

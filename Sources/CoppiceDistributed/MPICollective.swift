@@ -1,5 +1,6 @@
 import CCoppiceMPI
-import Coppice
+import CoppiceSparsity
+import CoppiceTraining
 
 /// `Collective` over MPI's world communicator (Open MPI or MPICH). Sums are reduced on rank 0
 /// and broadcast, so every rank gets the same bits. Errors (a rank that died, a broken link)

@@ -1,7 +1,9 @@
 import Foundation
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// Checkpoints: exact resume for every kind of schedule state, damaged files, full disks,
 /// divergence, and the sparse export.
@@ -256,13 +258,13 @@ final class CheckpointTests: XCTestCase {
     let (ckpt, _) = try savedCheckpoint()
     var (entries, metadata) = try SafeTensors.read(path: ckpt)
     metadata["checkpoint_version"] = "99"
-    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+    try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
       to: URL(fileURLWithPath: ckpt))
     try assertRestoreFails(ckpt, mentions: "version 99 is not supported")
     metadata["checkpoint_version"] = "1"
     metadata["trainer_state"] = "{\"steps_taken\": -1}"
     entries["conv.weight"]!.bytes[0] ^= 1
-    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+    try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
       to: URL(fileURLWithPath: ckpt))
     try assertRestoreFails(ckpt, mentions: "trainer_state is malformed")
   }
@@ -278,7 +280,7 @@ final class CheckpointTests: XCTestCase {
     state["epoch_in_progress"] = progress
     metadata["trainer_state"] = String(
       decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self)
-    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+    try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
       to: URL(fileURLWithPath: ckpt))
     try assertRestoreFails(ckpt, mentions: "malformed epoch in progress")
 
@@ -287,7 +289,7 @@ final class CheckpointTests: XCTestCase {
     (entries, metadata) = try SafeTensors.read(path: export)
     for shape in ["[1, 1099511627776]", "[-1, 4]", "[9223372036854775807, 2]", "[]", "nonsense"] {
       metadata["fc1.weight.csr.shape"] = shape
-      try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+      try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
         to: URL(fileURLWithPath: export))
       XCTAssertThrowsError(try FileInspection(path: export), shape) { error in
         XCTAssertTrue("\(error)".contains("fc1.weight"), "\(shape): \(error)")
@@ -408,13 +410,13 @@ final class CheckpointTests: XCTestCase {
     indices[0] = 5000
     entries["fc1.weight.csr.indices"] = .init(
       name: "fc1.weight.csr.indices", shape: [indices.count], uint16: indices)
-    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+    try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
       to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try makeModel().load(path: path)) { error in
       XCTAssertTrue("\(error)".contains("column index 5000"), "\(error)")
     }
     metadata["model"] = "other"
-    try Checkpoint.encode(Array(entries.values), metadata: metadata).write(
+    try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
       to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try makeModel().load(path: path)) { error in
       XCTAssertTrue("\(error)".contains("holds model 'other'"), "\(error)")

@@ -1,7 +1,9 @@
 import Foundation
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// Corrupted and malformed inputs for the two file readers, SafeTensors.decode and
 /// IDXFile.parse: every one must throw CoppiceError.invalidFile with a reason naming the

@@ -1,7 +1,9 @@
 import CCoppiceKernels
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// The optimised C kernels against plain reference loops, on odd shapes and thread counts.
 final class KernelTests: XCTestCase {

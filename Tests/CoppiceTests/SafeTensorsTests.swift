@@ -1,7 +1,9 @@
 import Foundation
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 final class SafeTensorsTests: XCTestCase {
   func temporaryPath(_ name: String) -> String {

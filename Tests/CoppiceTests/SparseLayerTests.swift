@@ -1,6 +1,8 @@
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// A fixed random mask for tests.
 final class TestMask: MaskSource {

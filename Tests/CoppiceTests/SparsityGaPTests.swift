@@ -1,6 +1,8 @@
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 final class SparsityGaPTests: XCTestCase {
   /// C-GaP on three hand-made layers, partitions [l0] and [l1, l2], 3 steps per GaP step,

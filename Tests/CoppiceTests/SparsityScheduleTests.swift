@@ -1,6 +1,8 @@
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// A tiny "model": parameters wrapped as targets, trained by engine SGD (momentum and weight
 /// decay) on random gradients, with a sparsifier driven exactly as the trainer drives it.
@@ -40,7 +42,7 @@ final class SparsityHarness {
     optimizer.step()
     beforeUpdate?()
     let changed = try sparsifier.step()
-    if changed { sparsifier.resetOptimizerState(optimizer) }
+    if changed { optimizer.resetState(afterMaskChangesOf: sparsifier) }
     return changed
   }
 

@@ -1,6 +1,8 @@
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// Parameters with random weights in [-1, 1), one per (name, shape).
 func sparsityParameters(_ specs: [(String, [Int])], seed: UInt64 = 1) -> [Parameter] {

@@ -1,6 +1,8 @@
 import XCTest
 
-@testable import Coppice
+@testable import CoppiceEngine
+@testable import CoppiceSparsity
+@testable import CoppiceTraining
 
 /// Random tensor with values in [-1, 1).
 func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {

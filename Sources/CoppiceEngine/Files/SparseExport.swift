@@ -1,0 +1,186 @@
+import CoppiceSparsity
+import Foundation
+
+/// Trained models for inference, with sparse weights in compressed sparse row (CSR) form, as
+/// safetensors. A prunable weight of shape [rows, …] (flattened to rows × cols) whose CSR form
+/// is smaller than its dense form is stored as three tensors:
+///
+/// - "<weight>.csr.values" F32 [nnz]: the nonzero values, row by row;
+/// - "<weight>.csr.indices" U16 (cols ≤ 65536) or I32 [nnz]: their column indices;
+/// - "<weight>.csr.indptr" I32 [rows + 1]: where each row starts in values/indices;
+///
+/// and "<weight>.csr.shape" in the metadata ("[rows, …]" as JSON). Everything else (biases,
+/// norms, running statistics, dense-enough weights) is stored dense under its model name.
+/// Metadata `format` "coppice", `kind` "sparse-export", `export_version`, `model`, `classes`,
+/// `checksum`.
+public enum SparseExport {
+  /// Sizes of the export and of the same model stored dense, in bytes.
+  public struct Summary: Sendable {
+    public let bytes: Int
+    public let denseBytes: Int
+    public let sparseWeights: Int
+  }
+
+  /// One weight's CSR form (nonzeros of a rows × cols matrix).
+  struct CSR {
+    var rows: Int
+    var cols: Int
+    var values: [Float] = []
+    var indices: [Int32] = []
+    var indptr: [Int32] = [0]
+
+    init(rows: Int, cols: Int, dense: UnsafeBufferPointer<Float>) {
+      self.rows = rows
+      self.cols = cols
+      for r in 0..<rows {
+        for c in 0..<cols where dense[r * cols + c] != 0 {
+          values.append(dense[r * cols + c])
+          indices.append(Int32(c))
+        }
+        indptr.append(Int32(values.count))
+      }
+    }
+
+    var narrowIndices: Bool { cols <= 65536 }
+    var bytes: Int { values.count * (4 + (narrowIndices ? 2 : 4)) + (rows + 1) * 4 }
+  }
+
+  /// Writes `model` to `path` (atomically) and returns the sizes.
+  @discardableResult
+  public static func write(_ model: Model, to path: String) throws -> Summary {
+    var entries: [SafeTensors.Entry] = []
+    var metadata: [String: String] = [
+      "format": "coppice", "kind": CoppiceFile.Kind.sparseExport.rawValue,
+      "export_version": String(CoppiceFile.version), "coppice_version": Version.string,
+      "model": model.name, "classes": String(model.numberOfClasses),
+    ]
+    var denseBytes = 0
+    var sparseWeights = 0
+    for p in model.parameters {
+      denseBytes += p.count * 4
+      let rows = p.shape.first ?? 1
+      let cols = rows == 0 ? 0 : p.count / rows
+      let buffer = UnsafeBufferPointer(p.value.buffer)
+      let csr = p.prunable && p.shape.count >= 2 ? CSR(rows: rows, cols: cols, dense: buffer) : nil
+      if let csr, csr.bytes < p.count * 4 {
+        sparseWeights += 1
+        entries.append(
+          csr.values.withUnsafeBufferPointer {
+            SafeTensors.Entry(name: "\(p.name).csr.values", shape: [csr.values.count], floats: $0)
+          })
+        entries.append(
+          csr.narrowIndices
+            ? .init(
+              name: "\(p.name).csr.indices", shape: [csr.indices.count],
+              uint16: csr.indices.map { UInt16($0) })
+            : .init(name: "\(p.name).csr.indices", shape: [csr.indices.count], int32: csr.indices))
+        entries.append(.init(name: "\(p.name).csr.indptr", shape: [rows + 1], int32: csr.indptr))
+        metadata["\(p.name).csr.shape"] = "\(p.shape)"
+      } else {
+        entries.append(.init(name: p.name, shape: p.shape, floats: buffer))
+      }
+    }
+    denseBytes += model.buffers.reduce(0) { $0 + $1.tensor.count * 4 }
+    entries += model.bufferEntries
+    let data = try CoppiceFile.encode(entries, metadata: metadata)
+    try AtomicFile.write(data, to: path)
+    return Summary(bytes: data.count, denseBytes: denseBytes, sparseWeights: sparseWeights)
+  }
+
+  /// A weight's CSR tensors, validated for a rows × cols matrix: sizes, row pointers from 0 to
+  /// nnz and never decreasing, column indices in range and increasing within a row, finite
+  /// values.
+  package struct Parts {
+    package var values: [Float]
+    package var indices: [Int]
+    package var indptr: [Int]
+  }
+
+  /// (rows, cols, count) of a weight shape [rows, …] read from a file, or nil when a dimension
+  /// is negative or the product overflows or exceeds 2³¹ values.
+  package static func matrix(_ shape: [Int]) -> (rows: Int, cols: Int, count: Int)? {
+    guard !shape.isEmpty, shape.allSatisfy({ $0 >= 0 }) else { return nil }
+    var count = 1
+    for d in shape {
+      let (p, overflow) = count.multipliedReportingOverflow(by: d)
+      guard !overflow, p <= Int(Int32.max) else { return nil }
+      count = p
+    }
+    let rows = shape[0]
+    return (rows, rows == 0 ? 0 : count / rows, count)
+  }
+
+  package static func parts(
+    _ entries: [String: SafeTensors.Entry], name: String, rows: Int, cols: Int, path: String
+  ) throws -> Parts {
+    func fail(_ reason: String) -> CoppiceError {
+      .invalidFile(path: path, reason: "sparse weight '\(name)': \(reason)")
+    }
+    guard let v = entries["\(name).csr.values"], v.dtype == .f32, v.shape.count == 1,
+      let ix = entries["\(name).csr.indices"], ix.shape == v.shape,
+      ix.dtype == .u16 || ix.dtype == .i32,
+      let ip = entries["\(name).csr.indptr"], ip.dtype == .i32, ip.shape == [rows + 1]
+    else { throw fail("needs values (F32), indices (U16/I32) and indptr (I32 [\(rows + 1)])") }
+    let values = v.floats
+    let indices = ix.dtype == .u16 ? ix.uint16s.map(Int.init) : ix.int32s.map(Int.init)
+    let indptr = ip.int32s.map(Int.init)
+    guard indptr.first == 0, indptr.last == values.count else {
+      throw fail("row pointers must run from 0 to the \(values.count) values")
+    }
+    guard values.allSatisfy(\.isFinite) else { throw fail("values hold NaN or infinity") }
+    for r in 0..<rows {
+      guard indptr[r] <= indptr[r + 1] else { throw fail("row pointers decrease at row \(r)") }
+      var previous = -1
+      for k in indptr[r]..<indptr[r + 1] {
+        let c = indices[k]
+        guard c > previous, c < cols else {
+          throw fail("column index \(c) in row \(r) is out of range or out of order")
+        }
+        previous = c
+      }
+    }
+    return Parts(values: values, indices: indices, indptr: indptr)
+  }
+
+  /// The dense values of weight `name` of `shape` from its validated CSR tensors.
+  static func denseWeight(
+    _ entries: [String: SafeTensors.Entry], name: String, shape: [Int], path: String
+  ) throws -> [Float] {
+    guard let (rows, cols, count) = matrix(shape) else {
+      throw CoppiceError.invalidFile(
+        path: path, reason: "sparse weight '\(name)': invalid shape \(shape)")
+    }
+    let csr = try parts(entries, name: name, rows: rows, cols: cols, path: path)
+    var dense = [Float](repeating: 0, count: count)
+    for r in 0..<rows {
+      for k in csr.indptr[r]..<csr.indptr[r + 1] {
+        dense[r * cols + csr.indices[k]] = csr.values[k]
+      }
+    }
+    return dense
+  }
+}
+
+extension SafeTensors.Entry {
+  public init(name: String, shape: [Int], int32: [Int32]) {
+    self.init(
+      name: name, dtype: .i32, shape: shape,
+      bytes: int32.map(\.littleEndian).withUnsafeBytes { Data($0) })
+  }
+
+  public init(name: String, shape: [Int], uint16: [UInt16]) {
+    self.init(
+      name: name, dtype: .u16, shape: shape,
+      bytes: uint16.map(\.littleEndian).withUnsafeBytes { Data($0) })
+  }
+
+  /// The values as Int32 (dtype must be I32).
+  public var int32s: [Int32] {
+    bytes.withUnsafeBytes { Array($0.bindMemory(to: Int32.self)).map { Int32(littleEndian: $0) } }
+  }
+
+  /// The values as UInt16 (dtype must be U16).
+  public var uint16s: [UInt16] {
+    bytes.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)).map { UInt16(littleEndian: $0) } }
+  }
+}

@@ -1,0 +1,118 @@
+import CCoppiceKernels
+import CoppiceSparsity
+
+/// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
+public final class Conv2d: Layer {
+  public let name: String
+  public let inChannels: Int
+  public let outChannels: Int
+  public let kernelSize: Int
+  public let stride: Int
+  public let padding: Int
+  public let weight: Parameter
+  public let bias: Parameter?
+  public var needsInputGradient = true
+  /// The weight's mask, when sparse training manages this layer (nil: always dense).
+  public weak var maskSource: MaskSource?
+  /// Which kernels the last step used.
+  public private(set) var execution = SparseExecutionState()
+  private lazy var sparseFormat = SparseWeightFormat(
+    rows: outChannels, cols: inChannels * kernelSize * kernelSize)
+  private var input: Tensor?
+  private var output: Tensor?
+  private var gradInput: Tensor?
+
+  public init(
+    name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
+    padding: Int = 0, bias: Bool = true, rng: inout SeededGenerator
+  ) {
+    self.name = name
+    self.inChannels = inChannels
+    self.outChannels = outChannels
+    self.kernelSize = kernelSize
+    self.stride = stride
+    self.padding = padding
+    let w = Tensor(shape: [outChannels, inChannels, kernelSize, kernelSize])
+    Initialization.kaimingNormal(w, fanIn: inChannels * kernelSize * kernelSize, using: &rng)
+    weight = Parameter(name: "\(name).weight", value: w, prunable: true, decays: true)
+    self.bias =
+      bias
+      ? Parameter(
+        name: "\(name).bias", value: Tensor(shape: [outChannels]), prunable: false, decays: false)
+      : nil
+  }
+
+  public var description: String {
+    "Conv2d(\(inChannels)→\(outChannels), \(kernelSize)×\(kernelSize), stride \(stride), pad \(padding))"
+  }
+  public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+
+  func convShape(batch: Int, height: Int, width: Int) -> ck_conv_shape {
+    var s = ck_conv_shape(
+      batch: Int32(batch), in_channels: Int32(inChannels), in_height: Int32(height),
+      in_width: Int32(width), out_channels: Int32(outChannels), kernel_h: Int32(kernelSize),
+      kernel_w: Int32(kernelSize), stride: Int32(stride), padding: Int32(padding),
+      out_height: 0, out_width: 0)
+    precondition(ck_conv_shape_finish(&s) == 0, "\(name): invalid input \(height)×\(width)")
+    return s
+  }
+
+  public func outputShape(for inputShape: [Int]) -> [Int] {
+    let s = convShape(batch: inputShape[0], height: inputShape[2], width: inputShape[3])
+    return [inputShape[0], outChannels, Int(s.out_height), Int(s.out_width)]
+  }
+
+  public func forwardFLOPs(inputShape: [Int]) -> Double {
+    let out = outputShape(for: [1] + inputShape)
+    return 2 * Double(out[2] * out[3] * outChannels) * Double(inChannels * kernelSize * kernelSize)
+  }
+
+  public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    precondition(x.shape.count == 4 && x.shape[1] == inChannels, "\(name): input \(x.shape)")
+    var s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
+    let y = Tensor.reuse(
+      output, shape: [x.shape[0], outChannels, Int(s.out_height), Int(s.out_width)])
+    output = y
+    input = x
+    sparseFormat.fresh = false
+    execution.forwardSparse = false
+    if let source = maskSource, prefersSparse(.forward, s, source) {
+      sparseFormat.refresh(weights: weight.value.data, source: source)
+      ck_sparse_conv2d_forward(&s, sparseFormat.handle, x.data, bias?.value.data, y.data)
+      execution.forwardSparse = true
+      return y
+    }
+    ck_conv2d_forward(&s, x.data, weight.value.data, bias?.value.data, y.data)
+    return y
+  }
+
+  public func backward(_ dy: Tensor) -> Tensor {
+    guard let x = input else { preconditionFailure("\(name): backward before forward") }
+    var s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
+    let dx = Tensor.reuse(gradInput, shape: x.shape)
+    gradInput = dx
+    execution.backwardSparse = false
+    if let source = maskSource, !source.needsDenseGradient,
+      prefersSparse(.inputGradient, s, source), prefersSparse(.weightGradient, s, source)
+    {
+      sparseFormat.refresh(weights: weight.value.data, source: source)
+      let values = sparseFormat.gradientValues()
+      ck_sparse_conv2d_backward(
+        &s, sparseFormat.handle, x.data, dy.data, needsInputGradient ? dx.data : nil, values,
+        bias?.grad.data)
+      ck_sparse_scatter(sparseFormat.handle, values, weight.grad.data)
+      execution.backwardSparse = true
+      return dx
+    }
+    ck_conv2d_backward(
+      &s, x.data, weight.value.data, dy.data, needsInputGradient ? dx.data : nil,
+      weight.grad.data, bias?.grad.data)
+    return dx
+  }
+
+  private func prefersSparse(_ op: SparseOp, _ s: ck_conv_shape, _ source: MaskSource) -> Bool {
+    SparseWeightFormat.prefers(
+      op.kernelOp, m: outChannels, k: inChannels * kernelSize * kernelSize,
+      n: Int(s.out_height * s.out_width), density: source.density)
+  }
+}

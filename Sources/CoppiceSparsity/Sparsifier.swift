@@ -1,0 +1,121 @@
+/// Drives one sparse-training method over a set of targets: owns the targets, the schedule and
+/// its context. The engine trainer and the C ABI both use it the same way:
+///
+/// ```
+/// let s = try Sparsifier(targets: ..., config: ..., stepsPerEpoch: ..., totalSteps: ..., seed: 1)
+/// try s.start()
+/// for each batch {
+///   if s.needsDenseGradients { compute full weight gradients }   // RigL update steps
+///   forward, backward
+///   s.maskGradients()
+///   optimizer.step()
+///   if try s.step() { reset optimizer state for s.lastChanges }   // the optimizer's side
+/// }
+/// ```
+///
+/// Target sparsities come from `config` (its distribution overwrites each target's
+/// `targetSparsity`). Not thread-safe: use one sparsifier from one thread at a time.
+public final class Sparsifier {
+  public let targets: [SparseTarget]
+  public let config: SparsityConfig
+  public let schedule: SparsitySchedule
+  public let context: SparsityContext
+  /// Completed optimizer steps.
+  public internal(set) var stepsCompleted = 0
+  public internal(set) var isStarted = false
+
+  /// Resolves per-target sparsities from the configured distribution (all 0 for `dense`),
+  /// builds the schedule and validates everything. Target names must be unique.
+  public init(
+    targets: [SparseTarget], config: SparsityConfig, stepsPerEpoch: Int, totalSteps: Int,
+    seed: UInt64
+  ) throws {
+    try config.validate()
+    guard stepsPerEpoch >= 1 else {
+      throw CoppiceError.invalidArgument("steps per epoch must be ≥ 1, got \(stepsPerEpoch)")
+    }
+    guard totalSteps >= 1 else {
+      throw CoppiceError.invalidArgument("total steps must be ≥ 1, got \(totalSteps)")
+    }
+    var seen = Set<String>()
+    for t in targets where !seen.insert(t.name).inserted {
+      throw CoppiceError.invalidArgument("sparse target \(t.name) is registered twice")
+    }
+    if config.method == .dense {
+      for t in targets { t.targetSparsity = 0 }
+    } else {
+      let sparsities = try config.resolvedDistribution.sparsities(
+        names: targets.map(\.name), shapes: targets.map(\.shape), sparsity: config.sparsity,
+        keepFirstDense: config.keepFirstDense, keepLastDense: config.keepLastDense)
+      for (t, s) in zip(targets, sparsities) { t.targetSparsity = s }
+    }
+    let made = try ScheduleFactory.makeSchedule(config, targets: targets, totalSteps: totalSteps)
+    self.targets = targets
+    self.config = config
+    self.schedule = made.schedule
+    self.context = SparsityContext(
+      targets: targets, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, seed: seed)
+    for note in made.notes { context.log(note) }
+  }
+
+  /// Sets the initial masks (zeroing masked weights). Call once, before the first step.
+  public func start() throws {
+    context.beginUpdate()
+    try schedule.start(context)
+    isStarted = true
+    stepsCompleted = 0
+    refresh()
+  }
+
+  /// Whether the coming step needs full dense weight gradients (also published to each
+  /// target's `needsDenseGradient` for sparse layers).
+  public var needsDenseGradients: Bool {
+    schedule.needsDenseGradients(atStep: stepsCompleted + 1)
+  }
+
+  /// Call after backward: captures dense gradients when the coming update needs them, then
+  /// zeroes gradients at pruned positions.
+  public func maskGradients() {
+    if needsDenseGradients { context.captureDenseGradients() }
+    for t in targets { t.maskGradients() }
+  }
+
+  /// Call after the optimizer step: re-applies the masks (so pruned weights stay exactly zero
+  /// despite momentum and weight decay), then runs the schedule's update. Returns whether any
+  /// mask changed; `lastChanges` then says where.
+  @discardableResult
+  public func step() throws -> Bool {
+    guard isStarted else {
+      throw CoppiceError.invalidArgument("sparsifier: call start() before step()")
+    }
+    for t in targets { t.applyMask() }
+    stepsCompleted += 1
+    context.beginUpdate()
+    defer {
+      context.clearDenseGradients()
+      refresh()
+    }
+    try schedule.update(context, step: stepsCompleted)
+    return context.masksChanged
+  }
+
+  /// Per target, the positions grown and pruned by the last `start`, `step` or P-GaP call.
+  public var lastChanges: [MaskChange] { context.changes }
+  /// Log lines of the last `start`, `step` or P-GaP call.
+  public var lastEvents: [String] { context.lastEvents }
+  /// Every log line so far.
+  public var events: [String] { context.events }
+  /// What the schedule is doing now.
+  public var phase: String { context.phase }
+  /// Whether masks can no longer change.
+  public var masksFrozen: Bool { schedule.masksFrozen(afterStep: stepsCompleted) }
+
+  /// Sparsity and FLOPs per target and overall.
+  public var report: SparsityReport { SparsityReport(targets: targets) }
+
+  func refresh() {
+    context.phase = schedule.phase(afterStep: stepsCompleted)
+    let dense = needsDenseGradients
+    for t in targets { t.needsDenseGradient = dense }
+  }
+}
