@@ -80,7 +80,7 @@ test-abi: lib
 	.build/examples/version
 	.build/examples/version-cxx
 
-test-python: lib
+test-python: lib build
 	cd bindings/python && COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
 	  PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q tests
 

@@ -138,20 +138,22 @@ public func cDatasetCount(_ handle: OpaquePointer?, _ out: UnsafeMutablePointer<
   }
 }
 
+/// The C view of `TrainingConfig()`'s defaults (the ones every front end reports), with the
+/// dense method for the sparse-training part.
 func defaultTrainConfig() -> coppice_train_config {
+  let d = TrainingConfig()
   var c = coppice_train_config()
   c.struct_size = MemoryLayout<coppice_train_config>.size
-  c.epochs = 10
-  c.batch_size = 128
-  c.learning_rate = 0.05
+  c.epochs = Int32(d.epochs)
+  c.batch_size = Int32(d.batchSize)
+  c.learning_rate = d.learningRate
   c.optimizer = DefaultStrings.sgd
-  c.momentum = 0.9
-  c.weight_decay = 5e-4
+  c.momentum = d.momentum
+  c.weight_decay = d.weightDecay
   c.lr_schedule = DefaultStrings.cosine
-  c.seed = 0
+  c.seed = d.seed
   c.sparsity = defaultSparsifierConfig()
   c.sparsity.method = DefaultStrings.dense
-  c.sparsity.rounds = 1
   c.sparsity.total_steps = 1
   c.on_epoch = nil
   c.user_data = nil
@@ -262,9 +264,6 @@ private func trainEngine(
   if sc.gap_step_length == 0 { sc.gap_step_length = Int64(stepsPerEpoch) }
   let methodName = sc.method.map { String(cString: $0) } ?? "dense"
   sc.method = nil
-  guard sc.sparsity.isFinite, sc.sparsity >= 0, sc.sparsity < 1 else {
-    throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(sc.sparsity)")
-  }
   var sparsity: SparsityConfig?
   if methodName != "dense" {
     sparsity = try methodName.withCString { name -> SparsityConfig in
@@ -272,41 +271,30 @@ private func trainEngine(
       return try sparsityConfig(sc)
     }
   }
-  let trainer = try Trainer(model: m, config: t, sparsity: sparsity)  // resume and fit prepare it
-  if let checkpoints, checkpoints.resume,
-    let file = try checkpoints.store.resume(
-      trainer, stepsPerEpoch: stepsPerEpoch, warn: { Log.emit(2, $0) })
-  {
-    Log.emit(1, "resumed from \(file) at step \(trainer.stepsTaken)")
-  }
-  var saveError: Error?
-  func save() {
-    guard let checkpoints, saveError == nil else { return }
-    do { try checkpoints.store.save(trainer) } catch { saveError = error }
-  }
+  let run = try TrainingRun(
+    model: m, config: t, sparsity: sparsity, trainCount: trainData.count,
+    checkpoints: checkpoints.map {
+      .init(directory: $0.store, resume: $0.resume, stopOnSaveFailure: true)
+    })
+  let trainer = run.trainer
   let callback = c.on_epoch
   let user = c.user_data
-  var stopped = false
-  var emitted = 0
-  func emitEvents() {
-    guard let s = trainer.sparsifier else { return }
-    for e in s.events.dropFirst(emitted) { Log.emit(1, e) }
-    emitted = s.events.count
-  }
-  try trainer.fit(
+  _ = try run.run(
     train: trainData, test: testData,
-    epochEnd: { r in
-      if let callback,
-        callback(Int32(r.epoch), r.loss, r.testAccuracy, r.sparsity, r.seconds, user) != 0
-      {
-        stopped = true
+    onEvent: { event in
+      switch event {
+      case .sparsity(let line): Log.emit(1, line)
+      case .resumed(let file): Log.emit(1, "resumed from \(file) at step \(trainer.stepsTaken)")
+      case .warning(let message): Log.emit(2, message)
+      case .epoch(let r):
+        if let callback,
+          callback(Int32(r.epoch), r.loss, r.testAccuracy, r.sparsity, r.seconds, user) != 0
+        {
+          run.requestStop()
+        }
+      case .nothingToResume, .batch, .checkpointSaved, .checkpointFailed: break
       }
-      emitEvents()
-      if stopped || checkpoints?.store.isDue(afterEpoch: r.epoch, of: t.epochs) == true {
-        save()
-      }
-    }, shouldStop: { stopped || saveError != nil })
-  if let saveError { throw saveError }
+    })
   if let result {
     result.pointee.test_accuracy = trainer.history.last?.testAccuracy ?? 0
     result.pointee.sparsity = trainer.sparsifier?.report.sparsity ?? 0

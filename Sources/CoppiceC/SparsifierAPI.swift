@@ -65,56 +65,52 @@ enum DefaultStrings {
   nonisolated(unsafe) static let cosine = UnsafePointer(strdup("cosine")!)
 }
 
+/// The C view of `SparsityConfig.defaults` (the one set of defaults of every front end), plus
+/// the fields that only the C API has (total_steps and steps_per_epoch must be set; 0 means
+/// "unset" for gap_step_length, -1 for prune_step).
 func defaultSparsifierConfig() -> coppice_sparsifier_config {
+  let d = SparsityConfig.defaults
   var c = coppice_sparsifier_config()
   c.struct_size = MemoryLayout<coppice_sparsifier_config>.size
   c.method = DefaultStrings.cgap
-  c.sparsity = 0.9
+  c.sparsity = d.sparsity
   c.distribution = nil
-  c.erk_power = 1
-  c.keep_first_dense = 0
-  c.keep_last_dense = 0
+  c.erk_power = SparsityDistribution.defaultERKPower
+  c.keep_first_dense = d.keepFirstDense ? 1 : 0
+  c.keep_last_dense = d.keepLastDense ? 1 : 0
   c.total_steps = 0
   c.steps_per_epoch = 0
-  c.partitions = 4
+  c.partitions = Int32(PartitionSpec.defaultCount)
   c.partition_balance = DefaultStrings.flops
-  c.gap_step_length = 0
-  c.rounds = 2
-  c.update_interval = 100
-  c.drop_fraction = 0.3
-  c.prune_step = -1
+  c.gap_step_length = Int64(d.gapStepLength ?? 0)
+  c.rounds = Int32(d.rounds)
+  c.update_interval = Int64(d.updateInterval)
+  c.drop_fraction = d.dropFraction
+  c.prune_step = Int64(d.pruneStep ?? -1)
   c.seed = 0
   return c
 }
 
-/// Converts and validates a C sparsifier config.
+/// Converts a C sparsifier config; `SparsityConfig.validate()` checks the ranges. Only what
+/// the C representation adds is checked here: names, and the "unset" encodings.
 func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
-  let methodName = c.method.map { String(cString: $0) } ?? "cgap"
+  let methodName = c.method.map { String(cString: $0) } ?? SparsityConfig.defaults.method.rawValue
   let method: SparsityMethod
   do { method = try SparsityMethod(parsing: methodName) } catch {
     throw APIError(.invalidArgument, "\(error)")
-  }
-  guard c.sparsity.isFinite, c.sparsity >= 0, c.sparsity < 1 else {
-    throw APIError(.invalidArgument, "sparsity must be in [0, 1), got \(c.sparsity)")
   }
   var s = SparsityConfig(method: method, sparsity: c.sparsity)
   if let d = c.distribution.map({ String(cString: $0) }) {
     switch d {
     case "uniform": s.distribution = .uniform
-    case "erk":
-      guard c.erk_power.isFinite, c.erk_power >= 0 else {
-        throw APIError(.invalidArgument, "erk_power must be finite and >= 0, got \(c.erk_power)")
-      }
-      s.distribution = .erk(power: c.erk_power)
+    case "erk": s.distribution = .erk(power: c.erk_power)
     default: throw APIError(.invalidArgument, "unknown distribution '\(d)' (uniform, erk)")
     }
   }
   s.keepFirstDense = c.keep_first_dense != 0
   s.keepLastDense = c.keep_last_dense != 0
-  guard c.partitions >= 1, c.partitions <= 1024 else {
-    throw APIError(.invalidArgument, "partitions must be in 1...1024, got \(c.partitions)")
-  }
-  let balanceName = c.partition_balance.map { String(cString: $0) } ?? "flops"
+  let balanceName =
+    c.partition_balance.map { String(cString: $0) } ?? PartitionSpec.defaultBalance.rawValue
   guard let balance = PartitionBalance(rawValue: balanceName) else {
     throw APIError(
       .invalidArgument, "unknown partition_balance '\(balanceName)' (flops, parameters)")
@@ -124,17 +120,8 @@ func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
     throw APIError(.invalidArgument, "gap_step_length must be >= 0, got \(c.gap_step_length)")
   }
   if c.gap_step_length > 0 { s.gapStepLength = Int(c.gap_step_length) }
-  guard c.rounds >= 1, c.rounds <= 1_000_000 else {
-    throw APIError(.invalidArgument, "rounds must be in 1...1000000, got \(c.rounds)")
-  }
   s.rounds = Int(c.rounds)
-  guard c.update_interval >= 1, c.update_interval <= 1 << 40 else {
-    throw APIError(.invalidArgument, "update_interval must be >= 1, got \(c.update_interval)")
-  }
   s.updateInterval = Int(c.update_interval)
-  guard c.drop_fraction.isFinite, c.drop_fraction >= 0, c.drop_fraction <= 1 else {
-    throw APIError(.invalidArgument, "drop_fraction must be in [0, 1], got \(c.drop_fraction)")
-  }
   s.dropFraction = c.drop_fraction
   if c.prune_step >= 0 { s.pruneStep = Int(c.prune_step) }
   try s.validate()

@@ -27,7 +27,9 @@ public enum PartitionSpec: Equatable, Sendable, Codable {
   /// partition; names need not be contiguous.
   case explicit([[String]])
 
-  public static let `default` = PartitionSpec.balanced(count: 4, by: .flops)
+  public static let defaultCount = 4
+  public static let defaultBalance = PartitionBalance.flops
+  public static let `default` = PartitionSpec.balanced(count: defaultCount, by: defaultBalance)
 }
 
 public enum Partitioning {

@@ -18,7 +18,7 @@ struct Compare: ParsableCommand {
   @Option(
     help: "Comma-separated methods (dense, static, oneshot, gmp, set, rigl, cgap, pgap).")
   var methods = "dense,static,gmp,set,rigl,cgap,pgap"
-  @Option(help: "Epochs for every method.") var epochs = 10
+  @Option(help: "Epochs for every method.") var epochs = TrainingConfig().epochs
   @Option(help: "Output directory.") var out = "runs/compare"
   @OptionGroup(title: "Training") var training: TrainingOptions
   @OptionGroup(title: "Sparse training") var sparse: SparsityOptions
@@ -47,7 +47,7 @@ struct Compare: ParsableCommand {
     var results: [TrainSummary] = []
     for method in try parsedMethods() {
       print("\n=== \(method.rawValue) ===")
-      let summary = try TrainingRun(
+      let summary = try CommandLineRun(
         model: model, method: method, config: training.makeConfig(epochs: epochs),
         sparse: sparse, epochs: epochs
       ).run(train: data.train, test: data.test)

@@ -37,34 +37,4 @@ enum DistributedRun {
       .compactMap { env[$0].flatMap(Int.init) }.first ?? 1
     return max(1, Threads.availableCores / max(1, local))
   }
-
-  /// The state every rank must resume from: rank 0 picks the newest loadable checkpoint and
-  /// sends its bytes to the others. Returns the file, or nil when there is none.
-  static func resume(
-    _ trainer: Trainer, from store: CheckpointDirectory, stepsPerEpoch: Int,
-    world: Collective?, warn: @escaping (String) -> Void
-  ) throws -> String? {
-    guard let world, world.size > 1 else {
-      return try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn)
-    }
-    var chosen: String?
-    var failure: Error?
-    if world.rank == 0 {
-      do { chosen = try store.resume(trainer, stepsPerEpoch: stepsPerEpoch, warn: warn) } catch {
-        failure = error
-      }
-    }
-    if try world.any(failure != nil) {
-      throw failure ?? CoppiceError.io("rank 0 could not resume from \(store.path)")
-    }
-    let path = String(
-      decoding: try world.broadcast(Array((chosen ?? "").utf8), from: 0), as: UTF8.self)
-    guard !path.isEmpty else { return nil }
-    let bytes = try world.broadcast(
-      world.rank == 0 ? [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) : [], from: 0)
-    if world.rank != 0 {
-      try trainer.restoreCheckpoint(data: Data(bytes), path: path, stepsPerEpoch: stepsPerEpoch)
-    }
-    return path
-  }
 }

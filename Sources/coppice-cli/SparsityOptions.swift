@@ -12,17 +12,18 @@ enum DistributionName: String, ExpressibleByArgument, CaseIterable {
 
 /// The sparse-training options shared by `train` and `compare`.
 struct SparsityOptions: ParsableArguments {
-  @Option(help: "Target sparsity of the prunable weights, in [0, 1).") var sparsity = 0.9
+  @Option(help: "Target sparsity of the prunable weights, in [0, 1).")
+  var sparsity = SparsityConfig.defaults.sparsity
   @Option(help: "Per-layer sparsity: uniform or erk (default: erk for rigl, uniform otherwise).")
   var distribution: DistributionName?
-  @Option(help: "ERK power.") var erkPower = 1.0
+  @Option(help: "ERK power.") var erkPower = SparsityDistribution.defaultERKPower
   @Option(help: "File with explicit per-layer sparsities ('name sparsity' per line).")
   var sparsityTable: String?
   @Flag(help: "Keep the first prunable layer dense.") var keepFirstDense = false
   @Flag(help: "Keep the last prunable layer dense.") var keepLastDense = false
-  @Option(help: "GaP: number of partitions κ.") var partitions = 4
+  @Option(help: "GaP: number of partitions κ.") var partitions = PartitionSpec.defaultCount
   @Option(help: "GaP: balance partitions by parameters or flops.") var partitionBalance:
-    PartitionBalance = .flops
+    PartitionBalance = PartitionSpec.defaultBalance
   @Option(help: "GaP: explicit partitions, layers comma-separated, partitions ';'-separated.")
   var partitionList: String?
   @Option(help: "GaP: epochs per GaP step (per worker step for pgap).") var stepEpochs = 1
@@ -30,7 +31,8 @@ struct SparsityOptions: ParsableArguments {
   var stepSteps: Int?
   @Flag(help: "oneshot/gmp: rank magnitudes over all layers at once instead of per layer.")
   var globalMagnitude = false
-  @Option(help: "GaP: rounds (each grows every partition once).") var rounds = 1
+  @Option(help: "GaP: rounds (each grows every partition once).")
+  var rounds = SparsityConfig.defaults.rounds
   @Option(help: "GaP: fine-tune epochs after the last step (default: the rest of --epochs).")
   var finetuneEpochs: Int?
   @Flag(help: "GaP: restart the learning-rate schedule at every GaP step.")
@@ -39,27 +41,22 @@ struct SparsityOptions: ParsableArguments {
   var keepOptimizerState = false
   @Option(help: "oneshot: epoch at which to prune (default: half of training).") var pruneEpoch:
     Int?
-  @Option(help: "set/rigl: optimizer steps between mask updates.") var updateInterval = 100
-  @Option(help: "set/rigl: fraction of kept weights dropped per update.") var dropFraction = 0.3
+  @Option(help: "set/rigl: optimizer steps between mask updates.")
+  var updateInterval = SparsityConfig.defaults.updateInterval
+  @Option(help: "set/rigl: fraction of kept weights dropped per update.")
+  var dropFraction = SparsityConfig.defaults.dropFraction
   @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
   var dispatch: SparseDispatch.Mode = .automatic
 
-  /// The number of optimizer steps in one epoch.
-  static func stepsPerEpoch(trainCount: Int, batchSize: Int) -> Int {
-    (trainCount + batchSize - 1) / batchSize
-  }
-
-  /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning).
+  /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning): its
+  /// sequential GaP steps (`SparsityConfig.sequentialGaPSteps`) of `--step-steps` or
+  /// `--step-epochs`, rounded up to whole epochs; 0 for the other methods.
   func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1) -> Int {
-    switch method {
-    case .cgap:
-      if let steps = stepSteps {
-        return (rounds * partitionCount * steps + stepsPerEpoch - 1) / max(1, stepsPerEpoch)
-      }
-      return rounds * partitionCount * stepEpochs
-    case .pgap: return rounds * stepEpochs
-    default: return 0
-    }
+    var c = SparsityConfig(method: method)
+    c.rounds = rounds
+    guard let sequential = c.sequentialGaPSteps(partitionCount: partitionCount) else { return 0 }
+    let length = stepSteps ?? stepEpochs * stepsPerEpoch
+    return (sequential * length + stepsPerEpoch - 1) / max(1, stepsPerEpoch)
   }
 
   var partitionCount: Int {

@@ -16,7 +16,8 @@ struct Train: ParsableCommand {
   @Option(help: "Model: mlp, cnn or resnet20.") var model: ReferenceModel = .cnn
   @Option(help: "Method: dense, static, oneshot, gmp, set, rigl, cgap, pgap.")
   var method: SparsityMethod = .dense
-  @Option(help: "Training epochs (for GaP: rounds, fine-tune and all).") var epochs = 10
+  @Option(help: "Training epochs (for GaP: rounds, fine-tune and all).") var epochs =
+    TrainingConfig().epochs
   @Option(help: "Write a JSON summary to this file.") var json: String?
   @Option(help: "After training, write the model for inference (sparse weights as CSR) here.")
   var export: String?
@@ -41,7 +42,7 @@ struct Train: ParsableCommand {
     SparseDispatch.mode = sparse.dispatch
     let data = try loadData(
       dataDir: training.dataDir, limitTrain: training.limitTrain, limitTest: training.limitTest)
-    var run = TrainingRun(
+    var run = CommandLineRun(
       model: model, method: method, config: training.makeConfig(epochs: epochs), sparse: sparse,
       epochs: epochs, printSummary: summary, checkpoints: checkpoints)
     run.world = world
@@ -62,21 +63,24 @@ struct Train: ParsableCommand {
 
 /// Options of the training loop shared by `train` and `compare`.
 struct TrainingOptions: ParsableArguments {
-  @Option(name: .long, help: "Mini-batch size.") var batchSize = 128
-  @Option(help: "Base learning rate.") var lr: Float = 0.05
-  @Option(help: "Optimizer: sgd or adamw.") var optimizer: OptimizerKind = .sgd
-  @Option(help: "SGD momentum.") var momentum: Float = 0.9
+  @Option(name: .long, help: "Mini-batch size.") var batchSize = TrainingConfig().batchSize
+  @Option(help: "Base learning rate.") var lr = TrainingConfig().learningRate
+  @Option(help: "Optimizer: sgd or adamw.") var optimizer = TrainingConfig().optimizer
+  @Option(help: "SGD momentum.") var momentum = TrainingConfig().momentum
   @Flag(help: "Use Nesterov momentum.") var nesterov = false
-  @Option(help: "Weight decay (not applied to biases or norms).") var weightDecay: Float = 5e-4
+  @Option(help: "Weight decay (not applied to biases or norms).") var weightDecay = TrainingConfig()
+    .weightDecay
   @Option(help: "Learning-rate schedule: constant, step or cosine.") var schedule: ScheduleName =
     .cosine
   @Option(help: "Step LR schedule: epochs between decays.") var lrStepEpochs = 3
   @Option(help: "Step schedule: decay factor.") var gamma: Float = 0.1
-  @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs = 0
-  @Option(help: "Label smoothing in [0, 1).") var labelSmoothing: Float = 0
+  @Option(help: "Epochs of linear learning-rate warm-up.") var warmupEpochs = TrainingConfig()
+    .warmupEpochs
+  @Option(help: "Label smoothing in [0, 1).") var labelSmoothing = TrainingConfig().labelSmoothing
   @Option(help: "Random-crop padding in pixels (0 = no crop augmentation).") var cropPadding = 0
   @Flag(help: "Random horizontal flips.") var flip = false
-  @Option(help: "Random seed (initialisation, shuffling, augmentation).") var seed: UInt64 = 0
+  @Option(help: "Random seed (initialisation, shuffling, augmentation).") var seed =
+    TrainingConfig().seed
   @Option(help: "Kernel threads (default: all cores).") var threads: Int?
   @Option(help: "Directory with the IDX files.") var dataDir = FashionMNIST.defaultDirectory
   @Option(help: "Use only the first N training images.") var limitTrain: Int?

@@ -277,8 +277,8 @@ final class SparsityScheduleTests: XCTestCase {
     let cgap = try SparsityHarness(.init(method: .cgap, sparsity: 0.9), totalSteps: 1000)
     let c = cgap.sparsifier.schedule as! CyclicGaP
     XCTAssertEqual(c.partitions, [[0], [1], [2]])
-    XCTAssertEqual(c.rounds, 2)
-    XCTAssertEqual(c.stepLength, 125)
+    XCTAssertEqual(c.rounds, 1)
+    XCTAssertEqual(c.stepLength, 250)
     XCTAssertTrue(cgap.sparsifier.events.contains { $0.contains("partitions reduced from 4 to 3") })
   }
 }

@@ -105,9 +105,11 @@ final class SparsitySparsifierTests: XCTestCase {
     c.rounds = 0
     XCTAssertTrue(error(c).contains("rounds must be ≥ 1"))
     c = SparsityConfig(method: .cgap)
+    c.rounds = 2
     c.gapStepLength = 40
     XCTAssertTrue(error(c).contains("= 240 optimizer steps, but training has only 100"))
     c = SparsityConfig(method: .pgap)
+    c.rounds = 2
     c.gapStepLength = 40
     XCTAssertTrue(error(c, steps: 79).contains("2 rounds × 40 steps = 80 optimizer steps"))
     XCTAssertEqual(error(c, steps: 80), "no error")

@@ -299,6 +299,7 @@ int main(int argc, char **argv) {
   coppice_sparsifier_config_init(&config);
   config.method = "cgap";
   config.sparsity = SPARSITY;
+  config.rounds = 2;
   config.total_steps = steps_per_epoch * epochs;
   config.steps_per_epoch = steps_per_epoch;
   config.seed = 7;

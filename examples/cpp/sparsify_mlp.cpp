@@ -211,6 +211,7 @@ int main(int argc, char** argv) try {
   const auto config = coppice::SparsifierConfig()
                           .method("cgap")
                           .sparsity(kSparsity)
+                          .rounds(2)
                           .total_steps(total_steps)
                           .steps_per_epoch(steps_per_epoch)
                           .seed(7);

@@ -8,9 +8,12 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
   /// Erdős–Rényi-Kernel: density ∝ (Σ dims / Π dims)^power, scaled so the total number of
   /// zeros over all layers (dense-kept ones included) is round(N·s) exactly. Layers whose
   /// density would exceed 1 are made dense and the rest re-solved.
-  case erk(power: Double = 1)
+  case erk(power: Double = SparsityDistribution.defaultERKPower)
   /// An explicit sparsity per layer name; every layer must be listed, no unknown names.
   case table([String: Double])
+
+  /// The ERK power when none is given.
+  public static let defaultERKPower = 1.0
 
   /// A short name: "uniform", "erk", "erk(0.5)", "table".
   public var name: String {

@@ -62,13 +62,10 @@ public enum ScheduleFactory {
       }
       let kappa = partitions.count
       let rounds = config.rounds
-      // C-GaP runs κ·R steps one after another; P-GaP's κ workers run each round in parallel
-      // (counted in parallel time, even when one process runs them one after another).
-      let (sequential, overflowA) =
-        config.method == .cgap ? kappa.multipliedReportingOverflow(by: rounds) : (rounds, false)
-      let length = config.gapStepLength ?? max(1, fraction(0.75) / max(1, sequential))
-      let (needed, overflowB) = sequential.multipliedReportingOverflow(by: length)
-      guard !overflowA, !overflowB, needed <= totalSteps else {
+      let sequential = config.sequentialGaPSteps(partitionCount: kappa)
+      let length = config.gapStepLength ?? max(1, fraction(0.75) / max(1, sequential ?? 1))
+      let (needed, overflow) = (sequential ?? Int.max).multipliedReportingOverflow(by: length)
+      guard sequential != nil, !overflow, needed <= totalSteps else {
         let factors =
           config.method == .cgap ? "\(kappa) partitions × \(rounds) rounds" : "\(rounds) rounds"
         throw CoppiceError.invalidArgument(

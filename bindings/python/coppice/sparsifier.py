@@ -13,7 +13,7 @@ from ._capi import SparsifierConfig, capi
 from ._handle import Handle
 from ._library import check
 
-__all__ = ["Sparsifier", "METHODS", "CONFIG_FIELDS"]
+__all__ = ["Sparsifier", "METHODS", "CONFIG_FIELDS", "LIBRARY_DEFAULT"]
 
 #: The sparse-training methods of coppice_sparsifier_config.method.
 METHODS = ("dense", "static", "oneshot", "gmp", "set", "rigl", "cgap", "pgap")
@@ -37,12 +37,24 @@ _INT_FIELDS = {  # field: bits of its C type
 CONFIG_FIELDS = _STRING_FIELDS + _FLOAT_FIELDS + _BOOL_FIELDS + tuple(_INT_FIELDS) + ("seed",)
 
 
+class _LibraryDefault:
+    """An option left at the library's default (coppice_sparsifier_config_init, which reports
+    the engine's one set of defaults, the same as the CLI's and C++'s)."""
+
+    def __repr__(self) -> str:
+        return "<library default>"
+
+
+#: The default of every Sparsifier option: keep what coppice_sparsifier_config_init set.
+LIBRARY_DEFAULT: Any = _LibraryDefault()
+
+
 def fill_sparsifier_config(config: SparsifierConfig, keep: List[Any], **values: Any) -> None:
-    """Writes checked Python values into a config initialised by the library; a value of None
-    keeps the library's default. Encoded strings are appended to `keep`, which the caller must
-    hold until the C call that reads the config has returned."""
+    """Writes checked Python values into a config initialised by the library; None or
+    LIBRARY_DEFAULT keeps the library's default. Encoded strings are appended to `keep`, which
+    the caller must hold until the C call that reads the config has returned."""
     for field, value in values.items():
-        if value is None:
+        if value is None or value is LIBRARY_DEFAULT:
             continue
         if field in _STRING_FIELDS:
             encoded = c_string(value, field)
@@ -85,7 +97,10 @@ class Sparsifier(Handle):
             for name in names:                 # masks changed: reset optimizer moments there
                 velocity[name][sparsifier.changed_mask(name).astype(bool)] = 0
 
-    The arguments mirror coppice_sparsifier_config, with the header's defaults; `total_steps`
+    The arguments mirror coppice_sparsifier_config; those not given keep the library's
+    defaults (coppice_sparsifier_config_init: method "cgap", sparsity 0.9, 4 partitions
+    balanced by "flops", 1 round, update_interval 100, drop_fraction 0.3, erk_power 1 — the
+    same defaults as the `coppice` command and the C++ wrapper). `total_steps`
     (optimizer steps the host will run) is required. `steps_per_epoch=None` means total_steps;
     `distribution=None` the method's default ("erk" for RigL, "uniform" otherwise);
     `gap_step_length=0` lets the GaP rounds fill 75% of training; `prune_step=-1` prunes
@@ -99,22 +114,22 @@ class Sparsifier(Handle):
     def __init__(
         self,
         *,
-        method: str = "cgap",
-        sparsity: float = 0.9,
+        method: str = LIBRARY_DEFAULT,
+        sparsity: float = LIBRARY_DEFAULT,
         total_steps: int,
         steps_per_epoch: Optional[int] = None,
         distribution: Optional[str] = None,
-        partitions: int = 4,
-        partition_balance: str = "flops",
-        gap_step_length: int = 0,
-        rounds: int = 2,
-        update_interval: int = 100,
-        drop_fraction: float = 0.3,
-        prune_step: int = -1,
-        keep_first_dense: bool = False,
-        keep_last_dense: bool = False,
-        erk_power: float = 1.0,
-        seed: int = 0,
+        partitions: int = LIBRARY_DEFAULT,
+        partition_balance: str = LIBRARY_DEFAULT,
+        gap_step_length: int = LIBRARY_DEFAULT,
+        rounds: int = LIBRARY_DEFAULT,
+        update_interval: int = LIBRARY_DEFAULT,
+        drop_fraction: float = LIBRARY_DEFAULT,
+        prune_step: int = LIBRARY_DEFAULT,
+        keep_first_dense: bool = LIBRARY_DEFAULT,
+        keep_last_dense: bool = LIBRARY_DEFAULT,
+        erk_power: float = LIBRARY_DEFAULT,
+        seed: int = LIBRARY_DEFAULT,
     ) -> None:
         self._parameters: Dict[str, _Parameter] = {}
         required = {"method": method, "sparsity": sparsity, "total_steps": total_steps,
@@ -151,8 +166,8 @@ class Sparsifier(Handle):
         handle = ctypes.c_void_p()
         check(capi.coppice_sparsifier_create(ctypes.byref(config), ctypes.byref(handle)))
         self._adopt(handle, capi.coppice_sparsifier_destroy)
-        self.method = method
-        self.target_sparsity = float(sparsity)
+        self.method = config.method.decode() if config.method else "cgap"
+        self.target_sparsity = float(config.sparsity)
 
     def _release(self) -> None:
         self._parameters = {}

@@ -43,27 +43,6 @@ def assert_exact(s: coppice.Sparsifier, host: TinyHost, name: str, sparsity: flo
 # ------------------------------------------------------------------ configuration
 
 
-def test_python_defaults_are_the_headers_defaults():
-    config = SparsifierConfig()
-    capi.coppice_sparsifier_config_init(ctypes.byref(config))
-    assert config.struct_size == ctypes.sizeof(SparsifierConfig)
-    defaults = {
-        name: p.default
-        for name, p in inspect.signature(coppice.Sparsifier.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    # NULL strings mean the documented defaults.
-    assert defaults["method"] == (config.method or b"cgap").decode()
-    assert defaults["partition_balance"] == (config.partition_balance or b"flops").decode()
-    assert defaults["distribution"] is None and config.distribution is None
-    for field in ("sparsity", "erk_power", "partitions", "gap_step_length", "rounds",
-                  "update_interval", "drop_fraction", "prune_step", "seed"):
-        assert defaults[field] == pytest.approx(getattr(config, field)), field
-    assert bool(defaults["keep_first_dense"]) == bool(config.keep_first_dense)
-    assert bool(defaults["keep_last_dense"]) == bool(config.keep_last_dense)
-    assert defaults["steps_per_epoch"] is None and config.steps_per_epoch == 0
-
-
 @pytest.mark.parametrize("sparsity", [1.0, -0.1, 1.5, math.nan, math.inf, -math.inf])
 def test_out_of_range_sparsity_is_invalid_argument(sparsity):
     with pytest.raises(coppice.CoppiceError) as info:

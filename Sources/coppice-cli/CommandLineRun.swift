@@ -3,8 +3,9 @@ import Coppice
 import Foundation
 
 /// One training run as the CLI shows it: progress, a per-epoch table, sparse-training events,
-/// a final per-layer report and a summary for `--json` (shared by `train` and `compare`).
-struct TrainingRun {
+/// a final per-layer report and a summary for `--json` (shared by `train` and `compare`). The
+/// run itself (resume, checkpoint cadence, events) is the library's `TrainingRun`.
+struct CommandLineRun {
   let model: ReferenceModel
   let method: SparsityMethod
   var config: TrainingConfig
@@ -31,7 +32,7 @@ struct TrainingRun {
 
   func run(train: Dataset, test: Dataset, export: String? = nil) throws -> TrainSummary {
     var config = self.config
-    let stepsPerEpoch = SparsityOptions.stepsPerEpoch(
+    let stepsPerEpoch = TrainingRun.stepsPerEpoch(
       trainCount: train.count, batchSize: config.batchSize)
     config.epochs = try sparse.totalEpochs(
       method: method, epochs: epochs, stepsPerEpoch: stepsPerEpoch)
@@ -43,9 +44,16 @@ struct TrainingRun {
     let net = model.build(seed: config.seed)
     if printSummary { print(net.summary) }
     let denseEpoch = try measureDenseEpochSeconds(config: config, train: train)
-    let trainer = try Trainer(model: net, config: config, sparsity: sparsityConfig)
-    trainer.collective = world
-    try trainer.prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+    let store = try checkpoints?.checkpointDir.map {
+      try CheckpointDirectory(
+        path: $0, keep: checkpoints!.keepCheckpoints, every: checkpoints!.checkpointEvery)
+    }
+    let run = try TrainingRun(
+      model: net, config: config, sparsity: sparsityConfig, trainCount: train.count,
+      checkpoints: store.map {
+        .init(directory: $0, resume: checkpoints?.resume == true, stopOnSaveFailure: false)
+      }, collective: world)
+    let trainer = run.trainer
     let what =
       sparsityConfig.map { c in
         "\(method.rawValue) at \(Int((c.sparsity * 100).rounded()))% sparsity "
@@ -75,48 +83,25 @@ struct TrainingRun {
       ("vs dense", 8), ("img/s", 6), ("phase", 0),
     ])
     var printedHeader = false
-    var eventsShown = 0
-    func showEvents() {
-      guard let s = trainer.sparsifier else { return }
-      for e in s.events.dropFirst(eventsShown) { print("  · \(e)") }
-      eventsShown = s.events.count
-    }
-    showEvents()
-    let isRoot = (world?.rank ?? 0) == 0
-    let store = try checkpoints?.checkpointDir.map {
-      try CheckpointDirectory(
-        path: $0, keep: checkpoints!.keepCheckpoints, every: checkpoints!.checkpointEvery)
-    }
-    if let store, checkpoints?.resume == true {
-      let warn: (String) -> Void = { FileHandle.standardError.write(Data("warning: \($0)\n".utf8)) }
-      if let file = try DistributedRun.resume(
-        trainer, from: store, stepsPerEpoch: stepsPerEpoch, world: world, warn: warn)
-      {
-        eventsShown = trainer.sparsifier?.events.count ?? 0
-        print(
-          "resumed from \(file): step \(trainer.stepsTaken), \(trainer.epochsDone) of "
-            + "\(config.epochs) epochs done"
-            + (trainer.sparsifier.map { "; \($0.phase)" } ?? ""))
-      } else {
-        print("no checkpoint in \(store.path) yet: starting from the beginning")
-      }
-    }
-    var lastCheckpoint: String?
-    func saveCheckpoint() {
-      guard let store, isRoot else { return }
-      do {
-        lastCheckpoint = try store.save(trainer)
-      } catch {
-        FileHandle.standardError.write(
-          Data(
-            "warning: checkpoint not written (\(error)); the previous one is intact\n".utf8))
-      }
+    func warn(_ message: String) {
+      FileHandle.standardError.write(Data("warning: \(message)\n".utf8))
     }
     if store != nil { Interrupt.install() }
-    do {
-      try trainer.fit(
-        train: train, test: test, progress: isRoot ? printer.batch : nil,
-        epochEnd: { r in
+    let outcome = try run.run(
+      train: train, test: test,
+      onEvent: { event in
+        switch event {
+        case .sparsity(let line): print("  · \(line)")
+        case .resumed(let file):
+          print(
+            "resumed from \(file): step \(trainer.stepsTaken), \(trainer.epochsDone) of "
+              + "\(config.epochs) epochs done"
+              + (trainer.sparsifier.map { "; \($0.phase)" } ?? ""))
+        case .nothingToResume(let directory):
+          print("no checkpoint in \(directory) yet: starting from the beginning")
+        case .warning(let message): warn(message)
+        case .batch(let progress): printer.batch(progress)
+        case .epoch(let r):
           printer.endEpoch()
           if !printedHeader {
             print(table.header())
@@ -130,21 +115,17 @@ struct TrainingRun {
               String(format: "%.1f%%", 100 * r.sparsity), String(format: "%.1f", r.seconds), ratio,
               String(format: "%.0f", r.imagesPerSecond), r.phase,
             ]))
-          showEvents()
-          if store?.isDue(afterEpoch: r.epoch, of: config.epochs) == true { saveCheckpoint() }
           fflush(nil)
-        }, shouldStop: { Interrupt.requested })
-    } catch CoppiceError.diverged(let message) {
-      let kept = lastCheckpoint ?? store?.checkpoints().last?.path
-      throw CoppiceError.diverged(
-        message + (kept.map { "; the last good checkpoint, \($0), is intact" } ?? ""))
-    }
-    if trainer.wasInterrupted {
+        case .checkpointSaved: break
+        case .checkpointFailed(let error):
+          warn("checkpoint not written (\(error)); the previous one is intact")
+        }
+      }, shouldStop: { Interrupt.requested })
+    if case .stopped(let checkpoint) = outcome {
       printer.endEpoch()
-      saveCheckpoint()
       print(
         "interrupted at step \(trainer.stepsTaken)"
-          + (lastCheckpoint.map { ": checkpoint \($0); continue with --resume" } ?? ""))
+          + (checkpoint.map { ": checkpoint \($0); continue with --resume" } ?? ""))
       throw ExitCode(130)
     }
     let report = trainer.sparsifier?.report
@@ -163,7 +144,7 @@ struct TrainingRun {
       line += String(format: ", %.2f× a dense epoch on average", meanEpoch / d)
     }
     print(line)
-    if let export, isRoot {
+    if let export, (world?.rank ?? 0) == 0 {
       print(Export.report(path: export, try SparseExport.write(net, to: export)))
     }
     if let world, world.size > 1, trainer.sparsifier != nil {
