@@ -71,7 +71,7 @@ test-kernels: $(STAMP)
 	$(MAKE) -C Tests/kernels test
 
 test-abi: lib
-	bash tests/check-exports.sh $(LIBFILE) include/coppice.h
+	bash Tests/abi/check-exports.sh $(LIBFILE) include/coppice.h
 	@mkdir -p .build/examples
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude examples/c/version.c \
 	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -o .build/examples/version
