@@ -89,6 +89,7 @@ test-python: lib
 bench: build
 	@mkdir -p runs
 	$(COPPICE) bench kernels --json runs/bench-kernels.json
+	$(PYTHON) scripts/check-kernel-bars.py runs/bench-kernels.json
 	$(COPPICE) bench train --model cnn --json runs/bench-train.json
 	@if command -v mpirun > /dev/null; then \
 	  bash scripts/bench-distributed.sh $(COPPICE) runs/bench-distributed.md; fi
