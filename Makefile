@@ -74,13 +74,13 @@ test-kernels: $(STAMP)
 # (the header must compile as both) and run (needs the Fashion-MNIST package for its engine part).
 test-abi: lib
 	bash Tests/abi/check-exports.sh $(LIBFILE) include/coppice.h
-	@mkdir -p .build/tests
+	@mkdir -p .build/abi
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -O2 -Iinclude Tests/abi/test_c_api.c \
-	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -lm -o .build/tests/test_c_api
+	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -lm -o .build/abi/test_c_api
 	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic -O2 -x c++ -Iinclude Tests/abi/test_c_api.c \
-	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -lm -o .build/tests/test_c_api-cxx
-	.build/tests/test_c_api
-	.build/tests/test_c_api-cxx
+	  -L$(DIST)/lib -lcoppice -Wl,-rpath,$(CURDIR)/$(DIST)/lib -lm -o .build/abi/test_c_api-cxx
+	.build/abi/test_c_api
+	.build/abi/test_c_api-cxx
 
 test-python: lib
 	cd bindings/python && COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
