@@ -271,7 +271,8 @@ done:
 }
 
 int main(int argc, char **argv) {
-  int64_t train_limit = argc > 1 ? atoll(argv[1]) : 3000, test_limit = argc > 2 ? atoll(argv[2]) : 1000;
+  int64_t train_limit = argc > 1 ? atoll(argv[1]) : 3000;
+  int64_t test_limit = argc > 2 ? atoll(argv[2]) : 1000;
   int epochs = argc > 3 ? atoi(argv[3]) : 4;
   library();
   sparsifier();

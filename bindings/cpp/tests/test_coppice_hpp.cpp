@@ -216,7 +216,8 @@ void host_training_loop() {
     const size_t n = static_cast<size_t>(sizes[k]) * static_cast<size_t>(sizes[k + 1]);
     layers.push_back({"fc" + std::to_string(k + 1), sizes[k], sizes[k + 1], std::vector<float>(n),
                       std::vector<float>(n), std::vector<float>(n)});
-    for (float& x : layers.back().w) x = uniform(rng) * std::sqrt(6.0f / static_cast<float>(sizes[k]));
+    const float bound = std::sqrt(6.0f / static_cast<float>(sizes[k]));
+    for (float& x : layers.back().w) x = uniform(rng) * bound;
   }
   const int64_t steps_per_epoch = 47, total_steps = 47 * 4;  // 3000 samples, batches of 64
   const auto config = coppice::SparsifierConfig()
@@ -234,7 +235,8 @@ void host_training_loop() {
       for (float& g : l.g) g = 0.5f * uniform(rng);
     sparsifier.mask_gradients();
     for (Weights& l : layers)
-      for (size_t i = 0; i < l.w.size(); ++i) l.v[i] = 0.9f * l.v[i] + l.g[i], l.w[i] -= 0.05f * l.v[i];
+      for (size_t i = 0; i < l.w.size(); ++i)
+        l.v[i] = 0.9f * l.v[i] + l.g[i], l.w[i] -= 0.05f * l.v[i];
     if (sparsifier.step())
       for (Weights& l : layers) {
         const std::vector<uint8_t> changed = sparsifier.changed_mask(l.name);
@@ -413,7 +415,8 @@ void engine() {
     const coppice::TrainResult trained = coppice::train(sparse, data, data, cgap);
     const std::vector<float> z = coppice::predict(sparse, images);
     int64_t correct = 0;
-    for (size_t i = 0; i < labels.size(); ++i) correct += (z[2 * i + 1] > z[2 * i]) == (labels[i] == 1);
+    for (size_t i = 0; i < labels.size(); ++i)
+      correct += (z[2 * i + 1] > z[2 * i]) == (labels[i] == 1);
     const double predicted = 100.0 * static_cast<double>(correct) / count;
     const double evaluated = coppice::evaluate(sparse, data);
     expect(std::fabs(evaluated - predicted) <= 0.2 &&
