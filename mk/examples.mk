@@ -1,7 +1,9 @@
 # The C and C++ examples, and the installed-library check. Included by the top Makefile.
 #   make examples        build examples/c and examples/cpp into .build/examples/{c,cpp}
 #   make test-examples   build them with -Wall -Wextra -Werror -pedantic and run them on small
-#                        Fashion-MNIST subsets (limits: EXAMPLES_ENGINE_ARGS, EXAMPLES_MLP_ARGS)
+#                        Fashion-MNIST subsets (limits: EXAMPLES_ENGINE_ARGS, EXAMPLES_MLP_ARGS);
+#                        they demonstrate, the checks of the same calls are in Tests/abi
+#                        (make test-abi) and bindings/cpp/tests (make test-cpp)
 #   make test-cpp        build and run the tests of bindings/cpp/coppice.hpp (no data needed)
 #   make test-install    `make install` into a temporary prefix, then build examples/c/version.c
 #                        with `pkg-config coppice` against that copy and run it
@@ -29,8 +31,10 @@ examples: lib
 	  $(CXX) $(EXAMPLES_CXXFLAGS) examples/cpp/$$name.cpp -o $(EXAMPLES_BUILD)/cpp/$$name \
 	    $(EXAMPLES_LDLIBS); \
 	done
+	$(CC) $(EXAMPLES_CFLAGS) examples/c/version.c -o $(EXAMPLES_BUILD)/c/version $(EXAMPLES_LDLIBS)
 
 test-examples: lib examples
+	$(EXAMPLES_BUILD)/c/version
 	@set -e; for lang in c cpp; do \
 	  echo "== $(EXAMPLES_BUILD)/$$lang/train_engine $(EXAMPLES_ENGINE_ARGS)"; \
 	  $(EXAMPLES_BUILD)/$$lang/train_engine $(EXAMPLES_ENGINE_ARGS); \

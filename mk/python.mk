@@ -1,8 +1,9 @@
 # The Python examples (bindings/python on the shared library). Included by the top Makefile.
 #   make test-python-examples   run examples/python/*.py quickly on a Fashion-MNIST subset:
-#                               a numpy MLP sparsified by C-GaP at 90% (checks exact per-weight
-#                               sparsity), the engine's mlp trained from Python, and P-GaP run
-#                               by the host over 3 processes exchanging partitions via files
+#                               a numpy MLP sparsified by C-GaP at 90%, the engine's mlp trained
+#                               from Python, and P-GaP run by the host over 3 processes
+#                               exchanging partitions via files (they demonstrate; the checks of
+#                               the same calls are in bindings/python/tests, make test-python)
 #   make install-python         pip-install the package with its own copy of the library
 #   make test-python-install    pip-install bindings/python into a temporary virtualenv and
 #                               import it (library via COPPICE_LIBRARY, then the bundled copy)

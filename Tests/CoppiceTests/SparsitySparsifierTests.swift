@@ -58,6 +58,21 @@ final class SparsitySparsifierTests: XCTestCase {
     s.maskGradients()  // no gradient buffer: a no-op
   }
 
+  /// The second half of examples/swift/main.swift: static sparsity at 75% over a Swift array
+  /// the program owns leaves exactly 750 of its 1000 weights zero.
+  func testStaticSparsityOverAHostArrayIsExact() throws {
+    var weights = (0..<1000).map { Float($0 % 17) - 8.5 }
+    try weights.withUnsafeMutableBufferPointer { buffer in
+      let target = try SparseTarget(name: "w", shape: [40, 25], weights: buffer.baseAddress!)
+      let sparsifier = try Sparsifier(
+        targets: [target], config: SparsityConfig(method: .staticSparse, sparsity: 0.75),
+        stepsPerEpoch: 10, totalSteps: 10, seed: 0)
+      try sparsifier.start()
+      for _ in 0..<10 { try sparsifier.step() }
+    }
+    XCTAssertEqual(weights.filter { $0 == 0 }.count, 750)
+  }
+
   func testReportAndFLOPs() throws {
     let model = ReferenceModel.mlp.build(seed: 1)
     let targets = model.sparseTargets()

@@ -1,12 +1,11 @@
 /* A host that owns its model: a small MLP (784-64-32-10, ReLU, softmax cross-entropy) written
  * in plain C with its own forward, backward and SGD with momentum, trained on a Fashion-MNIST
- * subset while a coppice_sparsifier drives C-GaP at 90% sparsity on its three weight matrices.
- * Then checks that every weight matrix has exactly round(n*0.9) zeros, and holds the library's
- * sparse kernels (SpMM, transposed SpMM, SDDMM) against naive loops on the trained layer 1.
+ * subset while a coppice_sparsifier drives C-GaP at 90% sparsity on its three weight matrices,
+ * then reports each matrix's sparsity. (Tests/abi/test_c_api.c tests the same loop.)
  *
  *   sparsify_mlp [train_limit [test_limit [epochs]]]     (defaults: 10000 2000 4)
  * Data: /usr/share/datasets/fashion-mnist (the COPPICE_DATA environment variable overrides).
- * Exit status 0 when training ran and every check passed. */
+ * Exit status 0 when training ran. */
 #include <coppice.h>
 #include <math.h>
 #include <stdio.h>
@@ -212,69 +211,13 @@ static double accuracy(Mlp *m, const float *images, const int *labels, long coun
   return 100.0 * (double)correct / (double)count;
 }
 
-/* ---- the sparse kernels against naive loops ----------------------------------------------- */
-
-/* max |a - b| / max(1, max |b|) */
-static float relative_error(const float *a, const float *b, size_t n) {
-  float worst = 0, scale = 1;
-  size_t i;
-  for (i = 0; i < n; ++i) {
-    worst = fabsf(a[i] - b[i]) > worst ? fabsf(a[i] - b[i]) : worst;
-    scale = fabsf(b[i]) > scale ? fabsf(b[i]) : scale;
-  }
-  return worst / scale;
-}
-
-/* W (rows x cols) under its mask; X (cols x n) = the first n test images, transposed. */
-static int check_kernels(const Layer *l, const uint8_t *mask, const float *images, int n) {
-  int rows = l->out, cols = l->in, r, c, j, ok;
-  int64_t nnz = 0, kept = 0;
-  float *x = zeros((size_t)cols * n), *y = zeros((size_t)rows * n), *ref = zeros((size_t)rows * n);
-  float *dx = zeros((size_t)cols * n), *dx_ref = zeros((size_t)cols * n);
-  float *dw = zeros((size_t)rows * cols), *dw_ref = zeros((size_t)rows * cols);
-  float ey, edx, edw;
-  coppice_sparse_matrix *w = NULL;
-  for (c = 0; c < cols; ++c)
-    for (j = 0; j < n; ++j) x[(size_t)c * n + j] = images[(size_t)j * cols + c];
-  for (r = 0; r < rows * cols; ++r) kept += mask[r] != 0;
-  CHECK(coppice_sparse_matrix_create(rows, cols, l->w, mask, &w));
-  CHECK(coppice_sparse_matrix_nnz(w, &nnz));
-  CHECK(coppice_spmm(w, n, x, 0.0f, y));           /* y = W x */
-  CHECK(coppice_spmm_transposed(w, n, y, 0.0f, dx)); /* dx = W^T y */
-  CHECK(coppice_sddmm(w, n, y, x, dw));           /* dw = (y x^T) at kept positions */
-  for (r = 0; r < rows; ++r)
-    for (c = 0; c < cols; ++c) {
-      float wv = mask[(size_t)r * cols + c] ? l->w[(size_t)r * cols + c] : 0;
-      for (j = 0; j < n; ++j) ref[(size_t)r * n + j] += wv * x[(size_t)c * n + j];
-    }
-  for (r = 0; r < rows; ++r)
-    for (c = 0; c < cols; ++c) {
-      float wv = mask[(size_t)r * cols + c] ? l->w[(size_t)r * cols + c] : 0, acc = 0;
-      for (j = 0; j < n; ++j) {
-        dx_ref[(size_t)c * n + j] += wv * ref[(size_t)r * n + j];
-        acc += ref[(size_t)r * n + j] * x[(size_t)c * n + j];
-      }
-      dw_ref[(size_t)r * cols + c] = mask[(size_t)r * cols + c] ? acc : 0;
-    }
-  ey = relative_error(y, ref, (size_t)rows * n);
-  edx = relative_error(dx, dx_ref, (size_t)cols * n);
-  edw = relative_error(dw, dw_ref, (size_t)rows * cols);
-  ok = nnz == kept && ey < 1e-4f && edx < 1e-4f && edw < 1e-4f;
-  printf("sparse kernels on %s (%dx%d, nnz %lld of %d), %d columns: relative error spmm %.1e, "
-         "spmm_transposed %.1e, sddmm %.1e -> %s\n",
-         l->name, rows, cols, (long long)nnz, rows * cols, n, ey, edx, edw, ok ? "ok" : "FAILED");
-  coppice_sparse_matrix_destroy(w);
-  free(x), free(y), free(ref), free(dx), free(dx_ref), free(dw), free(dw_ref);
-  return ok;
-}
-
 /* ---- the host's training loop, driven by the sparsifier ----------------------------------- */
 
 int main(int argc, char **argv) {
   const char *dir = getenv("COPPICE_DATA") ? getenv("COPPICE_DATA")
                                             : "/usr/share/datasets/fashion-mnist";
   long train_count = argc > 1 ? atol(argv[1]) : 10000, test_count = argc > 2 ? atol(argv[2]) : 2000;
-  int epochs = argc > 3 ? atoi(argv[3]) : 4, epoch, k, ok = 1;
+  int epochs = argc > 3 ? atoi(argv[3]) : 4, epoch, k;
   float *train_x, *test_x, lr0 = 0.05f;
   int *train_y, *test_y, *order, labels[BATCH];
   long steps_per_epoch, step = 0, i;
@@ -357,25 +300,17 @@ int main(int argc, char **argv) {
            loss / (double)train_count, accuracy(&m, test_x, test_y, test_count), sparsity);
   }
 
-  /* Every weight matrix must end at exactly round(n * 0.9) zeros. */
+  /* The masks live in the sparsifier; the host's weights are zero wherever a mask is 0. */
   for (k = 0; k < LAYERS; ++k) {
     Layer *l = &m.layers[k];
-    int64_t n = (int64_t)l->in * l->out, e, masked = 0, nonzero_masked = 0;
-    long long expected = llround((double)n * SPARSITY);
+    int64_t n = (int64_t)l->in * l->out, e, masked = 0;
     double sparsity = 0;
-    int exact;
     CHECK(coppice_sparsifier_sparsity(sparsifier, l->name, &sparsity));
     CHECK(coppice_sparsifier_get_mask(sparsifier, l->name, mask, n));
-    for (e = 0; e < n; ++e) masked += mask[e] == 0, nonzero_masked += mask[e] == 0 && l->w[e] != 0;
-    exact = masked == expected && nonzero_masked == 0 &&
-            fabs(sparsity - (double)expected / (double)n) < 1e-12;
-    printf("%s: sparsity %.6f, %lld of %lld masked (round(n*0.9) = %lld), masked non-zeros %lld"
-           " -> %s\n", l->name, sparsity, (long long)masked, (long long)n, expected,
-           (long long)nonzero_masked, exact ? "exact" : "WRONG");
-    ok &= exact;
+    for (e = 0; e < n; ++e) masked += mask[e] == 0;
+    printf("%s: %lld of %lld weights masked, sparsity %.6f\n", l->name, (long long)masked,
+           (long long)n, sparsity);
   }
-  CHECK(coppice_sparsifier_get_mask(sparsifier, "fc1", mask, (int64_t)PIXELS * 64));
-  ok &= check_kernels(&m.layers[0], mask, test_x, test_count < 256 ? (int)test_count : 256);
 
   coppice_sparsifier_destroy(sparsifier);
   for (k = 0; k < LAYERS; ++k) {
@@ -383,6 +318,5 @@ int main(int argc, char **argv) {
     free(l->w), free(l->gw), free(l->vw), free(l->b), free(l->gb), free(l->vb);
   }
   free(train_x), free(train_y), free(test_x), free(test_y), free(order), free(mask), free(changed);
-  printf("%s\n", ok ? "all checks passed" : "CHECKS FAILED");
-  return ok ? 0 : 1;
+  return 0;
 }

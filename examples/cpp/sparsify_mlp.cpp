@@ -1,9 +1,8 @@
 // A host that owns its model, through coppice.hpp: the C++ twin of examples/c/sparsify_mlp.c.
 // A small MLP (784-64-32-10, ReLU, softmax cross-entropy) with its own forward, backward and
 // SGD with momentum, trained on a Fashion-MNIST subset while a coppice::Sparsifier drives C-GaP
-// at 90% sparsity. Checks at the end: every weight matrix has exactly round(n*0.9) zeros; a
-// saved sparsifier state loads back into a fresh sparsifier with the same masks; the sparse
-// kernels (coppice::SparseMatrix) agree with naive loops on the trained layer 1.
+// at 90% sparsity, then reports each matrix's sparsity. (bindings/cpp/tests/test_coppice_hpp.cpp
+// tests the same loop.)
 //   sparsify_mlp [train_limit [test_limit [epochs]]]     (defaults: 10000 2000 4)
 #include <coppice.hpp>
 
@@ -11,7 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -140,56 +138,6 @@ struct Mlp {
   }
 };
 
-// max |a - b| / max(1, max |b|)
-float relative_error(const std::vector<float>& a, const std::vector<float>& b) {
-  float worst = 0, scale = 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    worst = std::max(worst, std::fabs(a[i] - b[i]));
-    scale = std::max(scale, std::fabs(b[i]));
-  }
-  return worst / scale;
-}
-
-// SpMM, transposed SpMM and SDDMM of layer `l` under `mask` against naive loops, with X
-// (in × n) = the first n test images, transposed.
-bool check_kernels(const Layer& l, const std::vector<uint8_t>& mask,
-                   const fashion_mnist::Split& test, int n) {
-  const size_t rows = static_cast<size_t>(l.out), cols = static_cast<size_t>(l.in);
-  std::vector<float> x(cols * n), ref(rows * n, 0.0f), dx_ref(cols * n, 0.0f), dw_ref(rows * cols);
-  for (size_t c = 0; c < cols; ++c)
-    for (int j = 0; j < n; ++j) x[c * n + j] = test.images[j * cols + c];
-
-  const coppice::SparseMatrix w(l.out, l.in, l.w, mask);
-  const std::vector<float> y = w.spmm(x);             // y = W·x
-  const std::vector<float> dx = w.spmm_transposed(y);  // dx = Wᵀ·y
-  const std::vector<float> dw = w.sddmm(y, x);         // dw = y·xᵀ at kept positions
-
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) {
-      const float wv = mask[r * cols + c] ? l.w[r * cols + c] : 0.0f;
-      for (int j = 0; j < n; ++j) ref[r * n + j] += wv * x[c * n + j];
-    }
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) {
-      const float wv = mask[r * cols + c] ? l.w[r * cols + c] : 0.0f;
-      float acc = 0;
-      for (int j = 0; j < n; ++j) {
-        dx_ref[c * n + j] += wv * ref[r * n + j];
-        acc += ref[r * n + j] * x[c * n + j];
-      }
-      dw_ref[r * cols + c] = mask[r * cols + c] ? acc : 0.0f;
-    }
-  const auto kept = std::count_if(mask.begin(), mask.end(), [](uint8_t m) { return m != 0; });
-  const float ey = relative_error(y, ref), edx = relative_error(dx, dx_ref),
-              edw = relative_error(dw, dw_ref);
-  const bool ok = w.nnz() == kept && ey < 1e-4f && edx < 1e-4f && edw < 1e-4f;
-  std::printf("sparse kernels on %s (%zux%zu, nnz %lld of %zu), %d columns: relative error spmm "
-              "%.1e, spmm_transposed %.1e, sddmm %.1e -> %s\n",
-              l.name.c_str(), rows, cols, static_cast<long long>(w.nnz()), rows * cols, n, ey,
-              edx, edw, ok ? "ok" : "FAILED");
-  return ok;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -262,63 +210,14 @@ int main(int argc, char** argv) try {
                 sparsifier.sparsity());
   }
 
-  bool ok = true;
-  // Every weight matrix must end at exactly round(n * 0.9) zeros.
+  // The masks live in the sparsifier; the host's weights are zero wherever a mask is 0.
   for (const Layer& l : mlp.layers) {
     const std::vector<uint8_t> mask = sparsifier.mask(l.name);
-    const long long n = static_cast<long long>(l.w.size());
-    const long long expected = std::llround(static_cast<double>(n) * kSparsity);
-    long long masked = 0, masked_nonzero = 0;
-    for (size_t i = 0; i < mask.size(); ++i) {
-      masked += mask[i] == 0;
-      masked_nonzero += mask[i] == 0 && l.w[i] != 0;
-    }
-    const double sparsity = sparsifier.sparsity(l.name);
-    const double exact_sparsity = static_cast<double>(expected) / static_cast<double>(n);
-    const bool exact = masked == expected && masked_nonzero == 0 &&
-                       std::fabs(sparsity - exact_sparsity) < 1e-12;
-    std::printf("%s: sparsity %.6f, %lld of %lld masked (round(n*0.9) = %lld), masked non-zeros "
-                "%lld -> %s\n",
-                l.name.c_str(), sparsity, masked, n, expected, masked_nonzero,
-                exact ? "exact" : "WRONG");
-    ok = ok && exact;
+    const auto masked = std::count(mask.begin(), mask.end(), uint8_t{0});
+    std::printf("%s: %lld of %zu weights masked, sparsity %.6f\n", l.name.c_str(),
+                static_cast<long long>(masked), mask.size(), sparsifier.sparsity(l.name));
   }
-
-  // Save the sparsifier's state and resume it in a fresh sparsifier (same config and parameters,
-  // load instead of start): the masks, step count and phase must come back.
-  const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("coppice-sparsify-mlp-" + std::to_string(std::random_device{}()) + ".state"))
-          .string();
-  sparsifier.save(path);
-  {
-    coppice::Sparsifier resumed(config);
-    for (Layer& l : mlp.layers)
-      resumed.add_parameter(l.name, l.w.data(), {l.out, l.in}, l.gw.data());
-    resumed.load(path);
-    bool same = resumed.steps() == sparsifier.steps() && resumed.phase() == sparsifier.phase();
-    for (const Layer& l : mlp.layers)
-      same = same && resumed.mask(l.name) == sparsifier.mask(l.name);
-    std::printf("save/load: %lld steps, phase \"%s\" -> %s\n",
-                static_cast<long long>(resumed.steps()),
-                resumed.phase().c_str(), same ? "same masks" : "DIFFERENT");
-    ok = ok && same;
-  }
-  std::remove(path.c_str());
-
-  // Errors come back as coppice::Error with the library's status and message.
-  try {
-    sparsifier.sparsity("no-such-weight");
-    ok = false;
-  } catch (const coppice::Error& e) {
-    std::printf("error path ok: %s: %s\n", e.status_name(), e.message().c_str());
-    ok = ok && e.status() == COPPICE_NOT_FOUND;
-  }
-
-  ok = check_kernels(mlp.layers[0], sparsifier.mask("fc1"), test,
-                     static_cast<int>(std::min<int64_t>(256, test.size()))) && ok;
-  std::printf("%s\n", ok ? "all checks passed" : "CHECKS FAILED");
-  return ok ? 0 : 1;
+  return 0;
 } catch (const std::exception& e) {
   std::cerr << "error: " << e.what() << "\n";
   return 1;

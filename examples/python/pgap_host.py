@@ -20,7 +20,8 @@ After the rounds the masks are frozen and worker 0 fine-tunes and reports.
     python3 examples/python/pgap_host.py --limit 2000 --rounds 1 --finetune-epochs 1
     mpirun -np 3 python3 examples/python/pgap_host.py --mpi       # needs mpi4py
 
-It exits non-zero unless every worker ends with identical weights and masks, exactly 90% sparse.
+Worker 0 reports whether every worker ended the rounds with the same weights and masks
+(bindings/python/tests/test_sparsifier.py checks that, and the exact sparsity, for host-run P-GaP).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import coppice
 from coppice.idx import load_fashion_mnist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sparsify_numpy_mlp import MomentumSGD, NumpyMLP, exact_zeros  # noqa: E402
+from sparsify_numpy_mlp import MomentumSGD, NumpyMLP  # noqa: E402
 
 
 class FileExchange:
@@ -158,20 +159,15 @@ def run_worker(args: argparse.Namespace, worker: int, exchange) -> int:
         digest.update(sparsifier.mask(name).tobytes())
     digests = exchange.all_gather("final", {"digest": np.frombuffer(digest.digest(), np.uint8)})
     identical = all(np.array_equal(d["digest"], digests[0]["digest"]) for d in digests)
-    exact = all(
-        int((sparsifier.mask(n) == 0).sum()) == exact_zeros(w.size, args.sparsity)
-        and np.all(w[sparsifier.mask(n) == 0] == 0)
-        for n, w in model.weights.items()
-    )
     if worker != 0:
-        return 0 if identical and exact else 1
-    say(f"after the rounds every worker holds the same weights and masks: {identical}; every "
-        f"weight exactly {args.sparsity:.0%} sparse: {exact}")
+        return 0
+    say(f"after the rounds every worker holds the same weights and masks: {identical}; "
+        f"sparsity {sparsifier.sparsity():.4f}")
     if args.finetune_epochs:
         loss = train_epochs(args.finetune_epochs)
         say(f"fine-tune ({sparsifier.phase}): loss {loss:.4f}")
     say(f"final test accuracy: {model.accuracy(test_x, test_y):.2f}%")
-    return 0 if identical and exact else 1
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

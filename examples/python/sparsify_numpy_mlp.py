@@ -16,8 +16,8 @@ With the defaults (10 epochs, 3 partitions, 1 round: each weight matrix is grown
 in turn, then 2.5 epochs of fine-tuning with frozen masks) C-GaP at 90% reached 88.62% against
 the dense host's 89.50% (seed 0; run with OPENBLAS_NUM_THREADS=1 for the same numbers).
 
-It ends by printing every weight's sparsity, checked against the exact target round(n·s), and
-exits non-zero if any differs.
+It ends by printing every weight's sparsity (exactly round(n·s) zeros; the test suite,
+bindings/python/tests/test_sparsifier.py, checks that for a host like this one).
 """
 
 from __future__ import annotations
@@ -110,10 +110,6 @@ class MomentumSGD:
             p -= lr * v
 
 
-def exact_zeros(count: int, sparsity: float) -> int:
-    return min(count, max(0, int(math.floor(count * sparsity + 0.5))))
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -184,20 +180,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if sparsifier is None:
         return 0
     coppice.set_log_callback(None)
-    target = 0.0 if args.method == "dense" else args.sparsity
-    exact = True
     print("per-weight sparsity:")
     for name, w in model.weights.items():
-        zeros = int((w == 0).sum())
         masked = int((sparsifier.mask(name) == 0).sum())
-        want = exact_zeros(w.size, target)
-        ok = masked == want and np.all(w[sparsifier.mask(name) == 0] == 0)
-        exact &= ok
         print(f"  {name:11s} {'x'.join(map(str, w.shape)):>7s}: {masked}/{w.size} masked "
-              f"= {sparsifier.sparsity(name):.6f} (zeros in the host's array: {zeros}); "
-              f"target round({w.size}·{target}) = {want}: {'exact' if ok else 'NOT EXACT'}")
+              f"= {sparsifier.sparsity(name):.6f} (zeros in the host's array: {int((w == 0).sum())})")
     sparsifier.close()
-    return 0 if exact else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "../../../Tests/abi/reference_products.h"
+
 namespace {
 
 int failures = 0, checks = 0;
@@ -195,6 +197,106 @@ void sparsifier() {
   expect(s.steps() == 20, "move assignment back");
 }
 
+// A host's training loop (784-64-32-10 weights, random gradients, SGD with momentum reset where
+// changed_mask says) driven by C-GaP at 90%: every matrix ends at exactly round(n*0.9) zeros,
+// zero in the host's buffers; the state saved and loaded into a fresh sparsifier gives the same
+// steps, phase and masks; SparseMatrix's three products on the 90% sparse 64×784 layer agree
+// with plain loops.
+void host_training_loop() {
+  struct Weights {
+    std::string name;
+    int in, out;
+    std::vector<float> w, g, v;
+  };
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<Weights> layers;
+  const int sizes[] = {784, 64, 32, 10};
+  for (int k = 0; k < 3; ++k) {
+    const size_t n = static_cast<size_t>(sizes[k]) * static_cast<size_t>(sizes[k + 1]);
+    layers.push_back({"fc" + std::to_string(k + 1), sizes[k], sizes[k + 1], std::vector<float>(n),
+                      std::vector<float>(n), std::vector<float>(n)});
+    const float bound = std::sqrt(6.0f / static_cast<float>(sizes[k]));
+    for (float& x : layers.back().w) x = uniform(rng) * bound;
+  }
+  const int64_t steps_per_epoch = 47, total_steps = 47 * 4;  // 3000 samples, batches of 64
+  const auto config = coppice::SparsifierConfig()
+                          .method("cgap")
+                          .sparsity(0.9)
+                          .total_steps(total_steps)
+                          .steps_per_epoch(steps_per_epoch)
+                          .seed(7);
+  coppice::Sparsifier sparsifier(config);
+  for (Weights& l : layers) sparsifier.add_parameter(l.name, l.w.data(), {l.out, l.in}, l.g.data());
+  sparsifier.start();
+  size_t resets = 0;
+  for (int64_t step = 0; step < total_steps; ++step) {
+    for (Weights& l : layers)
+      for (float& g : l.g) g = 0.5f * uniform(rng);
+    sparsifier.mask_gradients();
+    for (Weights& l : layers)
+      for (size_t i = 0; i < l.w.size(); ++i)
+        l.v[i] = 0.9f * l.v[i] + l.g[i], l.w[i] -= 0.05f * l.v[i];
+    if (sparsifier.step())
+      for (Weights& l : layers) {
+        const std::vector<uint8_t> changed = sparsifier.changed_mask(l.name);
+        for (size_t i = 0; i < changed.size(); ++i)
+          if (changed[i]) l.v[i] = 0, ++resets;
+      }
+  }
+  expect(resets > 0, "C-GaP changed masks during the host's loop");
+
+  for (const Weights& l : layers) {
+    const std::vector<uint8_t> mask = sparsifier.mask(l.name);
+    const long long n = static_cast<long long>(l.w.size());
+    const long long expected = std::llround(static_cast<double>(n) * 0.9);
+    long long masked = 0, masked_nonzero = 0;
+    for (size_t i = 0; i < mask.size(); ++i) {
+      masked += mask[i] == 0;
+      masked_nonzero += mask[i] == 0 && l.w[i] != 0;
+    }
+    const double exact_sparsity = static_cast<double>(expected) / static_cast<double>(n);
+    expect(masked == expected && masked_nonzero == 0 &&
+               std::fabs(sparsifier.sparsity(l.name) - exact_sparsity) < 1e-12,
+           l.name + ": exactly round(n*0.9) = " + std::to_string(expected) + " zeros, " +
+               std::to_string(masked) + " masked, " + std::to_string(masked_nonzero) +
+               " masked non-zeros");
+  }
+
+  const std::string path = temp_path("host-loop.state").string();
+  sparsifier.save(path);
+  {
+    coppice::Sparsifier resumed(config);
+    for (Weights& l : layers)
+      resumed.add_parameter(l.name, l.w.data(), {l.out, l.in}, l.g.data());
+    resumed.load(path);
+    bool same = resumed.steps() == sparsifier.steps() && resumed.phase() == sparsifier.phase();
+    for (const Weights& l : layers) same = same && resumed.mask(l.name) == sparsifier.mask(l.name);
+    expect(same, "save/load into a fresh sparsifier: same steps, phase and masks");
+  }
+  std::filesystem::remove(path);
+
+  // SpMM, transposed SpMM and SDDMM of fc1 under its mask, X = 784 × 256.
+  const Weights& l = layers[0];
+  const std::vector<uint8_t> mask = sparsifier.mask(l.name);
+  const size_t rows = static_cast<size_t>(l.out), cols = static_cast<size_t>(l.in), n = 256;
+  std::vector<float> x(cols * n), y_ref(rows * n, 0.0f), dx_ref(cols * n, 0.0f),
+      dw_ref(rows * cols);
+  for (float& v : x) v = uniform(rng);
+  reference_products(l.w.data(), mask.data(), rows, cols, x.data(), n, y_ref.data(),
+                     dx_ref.data(), dw_ref.data());
+  const coppice::SparseMatrix w(l.out, l.in, l.w, mask);
+  const auto kept = std::count_if(mask.begin(), mask.end(), [](uint8_t m) { return m != 0; });
+  expect(w.nnz() == kept, "SparseMatrix nnz of a 90% sparse 64×784 layer = kept weights");
+  const std::vector<float> y = w.spmm(x), dx = w.spmm_transposed(y_ref), dw = w.sddmm(y_ref, x);
+  expect(reference_relative_error(y.data(), y_ref.data(), y.size()) < 1e-4f,
+         "spmm on 256 columns agrees with plain loops");
+  expect(reference_relative_error(dx.data(), dx_ref.data(), dx.size()) < 1e-4f,
+         "spmm_transposed agrees with plain loops");
+  expect(reference_relative_error(dw.data(), dw_ref.data(), dw.size()) < 1e-4f,
+         "sddmm agrees with plain loops");
+}
+
 void sparse_matrix() {
   // W = [[1 0 2], [0 3 0]] (2×3); X = 3×2.
   const std::vector<float> w = {1, 0, 2, 0, 3, 0}, x = {1, 2, 3, 4, 5, 6};
@@ -305,6 +407,24 @@ void engine() {
 
   const std::vector<float> logits = coppice::predict(model, images);
   expect(logits.size() == static_cast<size_t>(count) * 2, "predict size");
+  {
+    // A C-GaP model at 90%: train's accuracy = evaluate = the argmax of predict's logits.
+    coppice::Model sparse("mlp", 1, 2);
+    auto cgap = coppice::TrainConfig().epochs(4).batch_size(32).learning_rate(0.02f);
+    cgap.sparsity().method("cgap").sparsity(0.9).rounds(1);
+    const coppice::TrainResult trained = coppice::train(sparse, data, data, cgap);
+    const std::vector<float> z = coppice::predict(sparse, images);
+    int64_t correct = 0;
+    for (size_t i = 0; i < labels.size(); ++i)
+      correct += (z[2 * i + 1] > z[2 * i]) == (labels[i] == 1);
+    const double predicted = 100.0 * static_cast<double>(correct) / count;
+    const double evaluated = coppice::evaluate(sparse, data);
+    expect(std::fabs(evaluated - predicted) <= 0.2 &&
+               std::fabs(evaluated - trained.test_accuracy) <= 1e-6,
+           "C-GaP model: train " + std::to_string(trained.test_accuracy) + "%, evaluate " +
+               std::to_string(evaluated) + "%, argmax of predict " + std::to_string(predicted) +
+               "% agree");
+  }
   expect_error(COPPICE_SHAPE_MISMATCH, "predict of a partial image",
                [&] { (void)model.predict(std::vector<float>(100)); });
   expect_error(COPPICE_SHAPE_MISMATCH, "predict into a short logits buffer", [&] {
@@ -379,6 +499,7 @@ int main() {
   library();
   sparsifier_config();
   sparsifier();
+  host_training_loop();
   sparse_matrix();
   engine();
   logging();

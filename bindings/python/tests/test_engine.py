@@ -183,6 +183,20 @@ def test_train_cgap_reports_epochs_and_sparsity(data):
     assert all(math.isfinite(e.train_loss) and e.seconds >= 0 for e in seen)
 
 
+def test_cgap_model_predict_argmax_scores_the_trained_accuracy(data):
+    # What examples/python/train_engine.py shows: the sparse model's logits on numpy images.
+    train, test = data
+    model = coppice.Model("mlp", seed=0)
+    result = model.train(
+        train, test, epochs=2, method="cgap", sparsity=0.9, partitions=3, rounds=1,
+        gap_step_length=1, batch_size=32,
+    )
+    images, labels = synthetic(128, seed=1)
+    accuracy = 100.0 * float(np.mean(model.predict(images).argmax(axis=1) == labels))
+    assert abs(accuracy - result.test_accuracy) < 1e-6
+    model.close()
+
+
 def test_train_dense_learns_and_evaluate_agrees_with_predict(data):
     train, test = data
     model = coppice.Model("mlp")

@@ -541,21 +541,23 @@ def test_repr(host):
     assert "cgap" in repr(s) and "4 parameters" in repr(s)
 
 
-def _pgap_machine(seed=0):
+def _pgap_machine(seed=0, workers=2):
     """One 'machine' of a host-run P-GaP: its own host buffers and sparsifier."""
     host = TinyHost(seed=seed)
     s = coppice.Sparsifier(
-        method="pgap", sparsity=0.8, partitions=2, rounds=2, gap_step_length=3, total_steps=10,
-        seed=5,
+        method="pgap", sparsity=0.8, partitions=workers, rounds=2, gap_step_length=3,
+        total_steps=10, seed=5,
     )
     host.register(s)
     s.start()
     return host, s
 
 
-def test_host_run_pgap_on_two_machines_agrees_and_hits_targets():
-    machines = [_pgap_machine(), _pgap_machine()]
-    assert machines[0][1].pgap_status == (2, 0, 2)
+@pytest.mark.parametrize("workers", [2, 3])
+def test_host_run_pgap_on_several_machines_agrees_and_hits_targets(workers):
+    # 3 workers: the layout of examples/python/pgap_host.py (one process per partition).
+    machines = [_pgap_machine(workers=workers) for _ in range(workers)]
+    assert machines[0][1].pgap_status == (workers, 0, 2)
     for round_ in range(2):
         exported = []
         for worker, (host, s) in enumerate(machines):
@@ -572,11 +574,12 @@ def test_host_run_pgap_on_two_machines_agrees_and_hits_targets():
             for worker, (weights, _) in enumerate(exported):
                 s.import_partition(worker, weights)
             s.finish_round()
-        assert machines[0][1].pgap_status == (2, round_ + 1, 2)
-        a, b = machines
+        assert machines[0][1].pgap_status == (workers, round_ + 1, 2)
+        a = machines[0]
         for name in TinyHost.SHAPES:
-            assert np.array_equal(a[0].weights[name], b[0].weights[name]), name
-            assert np.array_equal(a[1].mask(name), b[1].mask(name)), name
+            for b in machines[1:]:
+                assert np.array_equal(a[0].weights[name], b[0].weights[name]), name
+                assert np.array_equal(a[1].mask(name), b[1].mask(name)), name
             mask = a[1].mask(name)
             assert int((mask == 0).sum()) == exact_zeros(mask.size, 0.8), name
             assert np.all(a[0].weights[name][mask == 0] == 0), name
@@ -608,3 +611,47 @@ def test_host_run_pgap_errors():
     with pytest.raises(coppice.CoppiceError) as info:
         other.begin_worker(0)
     assert info.value.name == "COPPICE_INVALID_STATE"
+
+
+def test_numpy_mlp_host_with_momentum_and_weight_decay_ends_exact():
+    """A host like examples/python/sparsify_numpy_mlp.py: LeNet-300-100 weights (biases dense),
+    SGD with momentum and weight decay whose velocity is zeroed where changed_mask says, C-GaP at
+    90% over 3 partitions: every weight ends at exactly round(n·0.9) masked entries, zero in the
+    host's own arrays."""
+    rng = np.random.default_rng(0)
+    sizes = (784, 300, 100, 10)
+    weights = {
+        f"fc{i}.weight": rng.uniform(-0.1, 0.1, (fan_out, fan_in)).astype(np.float32)
+        for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1)
+    }
+    grads = {name: np.zeros_like(w) for name, w in weights.items()}
+    velocity = {name: np.zeros_like(w) for name, w in weights.items()}
+    steps_per_epoch = 16  # 2000 samples in batches of 128
+    s = coppice.Sparsifier(
+        method="cgap", sparsity=0.9, total_steps=steps_per_epoch, steps_per_epoch=steps_per_epoch,
+        partitions=3, rounds=1, seed=0,
+    )
+    for name, w in weights.items():
+        s.add_parameter(name, w, grads[name])
+    s.start()
+    changes = 0
+    for _ in range(steps_per_epoch):
+        for g in grads.values():
+            g[...] = rng.standard_normal(g.shape).astype(np.float32) * 0.01
+        s.mask_gradients()
+        for name, w in weights.items():
+            v = velocity[name]
+            v *= 0.9
+            v += grads[name] + 5e-4 * w
+            w -= 0.05 * v
+        if s.step():
+            changes += 1
+            for name in weights:
+                velocity[name][s.changed_mask(name).astype(bool)] = 0
+    assert changes > 0
+    for name, w in weights.items():
+        mask = s.mask(name)
+        assert int((mask == 0).sum()) == exact_zeros(w.size, 0.9), name
+        assert np.all(w[mask == 0] == 0), name
+        assert s.sparsity(name) == exact_zeros(w.size, 0.9) / w.size, name
+    s.close()

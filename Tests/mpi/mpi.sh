@@ -113,6 +113,6 @@ echo "mpi: a killed rank ended the job in $((SECONDS - start)) s with status $st
 
 # 5. Without MPI: the shim says so.
 cc -std=c99 -Wall -Werror -ISources/CCoppiceMPI/include Sources/CCoppiceMPI/cm_mpi.c \
-  tests/mpi-stub-check.c -o "$work/stub"
+  Tests/mpi/mpi-stub-check.c -o "$work/stub"
 "$work/stub"
 echo "mpi: all checks passed"
