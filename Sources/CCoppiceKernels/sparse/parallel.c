@@ -1,6 +1,6 @@
 // Work splitting helpers for the sparse kernels: thread count, row ranges balanced by nonzeros,
 // column ranges aligned to the vector width, aligned scratch.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

@@ -19,7 +19,7 @@
 // sparsity on 256×2304×3136 measured 0.78–1.17× (the break-even is there): it now stays dense
 // at 70% and goes sparse from about 75%. The forward and input gradient got faster with the
 // compiled forward product (sparse_jit.c); their coefficients were left pessimistic.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 typedef struct {
   double a, b, c;

@@ -25,7 +25,7 @@
 // format. Where it cannot run (no AVX-512 in effect, not x86-64, executable memory refused,
 // CK_SPARSE_JIT=0 in the environment) the generic kernel is used. The instruction encodings
 // below are checked by the kernel tests, which compare every product with the scalar reference.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

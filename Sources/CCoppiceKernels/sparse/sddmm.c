@@ -6,7 +6,7 @@
 // tree into 4 sums added to the value-order output. Panels and row blocks as in the SpMM.
 // Threads split the columns (each thread sums into a private array, reduced at the end) or,
 // when n is small, rows by nonzeros (writing straight to the output).
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

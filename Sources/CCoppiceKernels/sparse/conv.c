@@ -15,7 +15,7 @@
 // Whole images are split over threads when the batch has at least as many images as threads
 // (weight and bias gradients go to private accumulators, summed at the end); otherwise images
 // are processed one after another with the parallel products.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 // Sparse weight format: column-panel CSR of W plus a transposed copy, built from a dense
 // weight and a mask, refreshed in place when only the values change.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

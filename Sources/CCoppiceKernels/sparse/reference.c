@@ -1,7 +1,7 @@
 // Scalar reference implementations of the sparse kernels, written straight from the
 // definitions on the dense weight and its mask, accumulating in double. Used by the tests to
 // check the fast kernels; never used on a hot path.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

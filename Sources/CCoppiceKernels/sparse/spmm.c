@@ -10,7 +10,7 @@
 //  * for each panel, a block of 256 rows of W sweeps over the packed block, so each X row
 //    loaded into L1 serves every row of the block that uses it.
 // Threads split the columns (equal work per column), or rows by nonzeros when n is small.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 // Run-time choice of the instruction set used by the sparse kernels.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 static int detected = -1; // what the CPU supports
 static int forced = -1;   // override from ck_sparse_set_isa
