@@ -288,11 +288,7 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int t = 0, nt = 1;
-#endif
+    const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
     float *src_buf = NULL, *dcol = NULL, *dyw = NULL, *dxp = NULL;
     if (direct) {
       src_buf = ck_sp_alloc_floats(d.size);

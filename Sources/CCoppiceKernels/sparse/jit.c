@@ -545,7 +545,7 @@ static int disabled_by_env(void) {
 
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
   ck_sp_mat *a = (ck_sp_mat *)a_; // the compiled product is a cache inside the format
-  if (ck_sp_isa_now() != 2) return NULL;
+  if (ck_sp_isa_now() != CK_SP_ISA_AVX512) return NULL;
   int state = __atomic_load_n(&a->jit_state, __ATOMIC_ACQUIRE);
   if (state == 0) {
     pthread_mutex_lock(&build_lock);
