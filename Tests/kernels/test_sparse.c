@@ -30,7 +30,7 @@
 
 static int passed = 0, failed = 0;
 
-// The AVX-512 products run as code compiled for the pattern (sparse_jit.c) unless
+// The AVX-512 products run as code compiled for the pattern (sparse/jit/) unless
 // CK_SPARSE_JIT=0; the AVX-512 tests run both ways.
 static const char *jit_label(void) {
   const char *v = getenv("CK_SPARSE_JIT");

@@ -23,11 +23,13 @@ static int detect(void) {
   return d;
 }
 
+/// The detected instruction set, lowered to the forced one if any; contract in sparse/internal.h.
 int ck_sp_isa_now(void) {
   int d = detect(), f = __atomic_load_n(&forced, __ATOMIC_RELAXED);
   return (f >= 0 && f < d) ? f : d;
 }
 
+/// The table of the instruction set in effect; contract in sparse/internal.h.
 const ck_sp_isa_kernels *ck_sp_kernels(void) {
   static const ck_sp_isa_kernels *const by_isa[] = {
       [CK_SP_ISA_C] = &ck_sp_kernels_portable,
@@ -39,8 +41,10 @@ const ck_sp_isa_kernels *ck_sp_kernels(void) {
   return by_isa[ck_sp_isa_now()];
 }
 
+/// Instruction set in use; contract in include/ck_sparse.h.
 int ck_sparse_isa(void) { return ck_sp_isa_now(); }
 
+/// Forces a lower instruction set (-1: automatic); contract in include/ck_sparse.h.
 int ck_sparse_set_isa(int isa) {
   __atomic_store_n(&forced, isa < 0 ? -1 : isa, __ATOMIC_RELAXED);
   return ck_sp_isa_now();

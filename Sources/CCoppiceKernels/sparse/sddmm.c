@@ -13,11 +13,13 @@
 
 #define P CK_SPARSE_PANEL
 
+/// Floats of scratch of the SDDMM worker: its widest packed block; contract in sparse/internal.h.
 size_t ck_sp_sddmm_scratch(const ck_sp_mat *a) {
   const size_t rows = (size_t)ck_sp_imin(a->cols, CK_SP_SDDMM_KCHUNK) + P;
   return rows * CK_SP_SDDMM_TILE + 64;
 }
 
+/// Single-threaded SDDMM through the instruction set's kernel; contract in sparse/internal.h.
 void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *dy,
                         int lddy, const int64_t *dyoff, const float *x, int ldx,
                         const int64_t *xoff, float *acc, float *scratch) {
@@ -36,6 +38,7 @@ static void scale_rows(const ck_sp_mat *a, int r0, int r1, float beta, float *v)
   }
 }
 
+/// Weight gradient in value order, threaded; contract in include/ck_sparse.h.
 void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const float *x,
                      int ldx, float beta, float *dw_values) {
   const int64_t nnz = w->nnz;
@@ -103,6 +106,7 @@ void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const
   free(tmp);
 }
 
+/// Weight gradient scattered to a dense M×K array; contract in include/ck_sparse.h.
 void ck_sparse_sddmm_dense(const ck_sparse *w, int n, const float *dy, int lddy, const float *x,
                            int ldx, float beta, float *dw) {
   const ck_sp_mat *a = &w->a;

@@ -16,12 +16,16 @@
 // transposed product gives every output row of dX to one thread, so no atomics are needed.
 #include "sparse/internal.h"
 
+/// Floats of scratch of the SpMM worker: the widest packed block or the compiled product's;
+/// contract in sparse/internal.h.
 size_t ck_sp_spmm_scratch(const ck_sp_mat *a) {
   const size_t rows = (size_t)ck_sp_imin(a->cols, CK_SP_SPMM_KCHUNK) + CK_SPARSE_PANEL;
   const size_t packed = rows * CK_SP_SPMM_TILE + 64, jit = ck_sp_jit_scratch();
   return packed > jit ? packed : jit;
 }
 
+/// Single-threaded SpMM: the compiled product when it covers the rows, else the instruction set's
+/// kernel; contract in sparse/internal.h.
 void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x,
                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
                        int ldy, float *scratch) {
@@ -31,6 +35,7 @@ void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const
   ck_sp_kernels()->spmm(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
 }
 
+/// Threaded SpMM over all rows; contract in sparse/internal.h.
 void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const int64_t *xoff,
                     const float *bias, float beta, float *y, int ldy) {
   if (n <= 0 || a->rows <= 0) return;
@@ -64,11 +69,13 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
   }
 }
 
+/// Forward product on W; contract in include/ck_sparse.h.
 void ck_sparse_spmm(const ck_sparse *w, int n, const float *x, int ldx, const float *bias,
                     float beta, float *y, int ldy) {
   ck_sp_spmm_run(&w->a, n, x, ldx, NULL, bias, beta, y, ldy);
 }
 
+/// Input gradient: the forward kernel on the transposed copy; contract in include/ck_sparse.h.
 void ck_sparse_spmm_t(const ck_sparse *w, int n, const float *dy, int lddy, float beta,
                       float *dx, int lddx) {
   ck_sp_spmm_run(&w->t, n, dy, lddy, NULL, NULL, beta, dx, lddx);

@@ -108,6 +108,7 @@ static void emit_segment(ck_jit_emitter *e, const seg_entries *s, int rows, int 
   ck_jit_vzeroupper_ret(e);
 }
 
+/// Generates every segment of a; contract in sparse/jit/jit.h.
 int ck_jit_generate(const ck_sp_mat *a, ck_sp_jit *j, ck_jit_emitter *e) {
   const int64_t nnz = a->ptr[(size_t)a->npanels * a->rows];
   seg_entries s = {0};

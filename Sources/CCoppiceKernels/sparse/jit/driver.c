@@ -155,6 +155,7 @@ static inline void call_segment(segment_fn fn, const jit_args *arg) {
   fn(arg);
 }
 
+/// Floats of scratch of ck_sp_jit_worker: one group of packed tiles; contract in sparse/internal.h.
 size_t ck_sp_jit_scratch(void) { return (size_t)JIT_GROUP * JIT_KCHUNK * 16; }
 
 /// The block of j starting at row r (0 <= r <= rows; nblocks for r = rows), or -1 when no block
@@ -164,6 +165,7 @@ static int block_at(const ck_sp_jit *j, int r) {
   return b <= j->nblocks && ck_jit_block_row(j, b) == r ? b : -1;
 }
 
+/// Moves split bounds to the nearest block starts; contract in sparse/internal.h.
 void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
   for (int q = 1; q < parts; q++) {
     const int b = (int)(((int64_t)bounds[q] * j->nblocks + j->rows / 2) / j->rows);
@@ -171,6 +173,8 @@ void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
   }
 }
 
+/// Runs the compiled product on whole blocks [r0, r1) × columns [n0, n1); contract in
+/// sparse/internal.h.
 int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
                      const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
                      float *buf) {
@@ -239,6 +243,7 @@ static int disabled_by_env(void) {
   return v && (!strcmp(v, "0") || !strcmp(v, "off"));
 }
 
+/// The compiled product of a, built on first use under a lock; contract in sparse/internal.h.
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
   ck_sp_mat *a = (ck_sp_mat *)a_; // the compiled product is a cache inside the format
   if (ck_sp_isa_now() != CK_SP_ISA_AVX512) return NULL;
@@ -257,16 +262,19 @@ const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
   return state == 1 ? a->jit : NULL;
 }
 
+/// Frees a's compiled product and lets it be built again; contract in sparse/internal.h.
 void ck_sp_jit_reset(ck_sp_mat *a) {
   jit_free(a->jit);
   a->jit = NULL;
   a->jit_state = 0;
 }
 
+/// Recopies a's values into code order; contract in sparse/internal.h.
 void ck_sp_jit_values_changed(ck_sp_mat *a) {
   if (a->jit) sync_values(a->jit, a);
 }
 
+/// Bytes held by a's compiled product; contract in sparse/internal.h.
 size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
   const ck_sp_jit *j = a->jit;
   if (!j) return 0;

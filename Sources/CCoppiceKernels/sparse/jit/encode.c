@@ -67,54 +67,63 @@ static void modrm_rr(ck_jit_emitter *e, int reg, int rm) {
   b1(e, (uint8_t)(0xC0 | (reg & 7) << 3 | (rm & 7)));
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_load_zmm(ck_jit_emitter *e, int z, int base, int32_t disp) {
   evex(e, 1, 0, z, 0, base, 0, 0, 1, 1);
   b1(e, 0x10);
   mem(e, z, base, disp, 64);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_store_zmm(ck_jit_emitter *e, int z, int base) {
   evex(e, 1, 0, z, 0, base, 0, 0, 0, 1);
   b1(e, 0x11);
   mem(e, z, base, 0, 64);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_fma_bcast(ck_jit_emitter *e, int acc, int x, int base, int32_t disp) {
   evex(e, 2, 1, acc, x, base, 0, 1, 0, 0);
   b1(e, 0xB8);
   mem(e, acc, base, disp, 4);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_bcast(ck_jit_emitter *e, int z, int base, int32_t disp) {
   evex(e, 2, 1, z, 0, base, 0, 0, 0, 0);
   b1(e, 0x18);
   mem(e, z, base, disp, 4);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_zero_zmm(ck_jit_emitter *e, int z) {
   evex(e, 1, 1, z, z, z, 1, 0, 0, 0);
   b1(e, 0xEF);
   modrm_rr(e, z, z);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_mov_load(ck_jit_emitter *e, int w, int dst, int base, int32_t disp) {
   rex(e, w, dst, base);
   b1(e, 0x8B);
   mem(e, dst, base, disp, 1);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_add_rr(ck_jit_emitter *e, int dst, int src) {
   rex(e, 1, src, dst);
   b1(e, 0x01);
   modrm_rr(e, src, dst);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_mov_rr(ck_jit_emitter *e, int dst, int src) {
   rex(e, 1, src, dst);
   b1(e, 0x89);
   modrm_rr(e, src, dst);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_imul_rri(ck_jit_emitter *e, int dst, int src, int32_t imm) {
   rex(e, 1, dst, src);
   b1(e, 0x69);
@@ -122,6 +131,7 @@ void ck_jit_imul_rri(ck_jit_emitter *e, int dst, int src, int32_t imm) {
   b4(e, imm);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_add_ri(ck_jit_emitter *e, int dst, int32_t imm) {
   rex(e, 1, 0, dst);
   b1(e, 0x81);
@@ -129,12 +139,14 @@ void ck_jit_add_ri(ck_jit_emitter *e, int dst, int32_t imm) {
   b4(e, imm);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_cmp_ri8(ck_jit_emitter *e, int reg, int8_t imm) {
   b1(e, 0x83);
   modrm_rr(e, 7, reg);
   b1(e, (uint8_t)imm);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_kmovw_k1(ck_jit_emitter *e, int src) {
   b1(e, 0xC5); // VEX, 2-byte form: L0, 0F map, no pp
   b1(e, 0xF8);
@@ -142,6 +154,7 @@ void ck_jit_kmovw_k1(ck_jit_emitter *e, int src) {
   modrm_rr(e, 1, src);
 }
 
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_vzeroupper_ret(ck_jit_emitter *e) {
   b1(e, 0xC5);
   b1(e, 0xF8);
@@ -149,10 +162,12 @@ void ck_jit_vzeroupper_ret(ck_jit_emitter *e) {
   b1(e, 0xC3); // ret
 }
 
+/// Pads with int3 to a multiple of align; contract in sparse/jit/jit.h.
 void ck_jit_align(ck_jit_emitter *e, size_t align) {
   while (e->n % align && !e->failed) b1(e, 0xCC);
 }
 
+/// Emits a jump with an open target, returns where to patch it; contract in sparse/jit/jit.h.
 size_t ck_jit_jump(ck_jit_emitter *e, int cc) {
   if (cc < 0) {
     b1(e, 0xE9);
@@ -165,6 +180,7 @@ size_t ck_jit_jump(ck_jit_emitter *e, int cc) {
   return at;
 }
 
+/// Points an open jump at the current end; contract in sparse/jit/jit.h.
 void ck_jit_patch(ck_jit_emitter *e, size_t at) {
   if (e->failed) return;
   int32_t rel = (int32_t)(e->n - (at + 4));
