@@ -4,7 +4,7 @@
 //   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
 //   clang -O3 -march=x86-64-v3 -ffp-contract=fast -fopenmp -isystem $OMP_INC \
 //     -ISources/CCoppiceKernels/include -ISources/CCoppiceKernels \
-//     Sources/CCoppiceKernels/sparse_*.c Tests/kernels/bench_sparse.c \
+//     $(find Sources/CCoppiceKernels/sparse -name "*.c") Tests/kernels/bench_sparse.c \
 //     -L$OMP_LIB -Wl,-rpath,$OMP_LIB -lomp -lopenblas -lm -o /tmp/bench_sparse
 //   /tmp/bench_sparse [--shape MxKxN]... [--sparsity S]... [--threads T] [--reps R] [--json FILE]
 //                     [--conv | --no-conv]

@@ -1,6 +1,6 @@
 // Paired timing of the sparse forward product against dense OpenBLAS sgemm, for hosts whose
 // speed drifts (shared machines): every repetition times dense, then the sparse product with the
-// code compiled for the pattern (sparse_jit.c) and with the generic kernel (CK_SPARSE_JIT=0),
+// code compiled for the pattern (sparse/jit/) and with the generic kernel (CK_SPARSE_JIT=0),
 // back to back, each the best of 3 calls; the ratios of one repetition share the machine's state,
 // and the report is the median (and range) of the per-repetition ratios.
 //

@@ -4,7 +4,7 @@
 //   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
 //   clang -O3 -march=x86-64-v3 -ffp-contract=fast -fopenmp -isystem $OMP_INC \
 //     -ISources/CCoppiceKernels/include -ISources/CCoppiceKernels \
-//     Sources/CCoppiceKernels/sparse_*.c Tests/kernels/test_sparse.c \
+//     $(find Sources/CCoppiceKernels/sparse -name "*.c") Tests/kernels/test_sparse.c \
 //     -L$OMP_LIB -Wl,-rpath,$OMP_LIB -lomp -lm -o /tmp/test_sparse && /tmp/test_sparse
 // Sanitizers: add -fsanitize=address,undefined -fno-omit-frame-pointer (make check-sanitize).
 //
@@ -30,7 +30,7 @@
 
 static int passed = 0, failed = 0;
 
-// The AVX-512 products run as code compiled for the pattern (sparse_jit.c) unless
+// The AVX-512 products run as code compiled for the pattern (sparse/jit/) unless
 // CK_SPARSE_JIT=0; the AVX-512 tests run both ways.
 static const char *jit_label(void) {
   const char *v = getenv("CK_SPARSE_JIT");

@@ -147,7 +147,7 @@ typedef enum {
 /// Modelled time ratio sparse/dense (< 1: sparse expected faster) for op on W M×K with the given
 /// density (kept fraction, 0..1) and N columns of X, on this machine class (2-core AVX-512,
 /// OpenBLAS dense). The model is calibrated from Tests/kernels/bench_sparse.c; see
-/// sparse_dispatch.c for the numbers and how they were fitted.
+/// sparse/dispatch.c for the numbers and how they were fitted.
 double ck_sparse_cost_ratio(ck_sparse_op op, int m, int k, int n, double density);
 
 /// 1 when the sparse kernel is expected to be faster than dense sgemm for this op and shape

@@ -19,6 +19,8 @@ static inline void affine_channel(int n, int c, int hw, int ch, const float *x, 
   }
 }
 
+/// Batch-norm forward with batch statistics (updates running stats, optional fused ReLU);
+/// contract in include/ck_dense.h.
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,
@@ -60,6 +62,7 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
   }
 }
 
+/// Batch-norm forward with the running statistics; contract in include/ck_dense.h.
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
                                const float *running_var, float *y, int relu) {
@@ -71,6 +74,7 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
   }
 }
 
+/// Batch-norm backward (dx, dgamma, dbeta); contract in include/ck_dense.h.
 void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            const float *relu_output, float *dx, float *dgamma, float *dbeta) {

@@ -18,8 +18,8 @@
 // slower by being sparse. The weight-gradient A was raised from 2.0 to 2.5 after runs at 70%
 // sparsity on 256×2304×3136 measured 0.78–1.17× (the break-even is there): it now stays dense
 // at 70% and goes sparse from about 75%. The forward and input gradient got faster with the
-// compiled forward product (sparse_jit.c); their coefficients were left pessimistic.
-#include "sparse_internal.h"
+// compiled forward product (jit/); their coefficients were left pessimistic.
+#include "sparse/internal.h"
 
 typedef struct {
   double a, b, c;
@@ -33,6 +33,7 @@ static const coeffs model[3] = {
 
 #define PREFER_BELOW 0.85
 
+/// The modelled sparse/dense time ratio above; contract in include/ck_sparse.h.
 double ck_sparse_cost_ratio(ck_sparse_op op, int m, int k, int n, double density) {
   if ((int)op < 0 || (int)op > 2 || m <= 0 || k <= 0 || n <= 0) return 1e9;
   if (density < 0.0) density = 0.0;
@@ -49,12 +50,14 @@ double ck_sparse_cost_ratio(ck_sparse_op op, int m, int k, int n, double density
 // `coppice bench kernels` on the cnn's conv1 (K = 9): 0.73–1.08× of dense at 50–98% sparsity.
 #define MIN_SPARSE_COLUMNS 16
 
+/// 1 when the model expects sparse to be faster (with margin); contract in include/ck_sparse.h.
 int ck_sparse_prefer(ck_sparse_op op, int m, int k, int n, double density) {
   if (density >= 1.0) return 0;
   if (k < MIN_SPARSE_COLUMNS) return 0;
   return ck_sparse_cost_ratio(op, m, k, n, density) < PREFER_BELOW;
 }
 
+/// Largest density still preferring sparse (bisection); contract in include/ck_sparse.h.
 double ck_sparse_crossover_density(ck_sparse_op op, int m, int k, int n) {
   if (!ck_sparse_prefer(op, m, k, n, 0.0)) return 0.0;
   double lo = 0.0, hi = 1.0;

@@ -1,5 +1,5 @@
 // Sparse 2-D convolution (NCHW input, OIHW weight as the M = out_channels × K = in·kh·kw
-// sparse matrix), built on the products of sparse_spmm.c and sparse_sddmm.c.
+// sparse matrix), built on the products of spmm.c and sddmm.c.
 //
 // Two ways to feed the products, per image:
 //  * direct (stride 1, the default there): the image is copied once into a zero-padded buffer
@@ -15,7 +15,7 @@
 // Whole images are split over threads when the batch has at least as many images as threads
 // (weight and bias gradients go to private accumulators, summed at the end); otherwise images
 // are processed one after another with the parallel products.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 
@@ -23,6 +23,7 @@ typedef struct {
   int B, C, H, W, O, KH, KW, S, PAD, OH, OW, K, N;
 } geom;
 
+/// Fills g from shape s and checks it against w (O rows, C·KH·KW columns); 0, or -1 when invalid.
 static int make_geom(const ck_conv_shape *s, const ck_sparse *w, geom *g) {
   g->B = s->batch;
   g->C = s->in_channels;
@@ -43,10 +44,13 @@ static int make_geom(const ck_conv_shape *s, const ck_sparse *w, geom *g) {
   return 0;
 }
 
+/// 1 when the convolution is 1×1, stride 1, no padding: the image is its own column matrix.
 static int is_pointwise(const geom *g) {
   return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PAD == 0;
 }
 
+/// 1 when the direct (padded-window) method is used: stride 1, not pointwise, and not
+/// CK_SPARSE_CONV=im2col.
 static int use_direct(const geom *g) {
   if (g->S != 1 || is_pointwise(g)) return 0;
   const char *e = getenv("CK_SPARSE_CONV");
@@ -59,6 +63,7 @@ typedef struct {
   size_t plane, size; // floats per padded plane; buffer floats (with a zero tail for overreads)
 } padded;
 
+/// The padded-plane layout of the direct method for geometry g.
 static padded make_padded(const geom *g) {
   padded d;
   d.Hp = g->H + 2 * g->PAD;
@@ -69,6 +74,8 @@ static padded make_padded(const geom *g) {
   return d;
 }
 
+/// Row-offset table of the direct method: entry (c, i, j) = start of that window in the padded
+/// image (K entries, malloc'ed; NULL when out of memory).
 static int64_t *window_offsets(const geom *g, const padded *d) {
   int64_t *off = malloc(sizeof(int64_t) * (size_t)g->K);
   if (!off) return NULL;
@@ -79,6 +86,7 @@ static int64_t *window_offsets(const geom *g, const padded *d) {
   return off;
 }
 
+/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included.
 static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
   memset(xp, 0, sizeof(float) * d->size);
   for (int c = 0; c < g->C; c++)
@@ -120,6 +128,7 @@ static void scatter_windows(const geom *g, const padded *d, const int64_t *off, 
              dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD, sizeof(float) * g->W);
 }
 
+/// col (K × OH·OW) := the column matrix of image x (C×H×W), any stride and padding.
 static void im2col(const geom *g, const float *x, float *col) {
   for (int c = 0; c < g->C; c++)
     for (int i = 0; i < g->KH; i++)
@@ -171,6 +180,7 @@ static void col2im_add(const geom *g, const float *col, float *dx) {
       }
 }
 
+/// Sparse convolution forward; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                               const float *bias, float *y) {
   geom g;
@@ -218,6 +228,7 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
   free(off);
 }
 
+/// db[o] += Σ of output plane o of one image's dY (O planes of N).
 static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
   for (int o = 0; o < g->O; o++) {
     const float *r = dy_img + (size_t)o * g->N;
@@ -227,6 +238,8 @@ static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
   }
 }
 
+/// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
+/// include/ck_sparse.h.
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
   geom g;
@@ -288,11 +301,7 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int t = 0, nt = 1;
-#endif
+    const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
     float *src_buf = NULL, *dcol = NULL, *dyw = NULL, *dxp = NULL;
     if (direct) {
       src_buf = ck_sp_alloc_floats(d.size);

@@ -4,6 +4,7 @@
 
 #define CK_PAR_MIN 32768
 
+/// One SGD step (momentum, Nesterov, weight decay) in place; contract in include/ck_dense.h.
 void ck_sgd_update(size_t count, float *w, const float *g, float *velocity, float lr,
                    float momentum, float weight_decay, int nesterov) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
@@ -18,6 +19,7 @@ void ck_sgd_update(size_t count, float *w, const float *g, float *velocity, floa
   }
 }
 
+/// One AdamW step in place; contract in include/ck_dense.h.
 void ck_adamw_update(size_t count, float *w, const float *g, float *m, float *v, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t t) {
   const float c1 = 1.0f / (1.0f - powf(beta1, (float)t));

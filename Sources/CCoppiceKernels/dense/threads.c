@@ -10,6 +10,7 @@ extern void openblas_set_num_threads(int num_threads);
 static int ck_threads = 1;
 static int ck_initialised = 0;
 
+/// First call: takes the thread count from OpenMP and keeps OpenBLAS single-threaded.
 static void ck_init_once(void) {
   if (ck_initialised) return;
   ck_initialised = 1;
@@ -19,6 +20,7 @@ static void ck_init_once(void) {
   openblas_set_num_threads(1);
 }
 
+/// Sets the kernels' thread count (>= 1); contract in include/ck_dense.h.
 void ck_set_threads(int threads) {
   ck_init_once();
   if (threads < 1) threads = 1;
@@ -29,11 +31,13 @@ void ck_set_threads(int threads) {
   openblas_set_num_threads(1);
 }
 
+/// The kernels' thread count; contract in include/ck_dense.h.
 int ck_get_threads(void) {
   ck_init_once();
   return ck_threads;
 }
 
+/// Hardware threads OpenMP sees (1 without OpenMP); contract in include/ck_dense.h.
 int ck_available_cores(void) {
 #ifdef _OPENMP
   return omp_get_num_procs();
@@ -42,6 +46,7 @@ int ck_available_cores(void) {
 #endif
 }
 
+/// 1 when built with OpenMP; contract in include/ck_dense.h.
 int ck_has_openmp(void) {
 #ifdef _OPENMP
   return 1;

@@ -4,6 +4,7 @@
 
 extern void openblas_set_num_threads(int num_threads);
 
+/// Row-major sgemm split over OpenMP threads; contract in include/ck_dense.h.
 void ck_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
               const float *b, int ldb, float beta, float *c, int ldc) {
   if (m <= 0 || n <= 0) return;
@@ -37,6 +38,7 @@ void ck_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
   }
 }
 
+/// The same product through OpenBLAS threading (benchmarks); contract in include/ck_dense.h.
 void ck_sgemm_openblas(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
                        const float *a, int lda, const float *b, int ldb, float beta, float *c,
                        int ldc) {

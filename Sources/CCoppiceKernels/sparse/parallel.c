@@ -1,9 +1,10 @@
 // Work splitting helpers for the sparse kernels: thread count, row ranges balanced by nonzeros,
 // column ranges aligned to the vector width, aligned scratch.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 
+/// Threads a kernel may use here; contract in sparse/internal.h.
 int ck_sp_threads(void) {
 #ifdef _OPENMP
   if (omp_in_parallel()) return 1;
@@ -14,6 +15,7 @@ int ck_sp_threads(void) {
 #endif
 }
 
+/// Row ranges of about equal nonzeros; contract in sparse/internal.h.
 void ck_sp_split_rows(const ck_sp_mat *a, int parts, int *bounds) {
   // Cost of a row: its nonzeros plus a fixed overhead of 4 (loading and storing its outputs).
   const int R = a->rows;
@@ -28,6 +30,7 @@ void ck_sp_split_rows(const ck_sp_mat *a, int parts, int *bounds) {
   bounds[parts] = R;
 }
 
+/// Column ranges aligned to `align`; contract in sparse/internal.h.
 void ck_sp_split_cols(int n, int parts, int align, int *bounds) {
   bounds[0] = 0;
   for (int t = 1; t < parts; t++) {
@@ -39,6 +42,7 @@ void ck_sp_split_cols(int n, int parts, int align, int *bounds) {
   bounds[parts] = n;
 }
 
+/// 64-byte aligned floats (NULL for 0); contract in sparse/internal.h.
 float *ck_sp_alloc_floats(size_t count) {
   if (count == 0) return NULL;
   size_t bytes = (sizeof(float) * count + 63) / 64 * 64;

@@ -2,6 +2,8 @@
 #include "ck_dense.h"
 #include <math.h>
 
+/// Mean softmax cross-entropy with label smoothing (dlogits and the correct count when asked);
+/// contract in include/ck_dense.h.
 double ck_softmax_cross_entropy(int n, int classes, const float *logits, const int32_t *labels,
                                 float smoothing, float *dlogits, int *correct) {
   double total = 0.0;

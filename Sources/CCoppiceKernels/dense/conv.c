@@ -8,6 +8,7 @@
 #include <omp.h>
 #endif
 
+/// Fills out_height/out_width; 0 if the shape is valid, else -1 (include/ck_dense.h).
 int ck_conv_shape_finish(ck_conv_shape *s) {
   if (s->batch < 0 || s->in_channels <= 0 || s->in_height <= 0 || s->in_width <= 0 ||
       s->out_channels <= 0 || s->kernel_h <= 0 || s->kernel_w <= 0 || s->stride <= 0 ||
@@ -21,6 +22,7 @@ int ck_conv_shape_finish(ck_conv_shape *s) {
   return 0;
 }
 
+/// Column matrix of one image; contract in include/ck_dense.h.
 void ck_im2col(const ck_conv_shape *s, const float *x, float *col) {
   const int h = s->in_height, w = s->in_width, oh = s->out_height, ow = s->out_width;
   const int st = s->stride, pad = s->padding;
@@ -57,6 +59,7 @@ void ck_im2col(const ck_conv_shape *s, const float *x, float *col) {
   }
 }
 
+/// dx_image += col2im(col), the adjoint of ck_im2col; contract in include/ck_dense.h.
 void ck_col2im_add(const ck_conv_shape *s, const float *col, float *dx) {
   const int h = s->in_height, w = s->in_width, oh = s->out_height, ow = s->out_width;
   const int st = s->stride, pad = s->padding;
@@ -87,10 +90,12 @@ void ck_col2im_add(const ck_conv_shape *s, const float *col, float *dx) {
   }
 }
 
+/// 1 when the convolution is 1×1, stride 1, no padding: the image is its own column matrix.
 static int is_pointwise(const ck_conv_shape *s) {
   return s->kernel_h == 1 && s->kernel_w == 1 && s->stride == 1 && s->padding == 0;
 }
 
+/// Dense convolution forward (im2col + sgemm per image); contract in include/ck_dense.h.
 void ck_conv2d_forward(const ck_conv_shape *s, const float *x, const float *w, const float *bias,
                        float *y) {
   const int kdim = s->in_channels * s->kernel_h * s->kernel_w;
@@ -123,6 +128,7 @@ void ck_conv2d_forward(const ck_conv_shape *s, const float *x, const float *w, c
   }
 }
 
+/// Dense convolution backward (dw, dbias, dx); contract in include/ck_dense.h.
 void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *dbias) {
   const int kdim = s->in_channels * s->kernel_h * s->kernel_w;

@@ -1,16 +1,18 @@
 // Sparse weight format: column-panel CSR of W plus a transposed copy, built from a dense
 // weight and a mask, refreshed in place when only the values change.
-#include "sparse_internal.h"
+#include "sparse/internal.h"
 
 #include <string.h>
 
 #define P CK_SPARSE_PANEL
 #define PAD 64 // extra entries after col/val so vector code may over-read a little
 
+/// Whether entry idx of the mask is kept: the float mask mf when not NULL, else the byte mask mu.
 static int kept(const float *mf, const uint8_t *mu, size_t idx) {
   return mf ? (mf[idx] != 0.0f) : (mu[idx] != 0);
 }
 
+/// Frees m's arrays and compiled product and zeroes it (m itself is not freed).
 static void mat_free(ck_sp_mat *m) {
   ck_sp_jit_reset(m);
   free(m->ptr);
@@ -20,6 +22,8 @@ static void mat_free(ck_sp_mat *m) {
   memset(m, 0, sizeof *m);
 }
 
+/// Sets m's shape and allocates its zeroed ptr and row_prefix; 1 on success, 0 when out of memory
+/// (free with mat_free).
 static int mat_alloc(ck_sp_mat *m, int rows, int cols, int64_t nnz_hint_unused) {
   (void)nnz_hint_unused;
   m->rows = rows;
@@ -30,6 +34,8 @@ static int mat_alloc(ck_sp_mat *m, int rows, int cols, int64_t nnz_hint_unused) 
   return m->ptr && m->row_prefix;
 }
 
+/// Allocates m's col and val for nnz entries plus padding, zeroed; 1 on success, 0 when out of
+/// memory.
 static int mat_alloc_entries(ck_sp_mat *m, int64_t nnz) {
   m->col = calloc((size_t)nnz + PAD, sizeof(uint16_t));
   m->val = ck_sp_alloc_floats((size_t)nnz + PAD);
@@ -53,6 +59,8 @@ static void mat_finish_offsets(ck_sp_mat *m) {
   }
 }
 
+/// The format of w (rows×cols) under the float mask mf or, when it is NULL, the byte mask mu; NULL
+/// on invalid sizes or out of memory.
 static ck_sparse *build(int rows, int cols, const float *w, const float *mf, const uint8_t *mu) {
   if (rows <= 0 || cols <= 0 || (int64_t)rows * cols >= ((int64_t)1 << 31) || !w || (!mf && !mu))
     return NULL;
@@ -130,14 +138,17 @@ fail:
   return NULL;
 }
 
+/// Builds the format under a float mask; contract in include/ck_sparse.h.
 ck_sparse *ck_sparse_create(int rows, int cols, const float *w, const float *mask) {
   return build(rows, cols, w, mask, NULL);
 }
 
+/// Builds the format under a byte mask; contract in include/ck_sparse.h.
 ck_sparse *ck_sparse_create_u8(int rows, int cols, const float *w, const uint8_t *mask) {
   return build(rows, cols, w, NULL, mask);
 }
 
+/// Frees the format (NULL allowed); contract in include/ck_sparse.h.
 void ck_sparse_free(ck_sparse *s) {
   if (!s) return;
   mat_free(&s->a);
@@ -158,16 +169,19 @@ static void sync_transpose(ck_sparse *s) {
   ck_sp_jit_values_changed(&s->t);
 }
 
+/// Refreshes the values from a dense weight; contract in include/ck_sparse.h.
 void ck_sparse_update_values(ck_sparse *s, const float *w) {
   ck_sparse_gather(s, w, s->a.val);
   sync_transpose(s);
 }
 
+/// Sets the values from an array in value order; contract in include/ck_sparse.h.
 void ck_sparse_set_values(ck_sparse *s, const float *values) {
   if (s->nnz) memcpy(s->a.val, values, sizeof(float) * (size_t)s->nnz);
   sync_transpose(s);
 }
 
+/// M, K, nnz, density and the values in value order: accessors, contracts in include/ck_sparse.h.
 int ck_sparse_rows(const ck_sparse *s) { return s->a.rows; }
 int ck_sparse_cols(const ck_sparse *s) { return s->a.cols; }
 int64_t ck_sparse_nnz(const ck_sparse *s) { return s->nnz; }
@@ -176,6 +190,7 @@ double ck_sparse_density(const ck_sparse *s) {
 }
 const float *ck_sparse_values(const ck_sparse *s) { return s->a.val; }
 
+/// Bytes held by the format; contract in include/ck_sparse.h.
 size_t ck_sparse_bytes(const ck_sparse *s) {
   size_t b = sizeof *s;
   const ck_sp_mat *m[2] = {&s->a, &s->t};
@@ -188,6 +203,7 @@ size_t ck_sparse_bytes(const ck_sparse *s) {
   return b + sizeof(int32_t) * ((size_t)s->nnz + 1);
 }
 
+/// dense := values at the kept positions, 0 elsewhere; contract in include/ck_sparse.h.
 void ck_sparse_scatter(const ck_sparse *s, const float *values, float *dense) {
   const ck_sp_mat *a = &s->a;
   const int M = a->rows, K = a->cols;
@@ -202,6 +218,7 @@ void ck_sparse_scatter(const ck_sparse *s, const float *values, float *dense) {
   }
 }
 
+/// values := dense at the kept positions; contract in include/ck_sparse.h.
 void ck_sparse_gather(const ck_sparse *s, const float *dense, float *values) {
   const ck_sp_mat *a = &s->a;
   const int M = a->rows, K = a->cols;

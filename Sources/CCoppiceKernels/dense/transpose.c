@@ -3,6 +3,7 @@
 
 #define CK_TRANSPOSE_BLOCK 32
 
+/// dst (cols×rows) = srcᵀ, blocked; contract in include/ck_dense.h.
 void ck_transpose(int rows, int cols, const float *src, float *dst) {
   const int b = CK_TRANSPOSE_BLOCK;
   const int row_blocks = (rows + b - 1) / b;

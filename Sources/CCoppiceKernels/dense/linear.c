@@ -2,6 +2,7 @@
 #include "ck_dense.h"
 #include <string.h>
 
+/// y = x·wᵀ + bias; contract in include/ck_dense.h.
 void ck_linear_forward(int batch, int in_features, int out_features, const float *x,
                        const float *w, const float *bias, float *y) {
   ck_sgemm(0, 1, batch, out_features, in_features, 1.0f, x, in_features, w, in_features, 0.0f, y,
@@ -9,6 +10,7 @@ void ck_linear_forward(int batch, int in_features, int out_features, const float
   if (bias) ck_add_bias_rows(batch, out_features, bias, y);
 }
 
+/// Gradients of the linear layer (dw, dbias, dx); contract in include/ck_dense.h.
 void ck_linear_backward(int batch, int in_features, int out_features, const float *x,
                         const float *w, const float *dy, float *dx, float *dw, float *dbias) {
   // dw[o][i] = Σ_n dy[n][o]·x[n][i]

@@ -3,31 +3,37 @@
 
 #define CK_PAR_MIN 32768
 
+/// y = max(x, 0) elementwise; contract in include/ck_dense.h.
 void ck_relu_forward(size_t count, const float *x, float *y) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
   for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+/// dx = dy where y > 0, else 0; contract in include/ck_dense.h.
 void ck_relu_backward(size_t count, const float *y, const float *dy, float *dx) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
   for (size_t i = 0; i < count; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+/// y = a + b elementwise; contract in include/ck_dense.h.
 void ck_add(size_t count, const float *a, const float *b, float *y) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
   for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
 }
 
+/// y += x elementwise; contract in include/ck_dense.h.
 void ck_add_inplace(size_t count, const float *x, float *y) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
   for (size_t i = 0; i < count; i++) y[i] += x[i];
 }
 
+/// y = a · b elementwise; contract in include/ck_dense.h.
 void ck_mul(size_t count, const float *a, const float *b, float *y) {
 #pragma omp parallel for num_threads(ck_get_threads()) if (count > CK_PAR_MIN) schedule(static)
   for (size_t i = 0; i < count; i++) y[i] = a[i] * b[i];
 }
 
+/// y[i][j] += bias[j] over n rows of c; contract in include/ck_dense.h.
 void ck_add_bias_rows(int n, int c, const float *bias, float *y) {
   for (int i = 0; i < n; i++) {
     float *row = y + (size_t)i * c;
@@ -43,6 +49,7 @@ static inline uint64_t ck_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+/// Inverted dropout with a counter-based mask; contract in include/ck_dense.h.
 void ck_dropout_forward(size_t count, float p, uint64_t seed, const float *x, float *mask,
                         float *y) {
   const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;

@@ -1,4 +1,9 @@
 // Internal interface shared by the sparse kernel files (not part of the public API).
+//
+// Layout of sparse/: format.c (the format), spmm.c / sddmm.c / conv.c (the products, threaded),
+// arch/ (one file per instruction set behind the table of isa.c), jit/ (the forward product
+// compiled for a pattern), parallel.c (work splitting), dispatch.c (dense/sparse cost model),
+// reference.c (scalar references for the tests).
 #ifndef CK_SPARSE_INTERNAL_H
 #define CK_SPARSE_INTERNAL_H
 
@@ -20,12 +25,22 @@
 #define CK_SP_X86 0
 #endif
 
+/// Instruction sets, as numbered by ck_sparse_isa.
+enum { CK_SP_ISA_C = 0, CK_SP_ISA_AVX2 = 1, CK_SP_ISA_AVX512 = 2 };
+
+/// Blocking of the vector kernels, shared with the scratch sizes (ck_sp_*_scratch). A packed
+/// row holds one column tile; the tiles below are the widest of any instruction set.
+#define CK_SP_SPMM_KCHUNK 1024 // rows of X the SpMM packs at once (a multiple of the panel)
+#define CK_SP_SPMM_TILE 64     // SpMM column tile, floats (4 AVX-512 vectors)
+#define CK_SP_SDDMM_KCHUNK 512 // rows of X the SDDMM packs at once (a multiple of the panel)
+#define CK_SP_SDDMM_TILE 128   // SDDMM column tile, floats (8 AVX-512 vectors)
+
+typedef struct ck_sp_jit ck_sp_jit;
+
 /// One column-panel CSR matrix (rows × cols). Entry j of segment (p, i) — row i, columns
 /// [p·PANEL, (p+1)·PANEL) — is at j ∈ [ptr[p·rows + i], ptr[p·rows + i + 1]), its column is
 /// p·PANEL + col[j] and its value val[j]. Segments are panel-major, so ptr is monotone and
 /// ptr[npanels·rows] = nnz.
-typedef struct ck_sp_jit ck_sp_jit;
-
 typedef struct {
   int rows, cols, npanels;
   int32_t *ptr;        // npanels·rows + 1
@@ -43,6 +58,31 @@ struct ck_sparse {
   int64_t nnz;
 };
 
+/// The smaller of a and b.
+static inline int ck_sp_imin(int a, int b) { return a < b ? a : b; }
+
+/// Index of the calling thread in its OpenMP team (0 without OpenMP).
+static inline int ck_sp_thread_num(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+/// Threads in the calling thread's OpenMP team (1 without OpenMP).
+static inline int ck_sp_team_size(void) {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work splitting (parallel.c)
+// ---------------------------------------------------------------------------------------------
+
 /// Threads a kernel may use here: 1 inside a parallel region, else omp_get_max_threads().
 int ck_sp_threads(void);
 /// Splits rows [0, rows) into `parts` contiguous ranges of about equal nonzeros (plus a small
@@ -52,6 +92,10 @@ void ck_sp_split_rows(const ck_sp_mat *a, int parts, int *bounds);
 void ck_sp_split_cols(int n, int parts, int align, int *bounds);
 /// Aligned allocation (64 bytes) of `count` floats; free with free(). NULL when count == 0.
 float *ck_sp_alloc_floats(size_t count);
+
+// ---------------------------------------------------------------------------------------------
+// Products (spmm.c, sddmm.c)
+// ---------------------------------------------------------------------------------------------
 
 /// Floats of scratch the SpMM worker needs for matrix a.
 size_t ck_sp_spmm_scratch(const ck_sp_mat *a);
@@ -76,7 +120,40 @@ void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, cons
                         int lddy, const int64_t *dyoff, const float *x, int ldx,
                         const int64_t *xoff, float *acc, float *scratch);
 
-/// Forward product compiled to machine code for one sparsity pattern (sparse_jit.c).
+// ---------------------------------------------------------------------------------------------
+// Instruction set variants (isa.c, arch/)
+// ---------------------------------------------------------------------------------------------
+
+/// The single-threaded kernels of one instruction set. Both take arguments exactly as (and do
+/// what) ck_sp_spmm_worker / ck_sp_sddmm_worker say, with r0 < r1 and n0 < n1, except that
+/// spmm never uses the compiled product; scratch holds ck_sp_spmm_scratch / ck_sp_sddmm_scratch
+/// floats, 64-byte aligned.
+typedef struct {
+  void (*spmm)(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *x, int ldx,
+               const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
+               float *scratch);
+  void (*sddmm)(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *dy, int lddy,
+                const int64_t *dyoff, const float *x, int ldx, const int64_t *xoff, float *acc,
+                float *scratch);
+} ck_sp_isa_kernels;
+
+/// Portable C (arch/portable.c), AVX2 (arch/x86/avx2.c), AVX-512 (arch/x86/avx512.c).
+extern const ck_sp_isa_kernels ck_sp_kernels_portable;
+#if CK_SP_X86
+extern const ck_sp_isa_kernels ck_sp_kernels_avx2;
+extern const ck_sp_isa_kernels ck_sp_kernels_avx512;
+#endif
+
+/// Instruction set in effect (CK_SP_ISA_*): the best the CPU has, or lower if forced.
+int ck_sp_isa_now(void);
+/// The kernels of the instruction set in effect.
+const ck_sp_isa_kernels *ck_sp_kernels(void);
+
+// ---------------------------------------------------------------------------------------------
+// Compiled forward product (jit/)
+// ---------------------------------------------------------------------------------------------
+
+/// Forward product compiled to machine code for one sparsity pattern (jit/driver.c).
 /// ck_sp_jit_get builds it on first use (thread safe) and returns NULL where it is not used:
 /// no AVX-512 in effect, not x86-64, CK_SPARSE_JIT=0, too many nonzeros, or a failed build.
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a);
@@ -96,8 +173,5 @@ void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds);
 int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
                      const int64_t *xoff, const float *bias, float beta, float *y, int ldy,
                      float *buf);
-
-/// Instruction set in effect (2 AVX-512, 1 AVX2, 0 C).
-int ck_sp_isa_now(void);
 
 #endif

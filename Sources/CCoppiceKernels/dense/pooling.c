@@ -29,6 +29,7 @@ static void maxpool_2x2(int planes, int h, int w, int oh, int ow, const float *x
   }
 }
 
+/// Max pooling forward with argmax; contract in include/ck_dense.h.
 void ck_maxpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
                         const float *x, float *y, int32_t *argmax) {
   if (k == 2 && s == 2 && p == 0 && oh == h / 2 && ow == w / 2) {
@@ -64,6 +65,7 @@ void ck_maxpool_forward(int planes, int h, int w, int k, int s, int p, int oh, i
   }
 }
 
+/// Routes dy to the argmax positions; contract in include/ck_dense.h.
 void ck_maxpool_backward(int planes, int h, int w, int oh, int ow, const int32_t *argmax,
                          const float *dy, float *dx) {
 #pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
@@ -77,6 +79,7 @@ void ck_maxpool_backward(int planes, int h, int w, int oh, int ow, const int32_t
   }
 }
 
+/// Average pooling forward; contract in include/ck_dense.h.
 void ck_avgpool_forward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
                         const float *x, float *y) {
   const float inv = 1.0f / (float)(k * k);
@@ -101,6 +104,7 @@ void ck_avgpool_forward(int planes, int h, int w, int k, int s, int p, int oh, i
   }
 }
 
+/// Spreads dy evenly over each window; contract in include/ck_dense.h.
 void ck_avgpool_backward(int planes, int h, int w, int k, int s, int p, int oh, int ow,
                          const float *dy, float *dx) {
   const float inv = 1.0f / (float)(k * k);

@@ -1,0 +1,232 @@
+// The vector SpMM and SDDMM kernels, written once over a few vector primitives and compiled
+// once per instruction set: avx512.c and avx2.c each define the primitives and then include
+// this file (it is not a header of declarations; include it nowhere else).
+//
+// The including file defines, all under the target attribute CK_VEC_TARGET:
+//   vec, vec_mask          a vector of VEC_WIDTH floats and a lane mask
+//   VEC(op)                the intrinsic for op in load (aligned), loadu, store (aligned), storeu,
+//                          set1, fmadd, mul
+//   vec_first(count)       mask of the first count lanes (1 <= count <= VEC_WIDTH); vec_all()
+//   vec_maskz_load(p, m)   the lanes m of p (unaligned), 0 elsewhere; vec_mask_store(p, m, v)
+//   vec_sum(a)             Σ lanes of a; vec_sum4(a, b, c, d) = [Σa, Σb, Σc, Σd] as an __m128
+//   CK_VEC_KERNELS         the name of the ck_sp_isa_kernels table this file defines.
+// Both kernels pack rows of X into an L1-friendly block (pack) and sweep blocks of rows of W
+// over it, panel by panel; see spmm.c and sddmm.c for the blocking and its reasons.
+
+#define P CK_SPARSE_PANEL
+#define RBLOCK 256    // rows of W per sweep over a packed panel
+#define PACK_AHEAD 16 // rows of X prefetched ahead while packing
+#define SPMM_NV 4     // vectors per SpMM column tile (accumulators per row of W)
+#define SDDMM_NV 8    // vectors per SDDMM column tile (dY row held in registers)
+#define SPMM_T (SPMM_NV * VEC_WIDTH)   // SpMM column tile, floats (= packed row stride)
+#define SDDMM_T (SDDMM_NV * VEC_WIDTH) // SDDMM column tile, floats (= packed row stride)
+
+_Static_assert(SPMM_T <= CK_SP_SPMM_TILE, "SpMM tile exceeds its scratch");
+_Static_assert(SDDMM_T <= CK_SP_SDDMM_TILE, "SDDMM tile exceeds its scratch");
+
+/// Vectors covering a column tile of w floats (1 <= w); *lm receives the lanes of the last one.
+CK_VEC_TARGET static inline int tile_vectors(int w, vec_mask *lm) {
+  const int nv = (w + VEC_WIDTH - 1) / VEC_WIDTH;
+  *lm = vec_first(w - VEC_WIDTH * (nv - 1));
+  return nv;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packing (the one routine for the row-major packed block both products read)
+// ---------------------------------------------------------------------------------------------
+
+/// Copies rows [k0, k1) of X, columns [c0, c0 + nv·VEC_WIDTH) — the last vector only on the
+/// lanes lm, zero filled — to buf, row k at buf + (k − k0)·stride. Row k of X starts at
+/// x + xoff[k] when xoff is not NULL, else x + k·ldx. buf: 64-byte aligned, (k1 − k0)·stride
+/// floats; stride a multiple of VEC_WIDTH, at least nv·VEC_WIDTH; 1 <= nv.
+CK_VEC_TARGET static void pack(const float *x, int ldx, const int64_t *xoff, int k0, int k1,
+                               int c0, int nv, vec_mask lm, int stride, float *buf) {
+  const size_t bytes = sizeof(vec) * (size_t)nv;
+  for (int k = k0; k < k1; k++) {
+    const float *s = (xoff ? x + xoff[k] : x + (size_t)k * ldx) + c0;
+    float *d = buf + (size_t)(k - k0) * stride;
+    // X rows are far apart (ldx): fetch a few rows ahead so DRAM latency overlaps the copy.
+    const char *ahead = (const char *)(s + (size_t)PACK_AHEAD * ldx); // ldx: a stride hint
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+    _mm_prefetch(ahead + bytes - 4, _MM_HINT_T0);
+    for (int v = 0; v < nv - 1; v++) VEC(store)(d + VEC_WIDTH * v, VEC(loadu)(s + VEC_WIDTH * v));
+    VEC(store)(d + VEC_WIDTH * (nv - 1), vec_maskz_load(s + VEC_WIDTH * (nv - 1), lm));
+  }
+}
+
+/// Prefetches (to L2) the X rows [k0, k1) at columns [c0, c0 + nv·VEC_WIDTH) that the next pack
+/// will copy, so that reading X from memory overlaps the current chunk's arithmetic (measured
+/// 4-8% faster on the conv-as-GEMM shapes, whose X is far larger than the caches). A hint only.
+CK_VEC_TARGET static inline void prefetch_rows(const float *x, int ldx, const int64_t *xoff,
+                                               int k0, int k1, int c0, int nv) {
+  const size_t bytes = sizeof(vec) * (size_t)nv;
+  for (int k = k0; k < k1; k++) {
+    const char *s = (const char *)((xoff ? x + xoff[k] : x + (size_t)k * ldx) + c0);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(s + o, _MM_HINT_T1);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SpMM: y = W·X (+ bias) (+ beta·y); a tile of SPMM_NV vectors per row of W in registers
+// ---------------------------------------------------------------------------------------------
+
+/// Rows [i0, i1) of one panel (segment offsets ptr, columns col, values val) against its packed
+/// block pb (row stride SPMM_T), into nv vectors of each row of y (the last on the
+/// lanes lm). mode: 0 = y := bias + W·X, 1 = y := beta·y + bias + W·X, 2 = y += W·X (rows
+/// without entries are skipped). bias may be NULL (0). nv is a constant after inlining.
+CK_VEC_TARGET static inline __attribute__((always_inline)) void
+spmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, const float *val,
+          int i0, int i1, const float *pb, float *y, int ldy, int mode, const float *bias,
+          float beta) {
+  for (int i = i0; i < i1; i++) {
+    int32_t j = ptr[i];
+    const int32_t je = ptr[i + 1];
+    if (mode == 2 && j == je) continue;
+    float *yr = y + (size_t)i * ldy;
+    vec acc[SPMM_NV];
+    const vec b = VEC(set1)(bias ? bias[i] : 0.0f);
+    for (int v = 0; v < nv; v++) {
+      const vec_mask m = v == nv - 1 ? lm : vec_all();
+      if (mode == 2)
+        acc[v] = vec_maskz_load(yr + VEC_WIDTH * v, m);
+      else if (mode == 1)
+        acc[v] = VEC(fmadd)(VEC(set1)(beta), vec_maskz_load(yr + VEC_WIDTH * v, m), b);
+      else
+        acc[v] = b;
+    }
+    for (; j + 1 < je; j += 2) { // two entries per step; each accumulator in entry order
+      const float *x0 = pb + (size_t)col[j] * SPMM_T, *x1 = pb + (size_t)col[j + 1] * SPMM_T;
+      const vec w0 = VEC(set1)(val[j]), w1 = VEC(set1)(val[j + 1]);
+      for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w0, VEC(load)(x0 + VEC_WIDTH * v), acc[v]);
+      for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w1, VEC(load)(x1 + VEC_WIDTH * v), acc[v]);
+    }
+    if (j < je) {
+      const float *x0 = pb + (size_t)col[j] * SPMM_T;
+      const vec w0 = VEC(set1)(val[j]);
+      for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w0, VEC(load)(x0 + VEC_WIDTH * v), acc[v]);
+    }
+    for (int v = 0; v < nv - 1; v++) VEC(storeu)(yr + VEC_WIDTH * v, acc[v]);
+    vec_mask_store(yr + VEC_WIDTH * (nv - 1), lm, acc[nv - 1]);
+  }
+}
+
+/// The ck_sp_isa_kernels.spmm of this instruction set (contract in sparse/internal.h): column
+/// tiles of SPMM_NV vectors; per tile, chunks of CK_SP_SPMM_KCHUNK X rows are packed and swept
+/// by blocks of RBLOCK rows of W, while the next chunk's X rows are prefetched.
+CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1,
+                                      const float *x, int ldx, const int64_t *xoff,
+                                      const float *bias, float beta, float *y, int ldy,
+                                      float *buf) {
+  const int M = a->rows, K = a->cols, np = a->npanels, ppc = CK_SP_SPMM_KCHUNK / P;
+  for (int c0 = n0; c0 < n1; c0 += SPMM_T) {
+    vec_mask lm;
+    const int nv = tile_vectors(ck_sp_imin(SPMM_T, n1 - c0), &lm);
+    float *yc = y + c0;
+    for (int p0 = 0; p0 < np; p0 += ppc) {
+      const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
+      pack(x, ldx, xoff, k0, k1, c0, nv, lm, SPMM_T, buf);
+      // What the next pack reads: the next chunk of this tile, or the first of the next tile.
+      const int nk0 = p1 < np ? k1 : 0, nc0 = p1 < np ? c0 : c0 + SPMM_T;
+      const int nk1 = ck_sp_imin(K, nk0 + CK_SP_SPMM_KCHUNK);
+      const int nnv = nc0 < n1 ? (ck_sp_imin(SPMM_T, n1 - nc0) + VEC_WIDTH - 1) / VEC_WIDTH : 0;
+      for (int rb = r0; rb < r1; rb += RBLOCK) {
+        const int re = ck_sp_imin(r1, rb + RBLOCK);
+        for (int p = p0; p < p1; p++) {
+          const int32_t *ptr = a->ptr + (size_t)p * M;
+          const float *pb = buf + (size_t)(p - p0) * P * SPMM_T;
+          const int q0 = nk0 + (p - p0) * P;
+          if (rb == r0 && nnv > 0 && q0 < nk1)
+            prefetch_rows(x, ldx, xoff, q0, ck_sp_imin(q0 + P, nk1), nc0, nnv);
+          const int mode = p > 0 ? 2 : (beta != 0.0f ? 1 : 0);
+          switch (nv) { // one inlined copy per vector count
+          case 4: spmm_rows(4, lm, ptr, a->col, a->val, rb, re, pb, yc, ldy, mode, bias, beta); break;
+          case 3: spmm_rows(3, lm, ptr, a->col, a->val, rb, re, pb, yc, ldy, mode, bias, beta); break;
+          case 2: spmm_rows(2, lm, ptr, a->col, a->val, rb, re, pb, yc, ldy, mode, bias, beta); break;
+          default: spmm_rows(1, lm, ptr, a->col, a->val, rb, re, pb, yc, ldy, mode, bias, beta); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SDDMM: acc[j] += dY[i, :]·X[k, :]; a tile of SDDMM_NV vectors of the dY row in registers
+// ---------------------------------------------------------------------------------------------
+
+/// Rows [i0, i1) of one panel (segment offsets ptr, columns col) against its packed block pb
+/// (row stride SDDMM_T): for each entry j = (i, k), acc[j] += Σ over the nv vectors
+/// (the last on the lanes lm) at column c0 of dY row i (at dy + dyoff[i] when dyoff is not
+/// NULL, else dy + i·lddy) times packed X row k. Four entries at a time, reduced together.
+CK_VEC_TARGET static inline __attribute__((always_inline)) void
+sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, int i0, int i1,
+           const float *pb, const float *dy, int lddy, const int64_t *dyoff, int c0, float *acc) {
+  for (int i = i0; i < i1; i++) {
+    int32_t j = ptr[i];
+    const int32_t je = ptr[i + 1];
+    if (j == je) continue;
+    const float *dr = (dyoff ? dy + dyoff[i] : dy + (size_t)i * lddy) + c0;
+    vec d[SDDMM_NV];
+    for (int v = 0; v < nv - 1; v++) d[v] = VEC(loadu)(dr + VEC_WIDTH * v);
+    d[nv - 1] = vec_maskz_load(dr + VEC_WIDTH * (nv - 1), lm);
+    for (; j + 3 < je; j += 4) {
+      const float *x0 = pb + (size_t)col[j] * SDDMM_T, *x1 = pb + (size_t)col[j + 1] * SDDMM_T;
+      const float *x2 = pb + (size_t)col[j + 2] * SDDMM_T;
+      const float *x3 = pb + (size_t)col[j + 3] * SDDMM_T;
+      vec s0 = VEC(mul)(d[0], VEC(load)(x0));
+      vec s1 = VEC(mul)(d[0], VEC(load)(x1));
+      vec s2 = VEC(mul)(d[0], VEC(load)(x2));
+      vec s3 = VEC(mul)(d[0], VEC(load)(x3));
+      for (int v = 1; v < nv; v++) {
+        s0 = VEC(fmadd)(d[v], VEC(load)(x0 + VEC_WIDTH * v), s0);
+        s1 = VEC(fmadd)(d[v], VEC(load)(x1 + VEC_WIDTH * v), s1);
+        s2 = VEC(fmadd)(d[v], VEC(load)(x2 + VEC_WIDTH * v), s2);
+        s3 = VEC(fmadd)(d[v], VEC(load)(x3 + VEC_WIDTH * v), s3);
+      }
+      _mm_storeu_ps(acc + j, _mm_add_ps(_mm_loadu_ps(acc + j), vec_sum4(s0, s1, s2, s3)));
+    }
+    for (; j < je; j++) {
+      const float *x0 = pb + (size_t)col[j] * SDDMM_T;
+      vec s0 = VEC(mul)(d[0], VEC(load)(x0));
+      for (int v = 1; v < nv; v++) s0 = VEC(fmadd)(d[v], VEC(load)(x0 + VEC_WIDTH * v), s0);
+      acc[j] += vec_sum(s0);
+    }
+  }
+}
+
+/// The ck_sp_isa_kernels.sddmm of this instruction set (contract in sparse/internal.h): column
+/// tiles of SDDMM_NV vectors; per tile, chunks of CK_SP_SDDMM_KCHUNK X rows are packed and
+/// swept by blocks of RBLOCK rows of W.
+CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1,
+                                       const float *dy, int lddy, const int64_t *dyoff,
+                                       const float *x, int ldx, const int64_t *xoff, float *acc,
+                                       float *buf) {
+  const int M = a->rows, K = a->cols, np = a->npanels, ppc = CK_SP_SDDMM_KCHUNK / P;
+  for (int c0 = n0; c0 < n1; c0 += SDDMM_T) {
+    vec_mask lm;
+    const int nv = tile_vectors(ck_sp_imin(SDDMM_T, n1 - c0), &lm);
+    for (int p0 = 0; p0 < np; p0 += ppc) {
+      const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
+      pack(x, ldx, xoff, k0, k1, c0, nv, lm, SDDMM_T, buf);
+      for (int rb = r0; rb < r1; rb += RBLOCK) {
+        const int re = ck_sp_imin(r1, rb + RBLOCK);
+        for (int p = p0; p < p1; p++) {
+          const int32_t *ptr = a->ptr + (size_t)p * M;
+          const float *pb = buf + (size_t)(p - p0) * P * SDDMM_T;
+          switch (nv) { // one inlined copy per vector count
+          case 8: sddmm_rows(8, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 7: sddmm_rows(7, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 6: sddmm_rows(6, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 5: sddmm_rows(5, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 4: sddmm_rows(4, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 3: sddmm_rows(3, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 2: sddmm_rows(2, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          default: sddmm_rows(1, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+const ck_sp_isa_kernels CK_VEC_KERNELS = {spmm_worker, sddmm_worker};
