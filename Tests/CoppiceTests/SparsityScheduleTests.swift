@@ -69,6 +69,17 @@ final class SparsityHarness {
 }
 
 final class SparsityScheduleTests: XCTestCase {
+  /// The registry knows every method exactly once, and each schedule names its method.
+  func testEveryMethodIsRegisteredOnce() throws {
+    let registered = ScheduleFactory.methods.map { $0.method }
+    XCTAssertEqual(Set(registered), Set(SparsityMethod.allCases))
+    XCTAssertEqual(registered.count, SparsityMethod.allCases.count)
+    for method in SparsityMethod.allCases {
+      let h = try SparsityHarness(.init(method: method, sparsity: 0.5), totalSteps: 400)
+      XCTAssertEqual(h.sparsifier.schedule.name, method.rawValue)
+    }
+  }
+
   func testTargetZerosOfHarness() throws {
     let h = try SparsityHarness(.init(method: .staticSparse, sparsity: 0.7), totalSteps: 10)
     XCTAssertEqual(h.targets.map(\.targetZeros), [56, 113, 20])

@@ -66,3 +66,15 @@ public final class CyclicGaP: SparsitySchedule {
     return "C-GaP round \(round)/\(rounds), partition \(p) dense"
   }
 }
+
+extension CyclicGaP: ConfiguredSchedule {
+  public static let method = SparsityMethod.cgap
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    throws -> (schedule: SparsitySchedule, notes: [String])
+  {
+    let plan = try GaPPlan(config, targets: targets, totalSteps: totalSteps)
+    let schedule = CyclicGaP(
+      partitions: plan.partitions, stepLength: plan.stepLength, rounds: config.rounds)
+    return (schedule, plan.notes)
+  }
+}

@@ -11,3 +11,10 @@ public final class DenseSchedule: SparsitySchedule {
   public var lastMaskChangeStep: Int { 0 }
   public func phase(afterStep step: Int) -> String { "dense" }
 }
+
+extension DenseSchedule: ConfiguredSchedule {
+  public static let method = SparsityMethod.dense
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    -> (schedule: SparsitySchedule, notes: [String])
+  { (DenseSchedule(), []) }
+}

@@ -75,3 +75,16 @@ public struct DynamicSparseTiming: Equatable, Sendable {
     step < endStep ? "\(method) mask updates every \(interval) steps until \(endStep)" : "fine-tune"
   }
 }
+
+extension DynamicSparseTiming {
+  /// The timing of a SET or RigL configuration: updates every `updateInterval` steps until
+  /// `updateEndFraction` of training, the drop fraction decayed as configured (default: cosine
+  /// for RigL, constant for SET).
+  init(_ config: SparsityConfig, totalSteps: Int) {
+    self.init(
+      interval: config.updateInterval,
+      endStep: max(1, ScheduleFactory.step(atFraction: config.updateEndFraction, of: totalSteps)),
+      dropFraction: config.dropFraction,
+      decay: config.dropFractionDecay ?? (config.method == .rigl ? .cosine : .constant))
+  }
+}

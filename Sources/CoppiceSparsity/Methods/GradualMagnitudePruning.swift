@@ -71,3 +71,28 @@ public final class GradualMagnitudePruning: SparsitySchedule {
     return "fine-tune"
   }
 }
+
+extension GradualMagnitudePruning: ConfiguredSchedule {
+  public static let method = SparsityMethod.gmp
+
+  /// Prunes from `pruningBeginStep` to `pruningEndStep` (default: 25% to 75% of training).
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    throws -> (schedule: SparsitySchedule, notes: [String])
+  {
+    let begin = config.pruningBeginStep ?? ScheduleFactory.step(atFraction: 0.25, of: totalSteps)
+    let end =
+      config.pruningEndStep
+      ?? max(begin, ScheduleFactory.step(atFraction: 0.75, of: totalSteps))
+    guard end >= begin else {
+      throw CoppiceError.invalidArgument("pruning end step \(end) is before begin step \(begin)")
+    }
+    guard end <= totalSteps else {
+      throw CoppiceError.invalidArgument(
+        "pruning end step \(end) is after the end of training (\(totalSteps) steps)")
+    }
+    let schedule = GradualMagnitudePruning(
+      initialSparsity: config.initialSparsity, beginStep: begin, endStep: end,
+      frequency: config.pruningFrequency, globalMagnitude: config.globalMagnitude)
+    return (schedule, [])
+  }
+}

@@ -42,3 +42,19 @@ public final class OneShotMagnitude: SparsitySchedule {
     step < pruneStep ? "dense (prune after step \(pruneStep))" : "fine-tune"
   }
 }
+
+extension OneShotMagnitude: ConfiguredSchedule {
+  public static let method = SparsityMethod.oneshot
+
+  /// Prunes at `pruneStep` (default: half of training).
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    throws -> (schedule: SparsitySchedule, notes: [String])
+  {
+    let step = config.pruneStep ?? totalSteps / 2
+    guard step <= totalSteps else {
+      throw CoppiceError.invalidArgument(
+        "prune step \(step) is after the end of training (\(totalSteps) steps)")
+    }
+    return (OneShotMagnitude(pruneStep: step, globalMagnitude: config.globalMagnitude), [])
+  }
+}

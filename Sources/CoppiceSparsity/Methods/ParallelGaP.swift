@@ -144,3 +144,15 @@ public final class ParallelGaP: SparsitySchedule {
     currentWorker = worker < 0 ? nil : worker
   }
 }
+
+extension ParallelGaP: ConfiguredSchedule {
+  public static let method = SparsityMethod.pgap
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    throws -> (schedule: SparsitySchedule, notes: [String])
+  {
+    let plan = try GaPPlan(config, targets: targets, totalSteps: totalSteps)
+    let schedule = ParallelGaP(
+      partitions: plan.partitions, stepLength: plan.stepLength, rounds: config.rounds)
+    return (schedule, plan.notes)
+  }
+}

@@ -32,3 +32,18 @@ public final class RigL: SparsitySchedule {
   public var lastMaskChangeStep: Int { timing.endStep - 1 }
   public func phase(afterStep step: Int) -> String { timing.phase(afterStep: step, method: "RigL") }
 }
+
+extension RigL: ConfiguredSchedule {
+  public static let method = SparsityMethod.rigl
+
+  /// Needs a gradient buffer on every non-empty target.
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    throws -> (schedule: SparsitySchedule, notes: [String])
+  {
+    if let missing = targets.first(where: { $0.gradients == nil && $0.count > 0 }) {
+      throw CoppiceError.invalidArgument(
+        "RigL needs a gradient buffer for every target; \(missing.name) has none")
+    }
+    return (RigL(timing: DynamicSparseTiming(config, totalSteps: totalSteps)), [])
+  }
+}

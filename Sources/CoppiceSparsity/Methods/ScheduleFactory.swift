@@ -1,7 +1,28 @@
-/// Builds the schedule of a configured method for a set of targets and a training length.
+/// A sparse-training method as the registry knows it: a schedule type that builds itself from a
+/// configuration. Each method's file implements it next to its schedule; adding a method is
+/// that file plus its line in `ScheduleFactory.methods`.
+public protocol ConfiguredSchedule: SparsitySchedule {
+  /// The method this schedule implements.
+  static var method: SparsityMethod { get }
+  /// The schedule for `config` over `targets` and `totalSteps` optimizer steps (both already
+  /// validated), plus notes for the log. Throws `CoppiceError.invalidArgument` when the
+  /// method's options do not fit this training length or these targets.
+  static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int) throws
+    -> (schedule: SparsitySchedule, notes: [String])
+}
+
+/// The registry of sparse-training methods: builds the schedule of a configured method.
 public enum ScheduleFactory {
+  /// Every method, one schedule type each.
+  public static var methods: [any ConfiguredSchedule.Type] {
+    [
+      DenseSchedule.self, StaticSparse.self, OneShotMagnitude.self, GradualMagnitudePruning.self,
+      SparseEvolutionaryTraining.self, RigL.self, CyclicGaP.self, ParallelGaP.self,
+    ]
+  }
+
   /// The schedule, plus notes for the log (e.g. κ reduced to the number of layers).
-  /// Throws `CoppiceError.invalidArgument` for invalid options or a GaP schedule that does not
+  /// Throws `CoppiceError.invalidArgument` for invalid options or a schedule that does not
   /// fit in `totalSteps`.
   public static func makeSchedule(
     _ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int
@@ -10,77 +31,15 @@ public enum ScheduleFactory {
     guard totalSteps >= 1 else {
       throw CoppiceError.invalidArgument("total steps must be ≥ 1, got \(totalSteps)")
     }
-    func fraction(_ f: Double) -> Int { Int((Double(totalSteps) * f).rounded()) }
-    switch config.method {
-    case .dense:
-      return (DenseSchedule(), [])
-    case .staticSparse:
-      return (StaticSparse(), [])
-    case .oneshot:
-      let step = config.pruneStep ?? totalSteps / 2
-      guard step <= totalSteps else {
-        throw CoppiceError.invalidArgument(
-          "prune step \(step) is after the end of training (\(totalSteps) steps)")
-      }
-      return (OneShotMagnitude(pruneStep: step, globalMagnitude: config.globalMagnitude), [])
-    case .gmp:
-      let begin = config.pruningBeginStep ?? fraction(0.25)
-      let end = config.pruningEndStep ?? max(begin, fraction(0.75))
-      guard end >= begin else {
-        throw CoppiceError.invalidArgument("pruning end step \(end) is before begin step \(begin)")
-      }
-      guard end <= totalSteps else {
-        throw CoppiceError.invalidArgument(
-          "pruning end step \(end) is after the end of training (\(totalSteps) steps)")
-      }
-      return (
-        GradualMagnitudePruning(
-          initialSparsity: config.initialSparsity, beginStep: begin, endStep: end,
-          frequency: config.pruningFrequency, globalMagnitude: config.globalMagnitude), []
-      )
-    case .set, .rigl:
-      let rigl = config.method == .rigl
-      let timing = DynamicSparseTiming(
-        interval: config.updateInterval, endStep: max(1, fraction(config.updateEndFraction)),
-        dropFraction: config.dropFraction,
-        decay: config.dropFractionDecay ?? (rigl ? .cosine : .constant))
-      if rigl, let missing = targets.first(where: { $0.gradients == nil && $0.count > 0 }) {
-        throw CoppiceError.invalidArgument(
-          "RigL needs a gradient buffer for every target; \(missing.name) has none")
-      }
-      return (rigl ? RigL(timing: timing) : SparseEvolutionaryTraining(timing: timing), [])
-    case .cgap, .pgap:
-      guard !targets.isEmpty else {
-        throw CoppiceError.invalidArgument("GaP needs at least one sparse target")
-      }
-      let partitions = try Partitioning.partitions(config.partitions, targets: targets)
-      var notes: [String] = []
-      if case .balanced(let requested, _) = config.partitions, requested > partitions.count {
-        notes.append(
-          "partitions reduced from \(requested) to \(partitions.count): only "
-            + "\(targets.count) prunable layers")
-      }
-      let kappa = partitions.count
-      let rounds = config.rounds
-      let sequential = config.sequentialGaPSteps(partitionCount: kappa)
-      let length = config.gapStepLength ?? max(1, fraction(0.75) / max(1, sequential ?? 1))
-      let (needed, overflow) = (sequential ?? Int.max).multipliedReportingOverflow(by: length)
-      guard sequential != nil, !overflow, needed <= totalSteps else {
-        let factors =
-          config.method == .cgap ? "\(kappa) partitions × \(rounds) rounds" : "\(rounds) rounds"
-        throw CoppiceError.invalidArgument(
-          "\(config.method.rawValue): \(factors) × \(length) steps "
-            + "= \(needed) optimizer steps, but training has only \(totalSteps)")
-      }
-      for (p, members) in partitions.enumerated() {
-        notes.append(
-          "partition \(p): " + members.map { targets[$0].name }.joined(separator: ", "))
-      }
-      if config.method == .cgap {
-        return (CyclicGaP(partitions: partitions, stepLength: length, rounds: rounds), notes)
-      }
-      return (ParallelGaP(partitions: partitions, stepLength: length, rounds: rounds), notes)
+    guard let type = methods.first(where: { $0.method == config.method }) else {
+      throw CoppiceError.invalidArgument("no schedule registered for \(config.method.rawValue)")
     }
+    return try type.make(config, targets: targets, totalSteps: totalSteps)
+  }
+
+  /// round(totalSteps · fraction): the step at a fraction of training.
+  static func step(atFraction fraction: Double, of totalSteps: Int) -> Int {
+    Int((Double(totalSteps) * fraction).rounded())
   }
 }
 

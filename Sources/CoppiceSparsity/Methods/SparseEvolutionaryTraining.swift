@@ -23,3 +23,12 @@ public final class SparseEvolutionaryTraining: SparsitySchedule {
   public var lastMaskChangeStep: Int { timing.endStep - 1 }
   public func phase(afterStep step: Int) -> String { timing.phase(afterStep: step, method: "SET") }
 }
+
+extension SparseEvolutionaryTraining: ConfiguredSchedule {
+  public static let method = SparsityMethod.set
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    -> (schedule: SparsitySchedule, notes: [String])
+  {
+    (SparseEvolutionaryTraining(timing: DynamicSparseTiming(config, totalSteps: totalSteps)), [])
+  }
+}

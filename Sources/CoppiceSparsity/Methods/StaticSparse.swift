@@ -14,3 +14,10 @@ public final class StaticSparse: SparsitySchedule {
   public var lastMaskChangeStep: Int { 0 }
   public func phase(afterStep step: Int) -> String { "static sparse" }
 }
+
+extension StaticSparse: ConfiguredSchedule {
+  public static let method = SparsityMethod.staticSparse
+  public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
+    -> (schedule: SparsitySchedule, notes: [String])
+  { (StaticSparse(), []) }
+}

@@ -1,0 +1,46 @@
+/// What C-GaP and P-GaP share before they start: the partitions of the targets and the length
+/// of a GaP step, checked to fit in training.
+struct GaPPlan {
+  /// Target indices per partition, in grow order.
+  let partitions: [[Int]]
+  /// Optimizer steps per GaP step.
+  let stepLength: Int
+  /// Log lines: κ reduced, and the layers of each partition.
+  let notes: [String]
+
+  /// Resolves the partitions; the step length is `gapStepLength`, or else the sequential GaP
+  /// steps (`SparsityConfig.sequentialGaPSteps`) fill 75% of training. Throws when there is
+  /// no target or the GaP phase does not fit in `totalSteps`.
+  init(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int) throws {
+    guard !targets.isEmpty else {
+      throw CoppiceError.invalidArgument("GaP needs at least one sparse target")
+    }
+    let partitions = try Partitioning.partitions(config.partitions, targets: targets)
+    var notes: [String] = []
+    if case .balanced(let requested, _) = config.partitions, requested > partitions.count {
+      notes.append(
+        "partitions reduced from \(requested) to \(partitions.count): only "
+          + "\(targets.count) prunable layers")
+    }
+    let kappa = partitions.count
+    let sequential = config.sequentialGaPSteps(partitionCount: kappa)
+    let length =
+      config.gapStepLength
+      ?? max(1, ScheduleFactory.step(atFraction: 0.75, of: totalSteps) / max(1, sequential ?? 1))
+    let (needed, overflow) = (sequential ?? Int.max).multipliedReportingOverflow(by: length)
+    guard sequential != nil, !overflow, needed <= totalSteps else {
+      let factors =
+        config.method == .cgap
+        ? "\(kappa) partitions × \(config.rounds) rounds" : "\(config.rounds) rounds"
+      throw CoppiceError.invalidArgument(
+        "\(config.method.rawValue): \(factors) × \(length) steps "
+          + "= \(needed) optimizer steps, but training has only \(totalSteps)")
+    }
+    for (p, members) in partitions.enumerated() {
+      notes.append("partition \(p): " + members.map { targets[$0].name }.joined(separator: ", "))
+    }
+    self.partitions = partitions
+    self.stepLength = length
+    self.notes = notes
+  }
+}
