@@ -27,6 +27,7 @@ func guarded(_ function: String, _ body: () throws -> Void) -> Int32 {
       return LastError.fail(.invalidFile, "\(function): \(error)")
     case .invalidArgument(let m), .diverged(let m):
       return LastError.fail(.invalidArgument, "\(function): \(m)")
+    case .invalidState(let m): return LastError.fail(.invalidState, "\(function): \(m)")
     }
   } catch {
     return LastError.fail(.internal, "\(function): \(error)")

@@ -9,9 +9,7 @@ nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = {
 nonisolated(unsafe) private let emptyString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 nonisolated(unsafe) private let statusNames: [Int32: UnsafePointer<CChar>] = {
   var names: [Int32: UnsafePointer<CChar>] = [:]
-  for code in Int32(0)...Int32(9) {
-    if let s = Status(rawValue: code) { names[code] = UnsafePointer(strdup(s.name)!) }
-  }
+  for (status, name) in Status.names { names[status.rawValue] = UnsafePointer(strdup(name)!) }
   return names
 }()
 nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(

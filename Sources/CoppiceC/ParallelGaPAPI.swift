@@ -5,6 +5,7 @@ import Coppice
 import Foundation
 
 extension SparsifierHandle {
+  /// The started sparsifier and its P-GaP schedule (INVALID_STATE for another method).
   func parallelGaP() throws -> (Sparsifier, ParallelGaP) {
     let s = try started()
     guard let gap = s.parallelGaP else {
@@ -13,28 +14,15 @@ extension SparsifierHandle {
     return (s, gap)
   }
 
-  /// The targets of partition `worker`, validated.
-  func partition(_ worker: Int32) throws -> [Int] {
-    let (_, gap) = try parallelGaP()
-    guard worker >= 0, Int(worker) < gap.workerCount else {
-      throw APIError(.invalidArgument, "worker \(worker) out of range 0..<\(gap.workerCount)")
-    }
-    return gap.partitions[Int(worker)]
-  }
-
-  func partitionSize(_ worker: Int32) throws -> Int { size(of: try partition(worker)) }
-
-  private func size(of partition: [Int]) -> Int { partition.reduce(0) { $0 + targets[$1].count } }
-
-  /// The targets of partition `worker`, checked against a host buffer of `count` weights.
-  func partition(_ worker: Int32, count: Int64) throws -> [Int] {
-    let p = try partition(worker)
-    let size = size(of: p)
+  /// Checks a host buffer of `count` weights against partition `worker`'s size.
+  func checkPartitionBuffer(_ worker: Int32, count: Int64) throws -> Sparsifier {
+    let (s, _) = try parallelGaP()
+    let size = try s.partitionSize(ofWorker: Int(worker))
     guard count == Int64(size) else {
       throw APIError(
         .shapeMismatch, "partition \(worker) holds \(size) weights, the buffer \(count)")
     }
-    return p
+    return s
   }
 }
 
@@ -58,7 +46,6 @@ public func cPGaPBeginWorker(_ handle: OpaquePointer?, _ worker: Int32) -> Int32
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
     let (s, _) = try h.parallelGaP()
     try s.beginParallelWorker(Int(worker))  // checks the worker's range
-    h.importedPartitions = [:]
     for e in s.lastEvents { Log.emit(1, e) }
   }
 }
@@ -69,7 +56,8 @@ public func cPGaPPartitionSize(
 ) -> Int32 {
   guarded("coppice_sparsifier_pgap_partition_size") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    try output(count, "count").pointee = Int64(try h.partitionSize(worker))
+    let (s, _) = try h.parallelGaP()
+    try output(count, "count").pointee = Int64(try s.partitionSize(ofWorker: Int(worker)))
   }
 }
 
@@ -80,19 +68,9 @@ public func cPGaPExportPartition(
 ) -> Int32 {
   guarded("coppice_sparsifier_pgap_export_partition") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    let partition = try h.partition(worker, count: count)
-    let out = try output(weights, "weights")
-    var offset = 0
-    for t in partition {
-      let target = h.targets[t]
-      (out + offset).update(from: target.weights, count: target.count)
-      if let masks {
-        target.mask.withUnsafeBufferPointer {
-          (masks + offset).update(from: $0.baseAddress!, count: target.count)
-        }
-      }
-      offset += target.count
-    }
+    let s = try h.checkPartitionBuffer(worker, count: count)
+    try s.exportPartition(
+      ofWorker: Int(worker), weights: try output(weights, "weights"), masks: masks)
   }
 }
 
@@ -102,20 +80,9 @@ public func cPGaPImportPartition(
 ) -> Int32 {
   guarded("coppice_sparsifier_pgap_import_partition") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    let partition = try h.partition(worker, count: count)
+    let s = try h.checkPartitionBuffer(worker, count: count)
     guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
-    var values: [Int: [Float]] = [:]
-    var offset = 0
-    for t in partition {
-      let n = h.targets[t].count
-      let part = Array(UnsafeBufferPointer(start: weights + offset, count: n))
-      guard part.allSatisfy(\.isFinite) else {
-        throw APIError(.invalidArgument, "partition \(worker) holds NaN or infinity")
-      }
-      values[t] = part
-      offset += n
-    }
-    h.importedPartitions[Int(worker)] = values
+    try s.importPartition(ofWorker: Int(worker), weights: weights)
   }
 }
 
@@ -123,27 +90,8 @@ public func cPGaPImportPartition(
 public func cPGaPFinishRound(_ handle: OpaquePointer?) -> Int32 {
   guarded("coppice_sparsifier_pgap_finish_round") {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
-    let (s, gap) = try h.parallelGaP()
-    var workerWeights: [[[Float]]] = []
-    for worker in 0..<gap.workerCount {
-      var weights = [[Float]](repeating: [], count: h.targets.count)
-      for t in gap.partitions[worker] {
-        if let imported = h.importedPartitions[worker]?[t] {
-          weights[t] = imported
-        } else if gap.currentWorker == worker {
-          let target = h.targets[t]
-          weights[t] = Array(UnsafeBufferPointer(start: target.weights, count: target.count))
-        } else {
-          throw APIError(
-            .invalidState,
-            "partition \(worker) was not imported (coppice_sparsifier_pgap_import_partition) "
-              + "before finishing the round")
-        }
-      }
-      workerWeights.append(weights)
-    }
-    try s.finishParallelRound(workerWeights: workerWeights)
-    h.importedPartitions = [:]
+    let (s, _) = try h.parallelGaP()
+    try s.finishParallelRoundFromImports()
     for e in s.lastEvents { Log.emit(1, e) }
   }
 }

@@ -13,8 +13,6 @@ final class SparsifierHandle {
   var targets: [SparseTarget] = []
   var sparsifier: Sparsifier?
   var phaseString: UnsafeMutablePointer<CChar>?
-  /// P-GaP: partition weights imported for the coming round's merge, by worker, then target.
-  var importedPartitions: [Int: [Int: [Float]]] = [:]
 
   init(config: SparsityConfig, totalSteps: Int, stepsPerEpoch: Int, seed: UInt64) {
     self.config = config

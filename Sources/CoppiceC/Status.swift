@@ -1,34 +1,31 @@
 // The status codes and thread-local error message of coppice.h.
-import Coppice
+import CCoppiceABI
 import Foundation
 
-/// Mirrors the COPPICE_* status macros of include/coppice.h (values never change).
-enum Status: Int32 {
-  case ok = 0
-  case invalidArgument = 1
-  case shapeMismatch = 2
-  case notFound = 3
-  case ioError = 4
-  case invalidFile = 5
-  case invalidState = 6
-  case outOfMemory = 7
-  case unsupported = 8
-  case `internal` = 9
+/// A status code of include/coppice.h. The values are the header's COPPICE_* macros (imported
+/// from it, never copied), so the header stays the one source of the numbers.
+struct Status: Equatable {
+  let rawValue: Int32
 
-  var name: String {
-    switch self {
-    case .ok: return "COPPICE_OK"
-    case .invalidArgument: return "COPPICE_INVALID_ARGUMENT"
-    case .shapeMismatch: return "COPPICE_SHAPE_MISMATCH"
-    case .notFound: return "COPPICE_NOT_FOUND"
-    case .ioError: return "COPPICE_IO_ERROR"
-    case .invalidFile: return "COPPICE_INVALID_FILE"
-    case .invalidState: return "COPPICE_INVALID_STATE"
-    case .outOfMemory: return "COPPICE_OUT_OF_MEMORY"
-    case .unsupported: return "COPPICE_UNSUPPORTED"
-    case .internal: return "COPPICE_INTERNAL"
-    }
-  }
+  static let ok = Status(rawValue: COPPICE_OK)
+  static let invalidArgument = Status(rawValue: COPPICE_INVALID_ARGUMENT)
+  static let shapeMismatch = Status(rawValue: COPPICE_SHAPE_MISMATCH)
+  static let notFound = Status(rawValue: COPPICE_NOT_FOUND)
+  static let ioError = Status(rawValue: COPPICE_IO_ERROR)
+  static let invalidFile = Status(rawValue: COPPICE_INVALID_FILE)
+  static let invalidState = Status(rawValue: COPPICE_INVALID_STATE)
+  static let outOfMemory = Status(rawValue: COPPICE_OUT_OF_MEMORY)
+  static let unsupported = Status(rawValue: COPPICE_UNSUPPORTED)
+  static let `internal` = Status(rawValue: COPPICE_INTERNAL)
+
+  /// Every code with its macro's name, for coppice_status_name.
+  static let names: [(status: Status, name: String)] = [
+    (ok, "COPPICE_OK"), (invalidArgument, "COPPICE_INVALID_ARGUMENT"),
+    (shapeMismatch, "COPPICE_SHAPE_MISMATCH"), (notFound, "COPPICE_NOT_FOUND"),
+    (ioError, "COPPICE_IO_ERROR"), (invalidFile, "COPPICE_INVALID_FILE"),
+    (invalidState, "COPPICE_INVALID_STATE"), (outOfMemory, "COPPICE_OUT_OF_MEMORY"),
+    (unsupported, "COPPICE_UNSUPPORTED"), (`internal`, "COPPICE_INTERNAL"),
+  ]
 }
 
 /// The calling thread's last error message, kept as a C string owned by the library.

@@ -108,9 +108,29 @@ extension Sparsifier {
       }
       extra[key] = [UInt8](bytes)
     }
-    try schedule.restoreState(extra, context: context)
-    for (target, mask) in zip(targets, masks) { try target.loadMask(mask) }
-    stepsCompleted = state.stepsCompleted
+    try restore(Snapshot(masks: masks, stepsCompleted: state.stepsCompleted, schedule: extra))
+  }
+
+  /// The sparsifier's state in memory — masks, step counter, schedule state — for rolling a
+  /// run back (a P-GaP round stopped part-way) without going through `stateData()`.
+  public struct Snapshot {
+    let masks: [[UInt8]]
+    let stepsCompleted: Int
+    let schedule: [String: [UInt8]]
+  }
+
+  /// The current state (after `start()`).
+  public func snapshot() -> Snapshot {
+    Snapshot(
+      masks: targets.map(\.mask), stepsCompleted: stepsCompleted, schedule: schedule.saveState())
+  }
+
+  /// Installs a snapshot taken from this sparsifier (or decoded from its saved state): kept
+  /// weights stay as they are, pruned weights are zeroed. Replaces `start()`.
+  public func restore(_ snapshot: Snapshot) throws {
+    try schedule.restoreState(snapshot.schedule, context: context)
+    for (target, mask) in zip(targets, snapshot.masks) { try target.loadMask(mask) }
+    stepsCompleted = snapshot.stepsCompleted
     isStarted = true
     context.beginUpdate()
     context.log("step \(stepsCompleted): restored sparsifier state")

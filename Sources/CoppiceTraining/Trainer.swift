@@ -2,64 +2,6 @@ import CoppiceEngine
 import CoppiceSparsity
 import Foundation
 
-/// Progress of a running epoch, reported after every batch.
-public struct BatchProgress: Sendable {
-  public let epoch: Int
-  public let epochs: Int
-  public let batch: Int
-  public let batches: Int
-  /// Mean training loss over the epoch so far.
-  public let loss: Double
-  public let imagesPerSecond: Double
-  /// Estimated seconds left in the whole run.
-  public let etaSeconds: Double
-  public let learningRate: Float
-  /// What the sparse-training schedule is doing ("" when dense).
-  public var phase: String = ""
-}
-
-/// What one epoch produced.
-public struct EpochRecord: Codable, Sendable {
-  public let epoch: Int
-  public let loss: Double
-  public let trainAccuracy: Double
-  public let testAccuracy: Double
-  public let testLoss: Double
-  public let seconds: Double
-  public let imagesPerSecond: Double
-  public let learningRate: Float
-  /// Global sparsity of the prunable weights at the end of the epoch (0 when dense).
-  public var sparsity: Double = 0
-  /// Conv/linear FLOPs this epoch actually needed (forward, input and weight gradients at the
-  /// densities in force at each step) and what dense training would need.
-  public var trainFLOPs: Double = 0
-  public var trainFLOPsDense: Double = 0
-  /// Inference FLOPs per image at the end of the epoch, actual and dense.
-  public var inferenceFLOPs: Double = 0
-  public var inferenceFLOPsDense: Double = 0
-  /// What the sparse-training schedule was doing (e.g. "C-GaP round 1/2, partition 3 dense").
-  public var phase: String = ""
-
-  enum CodingKeys: String, CodingKey {
-    case epoch, loss, seconds, sparsity, phase
-    case trainFLOPs = "train_flops"
-    case trainFLOPsDense = "train_flops_dense"
-    case inferenceFLOPs = "inference_flops"
-    case inferenceFLOPsDense = "inference_flops_dense"
-    case trainAccuracy = "train_accuracy"
-    case testAccuracy = "test_accuracy"
-    case testLoss = "test_loss"
-    case imagesPerSecond = "images_per_second"
-    case learningRate = "learning_rate"
-  }
-}
-
-/// Accuracy (percent) and mean loss of a model on a dataset.
-public struct Evaluation: Sendable {
-  public let accuracy: Double
-  public let loss: Double
-}
-
 /// Trains an engine model on a dataset with a configured optimizer and schedule, and — when a
 /// sparsity configuration is given — with a sparse-training method driven through a
 /// `Sparsifier` (the same object the C ABI drives for host-owned models).
@@ -69,19 +11,19 @@ public final class Trainer {
   public let sparsity: SparsityConfig?
   public let optimizer: Optimizer
   public private(set) var sparsifier: Sparsifier?
-  public private(set) var history: [EpochRecord] = []
-  public private(set) var stepsTaken = 0
-  public private(set) var trainSeconds = 0.0
-  public private(set) var imagesSeen = 0
+  public internal(set) var history: [EpochRecord] = []
+  public internal(set) var stepsTaken = 0
+  public internal(set) var trainSeconds = 0.0
+  public internal(set) var imagesSeen = 0
   /// Batches per epoch, fixed by the first `prepareSparsity`/`fit` (checkpoints record it).
   public private(set) var stepsPerEpoch: Int?
   /// Whether the last `fit` returned because `shouldStop` said so before finishing.
-  public private(set) var wasInterrupted = false
+  public internal(set) var wasInterrupted = false
   private let loss: CrossEntropyLoss
   var shuffleRNG: SeededGenerator
   var augmentRNG: SeededGenerator
   private var batchTensor: Tensor?
-  private var layerFLOPs: [(flops: Double, inputGradient: Bool, target: SparseTarget?)] = []
+  var layerFLOPs: [(flops: Double, inputGradient: Bool, target: SparseTarget?)] = []
   var epochFLOPs = (actual: 0.0, dense: 0.0)
   /// The epoch stopped part-way by `shouldStop`, continued by the next `fit`.
   var inProgress: EpochInProgress?
@@ -221,7 +163,7 @@ public final class Trainer {
 
   /// One pass over the training set (or the rest of an interrupted one). Returns nil when
   /// `shouldStop` stopped it before the end; `inProgress` then says where.
-  private func trainEpoch(
+  func trainEpoch(
     train: Dataset, epoch: Int, batchesPerEpoch: Int, progress: ((BatchProgress) -> Void)?,
     shouldStop: () -> Bool
   ) throws -> EpochRun? {
@@ -276,28 +218,7 @@ public final class Trainer {
     return run
   }
 
-  /// The learning rate at a step: one continuous schedule, or — with
-  /// `restartLearningRatePerStep` — restarted at every GaP step and again for the fine-tune.
-  private func learningRate(atStep step: Int, totalSteps: Int, batchesPerEpoch: Int) -> Float {
-    let warmup = batchesPerEpoch * config.warmupEpochs
-    if let sparsity, sparsity.restartLearningRatePerStep,
-      let length = sparsity.gapStepLength, let s = sparsifier, !s.masksFrozen
-    {
-      return config.schedule.rate(
-        base: config.learningRate, step: step % length, totalSteps: length)
-    }
-    if let sparsity, sparsity.restartLearningRatePerStep, let s = sparsifier,
-      s.schedule.lastMaskChangeStep > 0, s.masksFrozen
-    {
-      let begin = s.schedule.lastMaskChangeStep
-      return config.schedule.rate(
-        base: config.learningRate, step: step - begin, totalSteps: max(1, totalSteps - begin))
-    }
-    return config.schedule.rate(
-      base: config.learningRate, step: step, totalSteps: totalSteps, warmupSteps: warmup)
-  }
-
-  private func makeRecord(epoch: Int, run: EpochRun, test: Dataset) -> EpochRecord {
+  func makeRecord(epoch: Int, run: EpochRun, test: Dataset) -> EpochRecord {
     let evaluation = evaluate(on: test)
     var record = EpochRecord(
       epoch: epoch, loss: run.lossSum / Double(max(run.seen, 1)),
@@ -350,167 +271,4 @@ public final class Trainer {
     return (value, correct)
   }
 
-  /// Adds this step's conv/linear FLOPs at the current densities to the epoch's counters.
-  private func countFLOPs(batch: Int) {
-    let denseGradients = sparsifier?.needsDenseGradients ?? false
-    var actual = 0.0
-    var dense = 0.0
-    for layer in layerFLOPs {
-      let d = layer.target?.density ?? 1
-      let passes = layer.inputGradient ? 2.0 : 1.0
-      actual += layer.flops * (d * passes + (denseGradients ? 1 : d))
-      dense += layer.flops * (passes + 1)
-    }
-    epochFLOPs.actual += actual * Double(batch)
-    epochFLOPs.dense += dense * Double(batch)
-  }
-
-  /// Test accuracy (percent) and mean loss, in evaluation mode.
-  public func evaluate(on data: Dataset) -> Evaluation {
-    Trainer.evaluate(model: model, on: data, batchSize: config.evalBatchSize)
-  }
-
-  public static func evaluate(model: Model, on data: Dataset, batchSize: Int = 1000) -> Evaluation {
-    guard data.count > 0 else { return Evaluation(accuracy: 0, loss: 0) }
-    let loss = CrossEntropyLoss()
-    var rng = SeededGenerator(seed: 0)
-    var correct = 0
-    var lossSum = 0.0
-    var start = 0
-    let x = Tensor(shape: [min(batchSize, data.count)] + data.sampleShape)
-    while start < data.count {
-      let end = min(data.count, start + batchSize)
-      let batch = end - start == x.shape[0] ? x : Tensor(shape: [end - start] + data.sampleShape)
-      let labels = data.fill(batch, indices: Array(start..<end)[...], rng: &rng)
-      let logits = model.forward(batch, training: false)
-      let r = loss(logits, labels: labels)
-      correct += r.correct
-      lossSum += r.loss * Double(end - start)
-      start = end
-    }
-    return Evaluation(
-      accuracy: 100 * Double(correct) / Double(data.count), loss: lossSum / Double(data.count))
-  }
-
-  // MARK: P-GaP in one process
-
-  /// The run's tensors with their checkpoint names: parameters, running statistics, optimizer
-  /// state (everything a P-GaP worker changes).
-  var stateTensors: [(name: String, tensor: Tensor)] {
-    model.parameters.map { ($0.name, $0.value) } + model.buffers.map { ($0.name, $0.tensor) }
-      + optimizer.state.map { ("optimizer.\($0.name)", $0.tensor) }
-  }
-
-  var snapshotTensors: [Tensor] { stateTensors.map(\.tensor) }
-
-  private func snapshot() -> [[Float]] { snapshotTensors.map(\.array) }
-
-  private func restore(_ values: [[Float]]) {
-    for (t, v) in zip(snapshotTensors, values) { t.assign(v) }
-  }
-
-  /// Runs P-GaP's remaining rounds: every worker grows its partition for one GaP step, starting
-  /// from the round's shared model (every worker from the same state: weights, statistics,
-  /// optimizer state, generators); then partition i is taken from worker i, every other tensor
-  /// (biases, norms, running statistics, optimizer state) is averaged over the workers, and the
-  /// result is pruned to target. In one process the workers run one after another; with a
-  /// collective of K ranks, rank i runs worker i and the round is assembled from what the ranks
-  /// exchange — the same arithmetic in the same order, so the same bits.
-  private func runParallelGaP(
-    _ gap: ParallelGaP, train: Dataset, test: Dataset, batchesPerEpoch: Int,
-    progress: ((BatchProgress) -> Void)?, epochEnd: ((EpochRecord) -> Void)?,
-    shouldStop: () -> Bool
-  ) throws {
-    guard let sparsifier else { return }
-    guard gap.stepLength % batchesPerEpoch == 0 else {
-      throw CoppiceError.invalidArgument(
-        "P-GaP in the engine needs a step length of whole epochs (\(gap.stepLength) steps, "
-          + "\(batchesPerEpoch) per epoch)")
-    }
-    let ranks = collective.map(\.size) ?? 1
-    if ranks > 1 && ranks != gap.workerCount {
-      throw CoppiceError.invalidArgument(
-        "P-GaP runs one worker per rank: \(gap.workerCount) partitions need \(gap.workerCount) "
-          + "ranks (mpirun -np \(gap.workerCount)), not \(ranks)")
-    }
-    let myWorkers = ranks > 1 ? [collective!.rank] : Array(0..<gap.workerCount)
-    inWorkerPhase = ranks > 1
-    defer { inWorkerPhase = false }
-    let epochsPerStep = gap.stepLength / batchesPerEpoch
-    let targetIndex = Dictionary(
-      uniqueKeysWithValues: sparsifier.targets.enumerated().compactMap { i, t in
-        t.parameter.map { (ObjectIdentifier($0), i) }
-      })
-    let tensors = snapshotTensors
-    let isTarget =
-      model.parameters.map { targetIndex[ObjectIdentifier($0)] != nil }
-      + [Bool](repeating: false, count: tensors.count - model.parameters.count)
-    while !gap.isFinished {
-      let roundStart = snapshot()
-      let stateAtStart = runState()
-      let sparsifierAtStart = try sparsifier.stateData()
-      var workerWeights = [[[Float]]](repeating: [], count: gap.workerCount)
-      var sums = tensors.map { [Double](repeating: 0, count: $0.count) }
-      var run = EpochRun()
-      run.phase = "P-GaP round \(gap.roundsCompleted + 1)/\(gap.rounds), \(gap.workerCount) workers"
-      for worker in myWorkers {
-        restore(roundStart)
-        startWorker(from: stateAtStart)
-        try sparsifier.beginParallelWorker(worker)
-        for e in 0..<epochsPerStep {
-          guard
-            let r = try trainEpoch(
-              train: train, epoch: epochsDone + e, batchesPerEpoch: batchesPerEpoch,
-              progress: progress, shouldStop: shouldStop)
-          else {
-            // A round is all or nothing: go back to its start.
-            restore(roundStart)
-            apply(runState: stateAtStart)
-            try sparsifier.restore(from: sparsifierAtStart)
-            wasInterrupted = true
-            return
-          }
-          run.lossSum += r.lossSum
-          run.correct += r.correct
-          run.seen += r.seen
-          run.seconds += r.seconds
-          run.learningRate = r.learningRate
-        }
-        workerWeights[worker] = sparsifier.targets.map {
-          Array(UnsafeBufferPointer(start: $0.weights, count: $0.count))
-        }
-        if ranks == 1 {
-          for (i, t) in tensors.enumerated() where !isTarget[i] {
-            for j in 0..<t.count { sums[i][j] += Double(t[j]) }
-          }
-        }
-      }
-      if ranks > 1, let c = collective {
-        try exchangeRound(
-          c, partitions: gap.partitions, workerWeights: &workerWeights, sums: &sums,
-          tensors: tensors, isTarget: isTarget)
-        try combine(&run, c)
-      }
-      restore(roundStart)
-      let scale = 1 / Double(gap.workerCount)
-      for (i, t) in tensors.enumerated() where !isTarget[i] {
-        for j in 0..<t.count { t[j] = Float(sums[i][j] * scale) }
-      }
-      try sparsifier.finishParallelRound(workerWeights: workerWeights)
-      optimizer.resetState(afterMaskChangesOf: sparsifier)
-      stepsTaken = stateAtStart.stepsTaken + gap.stepLength
-      optimizer.stepCount = stateAtStart.optimizerSteps + Int64(gap.stepLength)
-      let record = makeRecord(epoch: epochsDone + epochsPerStep, run: run, test: test)
-      history.append(record)
-      epochEnd?(record)
-    }
-  }
-
-  /// Puts a P-GaP worker at the round's start: step counters, generators, dropout draws and
-  /// optimizer steps as they were (run time and the epoch's FLOP count keep accumulating).
-  private func startWorker(from s: TrainerRunState) {
-    let kept = (epochFLOPs, trainSeconds, imagesSeen)
-    apply(runState: s)
-    (epochFLOPs, trainSeconds, imagesSeen) = kept
-  }
 }

@@ -72,9 +72,6 @@ extension CyclicGaP: ConfiguredSchedule {
   public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
     throws -> (schedule: SparsitySchedule, notes: [String])
   {
-    let plan = try GaPPlan(config, targets: targets, totalSteps: totalSteps)
-    let schedule = CyclicGaP(
-      partitions: plan.partitions, stepLength: plan.stepLength, rounds: config.rounds)
-    return (schedule, plan.notes)
+    try GaPPlan.make(config, targets: targets, totalSteps: totalSteps, CyclicGaP.init)
   }
 }

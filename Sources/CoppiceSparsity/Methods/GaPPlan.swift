@@ -43,4 +43,14 @@ struct GaPPlan {
     self.stepLength = length
     self.notes = notes
   }
+
+  /// The GaP schedule `build(partitions, stepLength, rounds)` makes from the plan of
+  /// `config`, with the plan's notes.
+  static func make(
+    _ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int,
+    _ build: ([[Int]], Int, Int) -> SparsitySchedule
+  ) throws -> (schedule: SparsitySchedule, notes: [String]) {
+    let plan = try GaPPlan(config, targets: targets, totalSteps: totalSteps)
+    return (build(plan.partitions, plan.stepLength, config.rounds), plan.notes)
+  }
 }

@@ -25,6 +25,9 @@ public final class ParallelGaP: SparsitySchedule {
   public private(set) var roundsCompleted = 0
   /// The worker whose masks are installed, nil between rounds.
   public internal(set) var currentWorker: Int?
+  /// Partitions imported from workers elsewhere for the current round: worker → target →
+  /// weights (`Sparsifier.importPartition`).
+  var imported: [Int: [Int: [Float]]] = [:]
 
   public init(partitions: [[Int]], stepLength: Int, rounds: Int) {
     self.partitions = partitions
@@ -150,9 +153,6 @@ extension ParallelGaP: ConfiguredSchedule {
   public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
     throws -> (schedule: SparsitySchedule, notes: [String])
   {
-    let plan = try GaPPlan(config, targets: targets, totalSteps: totalSteps)
-    let schedule = ParallelGaP(
-      partitions: plan.partitions, stepLength: plan.stepLength, rounds: config.rounds)
-    return (schedule, plan.notes)
+    try GaPPlan.make(config, targets: targets, totalSteps: totalSteps, ParallelGaP.init)
   }
 }

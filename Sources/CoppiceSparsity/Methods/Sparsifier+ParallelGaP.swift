@@ -30,6 +30,7 @@ extension Sparsifier {
     context.beginUpdate()
     for (t, mask) in gap.masks(forWorker: worker).enumerated() { try context.setMask(t, mask) }
     gap.currentWorker = worker
+    gap.imported = [:]
     stepsCompleted = gap.roundsCompleted * gap.stepLength
     context.log(
       "step \(stepsCompleted): P-GaP round \(gap.roundsCompleted + 1), worker \(worker) grows "
@@ -52,6 +53,7 @@ extension Sparsifier {
       for i in 0..<target.count { target.weights[i] = assembled.weights[t][i] }
     }
     gap.finishRound(masks: assembled.masks)
+    gap.imported = [:]
     stepsCompleted = gap.roundsCompleted * gap.stepLength
     context.log(
       "step \(stepsCompleted): P-GaP round \(gap.roundsCompleted)/\(gap.rounds) assembled and "
@@ -59,12 +61,90 @@ extension Sparsifier {
     refresh()
   }
 
-  private func requireParallelGaP() throws -> ParallelGaP {
-    guard let gap = parallelGaP else {
-      throw CoppiceError.invalidArgument(
-        "P-GaP worker calls need method pgap, not \(config.method.rawValue)")
+  // MARK: Workers elsewhere (hosts that move partitions between processes themselves)
+
+  /// The targets of partition `worker`, in registration order.
+  public func partition(ofWorker worker: Int) throws -> [Int] {
+    let gap = try requireParallelGaP(finished: true)
+    guard (0..<gap.workerCount).contains(worker) else {
+      throw CoppiceError.invalidArgument("worker \(worker) out of range 0..<\(gap.workerCount)")
     }
-    guard isStarted else { throw CoppiceError.invalidArgument("sparsifier: call start() first") }
+    return gap.partitions[worker]
+  }
+
+  /// The number of weights in partition `worker` (the length of its flat buffer).
+  public func partitionSize(ofWorker worker: Int) throws -> Int {
+    try partition(ofWorker: worker).reduce(0) { $0 + targets[$1].count }
+  }
+
+  /// Copies partition `worker`'s weights (and masks, when given) into flat buffers of
+  /// `partitionSize(ofWorker:)` entries, target after target.
+  public func exportPartition(
+    ofWorker worker: Int, weights: UnsafeMutablePointer<Float>, masks: UnsafeMutablePointer<UInt8>?
+  ) throws {
+    var offset = 0
+    for t in try partition(ofWorker: worker) {
+      let target = targets[t]
+      (weights + offset).update(from: target.weights, count: target.count)
+      if let masks {
+        target.mask.withUnsafeBufferPointer {
+          (masks + offset).update(from: $0.baseAddress!, count: target.count)
+        }
+      }
+      offset += target.count
+    }
+  }
+
+  /// Takes partition `worker`'s weights as that worker trained them (in another process) for
+  /// the coming `finishParallelRoundFromImports()`; `weights` holds
+  /// `partitionSize(ofWorker:)` floats. Throws on non-finite values.
+  public func importPartition(ofWorker worker: Int, weights: UnsafePointer<Float>) throws {
+    let gap = try requireParallelGaP()
+    var values: [Int: [Float]] = [:]
+    var offset = 0
+    for t in try partition(ofWorker: worker) {
+      let part = Array(UnsafeBufferPointer(start: weights + offset, count: targets[t].count))
+      guard part.allSatisfy(\.isFinite) else {
+        throw CoppiceError.invalidArgument("partition \(worker) holds NaN or infinity")
+      }
+      values[t] = part
+      offset += part.count
+    }
+    gap.imported[worker] = values
+  }
+
+  /// `finishParallelRound(workerWeights:)` from the imported partitions; the current worker's
+  /// own partition may be left to its targets' weights. Throws `CoppiceError.invalidState`
+  /// naming a partition that was neither imported nor trained here.
+  public func finishParallelRoundFromImports() throws {
+    let gap = try requireParallelGaP()
+    var workerWeights: [[[Float]]] = []
+    for worker in 0..<gap.workerCount {
+      var weights = [[Float]](repeating: [], count: targets.count)
+      for t in gap.partitions[worker] {
+        if let imported = gap.imported[worker]?[t] {
+          weights[t] = imported
+        } else if gap.currentWorker == worker {
+          weights[t] = Array(
+            UnsafeBufferPointer(start: targets[t].weights, count: targets[t].count))
+        } else {
+          throw CoppiceError.invalidState(
+            "partition \(worker) was not imported (coppice_sparsifier_pgap_import_partition) "
+              + "before finishing the round")
+        }
+      }
+      workerWeights.append(weights)
+    }
+    try finishParallelRound(workerWeights: workerWeights)
+  }
+
+  private func requireParallelGaP(finished allowed: Bool = false) throws -> ParallelGaP {
+    guard let gap = parallelGaP else {
+      throw CoppiceError.invalidState(
+        "P-GaP calls need method pgap, not \(config.method.rawValue)")
+    }
+    guard isStarted else { throw CoppiceError.invalidState("sparsifier: call start() first") }
+    if allowed { return gap }
     guard !gap.isFinished else {
       throw CoppiceError.invalidArgument("P-GaP: all \(gap.rounds) rounds are finished")
     }

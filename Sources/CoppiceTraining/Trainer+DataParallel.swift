@@ -3,7 +3,7 @@ import CCoppiceKernels
 import CoppiceEngine
 import CoppiceSparsity
 
-/// Data parallelism and P-GaP's round exchange over a `Collective`.
+/// Data parallelism over a `Collective`.
 ///
 /// Data parallel: every rank holds the same model, sparsifier and data, shuffles identically,
 /// and takes its contiguous share of each global batch. After backward, each rank scales its
@@ -131,51 +131,5 @@ extension Trainer {
           + all.map { String($0, radix: 16) }.joined(separator: ", ") + ")")
     }
     maskChecks += 1
-  }
-
-  /// P-GaP over ranks: worker w's weights of partition w's targets from rank w, and every
-  /// rank's other tensors, summed into `sums` (zero on entry) in rank order, as one process
-  /// sums its workers.
-  func exchangeRound(
-    _ c: Collective, partitions: [[Int]], workerWeights: inout [[[Float]]], sums: inout [[Double]],
-    tensors: [Tensor], isTarget: [Bool]
-  ) throws {
-    guard let targets = sparsifier?.targets else { return }
-    for (worker, partition) in partitions.enumerated() {
-      var received = [[Float]](repeating: [], count: targets.count)
-      for t in partition {
-        var values =
-          worker == c.rank
-          ? workerWeights[worker][t] : [Float](repeating: 0, count: targets[t].count)
-        try values.withUnsafeMutableBytes { try c.broadcast($0, from: worker) }
-        received[t] = values
-      }
-      workerWeights[worker] = received
-    }
-    let shared = tensors.indices.filter { !isTarget[$0] }
-    var local: [Float] = []
-    for i in shared { local += tensors[i].array }
-    var gathered = [Float](repeating: 0, count: local.count * c.size)
-    try local.withUnsafeBytes { send in
-      try gathered.withUnsafeMutableBytes { try c.allGather(send, into: $0) }
-    }
-    for rank in 0..<c.size {
-      var offset = rank * local.count
-      for i in shared {
-        for j in 0..<tensors[i].count { sums[i][j] += Double(gathered[offset + j]) }
-        offset += tensors[i].count
-      }
-    }
-  }
-
-  /// Sums a P-GaP round's loss, hits, samples and FLOPs over the ranks.
-  func combine(_ run: inout EpochRun, _ c: Collective) throws {
-    let totals = try c.sum([
-      run.lossSum, Double(run.correct), Double(run.seen), epochFLOPs.actual, epochFLOPs.dense,
-    ])
-    run.lossSum = totals[0]
-    run.correct = Int(totals[1])
-    run.seen = Int(totals[2])
-    epochFLOPs = (totals[3], totals[4])
   }
 }
