@@ -127,7 +127,7 @@ typedef struct coppice_sparsifier_config {
   const char *partition_balance; /* "flops" or "parameters" (_init and NULL: "flops") */
   int64_t gap_step_length;  /* GaP step length in optimizer steps (0: the rounds fill 75% of
                                total_steps; inside coppice_train_config, 0 means one epoch) */
-  int rounds;               /* GaP rounds (default 2) */
+  int rounds;               /* GaP rounds (default 1, as every front end) */
   int64_t update_interval;  /* set/rigl: steps between mask updates (default 100) */
   double drop_fraction;     /* set/rigl (default 0.3) */
   int64_t prune_step;       /* oneshot: step to prune at (-1: half of training) */

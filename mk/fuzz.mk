@@ -23,22 +23,29 @@ FUZZ_SWIFTFLAGS := -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld
 # Per-input limits: a few-KB input must never take seconds or allocate hundreds of MB.
 FUZZ_LIBFLAGS  := -max_len=4096 -timeout=10 -malloc_limit_mb=256 -rss_limit_mb=2048 \
                   -print_final_stats=1
-FUZZ_SOURCES_safetensors := fuzz/safetensors/main.swift Sources/Coppice/SafeTensors.swift \
-                            Sources/Coppice/CoppiceError.swift
-FUZZ_SOURCES_idx := fuzz/idx/main.swift Sources/Coppice/IDXParser.swift \
-                    Sources/Coppice/CoppiceError.swift
+# The readers import CoppiceSparsity for CoppiceError only: a one-file module of it is built
+# first, so the readers compile as they are.
+FUZZ_ERROR_MODULE := $(FUZZ_DIR)/module/CoppiceSparsity.swiftmodule
+FUZZ_ERROR_OBJECT := $(FUZZ_DIR)/module/CoppiceError.o
+FUZZ_SOURCES_safetensors := fuzz/safetensors/main.swift Sources/CoppiceEngine/Files/SafeTensors.swift
+FUZZ_SOURCES_idx := fuzz/idx/main.swift Sources/CoppiceEngine/Data/IDXParser.swift
 
 .PHONY: fuzz fuzz-build fuzz-corpus fuzz-clean
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz-%)
 
-$(FUZZ_DIR)/fuzz-safetensors: $(FUZZ_SOURCES_safetensors)
-	@mkdir -p $(FUZZ_DIR)
-	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -module-name FuzzSafeTensors $^ -o $@
+$(FUZZ_ERROR_MODULE): Sources/CoppiceSparsity/Support/CoppiceError.swift
+	@mkdir -p $(FUZZ_DIR)/module
+	$(SWIFTC) -sanitize=address -parse-as-library -O -g -module-name CoppiceSparsity \
+	  -package-name Coppice -emit-module -emit-module-path $@ -c $< -o $(FUZZ_ERROR_OBJECT)
 
-$(FUZZ_DIR)/fuzz-idx: $(FUZZ_SOURCES_idx)
-	@mkdir -p $(FUZZ_DIR)
-	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -module-name FuzzIDX $^ -o $@
+$(FUZZ_DIR)/fuzz-safetensors: $(FUZZ_SOURCES_safetensors) $(FUZZ_ERROR_MODULE)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -package-name Coppice -I $(FUZZ_DIR)/module \
+	  -module-name FuzzSafeTensors $(FUZZ_SOURCES_safetensors) $(FUZZ_ERROR_OBJECT) -o $@
+
+$(FUZZ_DIR)/fuzz-idx: $(FUZZ_SOURCES_idx) $(FUZZ_ERROR_MODULE)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -package-name Coppice -I $(FUZZ_DIR)/module \
+	  -module-name FuzzIDX $(FUZZ_SOURCES_idx) $(FUZZ_ERROR_OBJECT) -o $@
 
 fuzz: fuzz-build
 	@set -u; failed=""; \

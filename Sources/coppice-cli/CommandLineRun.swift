@@ -43,7 +43,6 @@ struct CommandLineRun {
         method: method, stepsPerEpoch: stepsPerEpoch, totalEpochs: config.epochs)
     let net = model.build(seed: config.seed)
     if printSummary { print(net.summary) }
-    let denseEpoch = try measureDenseEpochSeconds(config: config, train: train)
     let store = try checkpoints?.checkpointDir.map {
       try CheckpointDirectory(
         path: $0, keep: checkpoints!.keepCheckpoints, every: checkpoints!.checkpointEvery)
@@ -54,6 +53,7 @@ struct CommandLineRun {
         .init(directory: $0, resume: checkpoints?.resume == true, stopOnSaveFailure: false)
       }, collective: world)
     let trainer = run.trainer
+    let denseEpoch = try measureDenseEpochSeconds(config: config, train: train)
     let what =
       sparsityConfig.map { c in
         "\(method.rawValue) at \(Int((c.sparsity * 100).rounded()))% sparsity "

@@ -87,8 +87,6 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "Use only the first N test images.") var limitTest: Int?
 
   func validate() throws {
-    if batchSize < 1 { throw ValidationError("--batch-size must be >= 1") }
-    if !(lr > 0) { throw ValidationError("--lr must be positive") }
     if let t = threads, t < 1 { throw ValidationError("--threads must be >= 1") }
     if let n = limitTrain, n < 1 { throw ValidationError("--limit-train must be >= 1") }
     if let n = limitTest, n < 1 { throw ValidationError("--limit-test must be >= 1") }

@@ -1,5 +1,7 @@
-// libFuzzer target for IDXFile.parse (Sources/Coppice/IDXParser.swift). Built by mk/fuzz.mk
-// from that file and CoppiceError.swift alone; any input must parse or throw invalidFile.
+// libFuzzer target for IDXFile.parse (Sources/CoppiceEngine/Data/IDXParser.swift). Built by mk/fuzz.mk
+// from that file and a one-file CoppiceSparsity module (CoppiceError.swift); any input must parse or throw invalidFile.
+
+import CoppiceSparsity  // CoppiceError
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzIDX(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,6 +1,7 @@
-// libFuzzer target for SafeTensors.decode (Sources/Coppice/SafeTensors.swift). Built by
-// mk/fuzz.mk from that file and CoppiceError.swift alone; any input must decode or throw
+// libFuzzer target for SafeTensors.decode (Sources/CoppiceEngine/Files/SafeTensors.swift). Built by
+// mk/fuzz.mk from that file and a one-file CoppiceSparsity module (CoppiceError.swift); any input must decode or throw
 // invalidFile (never trap, overflow, read out of bounds or allocate absurdly).
+import CoppiceSparsity  // CoppiceError
 import Foundation
 
 @_cdecl("LLVMFuzzerTestOneInput")
