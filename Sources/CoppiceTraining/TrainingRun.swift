@@ -26,7 +26,9 @@ public final class TrainingRun {
     /// `Event.checkpointFailed` while training goes on, the previous checkpoint intact (false).
     public var stopOnSaveFailure: Bool
 
-    public init(directory: CheckpointDirectory, resume: Bool = false, stopOnSaveFailure: Bool) {
+    public init(
+      directory: CheckpointDirectory, resume: Bool = false, stopOnSaveFailure: Bool = true
+    ) {
       self.directory = directory
       self.resume = resume
       self.stopOnSaveFailure = stopOnSaveFailure

@@ -23,7 +23,7 @@ from . import idx
 from .engine import MODELS, Dataset, EpochStats, Model, TrainResult, inspect
 from .log import DEBUG, INFO, WARNING, set_log_callback
 from .sparse import SparseMatrix
-from .sparsifier import METHODS, Sparsifier
+from .sparsifier import LIBRARY_DEFAULT, METHODS, Sparsifier
 
 __all__ = [
     "CoppiceError",
@@ -35,6 +35,7 @@ __all__ = [
     "TrainResult",
     "EpochStats",
     "METHODS",
+    "LIBRARY_DEFAULT",
     "MODELS",
     "set_log_callback",
     "DEBUG",
