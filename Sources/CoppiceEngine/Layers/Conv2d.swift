@@ -15,9 +15,8 @@ public final class Conv2d: Layer {
   /// The weight's mask, when sparse training manages this layer (nil: always dense).
   public weak var maskSource: MaskSource?
   /// Which kernels the last step used.
-  public private(set) var execution = SparseExecutionState()
-  private lazy var sparseFormat = SparseWeightFormat(
-    rows: outChannels, cols: inChannels * kernelSize * kernelSize)
+  public var execution: SparseExecutionState { products.execution }
+  private let products: Conv2dProducts
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
@@ -32,6 +31,9 @@ public final class Conv2d: Layer {
     self.kernelSize = kernelSize
     self.stride = stride
     self.padding = padding
+    products = Conv2dProducts(
+      inChannels: inChannels, outChannels: outChannels, kernelHeight: kernelSize,
+      kernelWidth: kernelSize)
     let w = Tensor(shape: [outChannels, inChannels, kernelSize, kernelSize])
     Initialization.kaimingNormal(w, fanIn: inChannels * kernelSize * kernelSize, using: &rng)
     weight = Parameter(name: "\(name).weight", value: w, prunable: true, decays: true)
@@ -69,50 +71,25 @@ public final class Conv2d: Layer {
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     precondition(x.shape.count == 4 && x.shape[1] == inChannels, "\(name): input \(x.shape)")
-    var s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
+    let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let y = Tensor.reuse(
       output, shape: [x.shape[0], outChannels, Int(s.out_height), Int(s.out_width)])
     output = y
     input = x
-    sparseFormat.fresh = false
-    execution.forwardSparse = false
-    if let source = maskSource, prefersSparse(.forward, s, source) {
-      sparseFormat.refresh(weights: weight.value.data, source: source)
-      ck_sparse_conv2d_forward(&s, sparseFormat.handle, x.data, bias?.value.data, y.data)
-      execution.forwardSparse = true
-      return y
-    }
-    ck_conv2d_forward(&s, x.data, weight.value.data, bias?.value.data, y.data)
+    products.forward(
+      shape: s, x: x.data, weights: weight.value.data, bias: bias?.value.data, mask: maskSource,
+      y: y.data)
     return y
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
-    var s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
+    let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
-    execution.backwardSparse = false
-    if let source = maskSource, !source.needsDenseGradient,
-      prefersSparse(.inputGradient, s, source), prefersSparse(.weightGradient, s, source)
-    {
-      sparseFormat.refresh(weights: weight.value.data, source: source)
-      let values = sparseFormat.gradientValues()
-      ck_sparse_conv2d_backward(
-        &s, sparseFormat.handle, x.data, dy.data, needsInputGradient ? dx.data : nil, values,
-        bias?.grad.data)
-      ck_sparse_scatter(sparseFormat.handle, values, weight.grad.data)
-      execution.backwardSparse = true
-      return dx
-    }
-    ck_conv2d_backward(
-      &s, x.data, weight.value.data, dy.data, needsInputGradient ? dx.data : nil,
-      weight.grad.data, bias?.grad.data)
+    products.backward(
+      shape: s, x: x.data, dy: dy.data, weights: weight.value.data, mask: maskSource,
+      dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
     return dx
-  }
-
-  private func prefersSparse(_ op: SparseOp, _ s: ck_conv_shape, _ source: MaskSource) -> Bool {
-    SparseWeightFormat.prefers(
-      op.kernelOp, m: outChannels, k: inChannels * kernelSize * kernelSize,
-      n: Int(s.out_height * s.out_width), density: source.density)
   }
 }

@@ -85,6 +85,13 @@ final class SparseWeightFormat {
     return scratch!
   }
 
+  /// values[i] = 0 wherever `mask` does not keep weight i.
+  static func zero(_ values: UnsafeMutablePointer<Float>, outside mask: MaskSource) {
+    mask.mask.withUnsafeBufferPointer { m in
+      for i in 0..<m.count where m[i] == 0 { values[i] = 0 }
+    }
+  }
+
   static func prefers(_ op: ck_sparse_op, m: Int, k: Int, n: Int, density: Double) -> Bool {
     switch SparseDispatch.mode {
     case .automatic: return ck_sparse_prefer(op, Int32(m), Int32(k), Int32(n), density) != 0

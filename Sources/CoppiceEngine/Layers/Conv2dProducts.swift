@@ -1,0 +1,84 @@
+import CCoppiceKernels
+
+/// The three products of a 2-D convolution's training step (NCHW input, OIHW weight, the shape
+/// of `ck_conv_shape`) over raw buffers: sparse (im2col around the sparse products, on the mask
+/// of a `MaskSource`) when the cost model expects it to be faster, dense OpenBLAS otherwise.
+/// Owns the weight's sparse form, like `LinearProducts`. The engine's `Conv2d` and the C ABI's
+/// layer handles both run through it. Not thread-safe.
+public final class Conv2dProducts {
+  public let inChannels: Int
+  public let outChannels: Int
+  public let kernelHeight: Int
+  public let kernelWidth: Int
+  /// Which kernels the last forward and backward used.
+  public private(set) var execution = SparseExecutionState()
+  private lazy var format = SparseWeightFormat(
+    rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
+  private var unusedWeightGradient: Tensor?
+
+  public init(inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int) {
+    self.inChannels = inChannels
+    self.outChannels = outChannels
+    self.kernelHeight = kernelHeight
+    self.kernelWidth = kernelWidth
+  }
+
+  /// y = conv(x, W) + bias for the batch of `shape` (finished by `ck_conv_shape_finish`).
+  /// `weights` must be zero outside the mask (nil mask: a dense layer); the sparse form's
+  /// values are refreshed from them here.
+  public func forward(
+    shape: ck_conv_shape, x: UnsafePointer<Float>, weights: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, mask: MaskSource?, y: UnsafeMutablePointer<Float>
+  ) {
+    var s = shape
+    format.fresh = false
+    execution.forwardSparse = false
+    if let mask, prefersSparse(.forward, s, mask) {
+      format.refresh(weights: weights, source: mask)
+      ck_sparse_conv2d_forward(&s, format.handle, x, bias, y)
+      execution.forwardSparse = true
+      return
+    }
+    ck_conv2d_forward(&s, x, weights, bias, y)
+  }
+
+  /// Gradients of the last forward: dx (NCHW), dw (OIHW) and db [out], each written when not
+  /// nil; dw as in `LinearProducts.backward` (kept positions only on the sparse path).
+  public func backward(
+    shape: ck_conv_shape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
+    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+    maskWeightGradient: Bool = false
+  ) {
+    var s = shape
+    execution.backwardSparse = false
+    if let mask, !mask.needsDenseGradient, prefersSparse(.inputGradient, s, mask),
+      prefersSparse(.weightGradient, s, mask)
+    {
+      format.refresh(weights: weights, source: mask)
+      let values = dw == nil ? nil : format.gradientValues()
+      ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)
+      if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
+      execution.backwardSparse = true
+      return
+    }
+    let gradient = dw ?? weightGradientScratch()
+    ck_conv2d_backward(&s, x, weights, dy, dx, gradient, db)
+    if maskWeightGradient, let mask, !mask.needsDenseGradient, let dw {
+      SparseWeightFormat.zero(dw, outside: mask)
+    }
+  }
+
+  private func weightGradientScratch() -> UnsafeMutablePointer<Float> {
+    let t = Tensor.reuse(
+      unusedWeightGradient, shape: [outChannels, inChannels, kernelHeight, kernelWidth])
+    unusedWeightGradient = t
+    return t.data
+  }
+
+  private func prefersSparse(_ op: SparseOp, _ s: ck_conv_shape, _ mask: MaskSource) -> Bool {
+    SparseWeightFormat.prefers(
+      op.kernelOp, m: outChannels, k: inChannels * kernelHeight * kernelWidth,
+      n: Int(s.out_height * s.out_width), density: mask.density)
+  }
+}

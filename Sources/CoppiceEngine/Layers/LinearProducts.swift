@@ -1,0 +1,125 @@
+import CCoppiceKernels
+
+/// The three products of a linear layer's training step, y = x·Wᵀ (+ b) with W [out, in] and
+/// x [N, in] row-major, over raw buffers: sparse (ck_sparse.h on the mask of a `MaskSource`)
+/// when the cost model expects the sparse kernels to be faster, dense OpenBLAS otherwise.
+///
+/// It owns the weight's sparse form (rebuilt when the mask version changes, values refreshed
+/// from the dense weight at every forward) and the feature-major scratch copies the sparse
+/// kernels want (they vectorise over the batch). The engine's `Linear` and the C ABI's layer
+/// handles (a host's own model) both run through it. Not thread-safe.
+public final class LinearProducts {
+  public let inFeatures: Int
+  public let outFeatures: Int
+  /// Which kernels the last forward and backward used.
+  public private(set) var execution = SparseExecutionState()
+  private lazy var format = SparseWeightFormat(rows: outFeatures, cols: inFeatures)
+  // xᵀ (in × N), yᵀ / dyᵀ (out × N), dxᵀ (in × N), and a dense weight gradient nobody asked for.
+  private var inputT: Tensor?
+  private var outputT: Tensor?
+  private var gradInputT: Tensor?
+  private var unusedWeightGradient: Tensor?
+
+  public init(inFeatures: Int, outFeatures: Int) {
+    self.inFeatures = inFeatures
+    self.outFeatures = outFeatures
+  }
+
+  /// y[N × out] = x[N × in]·Wᵀ + bias. `weights` must be zero outside the mask of `mask`
+  /// (nil: a dense layer). The sparse form's values are refreshed from `weights` here.
+  public func forward(
+    x: UnsafePointer<Float>, batch n: Int, weights: UnsafePointer<Float>,
+    bias: UnsafePointer<Float>?, mask: MaskSource?, y: UnsafeMutablePointer<Float>
+  ) {
+    format.fresh = false
+    execution.forwardSparse = false
+    if let mask, prefersSparse(.forward, batch: n, mask) {
+      format.refresh(weights: weights, source: mask)
+      let xt = Tensor.reuse(inputT, shape: [inFeatures, n])
+      let yt = Tensor.reuse(outputT, shape: [outFeatures, n])
+      inputT = xt
+      outputT = yt
+      ck_transpose(Int32(n), Int32(inFeatures), x, xt.data)
+      ck_sparse_spmm(format.handle, Int32(n), xt.data, Int32(n), bias, 0, yt.data, Int32(n))
+      ck_transpose(Int32(outFeatures), Int32(n), yt.data, y)
+      execution.forwardSparse = true
+      return
+    }
+    ck_linear_forward(Int32(n), Int32(inFeatures), Int32(outFeatures), x, weights, bias, y)
+  }
+
+  /// Gradients of the last forward's x (the same `x` and `batch`): dx [N × in], dw [out × in]
+  /// and db [out], each written when not nil. On the sparse path dw is computed at the kept
+  /// positions only (SDDMM) and is 0 elsewhere; on the dense path it is the full gradient,
+  /// zeroed outside the mask when `maskWeightGradient` is set and the mask source does not ask
+  /// for dense gradients (RigL's update steps).
+  public func backward(
+    x: UnsafePointer<Float>, dy: UnsafePointer<Float>, batch n: Int,
+    weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
+    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+    maskWeightGradient: Bool = false
+  ) {
+    execution.backwardSparse = false
+    if let mask, !mask.needsDenseGradient, prefersSparse(.inputGradient, batch: n, mask),
+      prefersSparse(.weightGradient, batch: n, mask)
+    {
+      sparseBackward(x: x, dy: dy, batch: n, weights: weights, mask: mask, dx: dx, dw: dw, db: db)
+      execution.backwardSparse = true
+      return
+    }
+    let gradient = dw ?? weightGradientScratch()
+    ck_linear_backward(
+      Int32(n), Int32(inFeatures), Int32(outFeatures), x, weights, dy, dx, gradient, db)
+    if maskWeightGradient, let mask, !mask.needsDenseGradient, let dw {
+      SparseWeightFormat.zero(dw, outside: mask)
+    }
+  }
+
+  private func sparseBackward(
+    x: UnsafePointer<Float>, dy: UnsafePointer<Float>, batch n: Int,
+    weights: UnsafePointer<Float>, mask: MaskSource, dx: UnsafeMutablePointer<Float>?,
+    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?
+  ) {
+    format.refresh(weights: weights, source: mask)
+    // xᵀ is still current when the forward pass was sparse too.
+    let xt = Tensor.reuse(inputT, shape: [inFeatures, n])
+    if !execution.forwardSparse || xt !== inputT {
+      ck_transpose(Int32(n), Int32(inFeatures), x, xt.data)
+    }
+    inputT = xt
+    let dyt = Tensor.reuse(outputT, shape: [outFeatures, n])
+    outputT = dyt
+    ck_transpose(Int32(n), Int32(outFeatures), dy, dyt.data)
+    if let dw {
+      let values = format.gradientValues()
+      ck_sparse_sddmm(format.handle, Int32(n), dyt.data, Int32(n), xt.data, Int32(n), 0, values)
+      ck_sparse_scatter(format.handle, values, dw)
+    }
+    if let db {
+      // Row sums of dyᵀ.
+      for o in 0..<outFeatures {
+        var sum: Float = 0
+        let row = dyt.data + o * n
+        for j in 0..<n { sum += row[j] }
+        db[o] = sum
+      }
+    }
+    if let dx {
+      let dxt = Tensor.reuse(gradInputT, shape: [inFeatures, n])
+      gradInputT = dxt
+      ck_sparse_spmm_t(format.handle, Int32(n), dyt.data, Int32(n), 0, dxt.data, Int32(n))
+      ck_transpose(Int32(inFeatures), Int32(n), dxt.data, dx)
+    }
+  }
+
+  private func weightGradientScratch() -> UnsafeMutablePointer<Float> {
+    let t = Tensor.reuse(unusedWeightGradient, shape: [outFeatures, inFeatures])
+    unusedWeightGradient = t
+    return t.data
+  }
+
+  private func prefersSparse(_ op: SparseOp, batch: Int, _ mask: MaskSource) -> Bool {
+    SparseWeightFormat.prefers(
+      op.kernelOp, m: outFeatures, k: inFeatures, n: batch, density: mask.density)
+  }
+}
