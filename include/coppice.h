@@ -161,6 +161,17 @@ coppice_status coppice_sparsifier_add_parameter(coppice_sparsifier *sparsifier, 
                                                 float *gradients, double flops_per_weight);
 
 /*
+ * Puts parameter `name` into GaP partition `partition` (0-based), before start. Once any
+ * parameter is assigned, the partitions are these explicit groups (e.g. whole Transformer
+ * blocks) instead of config.partitions balanced ones: every parameter must then be assigned,
+ * and partitions 0..max must all be non-empty (start reports otherwise). Members keep their
+ * registration order. Errors: NOT_FOUND (unknown name), INVALID_ARGUMENT (partition outside
+ * 0..1023), INVALID_STATE (already started).
+ */
+coppice_status coppice_sparsifier_set_partition(coppice_sparsifier *sparsifier, const char *name,
+                                                int partition);
+
+/*
  * Resolves per-parameter sparsities, builds the schedule and applies the initial masks
  * (masked weights are set to zero). Errors: INVALID_STATE (no parameters, started twice),
  * INVALID_ARGUMENT (e.g. a GaP schedule that does not fit in total_steps).
@@ -293,6 +304,115 @@ coppice_status coppice_spmm_transposed(const coppice_sparse_matrix *w, int64_t n
 /* dw (rows×cols, dense) = (dy·xᵀ) at kept positions, 0 elsewhere. */
 coppice_status coppice_sddmm(const coppice_sparse_matrix *w, int64_t n, const float *dy,
                              const float *x, float *dw);
+
+/* ============================================================================================
+ * Sparse layers: the products of a host's own linear and convolution layers on the sparse
+ * kernels, so the host's model gets the speed of sparsity, not only the masks.
+ *
+ *   linear   y[N×out] = x[N×in]·Wᵀ + b            W [out, in], all row-major float32
+ *   conv2d   y = conv2d(x, W) + b                  x NCHW, W OIHW [out, in, kh, kw], y NCHW;
+ *                                                  stride and zero padding, dilation 1, groups 1
+ *   backward dx = input gradient, dw = weight gradient, db = bias gradient (each may be NULL)
+ *
+ * A layer is bound either to a parameter registered with a sparsifier (its mask follows the
+ * schedule: GaP steps, RigL updates) or to a fixed mask given at creation. The weights are
+ * read from the host's buffer at every forward (for a bound layer the registered buffer, which
+ * the sparsifier keeps zero outside the mask; a fixed-mask layer multiplies by its mask
+ * itself); the sparse form is rebuilt by the layer when the mask changes — a host never
+ * rebuilds. Each product runs on the sparse kernels where the cost model expects them to be
+ * faster than dense OpenBLAS for this shape and density, dense otherwise (both give the same
+ * result up to float rounding); coppice_layer_execution says which ran.
+ *
+ * dw is computed only at the kept positions and is 0 elsewhere, except on the steps where the
+ * bound sparsifier needs dense gradients (RigL's updates; coppice_sparsifier_needs_dense_
+ * gradients), when it is the full gradient. Call backward after the forward of the same x
+ * (the layer reuses what its forward prepared); the weights must not change in between.
+ * Buffer lengths follow from the arguments (x: N·in or N·in_channels·H·W floats, and so on);
+ * the host guarantees them. Errors: INVALID_ARGUMENT (NULL buffers, non-positive or
+ * overflowing sizes, a linear call on a conv2d layer or the reverse), SHAPE_MISMATCH (a
+ * parameter of the wrong rank, an input smaller than the kernel), NOT_FOUND (unknown
+ * parameter), UNSUPPORTED (dilation other than 1, different strides or paddings per axis).
+ * Thread-safety: a layer is used by one thread at a time, and its sparsifier must not step
+ * while it runs. The kernels use coppice_set_threads threads (OpenMP); a host with its own
+ * thread pool (PyTorch) should share the cores rather than oversubscribe them.
+ * ========================================================================================== */
+typedef struct coppice_layer coppice_layer;
+
+/* Convolution geometry. Initialise with coppice_conv2d_params_init (stride 1, padding 0,
+ * dilation 1). Only equal strides and paddings on both axes and dilation 1 are supported. */
+typedef struct coppice_conv2d_params {
+  size_t struct_size; /* sizeof(coppice_conv2d_params), set by _init */
+  int stride_h, stride_w;
+  int pad_h, pad_w;
+  int dilation_h, dilation_w;
+} coppice_conv2d_params;
+
+/* Sets struct_size and the defaults. Never fails; does nothing when params is NULL. */
+void coppice_conv2d_params_init(coppice_conv2d_params *params);
+
+/*
+ * A linear layer over parameter `name` of `sparsifier` (registered with shape [out, in]), or a
+ * convolution over one registered OIHW (params NULL: the defaults). The layer follows the
+ * parameter's mask; it keeps what it needs of the sparsifier alive (destroy both, in any
+ * order). May be created before or after coppice_sparsifier_start (before it, the mask is all
+ * kept). *out receives the handle (destroy with coppice_layer_destroy).
+ */
+coppice_status coppice_layer_linear_create(coppice_sparsifier *sparsifier, const char *name,
+                                           coppice_layer **out);
+coppice_status coppice_layer_conv2d_create(coppice_sparsifier *sparsifier, const char *name,
+                                           const coppice_conv2d_params *params,
+                                           coppice_layer **out);
+
+/*
+ * Layers with a fixed mask and no sparsifier: `weights` ([out, in], or OIHW with `shape` its
+ * four dimensions) stays owned by the host and must outlive the layer; `mask` (same count of
+ * bytes, non-zero = kept) is copied.
+ */
+coppice_status coppice_layer_linear_create_masked(int64_t out_features, int64_t in_features,
+                                                  const float *weights, const uint8_t *mask,
+                                                  coppice_layer **out);
+coppice_status coppice_layer_conv2d_create_masked(const int64_t shape[4], const float *weights,
+                                                  const uint8_t *mask,
+                                                  const coppice_conv2d_params *params,
+                                                  coppice_layer **out);
+
+/* Destroys a layer (NULL is allowed). Host buffers are not touched. */
+void coppice_layer_destroy(coppice_layer *layer);
+
+/* y = x·Wᵀ + bias for `batch` rows (bias: out floats, may be NULL). */
+coppice_status coppice_layer_linear_forward(coppice_layer *layer, const float *x, int64_t batch,
+                                            const float *bias, float *y);
+/* Gradients after coppice_layer_linear_forward of the same x: dx [batch, in], dw [out, in],
+ * db [out]; each may be NULL (not computed). */
+coppice_status coppice_layer_linear_backward(coppice_layer *layer, const float *x,
+                                             const float *dy, int64_t batch, float *dx,
+                                             float *dw, float *db);
+
+/* Output height and width of the convolution for an input of height × width. */
+coppice_status coppice_layer_conv2d_output_size(const coppice_layer *layer, int64_t height,
+                                                int64_t width, int64_t *out_height,
+                                                int64_t *out_width);
+/* y [batch, out, OH, OW] = conv2d(x [batch, in, height, width], W) + bias (may be NULL). */
+coppice_status coppice_layer_conv2d_forward(coppice_layer *layer, const float *x, int64_t batch,
+                                            int64_t height, int64_t width, const float *bias,
+                                            float *y);
+/* Gradients after coppice_layer_conv2d_forward of the same x: dx (like x), dw (OIHW), db
+ * [out]; each may be NULL. */
+coppice_status coppice_layer_conv2d_backward(coppice_layer *layer, const float *x,
+                                             const float *dy, int64_t batch, int64_t height,
+                                             int64_t width, float *dx, float *dw, float *db);
+
+/* Whether a forward / backward of this batch (and, for conv2d, this height × width; ignored for
+ * linear) would run on the sparse kernels (1) or dense (0) at the mask's current density —
+ * the decision the calls make. A host may run its own dense math when both are 0. Either
+ * output may be NULL. */
+coppice_status coppice_layer_plan(const coppice_layer *layer, int64_t batch, int64_t height,
+                                  int64_t width, int *forward_sparse, int *backward_sparse);
+
+/* Whether the last forward / backward ran on the sparse kernels (1) or dense (0); either
+ * output may be NULL. */
+coppice_status coppice_layer_execution(const coppice_layer *layer, int *forward_sparse,
+                                       int *backward_sparse);
 
 /* ============================================================================================
  * The engine: models built, trained and run by the runtime (sparse layers on sparse kernels).

@@ -11,6 +11,8 @@ final class SparsifierHandle {
   let stepsPerEpoch: Int
   let seed: UInt64
   var targets: [SparseTarget] = []
+  /// Explicit GaP partitions assigned by coppice_sparsifier_set_partition: name → partition.
+  var assignedPartitions: [String: Int] = [:]
   var sparsifier: Sparsifier?
   var phaseString: UnsafeMutablePointer<CChar>?
 
@@ -214,12 +216,47 @@ public func cSparsifierStart(_ handle: OpaquePointer?) -> Int32 {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
     guard h.sparsifier == nil else { throw APIError(.invalidState, "already started") }
     guard !h.targets.isEmpty else { throw APIError(.invalidState, "no parameters registered") }
+    var config = h.config
+    if !h.assignedPartitions.isEmpty {
+      // Explicit partitions, members in registration order; every parameter must be in one
+      // (the sparsifier names those that are not).
+      let count = (h.assignedPartitions.values.max() ?? 0) + 1
+      var lists = [[String]](repeating: [], count: count)
+      for t in h.targets { if let p = h.assignedPartitions[t.name] { lists[p].append(t.name) } }
+      if let empty = lists.firstIndex(where: \.isEmpty) {
+        throw APIError(
+          .invalidArgument, "partition \(empty) has no parameter (partitions 0..<\(count))")
+      }
+      config.partitions = .explicit(lists)
+    }
     let s = try Sparsifier(
-      targets: h.targets, config: h.config, stepsPerEpoch: h.stepsPerEpoch,
+      targets: h.targets, config: config, stepsPerEpoch: h.stepsPerEpoch,
       totalSteps: h.totalSteps, seed: h.seed)
     try s.start()
     h.sparsifier = s
     for e in s.events { Log.emit(1, e) }
+  }
+}
+
+@_cdecl("coppice_sparsifier_set_partition")
+public func cSparsifierSetPartition(
+  _ handle: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ partition: Int32
+) -> Int32 {
+  guarded("coppice_sparsifier_set_partition") {
+    let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
+    guard h.sparsifier == nil else {
+      throw APIError(.invalidState, "partitions must be set before coppice_sparsifier_start")
+    }
+    let n = try string(name, "name")
+    guard h.targets.contains(where: { $0.name == n }) else {
+      throw APIError(.notFound, "no parameter named '\(n)'")
+    }
+    guard partition >= 0, partition < Int32(SparsityConfig.maxPartitions) else {
+      throw APIError(
+        .invalidArgument,
+        "partition must be in 0..<\(SparsityConfig.maxPartitions), got \(partition)")
+    }
+    h.assignedPartitions[n] = Int(partition)
   }
 }
 

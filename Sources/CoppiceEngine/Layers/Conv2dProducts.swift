@@ -23,6 +23,18 @@ public final class Conv2dProducts {
     self.kernelWidth = kernelWidth
   }
 
+  /// Whether a forward and a backward of `shape` would run on the sparse kernels at the mask's
+  /// current density (the same decision `forward` and `backward` make).
+  public func plan(shape s: ck_conv_shape, mask: MaskSource?) -> SparseExecutionState {
+    guard let mask else { return SparseExecutionState() }
+    var plan = SparseExecutionState()
+    plan.forwardSparse = prefersSparse(.forward, s, mask)
+    plan.backwardSparse =
+      !mask.needsDenseGradient && prefersSparse(.inputGradient, s, mask)
+      && prefersSparse(.weightGradient, s, mask)
+    return plan
+  }
+
   /// y = conv(x, W) + bias for the batch of `shape` (finished by `ck_conv_shape_finish`).
   /// `weights` must be zero outside the mask (nil mask: a dense layer); the sparse form's
   /// values are refreshed from them here.
@@ -33,7 +45,7 @@ public final class Conv2dProducts {
     var s = shape
     format.fresh = false
     execution.forwardSparse = false
-    if let mask, prefersSparse(.forward, s, mask) {
+    if let mask, plan(shape: s, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
       ck_sparse_conv2d_forward(&s, format.handle, x, bias, y)
       execution.forwardSparse = true
@@ -52,9 +64,7 @@ public final class Conv2dProducts {
   ) {
     var s = shape
     execution.backwardSparse = false
-    if let mask, !mask.needsDenseGradient, prefersSparse(.inputGradient, s, mask),
-      prefersSparse(.weightGradient, s, mask)
-    {
+    if let mask, plan(shape: s, mask: mask).backwardSparse {
       format.refresh(weights: weights, source: mask)
       let values = dw == nil ? nil : format.gradientValues()
       ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)

@@ -25,6 +25,18 @@ public final class LinearProducts {
     self.outFeatures = outFeatures
   }
 
+  /// Whether a forward and a backward of `batch` rows would run on the sparse kernels at the
+  /// mask's current density (the same decision `forward` and `backward` make).
+  public func plan(batch n: Int, mask: MaskSource?) -> SparseExecutionState {
+    guard let mask else { return SparseExecutionState() }
+    var plan = SparseExecutionState()
+    plan.forwardSparse = prefersSparse(.forward, batch: n, mask)
+    plan.backwardSparse =
+      !mask.needsDenseGradient && prefersSparse(.inputGradient, batch: n, mask)
+      && prefersSparse(.weightGradient, batch: n, mask)
+    return plan
+  }
+
   /// y[N × out] = x[N × in]·Wᵀ + bias. `weights` must be zero outside the mask of `mask`
   /// (nil: a dense layer). The sparse form's values are refreshed from `weights` here.
   public func forward(
@@ -33,7 +45,7 @@ public final class LinearProducts {
   ) {
     format.fresh = false
     execution.forwardSparse = false
-    if let mask, prefersSparse(.forward, batch: n, mask) {
+    if let mask, plan(batch: n, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
       let xt = Tensor.reuse(inputT, shape: [inFeatures, n])
       let yt = Tensor.reuse(outputT, shape: [outFeatures, n])
@@ -60,9 +72,7 @@ public final class LinearProducts {
     maskWeightGradient: Bool = false
   ) {
     execution.backwardSparse = false
-    if let mask, !mask.needsDenseGradient, prefersSparse(.inputGradient, batch: n, mask),
-      prefersSparse(.weightGradient, batch: n, mask)
-    {
+    if let mask, plan(batch: n, mask: mask).backwardSparse {
       sparseBackward(x: x, dy: dy, batch: n, weights: weights, mask: mask, dx: dx, dw: dw, db: db)
       execution.backwardSparse = true
       return

@@ -100,6 +100,20 @@ class CheckpointConfig(Structure):
     ]
 
 
+class Conv2dParams(Structure):
+    """coppice_conv2d_params."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("stride_h", c_int),
+        ("stride_w", c_int),
+        ("pad_h", c_int),
+        ("pad_w", c_int),
+        ("dilation_h", c_int),
+        ("dilation_w", c_int),
+    ]
+
+
 class TrainResult(Structure):
     """coppice_train_result."""
 
@@ -132,6 +146,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         status_t,
         [handle_t, c_char_p, _float_p, P(c_int64), c_int, _float_p, c_double],
     ),
+    "coppice_sparsifier_set_partition": (status_t, [handle_t, c_char_p, c_int]),
     "coppice_sparsifier_start": (status_t, [handle_t]),
     "coppice_sparsifier_mask_gradients": (status_t, [handle_t]),
     "coppice_sparsifier_step": (status_t, [handle_t, P(c_int)]),
@@ -168,6 +183,38 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "coppice_spmm": (status_t, [handle_t, c_int64, _float_p, c_float, _float_p]),
     "coppice_spmm_transposed": (status_t, [handle_t, c_int64, _float_p, c_float, _float_p]),
     "coppice_sddmm": (status_t, [handle_t, c_int64, _float_p, _float_p, _float_p]),
+    # sparse layers
+    "coppice_conv2d_params_init": (None, [P(Conv2dParams)]),
+    "coppice_layer_linear_create": (status_t, [handle_t, c_char_p, P(handle_t)]),
+    "coppice_layer_conv2d_create": (status_t, [handle_t, c_char_p, P(Conv2dParams), P(handle_t)]),
+    "coppice_layer_linear_create_masked": (
+        status_t,
+        [c_int64, c_int64, _float_p, _u8_p, P(handle_t)],
+    ),
+    "coppice_layer_conv2d_create_masked": (
+        status_t,
+        [P(c_int64), _float_p, _u8_p, P(Conv2dParams), P(handle_t)],
+    ),
+    "coppice_layer_destroy": (None, [handle_t]),
+    "coppice_layer_linear_forward": (status_t, [handle_t, _float_p, c_int64, _float_p, _float_p]),
+    "coppice_layer_linear_backward": (
+        status_t,
+        [handle_t, _float_p, _float_p, c_int64, _float_p, _float_p, _float_p],
+    ),
+    "coppice_layer_conv2d_output_size": (
+        status_t,
+        [handle_t, c_int64, c_int64, P(c_int64), P(c_int64)],
+    ),
+    "coppice_layer_conv2d_forward": (
+        status_t,
+        [handle_t, _float_p, c_int64, c_int64, c_int64, _float_p, _float_p],
+    ),
+    "coppice_layer_conv2d_backward": (
+        status_t,
+        [handle_t, _float_p, _float_p, c_int64, c_int64, c_int64, _float_p, _float_p, _float_p],
+    ),
+    "coppice_layer_plan": (status_t, [handle_t, c_int64, c_int64, c_int64, P(c_int), P(c_int)]),
+    "coppice_layer_execution": (status_t, [handle_t, P(c_int), P(c_int)]),
     # engine
     "coppice_model_create": (status_t, [c_char_p, c_uint64, c_int, P(handle_t)]),
     "coppice_model_destroy": (None, [handle_t]),

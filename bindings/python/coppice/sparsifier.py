@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -206,6 +206,18 @@ class Sparsifier(Handle):
             )
         )
         self._parameters[name] = _Parameter(name, w, g)
+
+    def set_partitions(self, partitions: Sequence[Sequence[str]]) -> None:
+        """Explicit GaP partitions (before start): lists of registered parameter names, e.g.
+        the layers of whole Transformer blocks; every parameter in exactly one."""
+        handle = self._live()
+        for index, names in enumerate(partitions):
+            for name in names:
+                check(capi.coppice_sparsifier_set_partition(handle, c_string(name, "name"), index))
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        """The registered shape of parameter `name` (KeyError when unknown)."""
+        return tuple(self._parameters[name].weights.shape)
 
     def parameter_info(self, index: int) -> Tuple[str, int]:
         """(name, element count) of the index-th registered parameter (CoppiceError
