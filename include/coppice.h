@@ -342,9 +342,12 @@ typedef struct coppice_layer coppice_layer;
  * dilation 1). Only equal strides and paddings on both axes and dilation 1 are supported. */
 typedef struct coppice_conv2d_params {
   size_t struct_size; /* sizeof(coppice_conv2d_params), set by _init */
-  int stride_h, stride_w;
-  int pad_h, pad_w;
-  int dilation_h, dilation_w;
+  int stride_h;       /* default 1 */
+  int stride_w;       /* default 1 */
+  int pad_h;          /* zero padding, default 0 */
+  int pad_w;          /* default 0 */
+  int dilation_h;     /* default 1 (the only value supported) */
+  int dilation_w;     /* default 1 */
 } coppice_conv2d_params;
 
 /* Sets struct_size and the defaults. Never fails; does nothing when params is NULL. */

@@ -313,6 +313,12 @@ class Sparsifier {
     counts_[name] = detail::element_count(shape);
   }
 
+  /// Puts parameter `name` into GaP partition `partition` (explicit partitions, before start).
+  void set_partition(const std::string& name, int partition) {
+    detail::check(coppice_sparsifier_set_partition(get(), name.c_str(), partition),
+                  "coppice_sparsifier_set_partition");
+  }
+
   /// Applies the initial masks (masked weights become zero).
   void start() { detail::check(coppice_sparsifier_start(get()), "coppice_sparsifier_start"); }
 
@@ -429,6 +435,140 @@ class Sparsifier {
 
   Handle handle_;
   std::map<std::string, int64_t> counts_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Sparse layers: a host's own linear and convolution layers on the sparse kernels
+// ---------------------------------------------------------------------------------------------
+
+/// Which kernels a layer ran (or would run): the sparse ones (true) or dense OpenBLAS (false).
+struct LayerExecution {
+  bool forward_sparse = false;
+  bool backward_sparse = false;
+};
+
+namespace detail {
+/// What SparseLinear and SparseConv2d share: the handle and the execution report.
+class LayerBase {
+ public:
+  /// Whether the last forward / backward ran on the sparse kernels.
+  LayerExecution execution() const {
+    int forward = 0, backward = 0;
+    check(coppice_layer_execution(get(), &forward, &backward), "coppice_layer_execution");
+    return {forward != 0, backward != 0};
+  }
+  /// The C handle (still owned by this object), or NULL when moved from.
+  coppice_layer* handle() const noexcept { return handle_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(handle_); }
+
+ protected:
+  using LayerHandle = Handle<coppice_layer, coppice_layer_destroy>;
+  coppice_layer* get() const {
+    if (!handle_) moved_from("coppice layer");
+    return handle_.get();
+  }
+  LayerExecution plan(int64_t batch, int64_t height, int64_t width) const {
+    int forward = 0, backward = 0;
+    check(coppice_layer_plan(get(), batch, height, width, &forward, &backward),
+          "coppice_layer_plan");
+    return {forward != 0, backward != 0};
+  }
+  LayerHandle handle_;
+};
+}  // namespace detail
+
+/// y = x·Wᵀ + b with W [out, in], on the sparse kernels where they pay (coppice_layer_linear_*).
+/// Bound to a parameter registered with a Sparsifier (its mask follows the schedule) or to a
+/// fixed mask. Move-only; one thread at a time.
+class SparseLinear : public detail::LayerBase {
+ public:
+  /// Bound to `name` ([out, in]) of `sparsifier` (the layer keeps what it needs of it, so
+  /// either may be destroyed first).
+  SparseLinear(Sparsifier& sparsifier, const std::string& name) {
+    coppice_layer* out = nullptr;
+    detail::check(coppice_layer_linear_create(sparsifier.handle(), name.c_str(), &out),
+                  "coppice_layer_linear_create");
+    handle_ = LayerHandle(out);
+  }
+  /// Fixed mask: `weights` ([out, in], host-owned, read at every forward) and `mask` (copied).
+  SparseLinear(int64_t out_features, int64_t in_features, const float* weights,
+               const uint8_t* mask) {
+    coppice_layer* out = nullptr;
+    detail::check(
+        coppice_layer_linear_create_masked(out_features, in_features, weights, mask, &out),
+        "coppice_layer_linear_create_masked");
+    handle_ = LayerHandle(out);
+  }
+
+  /// y [batch, out] = x [batch, in]·Wᵀ + bias (bias [out] or nullptr).
+  void forward(const float* x, int64_t batch, const float* bias, float* y) {
+    detail::check(coppice_layer_linear_forward(get(), x, batch, bias, y),
+                  "coppice_layer_linear_forward");
+  }
+  /// After forward(x): dx [batch, in], dw [out, in] (kept positions only), db [out]; any may
+  /// be nullptr.
+  void backward(const float* x, const float* dy, int64_t batch, float* dx, float* dw,
+                float* db) {
+    detail::check(coppice_layer_linear_backward(get(), x, dy, batch, dx, dw, db),
+                  "coppice_layer_linear_backward");
+  }
+  /// What forward/backward of `batch` rows would run at the current masks.
+  LayerExecution plan(int64_t batch) const { return LayerBase::plan(batch, 0, 0); }
+};
+
+/// y = conv2d(x, W) + b (NCHW input, OIHW weight, equal stride and padding on both axes),
+/// like SparseLinear (coppice_layer_conv2d_*).
+class SparseConv2d : public detail::LayerBase {
+ public:
+  SparseConv2d(Sparsifier& sparsifier, const std::string& name, int stride = 1, int padding = 0) {
+    const coppice_conv2d_params params = make_params(stride, padding);
+    coppice_layer* out = nullptr;
+    detail::check(coppice_layer_conv2d_create(sparsifier.handle(), name.c_str(), &params, &out),
+                  "coppice_layer_conv2d_create");
+    handle_ = LayerHandle(out);
+  }
+  /// Fixed mask over OIHW `shape` (weights host-owned, mask copied).
+  SparseConv2d(const int64_t shape[4], const float* weights, const uint8_t* mask, int stride = 1,
+               int padding = 0) {
+    const coppice_conv2d_params params = make_params(stride, padding);
+    coppice_layer* out = nullptr;
+    detail::check(coppice_layer_conv2d_create_masked(shape, weights, mask, &params, &out),
+                  "coppice_layer_conv2d_create_masked");
+    handle_ = LayerHandle(out);
+  }
+
+  /// {out_height, out_width} for an input of height × width.
+  std::pair<int64_t, int64_t> output_size(int64_t height, int64_t width) const {
+    int64_t oh = 0, ow = 0;
+    detail::check(coppice_layer_conv2d_output_size(get(), height, width, &oh, &ow),
+                  "coppice_layer_conv2d_output_size");
+    return {oh, ow};
+  }
+  /// y [batch, out, OH, OW] = conv2d(x [batch, in, height, width]) + bias (or nullptr).
+  void forward(const float* x, int64_t batch, int64_t height, int64_t width, const float* bias,
+               float* y) {
+    detail::check(coppice_layer_conv2d_forward(get(), x, batch, height, width, bias, y),
+                  "coppice_layer_conv2d_forward");
+  }
+  /// After forward(x): dx (like x), dw (OIHW, kept positions only), db [out]; any may be nullptr.
+  void backward(const float* x, const float* dy, int64_t batch, int64_t height, int64_t width,
+                float* dx, float* dw, float* db) {
+    detail::check(
+        coppice_layer_conv2d_backward(get(), x, dy, batch, height, width, dx, dw, db),
+        "coppice_layer_conv2d_backward");
+  }
+  LayerExecution plan(int64_t batch, int64_t height, int64_t width) const {
+    return LayerBase::plan(batch, height, width);
+  }
+
+ private:
+  static coppice_conv2d_params make_params(int stride, int padding) {
+    coppice_conv2d_params params;
+    coppice_conv2d_params_init(&params);
+    params.stride_h = params.stride_w = stride;
+    params.pad_h = params.pad_w = padding;
+    return params;
+  }
 };
 
 // ---------------------------------------------------------------------------------------------

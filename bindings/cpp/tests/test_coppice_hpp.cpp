@@ -56,6 +56,8 @@ static_assert(std::is_nothrow_move_constructible_v<coppice::Model>);
 static_assert(std::is_nothrow_move_assignable_v<coppice::Dataset>);
 static_assert(std::is_nothrow_destructible_v<coppice::Sparsifier>);
 static_assert(std::is_base_of_v<std::runtime_error, coppice::Error>);
+static_assert(!std::is_copy_constructible_v<coppice::SparseLinear>);
+static_assert(std::is_nothrow_move_constructible_v<coppice::SparseConv2d>);
 
 std::filesystem::path temp_path(const std::string& name) {
   return std::filesystem::temp_directory_path() /
@@ -333,6 +335,55 @@ void sparse_matrix() {
   });
 }
 
+void sparse_layers() {
+  // A fixed-mask linear layer W = [[1 0 2], [0 3 0]] (mask drops W[0][2]) on x = [[1 2 3]].
+  const std::vector<float> w = {1, 0, 2, 0, 3, 0};
+  const std::vector<uint8_t> mask = {1, 1, 0, 1, 1, 1};
+  coppice::SparseLinear linear(2, 3, w.data(), mask.data());
+  const std::vector<float> x = {1, 2, 3}, bias = {0.5f, -1};
+  std::vector<float> y(2);
+  linear.forward(x.data(), 1, bias.data(), y.data());
+  expect(y == std::vector<float>({1.5f, 5}), "linear forward uses the mask and the bias");
+  const std::vector<float> dy = {1, 2};
+  std::vector<float> dx(3), dw(6), db(2);
+  linear.backward(x.data(), dy.data(), 1, dx.data(), dw.data(), db.data());
+  expect(dx == std::vector<float>({1, 6, 0}), "linear input gradient");
+  expect(dw == std::vector<float>({1, 2, 0, 2, 4, 6}), "linear weight gradient 0 outside the mask");
+  expect(db == std::vector<float>({1, 2}), "linear bias gradient");
+  expect(!linear.plan(1).forward_sparse, "a 2×3 product stays dense");
+
+  // A 1×1×3×3 convolution (identity kernel, padding 1) reproduces its input.
+  const int64_t shape[4] = {1, 1, 3, 3};
+  std::vector<float> k(9, 0.0f);
+  k[4] = 1;
+  const std::vector<uint8_t> keep(9, 1);
+  coppice::SparseConv2d conv(shape, k.data(), keep.data(), 1, 1);
+  expect(conv.output_size(4, 5) == std::pair<int64_t, int64_t>(4, 5), "conv output size");
+  std::vector<float> image(20), out(20);
+  std::iota(image.begin(), image.end(), 1.0f);
+  conv.forward(image.data(), 1, 4, 5, nullptr, out.data());
+  expect(out == image, "identity convolution");
+
+  // Bound to a sparsifier's parameter: the layer follows the mask.
+  std::vector<float> weights(40 * 30, 1.0f), grads(40 * 30);
+  coppice::Sparsifier s(coppice::SparsifierConfig().method("static").sparsity(0.5).total_steps(4));
+  s.add_parameter("fc", weights.data(), {40, 30}, grads.data());
+  coppice::SparseLinear bound(s, "fc");
+  s.start();
+  std::vector<float> ones(30, 1.0f), row(40);
+  bound.forward(ones.data(), 1, nullptr, row.data());
+  expect(std::accumulate(row.begin(), row.end(), 0.0f) == 600.0f, "bound layer sums the kept half");
+  expect_error(COPPICE_NOT_FOUND, "unknown parameter", [&] { coppice::SparseLinear bad(s, "nope"); });
+  expect_error(COPPICE_SHAPE_MISMATCH, "conv over a rank-2 parameter",
+               [&] { coppice::SparseConv2d bad(s, "fc"); });
+  expect_error(COPPICE_INVALID_ARGUMENT, "zero batch",
+               [&] { linear.forward(x.data(), 0, nullptr, y.data()); });
+  coppice::SparseLinear moved = std::move(linear);
+  expect_error(COPPICE_INVALID_STATE, "moved-from layer",
+               [&] { linear.forward(x.data(), 1, nullptr, y.data()); });
+  expect(static_cast<bool>(moved), "moved-to layer is live");
+}
+
 void engine() {
   // A synthetic 2-class task: class = whether the upper half is brighter than the lower.
   const int count = 128, h = 28, wd = 28;
@@ -501,6 +552,7 @@ int main() {
   sparsifier();
   host_training_loop();
   sparse_matrix();
+  sparse_layers();
   engine();
   logging();
   std::printf("coppice.hpp: %d checks, %d failures\n", checks, failures);

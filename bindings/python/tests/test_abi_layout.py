@@ -11,7 +11,9 @@ import subprocess
 
 import pytest
 
-from coppice._capi import _PROTOTYPES, CheckpointConfig, SparsifierConfig, TrainConfig, TrainResult, capi
+from coppice._capi import (
+    _PROTOTYPES, CheckpointConfig, Conv2dParams, SparsifierConfig, TrainConfig, TrainResult, capi,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 HEADER = os.path.join(REPO, "include", "coppice.h")
@@ -22,6 +24,7 @@ STRUCTS = {
     "coppice_train_config": TrainConfig,
     "coppice_train_result": TrainResult,
     "coppice_checkpoint_config": CheckpointConfig,
+    "coppice_conv2d_params": Conv2dParams,
 }
 
 
