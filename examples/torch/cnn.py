@@ -92,10 +92,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def train(args: argparse.Namespace) -> Dict[str, Any]:
-    common.set_threads(args.threads, coppice_too=args.method != "dense")
     coppice_torch = None
     if args.method != "dense":
         coppice_torch = common.import_coppice_torch(f"--method {args.method}")
+    common.set_threads(args.threads, coppice_too=coppice_torch is not None)
 
     train_x, train_y = common.load_fashion_mnist("train", args.limit_train)
     test_x, test_y = common.load_fashion_mnist("t10k", args.limit_test)

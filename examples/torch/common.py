@@ -38,10 +38,17 @@ def import_coppice_torch(purpose: str):
     try:
         import coppice.torch as coppice_torch
     except ImportError as error:  # also a libcoppice that cannot be loaded
+        if isinstance(error, ModuleNotFoundError) and error.name == "coppice.torch":
+            import coppice
+
+            hint = (f"the coppice package in {Path(coppice.__file__).parent} has no torch module; "
+                    "use a version of Coppice that has coppice.torch")
+        else:
+            hint = ("build the library (`make build`) and put bindings/python on PYTHONPATH (or "
+                    "install the package)")
         raise SystemExit(
-            f"{purpose} needs coppice.torch, which could not be imported: {error}\n"
-            "Build the library (`make build`), put bindings/python on PYTHONPATH (or install the "
-            "package), or run with --method dense for plain PyTorch."
+            f"{purpose} needs coppice.torch, which could not be imported: {error}.\n"
+            f"To fix: {hint}; or run with --method dense for plain PyTorch."
         ) from None
     return coppice_torch
 
@@ -69,6 +76,7 @@ def set_threads(threads: int, coppice_too: bool = False) -> None:
     examples were written on have 2 cores; more threads than cores only adds contention."""
     torch.set_num_threads(threads)
     if coppice_too:
+        _put_bindings_on_path()
         import coppice
 
         coppice.set_threads(threads)
@@ -137,11 +145,13 @@ def sparseprop_available() -> bool:
     return importlib.util.find_spec("sparseprop") is not None
 
 
-def sparseprop_model(model: nn.Module, example: Any, layers: Sequence[str]) -> nn.Module:
+def sparseprop_model(model: nn.Module, example: Any,
+                     layers: Sequence[str]) -> Tuple[nn.Module, Dict[str, str]]:
     """A copy of `model` with the named layers swapped for SparseProp's modules, each built
     from the layer's current (masked) weight. SparseProp's own rule decides per layer whether
     its sparse module or the dense one is faster (`sparsify_if_faster`, timed on the layer's
-    real input shape, captured here with forward hooks on `example`)."""
+    real input shape, captured here with forward hooks on `example`). Also returns, per layer,
+    the class of module SparseProp chose."""
     from sparseprop.modules import sparsify_if_faster
 
     model = copy.deepcopy(model)
@@ -158,11 +168,13 @@ def sparseprop_model(model: nn.Module, example: Any, layers: Sequence[str]) -> n
     model.train(training)
     for hook in hooks:
         hook.remove()
+    chosen = {}
     for name in layers:
         replacement = sparsify_if_faster(model.get_submodule(name), shapes[name])
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, replacement)
-    return model
+        chosen[name] = type(replacement).__name__
+    return model, chosen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,11 +267,12 @@ def run_bench(
     contenders = [Contender("torch_dense", stepper(dense, dense_opt)),
                   Contender("coppice", stepper(sparse, sparse_opt))]
     sparseprop_note = "sparseprop not installed"
+    sparseprop_layers: Dict[str, str] = {}
     if sparseprop_available():
         try:
             reference = build_model()
             reference.load_state_dict(sparse.state_dict())  # the masked weights, same masks
-            sp_model = sparseprop_model(reference, example, layers)
+            sp_model, sparseprop_layers = sparseprop_model(reference, example, layers)
             contenders.append(Contender("sparseprop", stepper(sp_model, make_optimizer(sp_model))))
             sparseprop_note = ""
         except Exception as error:  # SparseProp is an optional comparison; report, go on
@@ -292,6 +305,7 @@ def run_bench(
         record["sparseprop_ms"] = statistics.median(times["sparseprop"])
         record["sparseprop_speedup"] = median_ratio(dense_ms, times["sparseprop"])
         record["coppice_vs_sparseprop"] = median_ratio(times["sparseprop"], times["coppice"])
+        record["sparseprop_layers"] = sparseprop_layers
     elif sparseprop_note:
         record["sparseprop_note"] = sparseprop_note
     record.update(extra or {})

@@ -262,10 +262,10 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
 # Training and benchmark
 
 def train(args: argparse.Namespace) -> Dict[str, Any]:
-    common.set_threads(args.threads, coppice_too=args.method != "dense")
     coppice_torch = None
     if args.method != "dense":
         coppice_torch = common.import_coppice_torch(f"--method {args.method}")
+    common.set_threads(args.threads, coppice_too=coppice_torch is not None)
 
     corpus = Corpus(args.corpus)
     torch.manual_seed(args.seed)
