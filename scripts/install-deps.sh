@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Coppice needs and is missing: Debian packages (OpenBLAS, libomp, zlib, Open MPI,
-# the Fashion-MNIST dataset package) and the Python packages the tests use. Idempotent: it
-# only calls apt-get or pip when something is absent.
+# the Fashion-MNIST dataset package, the fortunes text corpus of the Transformer example) and the
+# Python packages the tests and examples use (numpy, pytest, safetensors, a CPU-only PyTorch).
+# Idempotent: it only calls apt-get or pip when something is absent.
 set -euo pipefail
 
 APT_PACKAGES=(libopenblas-dev libomp-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
-              gzip pkg-config)
+              gzip pkg-config fortunes)
 PYTHON_MODULES=(numpy pytest safetensors)
 
 SUDO=""
@@ -30,6 +31,27 @@ for m in "${PYTHON_MODULES[@]}"; do
     "$PYTHON" -m pip install --quiet "$m"
   fi
 done
+
+# PyTorch, for coppice.torch and examples/torch. Pinned to the CPU-only build 2.13.0+cpu:
+# - the default `torch` wheel of PyPI is the CUDA build (about 5.4 GB with its nvidia-* packages)
+#   and nothing here has a GPU;
+# - Debian's python3-torch (1.13) is CPU-only but belongs to /usr/bin/python3, not to $PYTHON,
+#   and torch 1.13 lacks Optimizer.register_step_post_hook (torch >= 2.0), which coppice.torch
+#   uses to step the schedule after optimizer.step();
+# - 2.13.0+cpu is a 192 MB wheel (about 760 MB installed) whose only dependencies are small pure
+#   Python packages (filelock, typing-extensions, setuptools, sympy, networkx, jinja2, fsspec).
+# PyPI itself does not carry "+cpu" builds: pip finds this one in the machine's wheelhouse
+# (pip.conf find-links, /opt/wheels on these machines) or, failing that, on PyTorch's CPU index.
+# Never falls back to the CUDA wheel.
+TORCH_VERSION="2.13.0+cpu"
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+  echo "install-deps: installing Python package torch==$TORCH_VERSION (CPU-only)"
+  if ! "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION"; then
+    echo "install-deps: torch==$TORCH_VERSION not in the configured sources; trying $TORCH_CPU_INDEX"
+    "$PYTHON" -m pip install --quiet --extra-index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION"
+  fi
+fi
 
 # The OpenMP header and runtime the Swift toolchain's clang needs (Package.swift finds them the
 # same way); fail early with a clear message if they are still missing.
