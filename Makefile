@@ -83,7 +83,7 @@ test-abi: lib
 	.build/abi/test_c_api-cxx
 
 test-python: lib build
-	cd bindings/python && COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
+	cd bindings/python && COPPICE_REQUIRE_TORCH=1 COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
 	  PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q tests
 
 bench: build

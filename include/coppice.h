@@ -78,6 +78,15 @@ const char *coppice_status_name(coppice_status status);
 coppice_status coppice_set_threads(int threads);
 
 /*
+ * How long (milliseconds, >= 0) the kernel threads keep spinning for more work after a
+ * product before they sleep, for products called from the calling thread (default: OpenMP's
+ * 200). A host with its own thread pool in the same process (PyTorch) should set 0, so the
+ * two pools do not fight over the cores; coppice.torch does. Errors: INVALID_ARGUMENT
+ * (negative), UNSUPPORTED (the OpenMP runtime has no such control).
+ */
+coppice_status coppice_set_idle_spin(int milliseconds);
+
+/*
  * The number of threads the compute kernels use. Never fails.
  */
 int coppice_get_threads(void);

@@ -41,15 +41,15 @@ done
 # - 2.13.0+cpu is a 192 MB wheel (about 760 MB installed) whose only dependencies are small pure
 #   Python packages (filelock, typing-extensions, setuptools, sympy, networkx, jinja2, fsspec).
 # PyPI itself does not carry "+cpu" builds: pip finds this one in the machine's wheelhouse
-# (pip.conf find-links, /opt/wheels on these machines) or, failing that, on PyTorch's CPU index.
-# Never falls back to the CUDA wheel.
-TORCH_VERSION="2.13.0+cpu"
-TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+# (pip.conf find-links, /opt/wheels on these machines). Where there is none, the same version
+# from PyPI is installed (the CUDA build: much larger and slower to install, but it runs on the
+# CPU just the same).
+TORCH_VERSION="2.13.0"
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
-  echo "install-deps: installing Python package torch==$TORCH_VERSION (CPU-only)"
-  if ! "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION"; then
-    echo "install-deps: torch==$TORCH_VERSION not in the configured sources; trying $TORCH_CPU_INDEX"
-    "$PYTHON" -m pip install --quiet --extra-index-url "$TORCH_CPU_INDEX" "torch==$TORCH_VERSION"
+  echo "install-deps: installing Python package torch==$TORCH_VERSION+cpu (CPU-only)"
+  if ! "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION+cpu"; then
+    echo "install-deps: no CPU-only wheel here; installing torch==$TORCH_VERSION from PyPI"
+    "$PYTHON" -m pip install --quiet "torch==$TORCH_VERSION"
   fi
 fi
 

@@ -1,4 +1,5 @@
 // Library-wide entry points of coppice.h: version, errors, threads.
+import CCoppiceKernels
 import Coppice
 import Foundation
 
@@ -39,6 +40,18 @@ public func coppice_set_threads(_ threads: Int32) -> Int32 {
   }
   Threads.set(threads == 0 ? Threads.availableCores : Int(threads))
   return Status.ok.rawValue
+}
+
+@_cdecl("coppice_set_idle_spin")
+public func coppice_set_idle_spin(_ milliseconds: Int32) -> Int32 {
+  guarded("coppice_set_idle_spin") {
+    guard milliseconds >= 0 else {
+      throw APIError(.invalidArgument, "milliseconds must be >= 0, got \(milliseconds)")
+    }
+    guard ck_set_idle_spin(milliseconds) == 1 else {
+      throw APIError(.unsupported, "the OpenMP runtime has no spin-wait control")
+    }
+  }
 }
 
 @_cdecl("coppice_get_threads")

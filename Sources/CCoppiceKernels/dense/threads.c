@@ -31,6 +31,17 @@ void ck_set_threads(int threads) {
   openblas_set_num_threads(1);
 }
 
+/// How long idle kernel threads spin before sleeping; contract in include/ck_dense.h.
+int ck_set_idle_spin(int milliseconds) {
+#if defined(_OPENMP) && defined(KMP_VERSION_MAJOR)
+  kmp_set_blocktime(milliseconds < 0 ? 0 : milliseconds);
+  return 1;
+#else
+  (void)milliseconds;
+  return 0;
+#endif
+}
+
 /// The kernels' thread count; contract in include/ck_dense.h.
 int ck_get_threads(void) {
   ck_init_once();

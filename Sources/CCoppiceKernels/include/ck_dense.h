@@ -18,6 +18,12 @@ extern "C" {
 void ck_set_threads(int threads);
 /// The number of worker threads kernels use.
 int ck_get_threads(void);
+/// How long (ms) the kernel threads keep spinning for more work after a parallel region before
+/// they sleep, for regions started from the calling thread (LLVM/Intel OpenMP's blocktime; the
+/// default is 200 ms). 0 lets another thread pool in the same process (a host's, e.g.
+/// PyTorch's) have the cores between our products. Returns 1 if applied, 0 if the OpenMP
+/// runtime has no such control.
+int ck_set_idle_spin(int milliseconds);
 /// Number of hardware threads OpenMP sees.
 int ck_available_cores(void);
 /// 1 when compiled with OpenMP.

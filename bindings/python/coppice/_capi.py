@@ -137,6 +137,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "coppice_status_name": (c_char_p, [status_t]),
     "coppice_set_threads": (status_t, [c_int]),
     "coppice_get_threads": (c_int, []),
+    "coppice_set_idle_spin": (status_t, [c_int]),
     "coppice_set_log_callback": (None, [LOG_CALLBACK, c_void_p]),
     # sparsifier
     "coppice_sparsifier_config_init": (None, [P(SparsifierConfig)]),

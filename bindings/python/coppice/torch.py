@@ -298,6 +298,8 @@ class SparseModel:
         self.sparsifier.start()
         if self._threads is not None:
             check(capi.coppice_set_threads(int(self._threads)))
+        # Coppice's threads sleep right after each product, so PyTorch's have the cores.
+        capi.coppice_set_idle_spin(0)
         for layer in self.layers:
             if layer.routable() is None:
                 layer.create(self.sparsifier)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import coppice
 from conftest import exact_zeros
 
-torch = pytest.importorskip("torch")
+if os.environ.get("COPPICE_REQUIRE_TORCH") == "1":
+    import torch  # make test: PyTorch must be there
+else:
+    torch = pytest.importorskip("torch")
 
 
 def test_sparsifier_masks_torch_parameters_in_place():
