@@ -112,6 +112,14 @@ private func checkSizes(_ sizes: [(String, Int64)]) throws {
   }
 }
 
+/// A linear layer's batch: in 1...2^31−1, and the activations below 2^40 floats.
+private func checkBatch(_ batch: Int64, _ p: LinearProducts) throws {
+  try checkSizes([("batch", batch)])
+  guard batch * Int64(max(p.inFeatures, p.outFeatures)) < 1 << 40 else {
+    throw APIError(.invalidArgument, "batch \(batch) is too large")
+  }
+}
+
 func defaultConvParams() -> coppice_conv2d_params {
   var p = coppice_conv2d_params()
   p.struct_size = MemoryLayout<coppice_conv2d_params>.size
@@ -269,10 +277,7 @@ public func cLayerLinearForward(
   guarded("coppice_layer_linear_forward") {
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let p = try h.linear()
-    try checkSizes([("batch", batch)])
-    guard batch * Int64(max(p.inFeatures, p.outFeatures)) < 1 << 40 else {
-      throw APIError(.invalidArgument, "batch \(batch) is too large")
-    }
+    try checkBatch(batch, p)
     guard let x else { throw APIError(.invalidArgument, "x is NULL") }
     let y = try output(y, "y")
     p.forward(
@@ -289,10 +294,7 @@ public func cLayerLinearBackward(
   guarded("coppice_layer_linear_backward") {
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let p = try h.linear()
-    try checkSizes([("batch", batch)])
-    guard batch * Int64(max(p.inFeatures, p.outFeatures)) < 1 << 40 else {
-      throw APIError(.invalidArgument, "batch \(batch) is too large")
-    }
+    try checkBatch(batch, p)
     guard let x else { throw APIError(.invalidArgument, "x is NULL") }
     guard let dy else { throw APIError(.invalidArgument, "dy is NULL") }
     p.backward(

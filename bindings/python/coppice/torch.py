@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ._capi import Conv2dParams, capi
-from ._library import CoppiceError, check
+from ._library import check
 from .sparsifier import LIBRARY_DEFAULT, Sparsifier
 
 __all__ = ["sparsify", "SparseModel"]
@@ -114,6 +114,12 @@ class _Layer:
             capi.coppice_layer_destroy(self.handle)
             self.handle = None
 
+    def __del__(self) -> None:
+        try:
+            self.destroy()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
+
     def verify(self) -> None:
         """Raises if the weight was reallocated or changed kind since registration."""
         w = self.module.weight
@@ -141,6 +147,15 @@ class _Layer:
         return bool(forward.value), bool(backward.value)
 
 
+def _gradient_outputs(ctx: Any, x: torch.Tensor, layer: _Layer) -> Tuple[Any, Any, Any]:
+    """Fresh dx, dw, db tensors for the gradients autograd asks for (None for the others)."""
+    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    need_b = ctx.has_bias and ctx.needs_input_grad[2]
+    return (torch.empty_like(x) if need_x else None,
+            torch.empty_like(layer.weight) if need_w else None,
+            torch.empty(layer.weight.shape[0], dtype=torch.float32) if need_b else None)
+
+
 class _LinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -160,10 +175,7 @@ class _LinearFunction(torch.autograd.Function):
         layer: _Layer = ctx.layer
         dy = dy.contiguous()
         n = x.shape[0]
-        need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]
-        dx = torch.empty_like(x) if need_x else None
-        dw = torch.empty_like(layer.weight) if need_w else None
-        db = torch.empty(layer.weight.shape[0], dtype=torch.float32) if need_b else None
+        dx, dw, db = _gradient_outputs(ctx, x, layer)
         check(capi.coppice_layer_linear_backward(
             layer.handle, x.data_ptr(), dy.data_ptr(), n,
             *(None if t is None else t.data_ptr() for t in (dx, dw, db))))
@@ -191,10 +203,7 @@ class _Conv2dFunction(torch.autograd.Function):
         layer: _Layer = ctx.layer
         dy = dy.contiguous()
         n, _, h, w = x.shape
-        need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]
-        dx = torch.empty_like(x) if need_x else None
-        dw = torch.empty_like(layer.weight) if need_w else None
-        db = torch.empty(layer.weight.shape[0], dtype=torch.float32) if need_b else None
+        dx, dw, db = _gradient_outputs(ctx, x, layer)
         check(capi.coppice_layer_conv2d_backward(
             layer.handle, x.data_ptr(), dy.data_ptr(), n, h, w,
             *(None if t is None else t.data_ptr() for t in (dx, dw, db))))
