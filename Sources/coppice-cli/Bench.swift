@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks: training throughput against the OpenBLAS sgemm rate.",
-    subcommands: [BenchTrain.self, BenchKernels.self])
+    subcommands: [BenchTrain.self, BenchKernels.self, BenchLayers.self])
 }
 
 /// Times `body` `repeats` times after one warm-up call; returns the median in seconds.
