@@ -156,14 +156,23 @@ def _gradient_outputs(ctx: Any, x: torch.Tensor, layer: _Layer) -> Tuple[Any, An
             torch.empty(layer.weight.shape[0], dtype=torch.float32) if need_b else None)
 
 
-class _LinearFunction(torch.autograd.Function):
+class _LayerFunction(torch.autograd.Function):
+    """A routed layer's forward and backward on its coppice_layer handle (linear: x [N, in];
+    conv2d: x NCHW)."""
+
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                 layer: _Layer) -> torch.Tensor:
-        n = x.shape[0]
-        y = torch.empty((n, weight.shape[0]), dtype=torch.float32)
-        check(capi.coppice_layer_linear_forward(
-            layer.handle, x.data_ptr(), n, None if bias is None else bias.data_ptr(), y.data_ptr()))
+        b = None if bias is None else bias.data_ptr()
+        if layer.is_conv:
+            n, _, h, w = x.shape
+            oh, ow = ctypes.c_int64(), ctypes.c_int64()
+            check(capi.coppice_layer_conv2d_output_size(layer.handle, h, w, ctypes.byref(oh), ctypes.byref(ow)))
+            y = torch.empty((n, weight.shape[0], oh.value, ow.value), dtype=torch.float32)
+            check(capi.coppice_layer_conv2d_forward(layer.handle, x.data_ptr(), n, h, w, b, y.data_ptr()))
+        else:
+            y = torch.empty((x.shape[0], weight.shape[0]), dtype=torch.float32)
+            check(capi.coppice_layer_linear_forward(layer.handle, x.data_ptr(), x.shape[0], b, y.data_ptr()))
         ctx.save_for_backward(x)
         ctx.layer = layer
         ctx.has_bias = bias is not None
@@ -174,39 +183,13 @@ class _LinearFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         layer: _Layer = ctx.layer
         dy = dy.contiguous()
-        n = x.shape[0]
         dx, dw, db = _gradient_outputs(ctx, x, layer)
-        check(capi.coppice_layer_linear_backward(
-            layer.handle, x.data_ptr(), dy.data_ptr(), n,
-            *(None if t is None else t.data_ptr() for t in (dx, dw, db))))
-        return dx, dw, db, None
-
-
-class _Conv2dFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                layer: _Layer) -> torch.Tensor:
-        n, _, h, w = x.shape
-        oh, ow = ctypes.c_int64(), ctypes.c_int64()
-        check(capi.coppice_layer_conv2d_output_size(layer.handle, h, w, ctypes.byref(oh), ctypes.byref(ow)))
-        y = torch.empty((n, weight.shape[0], oh.value, ow.value), dtype=torch.float32)
-        check(capi.coppice_layer_conv2d_forward(
-            layer.handle, x.data_ptr(), n, h, w, None if bias is None else bias.data_ptr(), y.data_ptr()))
-        ctx.save_for_backward(x)
-        ctx.layer = layer
-        ctx.has_bias = bias is not None
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, dy: torch.Tensor) -> Any:
-        (x,) = ctx.saved_tensors
-        layer: _Layer = ctx.layer
-        dy = dy.contiguous()
-        n, _, h, w = x.shape
-        dx, dw, db = _gradient_outputs(ctx, x, layer)
-        check(capi.coppice_layer_conv2d_backward(
-            layer.handle, x.data_ptr(), dy.data_ptr(), n, h, w,
-            *(None if t is None else t.data_ptr() for t in (dx, dw, db))))
+        outputs = (None if t is None else t.data_ptr() for t in (dx, dw, db))
+        if layer.is_conv:
+            n, _, h, w = x.shape
+            check(capi.coppice_layer_conv2d_backward(layer.handle, x.data_ptr(), dy.data_ptr(), n, h, w, *outputs))
+        else:
+            check(capi.coppice_layer_linear_backward(layer.handle, x.data_ptr(), dy.data_ptr(), x.shape[0], *outputs))
         return dx, dw, db, None
 
 
@@ -225,12 +208,12 @@ def _routed_forward(layer: _Layer, dense_forward: Callable[[torch.Tensor], torch
         if layer.is_conv:
             if x.dim() != 4 or not layer.runs_sparse(x.shape[0], x.shape[2], x.shape[3]):
                 return dense_forward(x)
-            return _Conv2dFunction.apply(x.contiguous(), module.weight, module.bias, layer)
+            return _LayerFunction.apply(x.contiguous(), module.weight, module.bias, layer)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1]).contiguous()
         if x2.shape[0] == 0 or not layer.runs_sparse(x2.shape[0]):
             return dense_forward(x)
-        return _LinearFunction.apply(x2, module.weight, module.bias, layer).reshape(*lead, -1)
+        return _LayerFunction.apply(x2, module.weight, module.bias, layer).reshape(*lead, -1)
 
     return forward
 
