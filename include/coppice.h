@@ -71,9 +71,9 @@ const char *coppice_last_error(void);
 const char *coppice_status_name(coppice_status status);
 
 /*
- * Sets the number of threads the compute kernels use, process-wide (threads >= 1; 0 means
- * "all cores"). Returns COPPICE_INVALID_ARGUMENT for a negative count. Call it before training,
- * not while another thread is inside the library.
+ * Sets the number of threads the compute kernels use, process-wide (1..1024; 0 means
+ * "all cores"). Returns COPPICE_INVALID_ARGUMENT for a count outside 0..1024. Call it before
+ * training, not while another thread is inside the library.
  */
 coppice_status coppice_set_threads(int threads);
 

@@ -34,9 +34,11 @@ public func coppice_status_name(_ status: Int32) -> UnsafePointer<CChar> {
 
 @_cdecl("coppice_set_threads")
 public func coppice_set_threads(_ threads: Int32) -> Int32 {
-  guard threads >= 0 else {
+  guard threads >= 0, threads <= Int32(Threads.maximum) else {
     return LastError.fail(
-      .invalidArgument, "coppice_set_threads: threads must be >= 0, got \(threads)")
+      .invalidArgument,
+      "coppice_set_threads: threads must be in 0...\(Threads.maximum) (0: all cores), got \(threads)"
+    )
   }
   Threads.set(threads == 0 ? Threads.availableCores : Int(threads))
   return Status.ok.rawValue

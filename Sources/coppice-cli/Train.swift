@@ -87,7 +87,9 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "Use only the first N test images.") var limitTest: Int?
 
   func validate() throws {
-    if let t = threads, t < 1 { throw ValidationError("--threads must be >= 1") }
+    if let t = threads, t < 1 || t > Threads.maximum {
+      throw ValidationError("--threads must be in 1...\(Threads.maximum)")
+    }
     if let n = limitTrain, n < 1 { throw ValidationError("--limit-train must be >= 1") }
     if let n = limitTest, n < 1 { throw ValidationError("--limit-test must be >= 1") }
   }

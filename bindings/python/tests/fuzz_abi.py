@@ -411,7 +411,7 @@ class Fuzzer:
         capi.coppice_last_error()
 
     def f_set_threads(self, force: bool) -> None:
-        args = self.draw([[good(1), good(2), bad(-1), bad(INT_MIN)]], force)
+        args = self.draw([[good(1), good(2), bad(-1), bad(INT_MIN), bad(INT_MAX), bad(1025)]], force)
         self.call("coppice_set_threads", args)
         capi.coppice_set_threads(2)
 

@@ -31,6 +31,21 @@ def test_negative_threads_raise_with_status_and_message():
     assert "-3" in str(info.value)
 
 
+@pytest.mark.parametrize("threads", [1025, 2**31 - 1])
+def test_absurd_thread_counts_are_refused(threads):
+    coppice.set_threads(2)
+    with pytest.raises(coppice.CoppiceError, match="0...1024") as info:
+        coppice.set_threads(threads)
+    assert info.value.name == "COPPICE_INVALID_ARGUMENT"
+    assert coppice.get_threads() == 2  # unchanged
+
+
+def test_idle_spin():
+    assert coppice.lib.coppice_set_idle_spin(0) == 0
+    assert coppice.lib.coppice_set_idle_spin(-1) == 1  # COPPICE_INVALID_ARGUMENT
+    assert coppice.lib.coppice_set_idle_spin(200) == 0  # back to OpenMP's default
+
+
 def test_wrong_type_is_a_python_error_not_a_crash():
     with pytest.raises(TypeError):
         coppice.set_threads("two")
