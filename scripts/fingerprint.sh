@@ -2,8 +2,8 @@
 # Fixed-seed training runs whose exported weights must not change under a refactor.
 #   bash scripts/fingerprint.sh [path/to/coppice] > after.txt; diff before.txt after.txt
 # Each line: the run, the SHA-256 of its exported model (all weights, CSR for sparse ones) and
-# its final test accuracy. Runs are small (a few seconds in all) and single-threaded-safe: the
-# kernels split work statically, so the same thread count gives the same bits.
+# its final test accuracy. Runs are small (a few seconds in all) and use 2 threads: the kernels
+# split work statically, so the same thread count gives the same bits.
 set -euo pipefail
 COPPICE="${1:-.build/release/coppice}"
 WORK="$(mktemp -d)"

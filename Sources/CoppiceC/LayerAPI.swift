@@ -85,8 +85,9 @@ final class LayerHandle {
   func convShape(batch: Int64, height: Int64, width: Int64) throws -> ck_conv_shape {
     let (p, stride, padding) = try conv2d()
     try checkSizes([("batch", batch), ("height", height), ("width", width)])
-    let input = batch * Int64(p.inChannels) * height * width
-    guard height <= 1 << 20, width <= 1 << 20, input < 1 << 40 else {
+    guard height <= 1 << 20, width <= 1 << 20,
+      product([batch, Int64(p.inChannels), height, width], below: 1 << 40) != nil
+    else {
       throw APIError(
         .invalidArgument, "input of \(batch)×\(p.inChannels)×\(height)×\(width) is too large")
     }
@@ -112,10 +113,22 @@ private func checkSizes(_ sizes: [(String, Int64)]) throws {
   }
 }
 
+/// The product of positive sizes, or nil when it reaches `limit` (checked for overflow, so
+/// absurd sizes are reported, never trapped on).
+private func product(_ sizes: [Int64], below limit: Int64) -> Int64? {
+  var total: Int64 = 1
+  for size in sizes {
+    let (next, overflow) = total.multipliedReportingOverflow(by: size)
+    guard !overflow, next < limit else { return nil }
+    total = next
+  }
+  return total
+}
+
 /// A linear layer's batch: in 1...2^31−1, and the activations below 2^40 floats.
 private func checkBatch(_ batch: Int64, _ p: LinearProducts) throws {
   try checkSizes([("batch", batch)])
-  guard batch * Int64(max(p.inFeatures, p.outFeatures)) < 1 << 40 else {
+  guard product([batch, Int64(max(p.inFeatures, p.outFeatures))], below: 1 << 40) != nil else {
     throw APIError(.invalidArgument, "batch \(batch) is too large")
   }
 }
@@ -165,14 +178,11 @@ private func boundTarget(
   _ sparsifier: OpaquePointer?, _ name: UnsafePointer<CChar>?, rank: Int, what: String
 ) throws -> SparseTarget {
   let h = try Handles.resolve(sparsifier, as: SparsifierHandle.self, what: "sparsifier")
-  let n = try string(name, "name")
-  guard let t = h.targets.first(where: { $0.name == n }) else {
-    throw APIError(.notFound, "no parameter named '\(n)'")
-  }
+  let t = try h.target(named: name)
   guard t.shape.count == rank, t.count >= 1, t.count < Int(Int32.max) else {
     throw APIError(
       .shapeMismatch,
-      "parameter '\(n)' has shape \(t.shape); a \(what) weight has \(rank) "
+      "parameter '\(t.name)' has shape \(t.shape); a \(what) weight has \(rank) "
         + "dimensions")
   }
   return t
@@ -222,12 +232,12 @@ public func cLayerLinearCreateMasked(
     let out = try output(out, "out")
     out.pointee = nil
     try checkSizes([("out_features", outFeatures), ("in_features", inFeatures)])
-    guard outFeatures * inFeatures < Int64(Int32.max) else {
+    guard let cells = product([outFeatures, inFeatures], below: Int64(Int32.max)) else {
       throw APIError(.invalidArgument, "out_features·in_features must be < 2^31")
     }
     guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
     guard let mask else { throw APIError(.invalidArgument, "mask is NULL") }
-    let count = Int(outFeatures * inFeatures)
+    let count = Int(cells)
     let products = LinearProducts(inFeatures: Int(inFeatures), outFeatures: Int(outFeatures))
     out.pointee = Handles.register(
       LayerHandle(
@@ -248,12 +258,12 @@ public func cLayerConv2dCreateMasked(
     let dims = (0..<4).map { shape[$0] }
     try checkSizes(zip(["out_channels", "in_channels", "kernel_h", "kernel_w"], dims).map { $0 })
     guard dims[2] <= 1 << 16, dims[3] <= 1 << 16,
-      dims[0] * dims[1] * dims[2] * dims[3] < Int64(Int32.max)
+      let cells = product(dims, below: Int64(Int32.max))
     else { throw APIError(.invalidArgument, "weight of \(dims) is too large") }
     guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
     guard let mask else { throw APIError(.invalidArgument, "mask is NULL") }
     let (stride, padding) = try convGeometry(params)
-    let count = Int(dims.reduce(1, *))
+    let count = Int(cells)
     let products = Conv2dProducts(
       inChannels: Int(dims[1]), outChannels: Int(dims[0]), kernelHeight: Int(dims[2]),
       kernelWidth: Int(dims[3]))
@@ -358,7 +368,7 @@ public func cLayerPlan(
     let plan: SparseExecutionState
     switch h.products {
     case .linear(let p):
-      try checkSizes([("batch", batch)])
+      try checkBatch(batch, p)
       plan = p.plan(batch: Int(batch), mask: h.mask)
     case .conv2d(let p, _, _):
       plan = p.plan(

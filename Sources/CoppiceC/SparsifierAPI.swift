@@ -43,11 +43,19 @@ final class SparsifierHandle {
     return sparsifier
   }
 
-  func target(_ name: UnsafePointer<CChar>?, count: Int64) throws -> SparseTarget {
+  /// The registered parameter called `name` (NOT_FOUND otherwise).
+  func target(named name: UnsafePointer<CChar>?) throws -> SparseTarget {
     let n = try string(name, "name")
     guard let t = targets.first(where: { $0.name == n }) else {
       throw APIError(.notFound, "no parameter named '\(n)'")
     }
+    return t
+  }
+
+  /// The registered parameter called `name`, checked against a host buffer of `count` values.
+  func target(_ name: UnsafePointer<CChar>?, count: Int64) throws -> SparseTarget {
+    let t = try target(named: name)
+    let n = t.name
     guard count == Int64(t.count) else {
       throw APIError(
         .shapeMismatch, "parameter '\(n)' has \(t.count) elements, the buffer holds \(count)")
@@ -247,10 +255,7 @@ public func cSparsifierSetPartition(
     guard h.sparsifier == nil else {
       throw APIError(.invalidState, "partitions must be set before coppice_sparsifier_start")
     }
-    let n = try string(name, "name")
-    guard h.targets.contains(where: { $0.name == n }) else {
-      throw APIError(.notFound, "no parameter named '\(n)'")
-    }
+    let n = try h.target(named: name).name
     guard partition >= 0, partition < Int32(SparsityConfig.maxPartitions) else {
       throw APIError(
         .invalidArgument,
@@ -333,11 +338,7 @@ public func cSparsifierSparsity(
     if name == nil {
       out.pointee = s.report.sparsity
     } else {
-      let n = try string(name, "name")
-      guard let t = h.targets.first(where: { $0.name == n }) else {
-        throw APIError(.notFound, "no parameter named '\(n)'")
-      }
-      out.pointee = t.sparsity
+      out.pointee = try h.target(named: name).sparsity
     }
   }
 }

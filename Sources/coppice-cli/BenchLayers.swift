@@ -108,14 +108,19 @@ struct BenchLayers: ParsableCommand {
       for i in 0..<n { t[i] = rng.nextUniform() - 0.5 }
       return t
     }
+    /// A random mask at `sparsity` and random weights that are zero outside it.
+    func maskedWeights(_ count: Int) -> (Mask, Tensor) {
+      let mask = Mask(count: count, sparsity: sparsity, seed: 1)
+      let w = filled(count)
+      for i in 0..<count where mask.mask[i] == 0 { w[i] = 0 }
+      return (mask, w)
+    }
     let step: (Bool) -> Void
     let execution: () -> SparseExecutionState
     switch shape {
     case .linear(_, let n, let inF, let outF):
       let products = LinearProducts(inFeatures: inF, outFeatures: outF)
-      let mask = Mask(count: inF * outF, sparsity: sparsity, seed: 1)
-      let w = filled(inF * outF)
-      for i in 0..<w.count where mask.mask[i] == 0 { w[i] = 0 }
+      let (mask, w) = maskedWeights(inF * outF)
       let (x, y, dy, dx, dw) = (
         filled(n * inF), filled(n * outF), filled(n * outF), filled(n * inF), filled(inF * outF)
       )
@@ -131,9 +136,7 @@ struct BenchLayers: ParsableCommand {
       let products = Conv2dProducts(
         inChannels: cin, outChannels: cout, kernelHeight: 3, kernelWidth: 3)
       let count = cout * cin * 9
-      let mask = Mask(count: count, sparsity: sparsity, seed: 1)
-      let w = filled(count)
-      for i in 0..<count where mask.mask[i] == 0 { w[i] = 0 }
+      let (mask, w) = maskedWeights(count)
       var s = ck_conv_shape(
         batch: Int32(n), in_channels: Int32(cin), in_height: Int32(size), in_width: Int32(size),
         out_channels: Int32(cout), kernel_h: 3, kernel_w: 3, stride: 1, padding: 1, out_height: 0,

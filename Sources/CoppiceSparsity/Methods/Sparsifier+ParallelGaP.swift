@@ -65,7 +65,7 @@ extension Sparsifier {
 
   /// The targets of partition `worker`, in registration order.
   public func partition(ofWorker worker: Int) throws -> [Int] {
-    let gap = try requireParallelGaP(finished: true)
+    let gap = try requireParallelGaP(allowingFinished: true)
     guard (0..<gap.workerCount).contains(worker) else {
       throw CoppiceError.invalidArgument("worker \(worker) out of range 0..<\(gap.workerCount)")
     }
@@ -138,7 +138,7 @@ extension Sparsifier {
     try finishParallelRound(workerWeights: workerWeights)
   }
 
-  private func requireParallelGaP(finished allowed: Bool = false) throws -> ParallelGaP {
+  private func requireParallelGaP(allowingFinished allowed: Bool = false) throws -> ParallelGaP {
     guard let gap = parallelGaP else {
       throw CoppiceError.invalidState(
         "P-GaP calls need method pgap, not \(config.method.rawValue)")

@@ -166,7 +166,7 @@ class Sparsifier(Handle):
         handle = ctypes.c_void_p()
         check(capi.coppice_sparsifier_create(ctypes.byref(config), ctypes.byref(handle)))
         self._adopt(handle, capi.coppice_sparsifier_destroy)
-        self.method = config.method.decode() if config.method else "cgap"
+        self.method = config.method.decode()  # _init and fill leave it set
         self.target_sparsity = float(config.sparsity)
 
     def _release(self) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import ctypes
 import os
 import tempfile
-import types
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -238,7 +237,7 @@ class SparseModel:
             layer.owner = self
             if layer.routable() is None:
                 dense = layer.module.forward
-                layer.module.forward = types.MethodType(lambda _m, x, f=_routed_forward(layer, dense): f(x), layer.module)
+                layer.module.forward = _routed_forward(layer, dense)  # an instance attribute
         self._hooks.append(model.register_forward_pre_hook(self._before_first_forward))
         self._hooks.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
         self._hooks.append(optimizer.register_step_post_hook(self._after_optimizer_step))
@@ -307,9 +306,10 @@ class SparseModel:
             layer.verify()
             p = layer.module.weight
             buffer = self._gradients[layer.parameter]
-            if p.grad is None:
+            if p.grad is None:  # no gradient this step: the optimizer skips the weight
                 buffer.zero_()
-            elif p.grad.data_ptr() != buffer.data_ptr():
+                continue
+            if p.grad.data_ptr() != buffer.data_ptr():
                 buffer.copy_(p.grad)
             p.grad = buffer
         self.sparsifier.mask_gradients()

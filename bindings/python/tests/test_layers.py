@@ -172,6 +172,7 @@ def test_layer_errors_are_statuses():
         SparseConv2d(weights=weights["conv.weight"], mask=np.ones((8, 3, 3, 3), np.uint8), stride=0)
     assert info.value.status == INVALID_ARGUMENT
     conv = SparseConv2d(weights=weights["conv.weight"], mask=np.ones((8, 3, 3, 3), np.uint8))
+    x_conv = np.zeros((1, 3, 4, 4), np.float32)
     with pytest.raises(coppice.CoppiceError) as info:
         conv.forward(np.zeros((1, 3, 2, 2), np.float32))  # smaller than the kernel
     assert info.value.status == SHAPE_MISMATCH
@@ -189,6 +190,16 @@ def test_layer_errors_are_statuses():
         dims, weights["conv.weight"].ctypes.data, np.ones(216, np.uint8).ctypes.data,
         ctypes.byref(params), ctypes.byref(handle))
     assert status == UNSUPPORTED and b"dilation" in capi.coppice_last_error()
+    # Absurd sizes are refused, never overflowed.
+    huge = (ctypes.c_int64 * 4)(2**30, 2**30, 3, 3)
+    assert capi.coppice_layer_conv2d_create_masked(
+        huge, weights["conv.weight"].ctypes.data, np.ones(216, np.uint8).ctypes.data, None,
+        ctypes.byref(handle)) == INVALID_ARGUMENT
+    oh, ow = ctypes.c_int64(), ctypes.c_int64()
+    assert capi.coppice_layer_conv2d_output_size(conv._live(), 2**31 - 1, 2**31 - 1, ctypes.byref(oh),
+                                                 ctypes.byref(ow)) == INVALID_ARGUMENT
+    assert capi.coppice_layer_conv2d_forward(conv._live(), x_conv.ctypes.data, 2**31 - 1, 2**20, 2**20,
+                                             None, x_conv.ctypes.data) == INVALID_ARGUMENT
     linear = SparseLinear(weights=weights["fc.weight"], mask=np.ones((24, 40), np.uint8))
     x = np.zeros((2, 40), np.float32)
     y = np.zeros((2, 24), np.float32)
