@@ -91,6 +91,7 @@ bench: build
 	$(COPPICE) bench kernels --json runs/bench-kernels.json
 	$(PYTHON) scripts/check-kernel-bars.py runs/bench-kernels.json
 	$(COPPICE) bench train --model cnn --json runs/bench-train.json
+	$(COPPICE) bench layers --json runs/bench-layers.json
 	@if command -v mpirun > /dev/null; then \
 	  bash scripts/bench-distributed.sh $(COPPICE) runs/bench-distributed.md; fi
 
