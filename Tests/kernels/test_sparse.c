@@ -268,6 +268,82 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   free(dwm), free(db), free(dbr), free(dbm);
 }
 
+// cols × rows copy of a rows × cols array.
+static float *transposed(const float *a, int rows, int cols) {
+  float *t = malloc(sizeof(float) * ((size_t)rows * cols + 1));
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) t[(size_t)c * rows + r] = a[(size_t)r * cols + c];
+  return t;
+}
+
+// The token-major linear products against the feature-major references (on transposed copies).
+static void test_linear(int m, int k, int n, double sparsity, int holes, int threads, int isa) {
+  char ctx[160];
+  snprintf(ctx, sizeof ctx, "M=%d K=%d tokens=%d s=%.2f%s thr=%d isa=%d%s", m, k, n, sparsity,
+           holes ? "+holes" : "", threads, isa, jit_label());
+  omp_set_num_threads(threads);
+  ck_sparse_set_isa(isa);
+  float *w = rand_floats((size_t)m * k), *mask = make_mask(m, k, sparsity, holes);
+  float *x = rand_floats((size_t)n * k), *dy = rand_floats((size_t)n * m), *bias = rand_floats(m);
+  float *aw = abs_copy(w, (size_t)m * k), *ax = abs_copy(x, (size_t)n * k);
+  float *ady = abs_copy(dy, (size_t)n * m), *abias = abs_copy(bias, m);
+  float *xt = transposed(x, n, k), *axt = transposed(ax, n, k);
+  float *dyt = transposed(dy, n, m), *adyt = transposed(ady, n, m);
+  ck_sparse *s = ck_sparse_create(m, k, w, mask);
+  const size_t big = (size_t)(m > k ? m : k) * (n > 0 ? n : 1) + 1;
+  float *got = malloc(sizeof(float) * big), *want_t = malloc(sizeof(float) * big);
+  float *mag_t = malloc(sizeof(float) * big);
+
+  for (size_t q = 0; q < (size_t)n * m; q++) got[q] = NAN;
+  ck_sparse_linear_forward(s, n, x, bias, got);
+  ck_sparse_ref_spmm(m, k, n, w, mask, xt, n, bias, 0.0f, want_t, n);
+  ck_sparse_ref_spmm(m, k, n, aw, mask, axt, n, abias, 0.0f, mag_t, n);
+  float *want = transposed(want_t, m, n), *mag = transposed(mag_t, m, n);
+  check("linear_fwd", ctx, got, m, want, m, mag, m, n, m);
+  free(want), free(mag);
+
+  for (size_t q = 0; q < (size_t)n * k; q++) got[q] = NAN;
+  const int64_t nnz = ck_sparse_nnz(s);
+  float *vals = malloc(sizeof(float) * (size_t)(nnz + 1)), *db = malloc(sizeof(float) * m);
+  for (int64_t j = 0; j < nnz; j++) vals[j] = NAN;
+  for (int i = 0; i < m; i++) db[i] = NAN;
+  ck_sparse_linear_backward(s, n, x, dy, got, vals, db);
+  ck_sparse_ref_spmm_t(m, k, n, w, mask, dyt, n, 0.0f, want_t, n);
+  ck_sparse_ref_spmm_t(m, k, n, aw, mask, adyt, n, 0.0f, mag_t, n);
+  want = transposed(want_t, k, n), mag = transposed(mag_t, k, n);
+  check("linear_dx", ctx, got, k, want, k, mag, k, n, k);
+  free(want), free(mag);
+
+  float *dense = malloc(sizeof(float) * (size_t)m * k), *wantd = malloc(sizeof(float) * (size_t)m * k);
+  float *magd = malloc(sizeof(float) * (size_t)m * k);
+  ck_sparse_scatter(s, vals, dense);
+  ck_sparse_ref_sddmm_dense(m, k, n, mask, dyt, n, xt, n, 0.0f, wantd);
+  ck_sparse_ref_sddmm_dense(m, k, n, mask, adyt, n, axt, n, 0.0f, magd);
+  check("linear_dw", ctx, dense, k, wantd, k, magd, k, m, k);
+
+  float *dbr = malloc(sizeof(float) * m), *dbm = malloc(sizeof(float) * m);
+  for (int i = 0; i < m; i++) {
+    double sum = 0.0, mg = 0.0;
+    for (int t = 0; t < n; t++) sum += dy[(size_t)t * m + i], mg += ady[(size_t)t * m + i];
+    dbr[i] = (float)sum, dbm[i] = (float)mg;
+  }
+  check("linear_db", ctx, db, 1, dbr, 1, dbm, 1, m, 1);
+
+  // One output at a time (the others NULL) gives the same values.
+  for (int64_t j = 0; j < nnz; j++) vals[j] = NAN;
+  ck_sparse_linear_backward(s, n, x, dy, NULL, vals, NULL);
+  ck_sparse_scatter(s, vals, dense);
+  check("linear_dw_only", ctx, dense, k, wantd, k, magd, k, m, k);
+  for (int i = 0; i < m; i++) db[i] = NAN;
+  ck_sparse_linear_backward(s, n, x, dy, NULL, NULL, db);
+  check("linear_db_only", ctx, db, 1, dbr, 1, dbm, 1, m, 1);
+
+  ck_sparse_free(s);
+  free(w), free(mask), free(x), free(dy), free(bias), free(aw), free(ax), free(ady), free(abias);
+  free(xt), free(axt), free(dyt), free(adyt), free(got), free(want_t), free(mag_t), free(vals);
+  free(db), free(dense), free(wantd), free(magd), free(dbr), free(dbm);
+}
+
 static void test_dispatch(void) {
   // The decision is monotone in density and never chooses sparse for a fully dense weight.
   int ok = 1;
@@ -302,6 +378,20 @@ int main(void) {
             setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
             test_products(shapes[q][0], shapes[q][1], shapes[q][2], sparsities[si],
                           (q + si) % 2 == 1, threads, isa);
+          }
+
+  const int linears[][3] = {{1, 1, 1},   {3, 5, 7},    {17, 130, 33}, {64, 300, 65},
+                            {48, 96, 1031}, {33, 64, 1}, {256, 129, 300}, {300, 40, 260},
+                            {5, 1500, 129}, {7, 3, 0}};
+  const int nlinears = sizeof linears / sizeof linears[0];
+  for (int isa = max_isa; isa >= 0; isa--)
+    for (int jit = isa == 2; jit >= 0; jit--)
+      for (int threads = 1; threads <= 2; threads++)
+        for (int q = 0; q < nlinears; q++)
+          for (int si = 0; si < 5; si++) {
+            setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
+            test_linear(linears[q][0], linears[q][1], linears[q][2], sparsities[si],
+                        (q + si) % 2 == 1, threads, isa);
           }
 
   const ck_conv_shape convs[] = {

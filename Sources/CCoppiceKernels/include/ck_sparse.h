@@ -115,6 +115,24 @@ void ck_sparse_sddmm_dense(const ck_sparse *w, int n, const float *dy, int lddy,
                            int ldx, float beta, float *dw);
 
 // ---------------------------------------------------------------------------------------------
+// Linear layers on token-major arrays (one row per token, as hosts store activations)
+// ---------------------------------------------------------------------------------------------
+
+/// y (n×M, contiguous) = x (n×K, contiguous)·Wᵀ + (bias ? bias : 0). The same product as
+/// ck_sparse_spmm on xᵀ without transposing whole arrays: threads take chunks of tokens and
+/// transpose each in cache. n may be 0 (nothing written).
+void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const float *bias,
+                              float *y);
+
+/// The gradients of ck_sparse_linear_forward for dy (n×M): dx (n×K) = dy·W when dx is not
+/// NULL; dw_values (value order, nnz entries) = Σ_tokens dy[t, i]·x[t, k] at the kept entries
+/// when not NULL; db (M) = Σ_tokens dy[t, :] when not NULL. All written, never accumulated.
+/// One pass over x and dy; per-thread partial sums are added in thread order (reproducible
+/// for a given thread count).
+void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const float *dy,
+                               float *dx, float *dw_values, float *db);
+
+// ---------------------------------------------------------------------------------------------
 // Sparse convolution (im2col per image around the products above)
 // ---------------------------------------------------------------------------------------------
 

@@ -5,19 +5,17 @@ import CCoppiceKernels
 /// when the cost model expects the sparse kernels to be faster, dense OpenBLAS otherwise.
 ///
 /// It owns the weight's sparse form (rebuilt when the mask version changes, values refreshed
-/// from the dense weight at every forward) and the feature-major scratch copies the sparse
-/// kernels want (they vectorise over the batch). The engine's `Linear` and the C ABI's layer
-/// handles (a host's own model) both run through it. Not thread-safe.
+/// from the dense weight at every forward); the sparse products work on the row-major arrays
+/// directly (ck_sparse_linear_*: chunks of rows transposed in cache, never whole arrays). The
+/// engine's `Linear` and the C ABI's layer handles (a host's own model) both run through it.
+/// Not thread-safe.
 public final class LinearProducts {
   public let inFeatures: Int
   public let outFeatures: Int
   /// Which kernels the last forward and backward used.
   public private(set) var execution = SparseExecutionState()
   private lazy var format = SparseWeightFormat(rows: outFeatures, cols: inFeatures)
-  // xᵀ (in × N), yᵀ / dyᵀ (out × N), dxᵀ (in × N), and a dense weight gradient nobody asked for.
-  private var inputT: Tensor?
-  private var outputT: Tensor?
-  private var gradInputT: Tensor?
+  // A dense weight gradient nobody asked for (the dense backward always computes one).
   private var unusedWeightGradient: Tensor?
 
   public init(inFeatures: Int, outFeatures: Int) {
@@ -47,13 +45,7 @@ public final class LinearProducts {
     execution.forwardSparse = false
     if let mask, plan(batch: n, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
-      let xt = Tensor.reuse(inputT, shape: [inFeatures, n])
-      let yt = Tensor.reuse(outputT, shape: [outFeatures, n])
-      inputT = xt
-      outputT = yt
-      ck_transpose(Int32(n), Int32(inFeatures), x, xt.data)
-      ck_sparse_spmm(format.handle, Int32(n), xt.data, Int32(n), bias, 0, yt.data, Int32(n))
-      ck_transpose(Int32(outFeatures), Int32(n), yt.data, y)
+      ck_sparse_linear_forward(format.handle, Int32(n), x, bias, y)
       execution.forwardSparse = true
       return
     }
@@ -91,35 +83,9 @@ public final class LinearProducts {
     dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?
   ) {
     format.refresh(weights: weights, source: mask)
-    // xᵀ is still current when the forward pass was sparse too.
-    let xt = Tensor.reuse(inputT, shape: [inFeatures, n])
-    if !execution.forwardSparse || xt !== inputT {
-      ck_transpose(Int32(n), Int32(inFeatures), x, xt.data)
-    }
-    inputT = xt
-    let dyt = Tensor.reuse(outputT, shape: [outFeatures, n])
-    outputT = dyt
-    ck_transpose(Int32(n), Int32(outFeatures), dy, dyt.data)
-    if let dw {
-      let values = format.gradientValues()
-      ck_sparse_sddmm(format.handle, Int32(n), dyt.data, Int32(n), xt.data, Int32(n), 0, values)
-      ck_sparse_scatter(format.handle, values, dw)
-    }
-    if let db {
-      // Row sums of dyᵀ.
-      for o in 0..<outFeatures {
-        var sum: Float = 0
-        let row = dyt.data + o * n
-        for j in 0..<n { sum += row[j] }
-        db[o] = sum
-      }
-    }
-    if let dx {
-      let dxt = Tensor.reuse(gradInputT, shape: [inFeatures, n])
-      gradInputT = dxt
-      ck_sparse_spmm_t(format.handle, Int32(n), dyt.data, Int32(n), 0, dxt.data, Int32(n))
-      ck_transpose(Int32(inFeatures), Int32(n), dxt.data, dx)
-    }
+    let values = dw != nil ? format.gradientValues() : nil
+    ck_sparse_linear_backward(format.handle, Int32(n), x, dy, dx, values, db)
+    if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
   }
 
   private func weightGradientScratch() -> UnsafeMutablePointer<Float> {
