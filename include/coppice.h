@@ -87,6 +87,28 @@ coppice_status coppice_set_threads(int threads);
 coppice_status coppice_set_idle_spin(int milliseconds);
 
 /*
+ * A host's thread pool, lent to the library: runs fn(data) once on each of up to `threads`
+ * threads (the calling thread among them) and returns when every call has returned; `flags`
+ * is 0. This is the signature of GNU OpenMP's GOMP_parallel, so a process that already runs
+ * libgomp (PyTorch does) can pass that function's address.
+ */
+typedef void (*coppice_parallel_runner)(void (*fn)(void *), void *data, unsigned threads,
+                                        unsigned flags);
+
+/*
+ * Makes the layer operations (coppice_layer_*: the sparse linear and convolution products)
+ * run their threads on `runner` instead of the library's own OpenMP threads; NULL goes back to
+ * OpenMP. With two OpenMP runtimes in one process, each pool's idle threads spin for
+ * milliseconds after their work and steal the cores the other pool needs next; lending one
+ * pool removes that (measured with PyTorch: see the README, "From PyTorch"). Results are
+ * bit-identical either way; a runner may run fn on fewer threads than asked. Other products
+ * (training with the built-in engine, sparsifier updates) keep OpenMP. Process-wide: set it
+ * while no layer operation runs. coppice.torch installs libgomp's GOMP_parallel when PyTorch
+ * uses libgomp. Never fails.
+ */
+coppice_status coppice_set_parallel_runner(coppice_parallel_runner runner);
+
+/*
  * The number of threads the compute kernels use. Never fails.
  */
 int coppice_get_threads(void);

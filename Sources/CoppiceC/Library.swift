@@ -56,5 +56,11 @@ public func coppice_set_idle_spin(_ milliseconds: Int32) -> Int32 {
   }
 }
 
+@_cdecl("coppice_set_parallel_runner")
+public func coppice_set_parallel_runner(_ runner: ck_parallel_runner?) -> Int32 {
+  ck_sparse_set_runner(runner)
+  return Status.ok.rawValue
+}
+
 @_cdecl("coppice_get_threads")
 public func coppice_get_threads() -> Int32 { Int32(Threads.count) }

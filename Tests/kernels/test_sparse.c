@@ -21,6 +21,7 @@
 #include "ck_sparse.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +345,76 @@ static void test_linear(int m, int k, int n, double sparsity, int holes, int thr
   free(db), free(dense), free(wantd), free(magd), free(dbr), free(dbm);
 }
 
+// Host runners for ck_sparse_set_runner: one that runs fn on `threads` POSIX threads, one that
+// gives a single thread whatever is asked (a pool may give fewer threads than requested).
+static int runner_calls = 0;
+static void *pthread_body(void *p) {
+  void **job = p;
+  ((void (*)(void *))job[0])(job[1]);
+  return NULL;
+}
+static void pthread_runner(void (*fn)(void *), void *data, unsigned threads, unsigned flags) {
+  (void)flags;
+  __atomic_fetch_add(&runner_calls, 1, __ATOMIC_RELAXED);
+  pthread_t ids[16];
+  void *job[2] = {(void *)fn, data};
+  unsigned started = threads > 16 ? 16 : threads;
+  for (unsigned t = 1; t < started; t++) pthread_create(&ids[t], NULL, pthread_body, job);
+  fn(data);
+  for (unsigned t = 1; t < started; t++) pthread_join(ids[t], NULL);
+}
+static void single_runner(void (*fn)(void *), void *data, unsigned threads, unsigned flags) {
+  (void)threads, (void)flags;
+  __atomic_fetch_add(&runner_calls, 1, __ATOMIC_RELAXED);
+  fn(data);
+}
+
+// The layer products give bit-identical results on OpenMP, on a host's pool and on a pool that
+// gives one thread.
+static void test_runner(void) {
+  omp_set_num_threads(2);
+  ck_sparse_set_isa(-1);
+  const int m = 96, k = 200, n = 300;
+  float *w = rand_floats((size_t)m * k), *mask = make_mask(m, k, 0.8, 0);
+  float *x = rand_floats((size_t)n * k), *dy = rand_floats((size_t)n * m), *bias = rand_floats(m);
+  ck_sparse *s = ck_sparse_create(m, k, w, mask);
+  const int64_t nnz = ck_sparse_nnz(s);
+  ck_conv_shape sh = {4, 16, 14, 14, 32, 3, 3, 1, 1, 0, 0};
+  sh.out_height = 14, sh.out_width = 14;
+  const int cK = 16 * 9;
+  float *cw = rand_floats((size_t)32 * cK), *cmask = make_mask(32, cK, 0.9, 0);
+  ck_sparse *cs = ck_sparse_create(32, cK, cw, cmask);
+  const size_t cxs = (size_t)4 * 16 * 14 * 14, cys = (size_t)4 * 32 * 14 * 14;
+  float *cx = rand_floats(cxs), *cdy = rand_floats(cys);
+  const int64_t cnnz = ck_sparse_nnz(cs);
+  // Outputs of one configuration, concatenated.
+  const size_t total = (size_t)n * m + (size_t)n * k + nnz + m + cys + cxs + cnnz + 32;
+  float *out[3];
+  ck_parallel_runner runners[3] = {NULL, pthread_runner, single_runner};
+  int calls_ok = 1;
+  for (int r = 0; r < 3; r++) {
+    float *o = out[r] = malloc(sizeof(float) * total);
+    ck_sparse_set_runner(runners[r]);
+    runner_calls = 0;
+    ck_sparse_linear_forward(s, n, x, bias, o);
+    o += (size_t)n * m;
+    ck_sparse_linear_backward(s, n, x, dy, o, o + (size_t)n * k, o + (size_t)n * k + nnz);
+    o += (size_t)n * k + nnz + m;
+    ck_sparse_conv2d_forward(&sh, cs, cx, NULL, o);
+    ck_sparse_conv2d_backward(&sh, cs, cx, cdy, o + cys, o + cys + cxs, o + cys + cxs + cnnz);
+    if (ck_sparse_runner() != runners[r] || (runners[r] && runner_calls == 0)) calls_ok = 0;
+  }
+  ck_sparse_set_runner(NULL);
+  int ok = calls_ok && memcmp(out[0], out[1], sizeof(float) * total) == 0 &&
+           memcmp(out[0], out[2], sizeof(float) * total) == 0;
+  if (ok) passed++; else failed++;
+  printf("%s %-14s OpenMP, a host pool and a one-thread pool agree bit for bit\n",
+         ok ? "ok  " : "FAIL", "runner");
+  for (int r = 0; r < 3; r++) free(out[r]);
+  ck_sparse_free(s), ck_sparse_free(cs);
+  free(w), free(mask), free(x), free(dy), free(bias), free(cw), free(cmask), free(cx), free(cdy);
+}
+
 static void test_dispatch(void) {
   // The decision is monotone in density and never chooses sparse for a fully dense weight.
   int ok = 1;
@@ -411,6 +482,7 @@ int main(void) {
   unsetenv("CK_SPARSE_JIT");
   ck_sparse_set_isa(-1);
   test_dispatch();
+  test_runner();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

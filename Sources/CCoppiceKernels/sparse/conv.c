@@ -181,6 +181,51 @@ static void col2im_add(const geom *g, const float *col, float *dx) {
 }
 
 /// Sparse convolution forward; contract in include/ck_sparse.h.
+typedef struct {
+  const geom *g;
+  const padded *d;
+  const int64_t *off; // window offsets (direct)
+  const ck_sparse *w;
+  const float *x, *dy, *bias;
+  float *y, *dx;
+  int direct, pw;
+  size_t in_buf, out_buf; // per-image buffers in the scratch (floats, multiples of 16)
+  size_t dyw_f, dxp_f;    // backward: further buffers in the scratch (floats, multiples of 16)
+  size_t nw;              // backward: columns of the row operands
+  float *priv;            // backward: per-part weight-gradient partials (nnz each), or NULL
+  double *db_priv;        // backward: per-part bias-gradient partials (O each), or NULL
+  const ck_sp_mat *sm;    // backward: the structure the weight gradient is computed with
+} conv_job;
+
+/// Forward of image `part` (one part per image). Scratch: the padded image or column matrix,
+/// the wide output (direct), the SpMM's.
+static void forward_image(void *arg, int b, int parts, float *scratch) {
+  (void)parts;
+  const conv_job *c = arg;
+  const geom *g = c->g;
+  const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
+  float *src_buf = scratch, *yw = src_buf + c->in_buf, *buf = yw + c->out_buf;
+  const float *xb = c->x + (size_t)b * in_img;
+  float *yb = c->y + (size_t)b * out_img;
+  if (c->direct) {
+    pad_image(g, c->d, xb, src_buf);
+    ck_sp_spmm_worker(&c->w->a, 0, g->O, 0, c->d->Nw, src_buf, c->d->Wp, c->off, c->bias, 0.0f, yw,
+                      c->d->Nw, buf);
+    compact_rows(g, c->d, yw, yb);
+  } else {
+    const float *src = xb;
+    if (!c->pw) {
+      im2col(g, xb, src_buf);
+      src = src_buf;
+    }
+    ck_sp_spmm_worker(&c->w->a, 0, g->O, 0, g->N, src, g->N, NULL, c->bias, 0.0f, yb, g->N, buf);
+  }
+}
+
+/// Floats rounded up to a multiple of 16 (64 bytes), so buffers cut from one scratch stay aligned.
+static size_t aligned16(size_t floats) { return (floats + 15) / 16 * 16; }
+
+/// Sparse convolution forward; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                               const float *bias, float *y) {
   geom g;
@@ -190,41 +235,36 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
   const padded d = make_padded(&g);
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
   // Per-image buffers: the padded image and the wide output (direct) or the column matrix.
-  const size_t in_buf = direct ? d.size : (pw ? 0 : (size_t)g.K * g.N);
-  const size_t out_buf = direct ? (size_t)g.O * d.Nw : 0;
+  const size_t in_buf = aligned16(direct ? d.size : (pw ? 0 : (size_t)g.K * g.N));
+  const size_t out_buf = aligned16(direct ? (size_t)g.O * d.Nw : 0);
   const int threads = ck_sp_threads();
-  const int by_image = threads > 1 && g.B >= threads;
-#pragma omp parallel num_threads(by_image ? threads : 1) if (by_image)
-  {
-    float *src_buf = ck_sp_alloc_floats(in_buf), *yw = ck_sp_alloc_floats(out_buf);
-    float *buf = by_image ? ck_sp_alloc_floats(ck_sp_spmm_scratch(&w->a)) : NULL;
-#pragma omp for schedule(static, 1)
-    for (int b = 0; b < g.B; b++) {
-      const float *xb = x + (size_t)b * in_img;
-      float *yb = y + (size_t)b * out_img;
-      if (direct) {
-        pad_image(&g, &d, xb, src_buf);
-        if (by_image)
-          ck_sp_spmm_worker(&w->a, 0, g.O, 0, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw, buf);
-        else
-          ck_sp_spmm_run(&w->a, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw);
-        compact_rows(&g, &d, yw, yb);
-      } else {
-        const float *src = xb;
-        if (!pw) {
-          im2col(&g, xb, src_buf);
-          src = src_buf;
-        }
-        if (by_image)
-          ck_sp_spmm_worker(&w->a, 0, g.O, 0, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N, buf);
-        else
-          ck_sp_spmm_run(&w->a, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N);
-      }
-    }
-    free(src_buf);
-    free(yw);
-    free(buf);
+  if (threads > 1 && g.B >= threads) { // images over threads, each image a part
+    conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .bias = bias, .y = y,
+                  .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf};
+    ck_sp_parallel(threads, g.B, forward_image, &c, in_buf + out_buf + ck_sp_spmm_scratch(&w->a));
+    free(off);
+    return;
   }
+  // Fewer images than threads: one image after another, parallel inside the products.
+  float *src_buf = ck_sp_alloc_floats(in_buf), *yw = ck_sp_alloc_floats(out_buf);
+  for (int b = 0; b < g.B; b++) {
+    const float *xb = x + (size_t)b * in_img;
+    float *yb = y + (size_t)b * out_img;
+    if (direct) {
+      pad_image(&g, &d, xb, src_buf);
+      ck_sp_spmm_run(&w->a, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw);
+      compact_rows(&g, &d, yw, yb);
+    } else {
+      const float *src = xb;
+      if (!pw) {
+        im2col(&g, xb, src_buf);
+        src = src_buf;
+      }
+      ck_sp_spmm_run(&w->a, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N);
+    }
+  }
+  free(src_buf);
+  free(yw);
   free(off);
 }
 
@@ -235,6 +275,64 @@ static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
     float s = 0.0f;
     for (int c = 0; c < g->N; c++) s += r[c];
     db[o] += s;
+  }
+}
+
+/// Backward of the images of part `part` (images part, part + parts, …) into the part's
+/// partial sums. Scratch as laid out by ck_sparse_conv2d_backward.
+static void backward_images(void *arg, int part, int parts, float *scratch) {
+  const conv_job *c = arg;
+  const geom *g = c->g;
+  const padded *d = c->d;
+  const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
+  const int64_t nnz = c->w->nnz;
+  const int use_t = c->sm == &c->w->t;
+  float *src_buf = scratch, *dcol = src_buf + c->in_buf, *dyw = dcol + c->out_buf;
+  float *dxp = dyw + c->dyw_f, *buf = dxp + c->dxp_f;
+  float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
+  double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
+  if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
+  const int nw = (int)c->nw;
+  for (int b = part; b < g->B; b += parts) {
+    const float *xb = c->x + (size_t)b * in_img, *dyb = c->dy + (size_t)b * out_img;
+    // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
+    const float *dyr = dyb, *xr = xb;
+    const int64_t *xo = NULL;
+    int ldxr = nw;
+    if (c->direct) {
+      widen_rows(g, d, dyb, dyw);
+      dyr = dyw;
+      if (mine) {
+        pad_image(g, d, xb, src_buf);
+        xr = src_buf;
+        xo = c->off;
+        ldxr = d->Wp;
+      }
+    } else if (!c->pw && mine) {
+      im2col(g, xb, src_buf);
+      xr = src_buf;
+    }
+    if (mine) {
+      if (use_t)
+        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xr, ldxr, xo, dyr, nw, NULL, mine, buf);
+      else
+        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyr, nw, NULL, xr, ldxr, xo, mine, buf);
+    }
+    if (c->dx) {
+      float *dxb = c->dx + (size_t)b * in_img;
+      if (c->direct) {
+        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, d->Nw, dyr, d->Nw, NULL, NULL, 0.0f, dcol, d->Nw,
+                          buf);
+        scatter_windows(g, d, c->off, dcol, dxp, dxb);
+      } else if (c->pw) {
+        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dxb, g->N, buf);
+      } else {
+        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dcol, g->N, buf);
+        memset(dxb, 0, sizeof(float) * in_img);
+        col2im_add(g, dcol, dxb);
+      }
+    }
+    if (db) bias_grad_add(g, dyb, db);
   }
 }
 
@@ -289,98 +387,47 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
     free(db);
     return;
   }
-  // Images over threads. The weight gradient is accumulated per thread in the order of the
-  // structure it is computed with: W's (X windows/columns packed, dY rows in registers) when
-  // M >= K, else Wᵀ's (dY packed, the smaller operand) and scattered back through tmap.
+  // Images over threads: part q takes images q, q + parts, … and sums its weight gradient in
+  // its own partial array, in the order of the structure it is computed with: W's (X
+  // windows/columns packed, dY rows in registers) when M >= K, else Wᵀ's (dY packed, the
+  // smaller operand), scattered back through tmap. Partials are added in part order.
   const int use_t = g.O < g.K;
   const ck_sp_mat *sm = use_t ? &w->t : &w->a;
-  const int need_priv = use_t || threads > 1;
-  float *priv = (dw_values && need_priv && nnz)
-                    ? ck_sp_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
+  float *priv = (dw_values && nnz) ? ck_sp_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
   double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
   const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
-    float *src_buf = NULL, *dcol = NULL, *dyw = NULL, *dxp = NULL;
-    if (direct) {
-      src_buf = ck_sp_alloc_floats(d.size);
-      dyw = ck_sp_alloc_floats((size_t)g.O * d.Nw);
-      if (dx) {
-        dcol = ck_sp_alloc_floats((size_t)g.K * d.Nw);
-        dxp = ck_sp_alloc_floats(d.size);
-      }
-    } else {
-      if (!pw && dw_values) src_buf = ck_sp_alloc_floats((size_t)g.K * g.N);
-      if (!pw && dx) dcol = ck_sp_alloc_floats((size_t)g.K * g.N);
-    }
-    size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(sm);
-    float *buf = ck_sp_alloc_floats(sc > sd ? sc : sd);
-    float *mine = priv ? priv + (size_t)t * (size_t)nnz : NULL;
-    if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
-#pragma omp for schedule(static, 1)
-    for (int b = 0; b < g.B; b++) {
-      const float *xb = x + (size_t)b * in_img, *dyb = dy + (size_t)b * out_img;
-      // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
-      const float *dyr = dyb, *xr = xb;
-      const int64_t *xo = NULL;
-      int ldxr = (int)nw;
-      if (direct) {
-        widen_rows(&g, &d, dyb, dyw);
-        dyr = dyw;
-        if (dw_values) {
-          pad_image(&g, &d, xb, src_buf);
-          xr = src_buf;
-          xo = off;
-          ldxr = d.Wp;
-        }
-      } else if (!pw && dw_values) {
-        im2col(&g, xb, src_buf);
-        xr = src_buf;
-      }
-      if (mine) {
-        if (use_t)
-          ck_sp_sddmm_worker(sm, 0, g.K, 0, (int)nw, xr, ldxr, xo, dyr, (int)nw, NULL, mine, buf);
-        else
-          ck_sp_sddmm_worker(sm, 0, g.O, 0, (int)nw, dyr, (int)nw, NULL, xr, ldxr, xo, mine, buf);
-      }
-      if (dx) {
-        float *dxb = dx + (size_t)b * in_img;
-        if (direct) {
-          ck_sp_spmm_worker(&w->t, 0, g.K, 0, d.Nw, dyr, d.Nw, NULL, NULL, 0.0f, dcol, d.Nw, buf);
-          scatter_windows(&g, &d, off, dcol, dxp, dxb);
-        } else if (pw) {
-          ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, NULL, 0.0f, dxb, g.N, buf);
-        } else {
-          ck_sp_spmm_worker(&w->t, 0, g.K, 0, g.N, dyb, g.N, NULL, NULL, 0.0f, dcol, g.N, buf);
-          memset(dxb, 0, sizeof(float) * in_img);
-          col2im_add(&g, dcol, dxb);
-        }
-      }
-      if (dbias) bias_grad_add(&g, dyb, db_priv + (size_t)t * g.O);
-    }
-    free(src_buf);
-    free(dcol);
-    free(dyw);
-    free(dxp);
-    free(buf);
-    // The implicit barrier of the loop above ends every thread's accumulation.
-    if (priv) {
-#pragma omp for schedule(static)
-      for (int64_t j = 0; j < nnz; j++) {
-        float s = 0.0f;
-        for (int q = 0; q < nt; q++) s += priv[(size_t)q * (size_t)nnz + j];
-        dw_values[use_t ? w->tmap[j] : j] = s;
-      }
-    }
-#pragma omp single
-    if (dbias)
-      for (int o = 0; o < g.O; o++) {
-        double s = 0.0;
-        for (int q = 0; q < nt; q++) s += db_priv[(size_t)q * g.O + o];
-        dbias[o] = (float)s;
-      }
+  // Scratch: src (padded image or columns), dcol, dyw, dxp, then the products'.
+  size_t src_f = 0, dcol_f = 0, dyw_f = 0, dxp_f = 0;
+  if (direct) {
+    src_f = d.size;
+    dyw_f = (size_t)g.O * d.Nw;
+    if (dx) dcol_f = (size_t)g.K * d.Nw, dxp_f = d.size;
+  } else {
+    if (!pw && dw_values) src_f = (size_t)g.K * g.N;
+    if (!pw && dx) dcol_f = (size_t)g.K * g.N;
   }
+  size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(sm);
+  conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .dy = dy, .dx = dx,
+                .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm};
+  c.in_buf = aligned16(src_f);
+  c.out_buf = aligned16(dcol_f);
+  c.dyw_f = aligned16(dyw_f);
+  c.dxp_f = aligned16(dxp_f);
+  c.nw = nw;
+  ck_sp_parallel(threads, threads, backward_images, &c,
+                 c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + (sc > sd ? sc : sd));
+  if (priv)
+    for (int64_t j = 0; j < nnz; j++) {
+      float s = 0.0f;
+      for (int q = 0; q < threads; q++) s += priv[(size_t)q * (size_t)nnz + j];
+      dw_values[use_t ? w->tmap[j] : j] = s;
+    }
+  if (dbias)
+    for (int o = 0; o < g.O; o++) {
+      double s = 0.0;
+      for (int q = 0; q < threads; q++) s += db_priv[(size_t)q * g.O + o];
+      dbias[o] = (float)s;
+    }
   free(priv);
   free(db_priv);
   free(off);

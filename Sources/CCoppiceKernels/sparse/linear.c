@@ -9,8 +9,9 @@
 // transposes), so here each thread takes its own range of tokens in chunks of CHUNK,
 // transposes a chunk into scratch that stays in cache, runs the single-threaded kernels on it
 // and transposes the result back: every input is read once and every output written once.
-// Token ranges per thread depend only on n and the thread count, and the per-thread partial
-// sums of dW and db are added in thread order, so results are reproducible run to run.
+// The backward's token ranges depend only on n and the thread count, and their partial sums of
+// dW and db are added in range order, so results are reproducible run to run. Threads come from
+// ck_sp_parallel: the host's pool when it lent one (ck_sparse_set_runner), else OpenMP.
 #include "sparse/internal.h"
 
 #include <string.h>
@@ -94,16 +95,30 @@ static int linear_threads(int n, double cost_per_token) {
   return threads < by_tokens ? threads : by_tokens;
 }
 
-/// Allocation of `count` floats set to 0.
-static float *zeroed_floats(size_t count) {
-  float *p = ck_sp_alloc_floats(count);
-  if (p) memset(p, 0, sizeof(float) * count);
-  return p;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Products
 // ---------------------------------------------------------------------------------------------
+
+typedef struct {
+  const ck_sparse *w;
+  int n;
+  const float *x, *bias, *dy;
+  float *y, *dx, *dw_values, *db;
+  float *dw_parts, *db_parts; // partial sums of parts 1… (part 0 sums into the outputs)
+  const int *bounds;          // token range of each part (backward)
+} linear_job;
+
+/// Forward, one chunk of tokens. Scratch: xt (K × CHUNK), yt (M × CHUNK), the SpMM's.
+static void forward_part(void *arg, int part, int parts, float *scratch) {
+  (void)parts;
+  const linear_job *j = arg;
+  const ck_sp_mat *a = &j->w->a;
+  const int M = a->rows, K = a->cols, c0 = part * CHUNK, cw = ck_sp_imin(CHUNK, j->n - c0);
+  float *xt = scratch, *yt = xt + (size_t)K * CHUNK, *buf = yt + (size_t)M * CHUNK;
+  transpose(cw, K, j->x + (size_t)c0 * K, K, xt, CHUNK);
+  ck_sp_spmm_worker(a, 0, M, 0, cw, xt, CHUNK, NULL, j->bias, 0.0f, yt, CHUNK, buf);
+  transpose(M, cw, yt, CHUNK, j->y + (size_t)c0 * M, M);
+}
 
 /// y (n×M) = x (n×K)·Wᵀ (+ bias); contract in include/ck_sparse.h.
 void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const float *bias,
@@ -111,29 +126,68 @@ void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const f
   const ck_sp_mat *a = &w->a;
   const int M = a->rows, K = a->cols;
   if (n <= 0) return;
-  const int threads = linear_threads(n, (double)w->nnz / n + M);
-  const size_t scratch = ck_sp_spmm_scratch(a);
-  const int chunks = (n + CHUNK - 1) / CHUNK;
-  int next_chunk = 0;
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    float *xt = ck_sp_alloc_floats((size_t)K * CHUNK), *yt = ck_sp_alloc_floats((size_t)M * CHUNK);
-    float *buf = ck_sp_alloc_floats(scratch);
-    // Chunks are independent here, so they are handed out as threads become free (a counter
-    // rather than schedule(dynamic), which needs a newer OpenMP runtime than Debian's).
-    for (;;) {
-      int q;
-#pragma omp atomic capture
-      q = next_chunk++;
-      if (q >= chunks) break;
-      const int c0 = q * CHUNK, cw = ck_sp_imin(CHUNK, n - c0);
-      transpose(cw, K, x + (size_t)c0 * K, K, xt, CHUNK);
-      ck_sp_spmm_worker(a, 0, M, 0, cw, xt, CHUNK, NULL, bias, 0.0f, yt, CHUNK, buf);
-      transpose(M, cw, yt, CHUNK, y + (size_t)c0 * M, M);
+  linear_job j = {.w = w, .n = n, .x = x, .bias = bias, .y = y};
+  const size_t scratch = (size_t)(K + M) * CHUNK + ck_sp_spmm_scratch(a);
+  // Chunks are independent, so each is a part, handed out as threads become free.
+  ck_sp_parallel(linear_threads(n, (double)w->nnz / n + M), (n + CHUNK - 1) / CHUNK,
+                 forward_part, &j, scratch);
+}
+
+/// Backward, one part's token range in chunks. Scratch: dyt (M × CHUNK), xt and dxt (K × CHUNK
+/// each), the products'.
+static void backward_part(void *arg, int part, int parts, float *scratch) {
+  (void)parts;
+  const linear_job *j = arg;
+  const ck_sp_mat *a = &j->w->a, *t = &j->w->t;
+  const int M = a->rows, K = a->cols;
+  const size_t nnz = (size_t)j->w->nnz;
+  float *dyt = scratch, *xt = dyt + (size_t)M * CHUNK, *dxt = xt + (size_t)K * CHUNK;
+  float *buf = dxt + (size_t)K * CHUNK;
+  float *my_dw = j->dw_values ? (part == 0 ? j->dw_values : j->dw_parts + (size_t)(part - 1) * nnz)
+                              : NULL;
+  float *my_db = j->db ? (part == 0 ? j->db : j->db_parts + (size_t)(part - 1) * (size_t)M) : NULL;
+  if (my_dw && nnz) memset(my_dw, 0, sizeof(float) * nnz);
+  if (my_db) memset(my_db, 0, sizeof(float) * (size_t)M);
+  const int end = j->bounds[part + 1];
+  for (int c0 = j->bounds[part]; c0 < end; c0 += CHUNK) {
+    const int cw = ck_sp_imin(CHUNK, end - c0);
+    transpose(cw, M, j->dy + (size_t)c0 * M, M, dyt, CHUNK);
+    if (my_db)
+      for (int i = 0; i < M; i++) {
+        const float *row = dyt + (size_t)i * CHUNK;
+        float s = 0.0f;
+        for (int c = 0; c < cw; c++) s += row[c];
+        my_db[i] += s;
+      }
+    if (my_dw && nnz) {
+      transpose(cw, K, j->x + (size_t)c0 * K, K, xt, CHUNK);
+      ck_sp_sddmm_worker(a, 0, M, 0, cw, dyt, CHUNK, NULL, xt, CHUNK, NULL, my_dw, buf);
     }
-    free(buf);
-    free(yt);
-    free(xt);
+    if (j->dx) {
+      ck_sp_spmm_worker(t, 0, K, 0, cw, dyt, CHUNK, NULL, NULL, 0.0f, dxt, CHUNK, buf);
+      transpose(K, cw, dxt, CHUNK, j->dx + (size_t)c0 * K, K);
+    }
+  }
+}
+
+/// A sum of per-part partials: out[i] += Σ_q parts[q·stride + i] in part order for i in the
+/// slice `part` of [0, count).
+typedef struct {
+  float *out;
+  const float *partials;
+  size_t count, stride;
+  int nparts; // partial arrays
+} sum_job;
+
+static void sum_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const sum_job *s = arg;
+  const size_t i0 = s->count * (size_t)part / (size_t)parts;
+  const size_t i1 = s->count * (size_t)(part + 1) / (size_t)parts;
+  for (size_t i = i0; i < i1; i++) {
+    float v = s->out[i];
+    for (int q = 0; q < s->nparts; q++) v += s->partials[(size_t)q * s->stride + i];
+    s->out[i] = v;
   }
 }
 
@@ -149,66 +203,26 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
     return;
   }
   const double per_token = (dx ? (double)nnz : 0.0) + (dw_values ? (double)nnz : 0.0) + M;
-  const int threads = linear_threads(n, per_token);
-  // Partial sums of threads 1… (thread 0 sums straight into the outputs).
-  float *dw_parts = dw_values && threads > 1 ? zeroed_floats((size_t)(threads - 1) * nnz) : NULL;
-  float *db_parts = db && threads > 1 ? zeroed_floats((size_t)(threads - 1) * (size_t)M) : NULL;
-  size_t scratch = dx ? ck_sp_spmm_scratch(t) : 0;
-  if (dw_values && ck_sp_sddmm_scratch(a) > scratch) scratch = ck_sp_sddmm_scratch(a);
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int me = ck_sp_thread_num(), nt = ck_sp_team_size();
-    int bounds[nt + 1];
-    ck_sp_split_cols(n, nt, 16, bounds);
-    float *dyt = ck_sp_alloc_floats((size_t)M * CHUNK);
-    float *xt = dw_values ? ck_sp_alloc_floats((size_t)K * CHUNK) : NULL;
-    float *dxt = dx ? ck_sp_alloc_floats((size_t)K * CHUNK) : NULL;
-    float *buf = ck_sp_alloc_floats(scratch);
-    float *my_dw = dw_values ? (me == 0 ? dw_values : dw_parts + (size_t)(me - 1) * nnz) : NULL;
-    float *my_db = db ? (me == 0 ? db : db_parts + (size_t)(me - 1) * (size_t)M) : NULL;
-    if (me == 0 && my_dw && nnz) memset(my_dw, 0, sizeof(float) * nnz);
-    if (me == 0 && my_db) memset(my_db, 0, sizeof(float) * (size_t)M);
-    for (int c0 = bounds[me]; c0 < bounds[me + 1]; c0 += CHUNK) {
-      const int cw = ck_sp_imin(CHUNK, bounds[me + 1] - c0);
-      transpose(cw, M, dy + (size_t)c0 * M, M, dyt, CHUNK);
-      if (my_db)
-        for (int i = 0; i < M; i++) {
-          const float *row = dyt + (size_t)i * CHUNK;
-          float s = 0.0f;
-          for (int c = 0; c < cw; c++) s += row[c];
-          my_db[i] += s;
-        }
-      if (my_dw && nnz) {
-        transpose(cw, K, x + (size_t)c0 * K, K, xt, CHUNK);
-        ck_sp_sddmm_worker(a, 0, M, 0, cw, dyt, CHUNK, NULL, xt, CHUNK, NULL, my_dw, buf);
-      }
-      if (dxt) {
-        ck_sp_spmm_worker(t, 0, K, 0, cw, dyt, CHUNK, NULL, NULL, 0.0f, dxt, CHUNK, buf);
-        transpose(K, cw, dxt, CHUNK, dx + (size_t)c0 * K, K);
-      }
-    }
-    free(buf);
-    free(dxt);
-    free(xt);
-    free(dyt);
-#pragma omp barrier
-    if (dw_parts) {
-#pragma omp for schedule(static)
-      for (size_t j = 0; j < nnz; j++) {
-        float s = dw_values[j];
-        for (int q = 1; q < nt; q++) s += dw_parts[(size_t)(q - 1) * nnz + j];
-        dw_values[j] = s;
-      }
-    }
-    if (db_parts) {
-#pragma omp for schedule(static)
-      for (int i = 0; i < M; i++) {
-        float s = db[i];
-        for (int q = 1; q < nt; q++) s += db_parts[(size_t)(q - 1) * (size_t)M + i];
-        db[i] = s;
-      }
-    }
+  // One part per thread, each a fixed token range: the partial sums, and so the results,
+  // depend only on n and the thread count.
+  const int parts = linear_threads(n, per_token);
+  int bounds[parts + 1];
+  ck_sp_split_cols(n, parts, 16, bounds);
+  linear_job j = {.w = w, .n = n, .x = x, .dy = dy, .dx = dx, .dw_values = dw_values, .db = db,
+                  .bounds = bounds};
+  if (dw_values && parts > 1) j.dw_parts = ck_sp_alloc_floats((size_t)(parts - 1) * nnz);
+  if (db && parts > 1) j.db_parts = ck_sp_alloc_floats((size_t)(parts - 1) * (size_t)M);
+  size_t products = dx ? ck_sp_spmm_scratch(t) : 0;
+  if (dw_values && ck_sp_sddmm_scratch(a) > products) products = ck_sp_sddmm_scratch(a);
+  ck_sp_parallel(parts, parts, backward_part, &j, (size_t)(M + 2 * K) * CHUNK + products);
+  if (j.dw_parts) {
+    sum_job s = {dw_values, j.dw_parts, nnz, nnz, parts - 1};
+    ck_sp_parallel(parts, parts, sum_part, &s, 0);
   }
-  free(db_parts);
-  free(dw_parts);
+  if (j.db_parts) {
+    sum_job s = {db, j.db_parts, (size_t)M, (size_t)M, parts - 1};
+    sum_part(&s, 0, 1, NULL);
+  }
+  free(j.db_parts);
+  free(j.dw_parts);
 }

@@ -138,6 +138,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "coppice_set_threads": (status_t, [c_int]),
     "coppice_get_threads": (c_int, []),
     "coppice_set_idle_spin": (status_t, [c_int]),
+    "coppice_set_parallel_runner": (status_t, [c_void_p]),
     "coppice_set_log_callback": (None, [LOG_CALLBACK, c_void_p]),
     # sparsifier
     "coppice_sparsifier_config_init": (None, [P(SparsifierConfig)]),

@@ -23,9 +23,14 @@ FLOPs per weight (for FLOP-balanced GaP partitions) are measured on the first fo
 (or on `example_input`), where the sparsifier also starts. `handle.state_dict()` /
 `load_state_dict()` carry the sparsifier state next to the model's and the optimizer's.
 
-Threads: PyTorch and Coppice each have an OpenMP pool; `sparsify` gives Coppice as many threads
-as `torch.get_num_threads()` (or `threads`), and the two pools take turns (one layer's products
-at a time), so together they do not oversubscribe the cores.
+Threads: PyTorch (GNU OpenMP) and Coppice (LLVM OpenMP) each have a thread pool, and an idle
+libgomp thread spins for about 9 ms after every PyTorch operation (measured here), stealing a
+core from the Coppice product that follows. So `sparsify` lends PyTorch's pool to Coppice
+(`coppice_set_parallel_runner` with libgomp's `GOMP_parallel`, when this process's PyTorch runs
+on libgomp, as the Linux wheels do): the routed layers' products then run on PyTorch's own
+threads, one pool for the whole step; results are bit-identical to Coppice's own threads.
+`share_threads=False` keeps the two pools (Coppice's then sleep right after each product).
+Coppice uses `threads` threads (default: torch.get_num_threads()).
 
 `import coppice` works without PyTorch; importing this module needs it.
 """
@@ -222,7 +227,7 @@ class SparseModel:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, layers: List[_Layer],
                  sparsifier: Sparsifier, partitions: Optional[List[List[str]]], example_input: Any,
-                 threads: Optional[int]) -> None:
+                 share_threads: bool, threads: Optional[int]) -> None:
         self.model = model
         self._partitions = partitions
         self._measuring = False
@@ -233,6 +238,10 @@ class SparseModel:
         self._gradients: Dict[str, torch.Tensor] = {}
         self._hooks: List[Any] = []
         self._threads = threads
+        self._share_threads = share_threads
+        # Whose threads run the layer products: "torch" (PyTorch's pool lent through
+        # coppice_set_parallel_runner) or "coppice" (Coppice's own OpenMP threads); set on start.
+        self.thread_pool: Optional[str] = None
         for layer in layers:
             layer.owner = self
             if layer.routable() is None:
@@ -291,6 +300,9 @@ class SparseModel:
             check(capi.coppice_set_threads(int(self._threads)))
         # Coppice's threads sleep right after each product, so PyTorch's have the cores.
         capi.coppice_set_idle_spin(0)
+        self.thread_pool = "coppice"
+        if self._share_threads and _lend_torch_pool():
+            self.thread_pool = "torch"
         for layer in self.layers:
             if layer.routable() is None:
                 layer.create(self.sparsifier)
@@ -379,12 +391,25 @@ class SparseModel:
         self.sparsifier.close()
 
 
+def _lend_torch_pool() -> bool:
+    """Installs the GNU OpenMP runtime already loaded in this process (PyTorch's) as the runner
+    of the layer products; False (nothing changed) when no libgomp is loaded."""
+    try:
+        gomp = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        runner = ctypes.cast(gomp.GOMP_parallel, ctypes.c_void_p)
+    except (OSError, AttributeError):
+        return False
+    check(capi.coppice_set_parallel_runner(runner))
+    return True
+
+
 def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps: int,
              method: str = LIBRARY_DEFAULT, sparsity: float = LIBRARY_DEFAULT,
              steps_per_epoch: Optional[int] = None,
              partitions: Union[int, Sequence[Sequence[str]], Any] = LIBRARY_DEFAULT,
              include: Filter = None, exclude: Filter = None, example_input: Any = None,
-             threads: Optional[int] = None, **options: Any) -> SparseModel:
+             threads: Optional[int] = None, share_threads: bool = True,
+             **options: Any) -> SparseModel:
     """Sparse training of `model` with `optimizer` (see the module's documentation).
 
     `method`, `sparsity`, `total_steps`, `steps_per_epoch` and the other keyword options are
@@ -393,7 +418,8 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
     `include` / `exclude` choose the layers: a callable (name, module) → bool, or a list of
     module names, parameter names or module types; by default every nn.Linear and nn.Conv2d.
     `example_input` starts the sparsifier at once (else at the first forward pass).
-    `threads`: Coppice's kernel threads (default: torch.get_num_threads()).
+    `threads`: Coppice's kernel threads (default: torch.get_num_threads()). `share_threads`:
+    run the routed layers' products on PyTorch's thread pool (see the module's documentation).
     """
     layers: List[_Layer] = []
     for name, module in model.named_modules():
@@ -419,5 +445,5 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
             raise ValueError(f"partitions name layers that are not selected: {unknown}")
     sparsifier = Sparsifier(method=method, sparsity=sparsity, total_steps=total_steps,
                             steps_per_epoch=steps_per_epoch, partitions=count, **options)
-    return SparseModel(model, optimizer, layers, sparsifier, explicit, example_input,
+    return SparseModel(model, optimizer, layers, sparsifier, explicit, example_input, share_threads,
                        threads if threads is not None else torch.get_num_threads())
