@@ -70,6 +70,45 @@ static void library(void) {
          "coppice_set_threads(-1) is INVALID_ARGUMENT with a message");
 }
 
+/* ---- a host's thread pool lent to the layer operations ------------------------------------ */
+
+static int runner_calls = 0;
+/* A "pool" that runs the job on the calling thread only (a pool may give fewer threads). */
+static void counting_runner(void (*fn)(void *), void *data, unsigned threads, unsigned flags) {
+  (void)threads, (void)flags;
+  runner_calls++;
+  fn(data);
+}
+
+static void parallel_runner(void) {
+  enum { OUT = 64, IN = 96, BATCH = 200 };
+  static float w[OUT * IN], x[BATCH * IN], dy[BATCH * OUT], y[2][BATCH * OUT], dx[2][BATCH * IN];
+  static uint8_t mask[OUT * IN];
+  for (int i = 0; i < OUT * IN; i++) {
+    w[i] = (float)((i * 37) % 17) / 17.0f - 0.5f;
+    mask[i] = (i * 7) % 10 == 0; /* 90% sparse */
+  }
+  for (int i = 0; i < BATCH * IN; i++) x[i] = (float)((i * 13) % 23) / 23.0f - 0.5f;
+  for (int i = 0; i < BATCH * OUT; i++) dy[i] = (float)((i * 11) % 19) / 19.0f - 0.5f;
+  coppice_layer *layer = NULL;
+  expect(coppice_layer_linear_create_masked(OUT, IN, w, mask, &layer) == COPPICE_OK,
+         "coppice_layer_linear_create_masked");
+  for (int pass = 0; pass < 2 && layer; pass++) {
+    expect(coppice_set_parallel_runner(pass ? counting_runner : NULL) == COPPICE_OK,
+           "coppice_set_parallel_runner");
+    coppice_layer_linear_forward(layer, x, BATCH, NULL, y[pass]);
+    coppice_layer_linear_backward(layer, x, dy, BATCH, dx[pass], NULL, NULL);
+  }
+  coppice_set_parallel_runner(NULL);
+  int forward_sparse = 0, backward_sparse = 0;
+  coppice_layer_execution(layer, &forward_sparse, &backward_sparse);
+  expect(forward_sparse && backward_sparse, "the layer ran on the sparse kernels");
+  expect(runner_calls > 0, "the installed runner ran the layer's products");
+  expect(memcmp(y[0], y[1], sizeof y[0]) == 0 && memcmp(dx[0], dx[1], sizeof dx[0]) == 0,
+         "results on the host's runner are bit-identical to OpenMP's");
+  coppice_layer_destroy(layer);
+}
+
 /* ---- sparsifier and kernels --------------------------------------------------------------- */
 
 #define LAYERS 3
@@ -275,6 +314,7 @@ int main(int argc, char **argv) {
   int64_t test_limit = argc > 2 ? atoll(argv[2]) : 1000;
   int epochs = argc > 3 ? atoi(argv[3]) : 4;
   library();
+  parallel_runner();
   sparsifier();
   engine(train_limit, test_limit, epochs);
   printf("test_c_api: %s\n", failures == 0 ? "all checks passed" : "CHECKS FAILED");

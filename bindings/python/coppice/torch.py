@@ -29,7 +29,8 @@ core from the Coppice product that follows. So `sparsify` lends PyTorch's pool t
 (`coppice_set_parallel_runner` with libgomp's `GOMP_parallel`, when this process's PyTorch runs
 on libgomp, as the Linux wheels do): the routed layers' products then run on PyTorch's own
 threads, one pool for the whole step; results are bit-identical to Coppice's own threads.
-`share_threads=False` keeps the two pools (Coppice's then sleep right after each product).
+`share_threads=False` keeps the two pools (Coppice's then sleep right after each product). The
+runner is process-wide: the handle started last decides.
 Coppice uses `threads` threads (default: torch.get_num_threads()).
 
 `import coppice` works without PyTorch; importing this module needs it.
@@ -303,6 +304,8 @@ class SparseModel:
         self.thread_pool = "coppice"
         if self._share_threads and _lend_torch_pool():
             self.thread_pool = "torch"
+        elif not self._share_threads:
+            check(capi.coppice_set_parallel_runner(None))
         for layer in self.layers:
             if layer.routable() is None:
                 layer.create(self.sparsifier)

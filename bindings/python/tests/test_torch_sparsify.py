@@ -175,6 +175,28 @@ def test_state_dict_resume_is_bit_exact():
     assert ha.sparsifier.steps == hb.sparsifier.steps == 16
 
 
+def test_products_on_torch_threads_match_coppice_threads_bit_for_bit():
+    torch.manual_seed(4)
+    a = Small()
+    b = copy.deepcopy(a)
+    oa = torch.optim.SGD(a.parameters(), lr=0.05, momentum=0.9)
+    ob = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9)
+    options = dict(method="static", sparsity=0.9, total_steps=8, threads=2)
+    x = data()[0]
+    ha = ct.sparsify(a, oa, example_input=x, share_threads=True, **options)
+    # PyTorch's Linux wheels run on libgomp, which coppice.torch then lends to the products.
+    assert ha.thread_pool == "torch"
+    train(a, oa, 4)
+    hb = ct.sparsify(b, ob, example_input=x, share_threads=False, **options)
+    assert hb.thread_pool == "coppice"
+    train(b, ob, 4)
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(p, q), name
+    # The comparison covers the sparse paths: these layers ran on the sparse kernels.
+    ran_sparse = {layer.name for layer in ha.layers if layer.execution() == (True, True)}
+    assert {"conv2", "fc1"} <= ran_sparse
+
+
 def test_include_exclude_and_explicit_partitions():
     model = Small()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
