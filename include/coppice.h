@@ -364,8 +364,8 @@ coppice_status coppice_sddmm(const coppice_sparse_matrix *w, int64_t n, const fl
  * parameter of the wrong rank, an input smaller than the kernel), NOT_FOUND (unknown
  * parameter), UNSUPPORTED (dilation other than 1, different strides or paddings per axis).
  * Thread-safety: a layer is used by one thread at a time, and its sparsifier must not step
- * while it runs. The kernels use coppice_set_threads threads (OpenMP); a host with its own
- * thread pool (PyTorch) should share the cores rather than oversubscribe them.
+ * while it runs. The kernels use coppice_set_threads threads (OpenMP, or a host's pool lent
+ * with coppice_set_parallel_runner).
  * ========================================================================================== */
 typedef struct coppice_layer coppice_layer;
 
@@ -447,6 +447,58 @@ coppice_status coppice_layer_plan(const coppice_layer *layer, int64_t batch, int
  * output may be NULL. */
 coppice_status coppice_layer_execution(const coppice_layer *layer, int *forward_sparse,
                                        int *backward_sparse);
+
+/* ============================================================================================
+ * Batch norm (+ ReLU) and max pooling for a host's own convolution blocks: the rest of a
+ * conv → batch norm → ReLU → max-pool block, so that a host whose convolutions run on the
+ * layer operations above does not spend the step in its own normalisation and pooling. NCHW
+ * float32, contiguous; `shape` is {n, c, h, w} of the input: each in 1..2^31−1, n·c and h·w
+ * below 2^31, n·c·h·w below 2^40. Errors: INVALID_ARGUMENT (NULL buffers, sizes out of range,
+ * eps ≤ 0, momentum outside [0, 1], a bad pooling window, an argmax outside its plane). The
+ * kernels use coppice_set_threads threads, on the runner of coppice_set_parallel_runner when
+ * one is installed. Stateless: any thread, any time.
+ * ========================================================================================== */
+
+/*
+ * Training-mode batch norm over (n, h, w) per channel: batch mean and variance, written to
+ * save_mean / save_invstd (c floats each, for the backward); running_mean / running_var (both
+ * or neither) updated as running = (1 − momentum)·running + momentum·batch, with the unbiased
+ * variance (PyTorch's rule); y = gamma·(x − mean)·invstd + beta, then max(y, 0) when relu is
+ * non-zero. y must not alias x.
+ */
+coppice_status coppice_batchnorm2d_forward(const int64_t shape[4], const float *x,
+                                           const float *gamma, const float *beta, float eps,
+                                           float momentum, float *running_mean,
+                                           float *running_var, float *save_mean,
+                                           float *save_invstd, int relu, float *y);
+
+/*
+ * Gradients of coppice_batchnorm2d_forward for dy (shape of x): dgamma and dbeta (c floats),
+ * and dx when not NULL. relu_output: the forward's y when it ran with relu (dy then counts only
+ * where y > 0), else NULL.
+ */
+coppice_status coppice_batchnorm2d_backward(const int64_t shape[4], const float *x,
+                                            const float *gamma, const float *save_mean,
+                                            const float *save_invstd, const float *dy,
+                                            const float *relu_output, float *dx, float *dgamma,
+                                            float *dbeta);
+
+/*
+ * Max pooling with a kernel × kernel window, `stride` and `padding` (0..kernel/2; padded cells
+ * never win): *height / *width receive the output size, (h + 2·padding − kernel)/stride + 1.
+ */
+coppice_status coppice_maxpool2d_output_size(const int64_t shape[4], int64_t kernel,
+                                             int64_t stride, int64_t padding, int64_t *height,
+                                             int64_t *width);
+/* y [n, c, oh, ow] and argmax (same count of int32: each winner's index inside its h×w input
+ * plane; on ties the first in row-major order, as PyTorch). */
+coppice_status coppice_maxpool2d_forward(const int64_t shape[4], int64_t kernel, int64_t stride,
+                                         int64_t padding, const float *x, float *y,
+                                         int32_t *argmax);
+/* dx [n, c, h, w] = dy routed to the forward's argmax positions (0 elsewhere). */
+coppice_status coppice_maxpool2d_backward(const int64_t shape[4], int64_t kernel, int64_t stride,
+                                          int64_t padding, const int32_t *argmax,
+                                          const float *dy, float *dx);
 
 /* ============================================================================================
  * The engine: models built, trained and run by the runtime (sparse layers on sparse kernels).

@@ -107,7 +107,7 @@ final class LayerHandle {
 }
 
 /// Every size must be in 1...2^31−1.
-private func checkSizes(_ sizes: [(String, Int64)]) throws {
+func checkSizes(_ sizes: [(String, Int64)]) throws {
   for (name, value) in sizes where value < 1 || value > Int64(Int32.max) {
     throw APIError(.invalidArgument, "\(name) must be in 1...2^31−1, got \(value)")
   }
@@ -115,7 +115,7 @@ private func checkSizes(_ sizes: [(String, Int64)]) throws {
 
 /// The product of positive sizes, or nil when it reaches `limit` (checked for overflow, so
 /// absurd sizes are reported, never trapped on).
-private func product(_ sizes: [Int64], below limit: Int64) -> Int64? {
+func product(_ sizes: [Int64], below limit: Int64) -> Int64? {
   var total: Int64 = 1
   for size in sizes {
     let (next, overflow) = total.multipliedReportingOverflow(by: size)

@@ -58,7 +58,7 @@ public func coppice_set_idle_spin(_ milliseconds: Int32) -> Int32 {
 
 @_cdecl("coppice_set_parallel_runner")
 public func coppice_set_parallel_runner(_ runner: ck_parallel_runner?) -> Int32 {
-  ck_sparse_set_runner(runner)
+  ck_set_parallel_runner(runner)
   return Status.ok.rawValue
 }
 

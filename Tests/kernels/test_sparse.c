@@ -345,7 +345,7 @@ static void test_linear(int m, int k, int n, double sparsity, int holes, int thr
   free(db), free(dense), free(wantd), free(magd), free(dbr), free(dbm);
 }
 
-// Host runners for ck_sparse_set_runner: one that runs fn on `threads` POSIX threads, one that
+// Host runners for ck_set_parallel_runner: one that runs fn on `threads` POSIX threads, one that
 // gives a single thread whatever is asked (a pool may give fewer threads than requested).
 static int runner_calls = 0;
 static void *pthread_body(void *p) {
@@ -394,7 +394,7 @@ static void test_runner(void) {
   int calls_ok = 1;
   for (int r = 0; r < 3; r++) {
     float *o = out[r] = malloc(sizeof(float) * total);
-    ck_sparse_set_runner(runners[r]);
+    ck_set_parallel_runner(runners[r]);
     runner_calls = 0;
     ck_sparse_linear_forward(s, n, x, bias, o);
     o += (size_t)n * m;
@@ -402,9 +402,9 @@ static void test_runner(void) {
     o += (size_t)n * k + nnz + m;
     ck_sparse_conv2d_forward(&sh, cs, cx, NULL, o);
     ck_sparse_conv2d_backward(&sh, cs, cx, cdy, o + cys, o + cys + cxs, o + cys + cxs + cnnz);
-    if (ck_sparse_runner() != runners[r] || (runners[r] && runner_calls == 0)) calls_ok = 0;
+    if (ck_parallel_runner_now() != runners[r] || (runners[r] && runner_calls == 0)) calls_ok = 0;
   }
-  ck_sparse_set_runner(NULL);
+  ck_set_parallel_runner(NULL);
   int ok = calls_ok && memcmp(out[0], out[1], sizeof(float) * total) == 0 &&
            memcmp(out[0], out[2], sizeof(float) * total) == 0;
   if (ok) passed++; else failed++;

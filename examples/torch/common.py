@@ -266,6 +266,14 @@ def run_bench(
 
     contenders = [Contender("torch_dense", stepper(dense, dense_opt)),
                   Contender("coppice", stepper(sparse, sparse_opt))]
+    # What the fused batch-norm blocks alone give: the dense model with only those on Coppice
+    # (when the model has any), so the report can separate them from the sparse products.
+    from coppice.torch_blocks import fuse_blocks
+
+    dense_fused = copy.deepcopy(dense)
+    if fuse_blocks(dense_fused)[0]:
+        contenders.append(Contender("torch_dense_fused_blocks",
+                                    stepper(dense_fused, make_optimizer(dense_fused))))
     sparseprop_note = "sparseprop not installed"
     sparseprop_layers: Dict[str, str] = {}
     if sparseprop_available():
@@ -301,6 +309,11 @@ def run_bench(
         "per_round_ms": times,
         "torch_version": torch.__version__,
     }
+    if "torch_dense_fused_blocks" in times:
+        fused_ms = times["torch_dense_fused_blocks"]
+        record["dense_fused_blocks_ms"] = statistics.median(fused_ms)
+        record["fused_blocks_speedup"] = median_ratio(dense_ms, fused_ms)
+        record["sparsity_speedup"] = median_ratio(fused_ms, times["coppice"])
     if "sparseprop" in times:
         record["sparseprop_ms"] = statistics.median(times["sparseprop"])
         record["sparseprop_speedup"] = median_ratio(dense_ms, times["sparseprop"])
@@ -313,6 +326,10 @@ def run_bench(
     print(f"  torch dense  {record['torch_dense_ms']:8.1f} ms/step")
     print(f"  coppice      {record['coppice_ms']:8.1f} ms/step   speedup {record['speedup']:.2f}x "
           f"(median of per-round ratios)")
+    if "dense_fused_blocks_ms" in record:
+        print(f"  dense, only batch norm/ReLU/pool on coppice {record['dense_fused_blocks_ms']:8.1f} ms/step"
+              f"   speedup {record['fused_blocks_speedup']:.2f}x; sparse products on top "
+              f"{record['sparsity_speedup']:.2f}x")
     if "sparseprop_ms" in record:
         print(f"  sparseprop   {record['sparseprop_ms']:8.1f} ms/step   speedup "
               f"{record['sparseprop_speedup']:.2f}x; coppice vs sparseprop "

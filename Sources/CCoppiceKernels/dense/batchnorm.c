@@ -1,5 +1,7 @@
-// Batch normalisation over (N, H, W) per channel, NCHW layout; parallel over channels.
+// Batch normalisation over (N, H, W) per channel, NCHW layout; parallel over channels (as jobs:
+// OpenMP, or a host's thread pool when one is lent; every channel is computed the same way).
 #include "ck_dense.h"
+#include "ck_jobs.h"
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
@@ -19,15 +21,46 @@ static inline void affine_channel(int n, int c, int hw, int ch, const float *x, 
   }
 }
 
+// The arguments of one batch-norm call, shared by its parts.
+typedef struct {
+  int n, c, hw;
+  const float *x, *gamma, *beta;
+  float eps, momentum;
+  float *running_mean, *running_var, *save_mean, *save_invstd, *y;
+  int relu;
+  const float *dy, *relu_output;
+  float *dx, *dgamma, *dbeta;
+} bn_job;
+
+static void forward_train_part(void *arg, int part, int parts, float *scratch);
+static void forward_eval_part(void *arg, int part, int parts, float *scratch);
+static void backward_part(void *arg, int part, int parts, float *scratch);
+
 /// Batch-norm forward with batch statistics (updates running stats, optional fused ReLU);
 /// contract in include/ck_dense.h.
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,
                                 float *y, int relu) {
+  bn_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean,
+              save_invstd, y, relu, NULL, NULL, NULL, NULL, NULL};
+  ck_run_job(ck_get_threads(), ck_get_threads(), forward_train_part, &j, 0);
+}
+
+/// Channels of part `part`: batch statistics, running statistics, normalised output.
+static void forward_train_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const bn_job *j = arg;
+  const int n = j->n, c = j->c, hw = j->hw;
+  const float *x = j->x, *gamma = j->gamma, *beta = j->beta;
+  const float eps = j->eps, momentum = j->momentum;
+  float *running_mean = j->running_mean, *running_var = j->running_var;
+  float *save_mean = j->save_mean, *save_invstd = j->save_invstd, *y = j->y;
+  const int relu = j->relu;
   const double count = (double)n * hw;
-#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
-  for (int ch = 0; ch < c; ch++) {
+  int c0, c1;
+  ck_job_range(c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++) {
     // One pass over the channel: sums shifted by the channel's first value, which keeps
     // E[(x−K)²] − E[x−K]² accurate when the mean is large relative to the spread.
     const float shift_k = x[(size_t)ch * hw];
@@ -66,8 +99,22 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
                                const float *running_var, float *y, int relu) {
-#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
-  for (int ch = 0; ch < c; ch++) {
+  bn_job j = {n, c, hw, x, gamma, beta, eps, 0.0f, (float *)running_mean, (float *)running_var,
+              NULL, NULL, y, relu, NULL, NULL, NULL, NULL, NULL};
+  ck_run_job(ck_get_threads(), ck_get_threads(), forward_eval_part, &j, 0);
+}
+
+/// Channels of part `part`, normalised with the running statistics.
+static void forward_eval_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const bn_job *j = arg;
+  const int n = j->n, c = j->c, hw = j->hw, relu = j->relu;
+  const float *x = j->x, *gamma = j->gamma, *beta = j->beta, eps = j->eps;
+  const float *running_mean = j->running_mean, *running_var = j->running_var;
+  float *y = j->y;
+  int c0, c1;
+  ck_job_range(c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++) {
     const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
     const float shift = beta[ch] - running_mean[ch] * scale;
     affine_channel(n, c, hw, ch, x, scale, shift, y, relu);
@@ -78,9 +125,23 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
 void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            const float *relu_output, float *dx, float *dgamma, float *dbeta) {
+  bn_job j = {n, c, hw, x, gamma, NULL, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
+              (float *)save_invstd, NULL, relu_output != NULL, dy, relu_output, dx, dgamma, dbeta};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
+}
+
+/// Channels of part `part`: dγ, dβ and dx.
+static void backward_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const bn_job *j = arg;
+  const int n = j->n, c = j->c, hw = j->hw;
+  const float *x = j->x, *gamma = j->gamma, *save_mean = j->save_mean;
+  const float *save_invstd = j->save_invstd, *dy = j->dy, *relu_output = j->relu_output;
+  float *dx = j->dx, *dgamma = j->dgamma, *dbeta = j->dbeta;
   const float count = (float)n * hw;
-#pragma omp parallel for num_threads(ck_get_threads()) schedule(static)
-  for (int ch = 0; ch < c; ch++) {
+  int c0, c1;
+  ck_job_range(c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++) {
     const float mean = save_mean[ch], invstd = save_invstd[ch];
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int i = 0; i < n; i++) {

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "ck_dense.h"
+#include "ck_jobs.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -113,26 +114,6 @@ void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const
 /// at kept (i,k); entries outside the mask are set to 0 (whatever beta is).
 void ck_sparse_sddmm_dense(const ck_sparse *w, int n, const float *dy, int lddy, const float *x,
                            int ldx, float beta, float *dw);
-
-// ---------------------------------------------------------------------------------------------
-// Running on a host's thread pool
-// ---------------------------------------------------------------------------------------------
-
-/// A host's thread pool: runs fn(data) once on each of up to `threads` threads (the calling
-/// thread among them) and returns when all calls have returned; `flags` is 0. This is the
-/// signature of libgomp's GOMP_parallel, so a process that already runs GNU OpenMP (PyTorch)
-/// can lend its threads.
-typedef void (*ck_parallel_runner)(void (*fn)(void *), void *data, unsigned threads,
-                                   unsigned flags);
-
-/// Installs `runner` (NULL: remove it) for the layer products — ck_sparse_linear_* and the
-/// image-parallel paths of ck_sparse_conv2d_* — which then run their threads on the host's
-/// pool instead of their own OpenMP threads: one pool in the process, no two pools spinning
-/// against each other. Results are the same either way. Process-wide; set it while no product
-/// runs.
-void ck_sparse_set_runner(ck_parallel_runner runner);
-/// The runner installed by ck_sparse_set_runner (NULL for none).
-ck_parallel_runner ck_sparse_runner(void);
 
 // ---------------------------------------------------------------------------------------------
 // Linear layers on token-major arrays (one row per token, as hosts store activations)

@@ -241,7 +241,7 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
   if (threads > 1 && g.B >= threads) { // images over threads, each image a part
     conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .bias = bias, .y = y,
                   .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf};
-    ck_sp_parallel(threads, g.B, forward_image, &c, in_buf + out_buf + ck_sp_spmm_scratch(&w->a));
+    ck_run_job(threads, g.B, forward_image, &c, in_buf + out_buf + ck_sp_spmm_scratch(&w->a));
     free(off);
     return;
   }
@@ -414,7 +414,7 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   c.dyw_f = aligned16(dyw_f);
   c.dxp_f = aligned16(dxp_f);
   c.nw = nw;
-  ck_sp_parallel(threads, threads, backward_images, &c,
+  ck_run_job(threads, threads, backward_images, &c,
                  c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + (sc > sd ? sc : sd));
   if (priv)
     for (int64_t j = 0; j < nnz; j++) {

@@ -7,6 +7,7 @@
 #ifndef CK_SPARSE_INTERNAL_H
 #define CK_SPARSE_INTERNAL_H
 
+#include "ck_jobs.h"
 #include "ck_sparse.h"
 
 #include <stdint.h>
@@ -86,15 +87,6 @@ static inline int ck_sp_team_size(void) {
 /// Threads a kernel may use here: 1 inside a parallel region, else omp_get_max_threads().
 int ck_sp_threads(void);
 
-/// Body of a parallel job: does part `part` of `parts` with `scratch` (the job's scratch_floats
-/// floats, 64-byte aligned, private to the thread running it; NULL for 0).
-typedef void (*ck_sp_part_fn)(void *arg, int part, int parts, float *scratch);
-
-/// Runs body for every part in [0, parts) on up to `threads` threads and returns when all are
-/// done: on the host's runner when one is installed (ck_sparse_set_runner), else in an OpenMP
-/// parallel region. Threads claim parts from a counter, so the result of a part may not depend
-/// on which thread runs it or on how many threads actually come (a runner may give fewer).
-void ck_sp_parallel(int threads, int parts, ck_sp_part_fn body, void *arg, size_t scratch_floats);
 /// Splits rows [0, rows) into `parts` contiguous ranges of about equal nonzeros (plus a small
 /// per-row cost); bounds has parts + 1 entries.
 void ck_sp_split_rows(const ck_sp_mat *a, int parts, int *bounds);

@@ -11,7 +11,7 @@
 // and transposes the result back: every input is read once and every output written once.
 // The backward's token ranges depend only on n and the thread count, and their partial sums of
 // dW and db are added in range order, so results are reproducible run to run. Threads come from
-// ck_sp_parallel: the host's pool when it lent one (ck_sparse_set_runner), else OpenMP.
+// ck_run_job: the host's pool when it lent one (ck_set_parallel_runner), else OpenMP.
 #include "sparse/internal.h"
 
 #include <string.h>
@@ -129,7 +129,7 @@ void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const f
   linear_job j = {.w = w, .n = n, .x = x, .bias = bias, .y = y};
   const size_t scratch = (size_t)(K + M) * CHUNK + ck_sp_spmm_scratch(a);
   // Chunks are independent, so each is a part, handed out as threads become free.
-  ck_sp_parallel(linear_threads(n, (double)w->nnz / n + M), (n + CHUNK - 1) / CHUNK,
+  ck_run_job(linear_threads(n, (double)w->nnz / n + M), (n + CHUNK - 1) / CHUNK,
                  forward_part, &j, scratch);
 }
 
@@ -214,10 +214,10 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
   if (db && parts > 1) j.db_parts = ck_sp_alloc_floats((size_t)(parts - 1) * (size_t)M);
   size_t products = dx ? ck_sp_spmm_scratch(t) : 0;
   if (dw_values && ck_sp_sddmm_scratch(a) > products) products = ck_sp_sddmm_scratch(a);
-  ck_sp_parallel(parts, parts, backward_part, &j, (size_t)(M + 2 * K) * CHUNK + products);
+  ck_run_job(parts, parts, backward_part, &j, (size_t)(M + 2 * K) * CHUNK + products);
   if (j.dw_parts) {
     sum_job s = {dw_values, j.dw_parts, nnz, nnz, parts - 1};
-    ck_sp_parallel(parts, parts, sum_part, &s, 0);
+    ck_run_job(parts, parts, sum_part, &s, 0);
   }
   if (j.db_parts) {
     sum_job s = {db, j.db_parts, (size_t)M, (size_t)M, parts - 1};

@@ -1,6 +1,5 @@
-// Work splitting helpers for the sparse kernels: thread count, parallel jobs (on OpenMP or on
-// a host's thread pool), row ranges balanced by nonzeros, column ranges aligned to the vector
-// width, aligned scratch.
+// Work splitting helpers for the sparse kernels: thread count, row ranges balanced by nonzeros,
+// column ranges aligned to the vector width, aligned scratch.
 #include "sparse/internal.h"
 
 #include <string.h>
@@ -50,53 +49,3 @@ float *ck_sp_alloc_floats(size_t count) {
   return aligned_alloc(64, bytes);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Parallel jobs
-// ---------------------------------------------------------------------------------------------
-
-static ck_parallel_runner host_runner = NULL; // set by ck_sparse_set_runner
-
-/// Installs or removes the host's runner; contract in include/ck_sparse.h.
-void ck_sparse_set_runner(ck_parallel_runner runner) {
-  __atomic_store_n(&host_runner, runner, __ATOMIC_RELEASE);
-}
-
-/// The runner in effect (NULL: OpenMP); contract in include/ck_sparse.h.
-ck_parallel_runner ck_sparse_runner(void) { return __atomic_load_n(&host_runner, __ATOMIC_ACQUIRE); }
-
-typedef struct {
-  ck_sp_part_fn body;
-  void *arg;
-  int parts;
-  int next; // the next unclaimed part
-  size_t scratch_floats;
-} job;
-
-/// What each thread of a job runs: claim parts until none is left.
-static void run_parts(void *data) {
-  job *j = data;
-  float *scratch = ck_sp_alloc_floats(j->scratch_floats);
-  for (;;) {
-    const int q = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-    if (q >= j->parts) break;
-    j->body(j->arg, q, j->parts, scratch);
-  }
-  free(scratch);
-}
-
-/// A job over parts on the runner or OpenMP; contract in sparse/internal.h.
-void ck_sp_parallel(int threads, int parts, ck_sp_part_fn body, void *arg, size_t scratch_floats) {
-  job j = {body, arg, parts, 0, scratch_floats};
-  if (threads > parts) threads = parts;
-  if (threads <= 1) {
-    run_parts(&j);
-    return;
-  }
-  ck_parallel_runner runner = ck_sparse_runner();
-  if (runner) {
-    runner(run_parts, &j, (unsigned)threads, 0);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  run_parts(&j);
-}

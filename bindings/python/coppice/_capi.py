@@ -198,6 +198,28 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [P(c_int64), _float_p, _u8_p, P(Conv2dParams), P(handle_t)],
     ),
     "coppice_layer_destroy": (None, [handle_t]),
+    "coppice_batchnorm2d_forward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, c_float, c_float, _float_p, _float_p,
+         _float_p, _float_p, c_int, _float_p],
+    ),
+    "coppice_batchnorm2d_backward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, _float_p,
+         _float_p, _float_p],
+    ),
+    "coppice_maxpool2d_output_size": (
+        status_t,
+        [P(c_int64), c_int64, c_int64, c_int64, P(c_int64), P(c_int64)],
+    ),
+    "coppice_maxpool2d_forward": (
+        status_t,
+        [P(c_int64), c_int64, c_int64, c_int64, _float_p, _float_p, c_void_p],
+    ),
+    "coppice_maxpool2d_backward": (
+        status_t,
+        [P(c_int64), c_int64, c_int64, c_int64, c_void_p, _float_p, _float_p],
+    ),
     "coppice_layer_linear_forward": (status_t, [handle_t, _float_p, c_int64, _float_p, _float_p]),
     "coppice_layer_linear_backward": (
         status_t,

@@ -240,6 +240,10 @@ class SparseModel:
         self._hooks: List[Any] = []
         self._threads = threads
         self._share_threads = share_threads
+        # Batch norms whose BN → ReLU (→ max-pool) chain runs on Coppice's fused kernels, and why
+        # none does when the list is empty (see coppice.torch_blocks).
+        self.fused_blocks: List[str] = []
+        self.fuse_note = "fuse_blocks=False"
         # Whose threads run the layer products: "torch" (PyTorch's pool lent through
         # coppice_set_parallel_runner) or "coppice" (Coppice's own OpenMP threads); set on start.
         self.thread_pool: Optional[str] = None
@@ -355,6 +359,10 @@ class SparseModel:
             where = "coppice" if why is None else f"torch ({why})"
             rows.append(f"{layer.parameter:<32} {100 * self.sparsity(layer.parameter):8.2f}%  {where}")
         rows.append(f"{'total':<32} {100 * self.sparsity():8.2f}%")
+        if self.fused_blocks:
+            rows.append(f"batch norm + ReLU (+ max-pool) on coppice: {', '.join(self.fused_blocks)}")
+        else:
+            rows.append(f"batch norm + ReLU (+ max-pool) on torch: {self.fuse_note}")
         return "\n".join(rows)
 
     @property
@@ -412,7 +420,7 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
              partitions: Union[int, Sequence[Sequence[str]], Any] = LIBRARY_DEFAULT,
              include: Filter = None, exclude: Filter = None, example_input: Any = None,
              threads: Optional[int] = None, share_threads: bool = True,
-             **options: Any) -> SparseModel:
+             fuse_blocks: bool = True, **options: Any) -> SparseModel:
     """Sparse training of `model` with `optimizer` (see the module's documentation).
 
     `method`, `sparsity`, `total_steps`, `steps_per_epoch` and the other keyword options are
@@ -423,6 +431,9 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
     `example_input` starts the sparsifier at once (else at the first forward pass).
     `threads`: Coppice's kernel threads (default: torch.get_num_threads()). `share_threads`:
     run the routed layers' products on PyTorch's thread pool (see the module's documentation).
+    `fuse_blocks`: run BatchNorm2d → ReLU (→ max-pool) chains on Coppice's fused kernels
+    (`coppice.torch_blocks`; the model's forward becomes its torch.fx trace with those chains
+    replaced; models that cannot be traced are left as they are).
     """
     layers: List[_Layer] = []
     for name, module in model.named_modules():
@@ -448,5 +459,10 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
             raise ValueError(f"partitions name layers that are not selected: {unknown}")
     sparsifier = Sparsifier(method=method, sparsity=sparsity, total_steps=total_steps,
                             steps_per_epoch=steps_per_epoch, partitions=count, **options)
-    return SparseModel(model, optimizer, layers, sparsifier, explicit, example_input, share_threads,
-                       threads if threads is not None else torch.get_num_threads())
+    handle = SparseModel(model, optimizer, layers, sparsifier, explicit, example_input, share_threads,
+                         threads if threads is not None else torch.get_num_threads())
+    if fuse_blocks:
+        from .torch_blocks import fuse_blocks as fuse
+
+        handle.fused_blocks, handle.fuse_note = fuse(model)
+    return handle

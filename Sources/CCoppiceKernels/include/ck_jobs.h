@@ -1,0 +1,46 @@
+// Parallel jobs of the kernels (C, OpenMP or a host's thread pool).
+//
+// A job is `parts` independent pieces of work run on up to `threads` threads. Threads claim
+// parts from a counter, so what a part computes must not depend on which thread runs it or on
+// how many threads actually come: a job's results are the same on OpenMP, on a host's pool
+// and on one thread.
+#ifndef CK_JOBS_H
+#define CK_JOBS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A host's thread pool: runs fn(data) once on each of up to `threads` threads (the calling
+/// thread among them) and returns when all calls have returned; `flags` is 0. This is the
+/// signature of libgomp's GOMP_parallel, so a process that already runs GNU OpenMP (PyTorch)
+/// can lend its threads.
+typedef void (*ck_parallel_runner)(void (*fn)(void *), void *data, unsigned threads,
+                                   unsigned flags);
+
+/// Installs `runner` (NULL: remove it) for every job: the layer products (ck_sparse_linear_*,
+/// the image-parallel paths of ck_sparse_conv2d_*), batch norm and pooling then run their
+/// threads on the host's pool instead of OpenMP's: one pool in the process, no two pools
+/// spinning against each other. Process-wide; set it while no kernel runs.
+void ck_set_parallel_runner(ck_parallel_runner runner);
+/// The runner installed by ck_set_parallel_runner (NULL for none).
+ck_parallel_runner ck_parallel_runner_now(void);
+
+/// Body of a job: does part `part` of `parts` with `scratch` (the job's scratch_floats floats,
+/// 64-byte aligned, private to the thread running it; NULL for 0).
+typedef void (*ck_job_fn)(void *arg, int part, int parts, float *scratch);
+
+/// Runs body for every part in [0, parts) on up to `threads` threads and returns when all are
+/// done: on the host's runner when one is installed, else in an OpenMP parallel region; on
+/// the calling thread alone when it is already inside an OpenMP parallel region.
+void ck_run_job(int threads, int parts, ck_job_fn body, void *arg, size_t scratch_floats);
+
+/// The contiguous range [*begin, *end) of part `part` of `parts` over [0, count).
+void ck_job_range(int count, int part, int parts, int *begin, int *end);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
