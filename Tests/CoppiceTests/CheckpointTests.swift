@@ -422,4 +422,40 @@ final class CheckpointTests: XCTestCase {
       XCTAssertTrue("\(error)".contains("holds model 'other'"), "\(error)")
     }
   }
+
+  /// Row pointers that rise past the values and fall back ([0, 6, 5, 5, …] with 5 values) are
+  /// rejected before any index is read through them, with or without a checksum entry (a
+  /// forged file used to send the row loop out of bounds and crash every loader).
+  func testCSRRowPointersPastTheValuesAreRejected() throws {
+    let (_, trainer) = try savedCheckpoint(.cgap, steps: 20)
+    let path = directory.appendingPathComponent("e.safetensors").path
+    try SparseExport.write(trainer.model, to: path)
+    var (entries, metadata) = try SafeTensors.read(path: path)
+    // Five values in increasing columns, claimed by row 0 as six.
+    let nnz = 5
+    let rows = entries["fc1.weight.csr.indptr"]!.shape[0] - 1
+    let indptr = [0, 6] + [Int32](repeating: 5, count: rows - 1)
+    entries["fc1.weight.csr.indptr"] = .init(
+      name: "fc1.weight.csr.indptr", shape: [rows + 1], int32: indptr)
+    entries["fc1.weight.csr.indices"] = .init(
+      name: "fc1.weight.csr.indices", shape: [nnz], uint16: [0, 1, 2, 3, 4])
+    [Float](repeating: 0.5, count: nnz).withUnsafeBufferPointer {
+      entries["fc1.weight.csr.values"] = .init(
+        name: "fc1.weight.csr.values", shape: [nnz], floats: $0)
+    }
+    for withChecksum in [true, false] {
+      metadata.removeValue(forKey: "checksum")
+      let data =
+        withChecksum
+        ? try CoppiceFile.encode(Array(entries.values), metadata: metadata)
+        : try SafeTensors.encode(Array(entries.values), metadata: metadata)
+      try data.write(to: URL(fileURLWithPath: path))
+      XCTAssertThrowsError(try makeModel().load(path: path)) { error in
+        XCTAssertTrue("\(error)".contains("past the \(nnz) values"), "\(error)")
+      }
+      XCTAssertThrowsError(try FileInspection(path: path)) { error in
+        XCTAssertTrue("\(error)".contains("fc1.weight"), "\(error)")
+      }
+    }
+  }
 }

@@ -128,8 +128,15 @@ public enum SparseExport {
       throw fail("row pointers must run from 0 to the \(values.count) values")
     }
     guard values.allSatisfy(\.isFinite) else { throw fail("values hold NaN or infinity") }
+    // Every row pointer is checked before any index is read through it: a pointer that rises
+    // past the values and falls back would otherwise send the row loop out of bounds.
     for r in 0..<rows {
       guard indptr[r] <= indptr[r + 1] else { throw fail("row pointers decrease at row \(r)") }
+      guard indptr[r + 1] <= values.count else {
+        throw fail("row pointer \(indptr[r + 1]) of row \(r) is past the \(values.count) values")
+      }
+    }
+    for r in 0..<rows {
       var previous = -1
       for k in indptr[r]..<indptr[r + 1] {
         let c = indices[k]
