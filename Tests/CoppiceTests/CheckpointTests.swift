@@ -297,6 +297,55 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  /// Counters near Int64.max (which trapped on the next step) and forged histories (epoch
+  /// 2^62 of 4, a negative epoch) are rejected on restore, in the trainer's and in the
+  /// sparsifier's state.
+  func testHugeCountersAndForgedHistoriesAreRejected() throws {
+    let (ckpt, _) = try savedCheckpoint(steps: 8)  // one epoch done, one in progress
+    let (entries, original) = try SafeTensors.read(path: ckpt)
+    func forge(_ key: String, _ change: (inout [String: Any]) -> Void) throws {
+      var object =
+        try JSONSerialization.jsonObject(with: Data(original[key]!.utf8)) as! [String: Any]
+      change(&object)
+      var metadata = original
+      metadata[key] = String(
+        decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+      try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
+        to: URL(fileURLWithPath: ckpt))
+    }
+    let huge = Int64.max
+    for key in ["steps_taken", "optimizer_steps", "images_seen"] {
+      for value: Int64 in [huge, huge - 1, key == "images_seen" ? (1 << 62) + 1 : 1 << 41, -1] {
+        try forge("trainer_state") { $0[key] = NSNumber(value: value) }
+        try assertRestoreFails(ckpt, mentions: "malformed counters")
+      }
+    }
+    try forge("trainer_state") { $0["dropout_calls"] = [NSNumber(value: UInt64.max)] }
+    try assertRestoreFails(ckpt, mentions: "malformed dropout calls")
+    try forge("trainer_state") { $0["train_seconds"] = -5 }
+    try assertRestoreFails(ckpt, mentions: "malformed counters")
+    for epoch in [Int64(1) << 62, -1, 0, 5] {
+      try forge("trainer_state") {
+        var history = $0["history"] as! [[String: Any]]
+        history[0]["epoch"] = NSNumber(value: epoch)
+        $0["history"] = history
+      }
+      try assertRestoreFails(ckpt, mentions: "history records epoch \(epoch)")
+    }
+    try forge("trainer_state") {
+      var progress = $0["epoch_in_progress"] as! [String: Any]
+      var run = progress["run"] as! [String: Any]
+      run["seen"] = NSNumber(value: huge)
+      progress["run"] = run
+      $0["epoch_in_progress"] = progress
+    }
+    try assertRestoreFails(ckpt, mentions: "malformed epoch in progress")
+    for steps in [huge, Int64(1) << 41] {
+      try forge("sparsifier_state") { $0["steps_completed"] = NSNumber(value: steps) }
+      try assertRestoreFails(ckpt, mentions: "step count \(steps) is outside")
+    }
+  }
+
   func testCheckpointLoadsAsAModelWithItsMasks() throws {
     let (path, trainer) = try savedCheckpoint()
     let model = makeModel()
