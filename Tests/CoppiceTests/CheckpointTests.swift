@@ -386,6 +386,48 @@ final class CheckpointTests: XCTestCase {
     XCTAssertTrue(warnings[0].contains("skipping damaged checkpoint"))
   }
 
+  /// A checkpoint directory belongs to one run: a second run fails while the first holds the
+  /// lock, a fresh run refuses a directory holding checkpoints (nothing is deleted), and a save
+  /// never prunes the checkpoint it has just written, even next to a higher-step file.
+  func testADirectoryBelongsToOneRun() throws {
+    let path = directory.path + "/owned"
+    let train = try data(count: 96, seed: 1)
+    let test = try data(count: 40, seed: 2)
+    func makeRun(resume: Bool) throws -> TrainingRun {
+      let t = try makeTrainer(.cgap)
+      var config = t.config
+      config.epochs = 2
+      return try TrainingRun(
+        model: makeModel(), config: config, sparsity: sparsityConfig(.cgap), trainCount: 96,
+        checkpoints: .init(
+          directory: try CheckpointDirectory(path: path, keep: 1), resume: resume))
+    }
+    do {
+      let held = try CheckpointDirectory(path: path).lock()
+      XCTAssertThrowsError(try makeRun(resume: false).run(train: train, test: test)) {
+        XCTAssertTrue("\($0)".contains("is in use by another run (process \(getpid()))"), "\($0)")
+      }
+      withExtendedLifetime(held) {}
+    }
+    XCTAssertEqual(try makeRun(resume: false).run(train: train, test: test), .finished)
+    let store = try CheckpointDirectory(path: path)
+    let written = store.checkpoints()
+    XCTAssertEqual(written.map(\.step), [12])
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: written[0].path))
+    XCTAssertThrowsError(try makeRun(resume: false).run(train: train, test: test)) {
+      XCTAssertTrue("\($0)".contains("already holds checkpoints"), "\($0)")
+    }
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: written[0].path)), bytes)
+    XCTAssertEqual(try makeRun(resume: true).run(train: train, test: test), .finished)
+
+    // keep 1 next to a newer file: the fresh checkpoint stays, the other goes.
+    let other = path + "/checkpoint-000000999.safetensors"
+    try Data("older run".utf8).write(to: URL(fileURLWithPath: other))
+    let (_, trainer) = try savedCheckpoint()
+    let fresh = try CheckpointDirectory(path: path, keep: 1).save(trainer)
+    XCTAssertEqual(store.checkpoints().map(\.path), [fresh])
+  }
+
   func testFullDiskLeavesThePreviousCheckpointIntact() throws {
     let store = try CheckpointDirectory(path: directory.path + "/full", keep: 3)
     let (_, trainer) = try savedCheckpoint()
