@@ -83,7 +83,10 @@ extension Sparsifier {
     guard state.seed == String(context.seed) else {
       throw fail("saved with seed \(state.seed), this sparsifier has seed \(context.seed)")
     }
-    guard state.stepsCompleted >= 0, state.stepsCompleted <= Sparsifier.maxSteps else {
+    guard state.stepsCompleted >= 0 else {
+      throw fail("negative step count \(state.stepsCompleted)")
+    }
+    guard state.stepsCompleted <= Sparsifier.maxSteps else {
       throw fail("step count \(state.stepsCompleted) is outside 0...2^40")
     }
     guard state.targets.count == targets.count else {
