@@ -114,7 +114,7 @@ public func cDatasetLoadIDX(
   guarded("coppice_dataset_load_idx") {
     let out = try output(out, "out")
     out.pointee = nil
-    let dir = directory.map { String(cString: $0) } ?? FashionMNIST.defaultDirectory
+    let dir = try optionalString(directory, "directory") ?? FashionMNIST.defaultDirectory
     let s = try string(split, "split")
     guard s == "train" || s == "t10k" else {
       throw APIError(.invalidArgument, "split must be \"train\" or \"t10k\", got \"\(s)\"")
@@ -237,8 +237,9 @@ private func trainEngine(
     throw APIError(.shapeMismatch, "data has more classes than the model's outputs")
   }
   var t = TrainingConfig()
-  guard c.epochs >= 1, c.epochs <= 100_000 else {
-    throw APIError(.invalidArgument, "epochs must be in 1...100000, got \(c.epochs)")
+  guard c.epochs >= 1, c.epochs <= TrainingConfig.maxEpochs else {
+    throw APIError(
+      .invalidArgument, "epochs must be in 1...\(TrainingConfig.maxEpochs), got \(c.epochs)")
   }
   t.epochs = Int(c.epochs)
   t.batchSize = Int(c.batch_size)
