@@ -2,7 +2,13 @@
 
 Run as a program (test_fuzz.py does, in a child process, so that a crash is a test failure):
 
-    python fuzz_abi.py --seed 1 --iterations 2000 [--skip scenario,...]
+    python fuzz_abi.py --seed 1 --iterations 2000 [--skip scenario,...] [--threads N]
+
+With --threads N, N fuzzers run at once, each in its own thread on its own handles and files
+(seeds seed..seed+N-1, --iterations each): the library promises that separate handles are
+independent. Two things are left out there, being the caller's to serialise by contract:
+coppice_set_threads while other threads are inside the library, and destroyed handles (whose
+address another thread's new handle may take over, making it a shared handle).
 
 Every call is printed ("CALL <n> <function> <arguments>") and flushed before it is made, so the
 last line before a crash names the culprit. Each argument is drawn from a pool of values tagged
@@ -26,6 +32,8 @@ import os
 import random
 import sys
 import tempfile
+import threading
+import time
 from ctypes import byref, c_double, c_int, c_int64, c_void_p
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -57,7 +65,8 @@ def neutral(value: Any, text: Optional[str] = None) -> Arg:
 
 
 class Fuzzer:
-    def __init__(self, seed: int, workdir: str, skip: List[str]) -> None:
+    def __init__(self, seed: int, workdir: str, skip: List[str], threaded: bool = False) -> None:
+        self.threaded = threaded
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         self.workdir = workdir
@@ -187,7 +196,7 @@ class Fuzzer:
         # A destroyed handle's address can be reused by a newer object (then it is live again:
         # no C library can tell the difference), so it only counts as bad while it is unused.
         reused = stale.value in self.live_addresses()
-        return [
+        pool = [
             good(live, what),
             good(live, what),
             bad(None, "NULL"),
@@ -195,6 +204,9 @@ class Fuzzer:
             bad(foreign, "foreign handle"),
             bad(c_void_p(0xDEADBEEF), "0xdeadbeef"),
         ]
+        if self.threaded:  # another thread may own that address now
+            del pool[3]
+        return pool
 
     def sparsifier_handles(self) -> List[Arg]:
         return self.handle_pool(self.sparsifier, self.stale_sparsifier, self.matrix, "sparsifier")
@@ -870,7 +882,8 @@ class Fuzzer:
     # ------------------------------------------------------------------ driver
 
     def run(self, iterations: int) -> None:
-        scenarios = {k: v for k, v in self.scenarios().items() if k not in self.skip}
+        skip = self.skip | ({"coppice_set_threads", "destroy"} if self.threaded else set())
+        scenarios = {k: v for k, v in self.scenarios().items() if k not in skip}
         names = sorted(scenarios)
         for i in range(iterations):
             name = names[self.rng.randrange(len(names))]
@@ -893,12 +906,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--threads", type=int, default=1, help="fuzzers running at once")
     options = parser.parse_args(argv)
     capi.coppice_set_threads(2)
+    skip = [s for s in options.skip.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="coppice-fuzz-") as workdir:
-        fuzzer = Fuzzer(options.seed, workdir, [s for s in options.skip.split(",") if s])
-        fuzzer.run(options.iterations)
-        print(f"DONE {fuzzer.calls} calls, {len(fuzzer.violations)} violations", flush=True)
+        if options.threads <= 1:
+            fuzzer = Fuzzer(options.seed, workdir, skip)
+            fuzzer.run(options.iterations)
+            print(f"DONE {fuzzer.calls} calls, {len(fuzzer.violations)} violations", flush=True)
+            return 0
+        fuzzers = []
+        for i in range(options.threads):
+            directory = os.path.join(workdir, f"thread-{i}")
+            os.makedirs(directory)
+            fuzzers.append(Fuzzer(options.seed + i, directory, skip, threaded=True))
+        threads = [threading.Thread(target=f.run, args=(options.iterations,)) for f in fuzzers]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        calls = sum(f.calls for f in fuzzers)
+        violations = sum(len(f.violations) for f in fuzzers)
+        print(f"DONE {calls} calls, {violations} violations, {options.threads} threads, "
+              f"{time.monotonic() - start:.1f} s", flush=True)
     return 0
 
 
