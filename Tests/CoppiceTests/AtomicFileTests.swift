@@ -105,6 +105,18 @@ final class AtomicFileTests: XCTestCase {
       try FileManager.default.contentsOfDirectory(atPath: directory).sorted(), ["pipe", "sub"])
   }
 
+  /// Reading a directory or a FIFO is a clear error (a FIFO used to block forever; a
+  /// directory gave "NSCocoaErrorDomain error 256").
+  func testReadingADirectoryOrAFIFOIsAClearError() throws {
+    let fifo = "\(directory!)/pipe"
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    for (path, kind) in [(directory!, "a directory"), (fifo, "a special file")] {
+      XCTAssertThrowsError(try SafeTensors.read(path: path)) {
+        XCTAssertTrue("\($0)".contains("it is \(kind)"), "\($0)")
+      }
+    }
+  }
+
   /// A 255-byte file name (the usual limit) can be written: the temporary name is shortened.
   func testLongestFileNameCanBeWritten() throws {
     let name = String(repeating: "é", count: 100) + String(repeating: "m", count: 55)

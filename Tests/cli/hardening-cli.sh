@@ -4,7 +4,8 @@
 #     naming the option, never a trap (status 132);
 #  2. arguments that are not UTF-8 are refused (status 64) and create no file;
 #  3. two runs on one checkpoint directory: the second fails at once naming the first, which
-#     finishes; a fresh run refuses a directory holding checkpoints and leaves them intact.
+#     finishes; a fresh run refuses a directory holding checkpoints and leaves them intact;
+#  4. `coppice export CK -o CK` refuses to replace the checkpoint.
 set -euo pipefail
 COPPICE=$(realpath "${1:-.build/debug/coppice}")
 work=$(mktemp -d)
@@ -73,4 +74,12 @@ grep -q "already holds checkpoints" "$work/third.log" || fail "third run: $(cat 
 [ "$(sha256sum "$work/ckpt/$before")" = "$sum" ] || fail "the first run's checkpoint changed"
 "$COPPICE" "${RUN[@]}" --resume > "$work/resumed.log" 2>&1 || fail "resume: $(cat "$work/resumed.log")"
 echo "hardening-cli: a second run on a busy checkpoint directory fails, a fresh run refuses a used one"
+
+# 4. An export never replaces its input (the checkpoint), also through another spelling.
+ckpt="$work/ckpt/$(ls "$work/ckpt" | grep checkpoint- | tail -1)"
+sum=$(sha256sum < "$ckpt")
+expect_usage_error "export over its input" export "$ckpt" -o "$work/ckpt/../ckpt/$(basename "$ckpt")"
+grep -q "is the input file" "$work/err" || fail "export over its input: $(cat "$work/err")"
+[ "$(sha256sum < "$ckpt")" = "$sum" ] || fail "the checkpoint changed"
+echo "hardening-cli: export refuses to overwrite its input"
 echo "hardening-cli: all checks passed"
