@@ -377,9 +377,10 @@ public func cFileInspect(
     let info = try FileInspection(path: try string(path, "path"))
     let text = [UInt8](try info.json()) + [0]
     needed?.pointee = text.count
-    guard capacity >= text.count else {
+    let room = UInt(bitPattern: capacity)  // a size_t: SIZE_MAX is "large", not -1
+    guard room >= UInt(text.count) else {
       throw APIError(
-        .shapeMismatch, "the JSON needs \(text.count) bytes, the buffer holds \(capacity)")
+        .shapeMismatch, "the JSON needs \(text.count) bytes, the buffer holds \(room)")
     }
     guard let json else { throw APIError(.invalidArgument, "json is NULL") }
     text.withUnsafeBufferPointer {

@@ -67,6 +67,17 @@ if capi.coppice_sparsifier_steps(s, byref(n)) != 0:
 if capi.coppice_model_parameter_count(m, byref(n)) != 0:
     print("model died:", capi.coppice_last_error().decode()); sys.exit(5)
 """,
+    "file_inspect with capacity SIZE_MAX is a large buffer, not -1": """
+import os, tempfile
+m = c_void_p(); assert capi.coppice_model_create(b"mlp", 0, 10, byref(m)) == 0
+path = os.path.join(tempfile.mkdtemp(), "m.safetensors").encode()
+assert capi.coppice_model_save(m, path) == 0
+buffer = ctypes.create_string_buffer(1 << 20); needed = ctypes.c_size_t()
+status = capi.coppice_file_inspect(path, buffer, 2**64 - 1, byref(needed))
+if status != 0:
+    print("refused:", capi.coppice_last_error().decode()); sys.exit(6)
+assert buffer.value.startswith(b"{") and needed.value == len(buffer.value) + 1
+""",
     "stepping far beyond total_steps": """
 config = SparsifierConfig(); capi.coppice_sparsifier_config_init(byref(config)); config.total_steps = 3
 config.partitions = 1; config.rounds = 1
