@@ -180,7 +180,8 @@ void coppice_sparsifier_destroy(coppice_sparsifier *sparsifier);
  * mask_gradients and by RigL. `flops_per_weight` (<= 0: 2) weights the FLOP-balanced GaP
  * partitions (e.g. 2·H_out·W_out for a convolution). The buffers stay owned by the host.
  * Errors: INVALID_ARGUMENT (NULL, empty name, rank outside 1..8, non-positive dims, name
- * registered twice), INVALID_STATE (already started).
+ * registered twice, weights or gradients overlapping another parameter's buffers or each
+ * other — tied weights are one parameter), INVALID_STATE (already started).
  */
 coppice_status coppice_sparsifier_add_parameter(coppice_sparsifier *sparsifier, const char *name,
                                                 float *weights, const int64_t *shape, int rank,
@@ -606,7 +607,8 @@ coppice_status coppice_file_inspect(const char *path, char *json, size_t capacit
 coppice_status coppice_evaluate(coppice_model *model, const coppice_dataset *data,
                                 double *accuracy);
 
-/* Inference: logits (count × classes) for `count` images of height×width floats. */
+/* Inference: logits (count × classes) for `count` images of height×width floats. Errors:
+ * INVALID_ARGUMENT (NULL, count outside 1..2^24, NaN or infinite pixels), SHAPE_MISMATCH. */
 coppice_status coppice_predict(coppice_model *model, const float *images, int64_t count,
                                int height, int width, float *logits, int64_t logits_count);
 

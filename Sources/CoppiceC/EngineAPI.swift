@@ -342,6 +342,13 @@ public func cPredict(
         "logits holds \(logitsCount) floats; \(count) images need \(count * Int64(classes))")
     }
     let size = Int(height) * Int(width)
+    // NaN or infinite pixels would come out as logits of exactly 0, as if valid.
+    if let bad = UnsafeBufferPointer(start: images, count: Int(count) * size).firstIndex(
+      where: { !$0.isFinite })
+    {
+      throw APIError(
+        .invalidArgument, "image \(bad / size) holds NaN or infinity (at pixel \(bad % size))")
+    }
     let batch = 256
     var start = 0
     while start < Int(count) {
