@@ -5,7 +5,10 @@
 
 fuzz/corpus/safetensors/: small valid safetensors files (F32, I32, U16 and U8 tensors,
 __metadata__) laid out as SafeTensors.encode writes them, plus broken ones (each names its flaw).
-fuzz/corpus/idx/: small valid IDX files of rank 1 to 4 and broken ones. Every file is < 4 KB.
+fuzz/corpus/idx/: small valid IDX files of rank 1 to 4 and broken ones.
+fuzz/corpus/csr/: sparse exports (CSR weights) as SparseExport.write lays them out, valid and
+forged (row pointers past the values, unsorted columns, NaN values, absurd shapes).
+Every file is < 4 KB.
 The output is deterministic; stale *.safetensors / *.idx files in those folders are removed.
 """
 
@@ -188,6 +191,74 @@ def idx_corpus():
     return {f"{k}.idx": v for k, v in files.items()}
 
 
+def csr_file(weights, dense=(), metadata=None):
+    """A sparse export as SparseExport.write lays it out. weights: [(name, shape, values,
+    indices, indptr, index_dtype)]; dense: [(name, dtype, shape)] stored as is."""
+    tensors, shapes = [], {}
+    for name, shape, vals, indices, indptr, index_dtype in weights:
+        tensors.append((f"{name}.csr.values", "F32", [len(vals)], b"".join(struct.pack("<f", v) for v in vals)))
+        tensors.append((f"{name}.csr.indices", index_dtype, [len(indices)],
+                        b"".join(struct.pack(PACK[index_dtype], i) for i in indices)))
+        tensors.append((f"{name}.csr.indptr", "I32", [len(indptr)], b"".join(struct.pack("<i", p) for p in indptr)))
+        shapes[f"{name}.csr.shape"] = json.dumps(shape)
+    for seed, (name, dtype, shape) in enumerate(dense):
+        tensors.append((name, dtype, shape, values(dtype, count(shape), seed)))
+    header, data, offset = {}, b"", 0
+    for name, dtype, shape, payload in sorted(tensors):
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(payload)]}
+        data += payload
+        offset += len(payload)
+    meta = {"format": "coppice", "kind": "sparse-export", "export_version": "1", "model": "mlp",
+            "classes": "10"}
+    meta.update(shapes)
+    meta.update(metadata or {})
+    header["__metadata__"] = meta
+    return with_header(header_bytes(header), data)
+
+
+def csr_corpus():
+    """Sparse exports for the CSR loader: valid ones (U16 and I32 indices, empty rows, a 4-D
+    weight, an all-zero weight) and forged ones, each naming its flaw."""
+    w = ("fc.weight", [3, 4], [0.5, -1.0, 2.0, 0.25, -0.75], [0, 3, 1, 0, 2], [0, 2, 3, 5], "U16")
+
+    def forged(**change):
+        fields = dict(zip(("name", "shape", "vals", "indices", "indptr", "index_dtype"), w))
+        fields.update(change)
+        return csr_file([tuple(fields.values())], [("fc.bias", "F32", [3])])
+
+    files = {
+        "valid-u16": csr_file([w], [("fc.bias", "F32", [3])]),
+        "valid-i32": forged(index_dtype="I32"),
+        "valid-empty-rows": forged(vals=[1.0], indices=[2], indptr=[0, 0, 1, 1]),
+        "valid-all-zero": forged(vals=[], indices=[], indptr=[0, 0, 0, 0]),
+        "valid-conv-4d": csr_file(
+            [("conv.weight", [2, 1, 2, 2], [1.0, 2.0, 3.0], [0, 3, 2], [0, 2, 3], "U16")]),
+        "valid-two-weights": csr_file(
+            [w, ("fc2.weight", [2, 3], [1.5, -2.5], [1, 2], [0, 1, 2], "I32")]),
+        # Issue 15: a pointer that rises past the values and falls back ([0, 6, 5, 5] with 5
+        # values) used to be followed before the fall was seen.
+        "bad-indptr-rises-past-values": forged(shape=[3, 8], indices=[0, 1, 2, 3, 4], indptr=[0, 6, 5, 5]),
+        "bad-indptr-decreasing": forged(indptr=[0, 3, 2, 5]),
+        "bad-indptr-negative": forged(indptr=[0, -2, 3, 5]),
+        "bad-indptr-not-zero-first": forged(indptr=[1, 2, 3, 5]),
+        "bad-indptr-short-last": forged(indptr=[0, 2, 3, 4]),
+        "bad-indptr-wrong-length": forged(indptr=[0, 2, 5]),
+        "bad-index-out-of-range": forged(indices=[0, 4, 1, 0, 2]),
+        "bad-index-unsorted": forged(indices=[3, 0, 1, 0, 2]),
+        "bad-index-duplicate": forged(indices=[0, 0, 1, 0, 2]),
+        "bad-index-negative-i32": forged(indices=[0, -1, 1, 0, 2], index_dtype="I32"),
+        "bad-values-nan": forged(vals=[0.5, float("nan"), 2.0, 0.25, -0.75]),
+        "bad-values-inf": forged(vals=[0.5, float("inf"), 2.0, 0.25, -0.75]),
+        "bad-shape-negative": forged(shape=[-3, -4]),
+        "bad-shape-overflow": forged(shape=[2**62, 4]),
+        "bad-shape-empty": forged(shape=[]),
+        "bad-shape-mismatch": forged(shape=[4, 3]),
+        "bad-shape-missing": csr_file([w], metadata={"fc.weight.csr.shape": "not json"}),
+        "bad-indices-count": forged(indices=[0, 3, 1, 0]),
+    }
+    return {f"{k}.safetensors": v for k, v in files.items()}
+
+
 def write(folder, files, suffix):
     path = os.path.join(ROOT, folder)
     os.makedirs(path, exist_ok=True)
@@ -204,3 +275,4 @@ def write(folder, files, suffix):
 if __name__ == "__main__":
     write("safetensors", safetensors_corpus(), ".safetensors")
     write("idx", idx_corpus(), ".idx")
+    write("csr", csr_corpus(), ".safetensors")

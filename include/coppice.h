@@ -13,7 +13,23 @@
  *    handle's address may be reused by a new handle of the same type: never use a handle
  *    after destroying it.
  *  - Thread-safety: functions without a handle may be called from any thread. A handle may be
- *    used by one thread at a time unless its functions say otherwise.
+ *    used by one thread at a time unless its functions say otherwise; different handles are
+ *    independent and may be used from different threads at the same time (also when they save
+ *    to, or load from, the same path). Not safe to share: one handle between threads without
+ *    the caller's own lock; coppice_set_threads / coppice_set_idle_spin while another thread
+ *    is inside the library; one checkpoint directory between two training runs (the second
+ *    fails, see coppice_checkpoint_config).
+ *  - Strings: paths and names are NUL-terminated UTF-8. A string that is not valid UTF-8 is
+ *    refused with COPPICE_INVALID_ARGUMENT (never rewritten), so a file is only ever written
+ *    or read under the exact name given.
+ *  - Files: every save is atomic — the data goes to a temporary file of its own in the target's
+ *    directory (unique per call, so threads and processes saving to one path never share it),
+ *    is flushed (fsync) and renamed over the target; a reader sees the old or the new file,
+ *    never a partial one, and the last rename wins. Saving to a symbolic link replaces the
+ *    file the link points to (the link stays; a dangling link is an IO_ERROR). Saving to a
+ *    directory, device, FIFO or socket is refused (IO_ERROR) and leaves it untouched.
+ *    Replacing a file keeps its permission bits. File names may use the file system's whole
+ *    limit (255 bytes).
  *
  * Link with -lcoppice (pkg-config coppice). The library carries its Swift runtime statically.
  */
@@ -148,7 +164,8 @@ typedef struct coppice_sparsifier_config {
                                the host runs the workers: coppice_sparsifier_pgap_* */
   double sparsity;          /* target sparsity in [0, 1) (default 0.9) */
   const char *distribution; /* "uniform", "erk" or NULL for the method's default */
-  double erk_power;         /* default 1 */
+  double erk_power;         /* default 1; finite, >= 0 (any size: large powers are solved in
+                               log space) */
   int keep_first_dense;     /* non-zero: first registered parameter stays dense */
   int keep_last_dense;      /* non-zero: last registered parameter stays dense */
   int64_t total_steps;      /* optimizer steps the host will run (required, 1..2^40; steps
@@ -185,7 +202,8 @@ void coppice_sparsifier_destroy(coppice_sparsifier *sparsifier);
  * mask_gradients and by RigL. `flops_per_weight` (<= 0: 2) weights the FLOP-balanced GaP
  * partitions (e.g. 2·H_out·W_out for a convolution). The buffers stay owned by the host.
  * Errors: INVALID_ARGUMENT (NULL, empty name, rank outside 1..8, non-positive dims, name
- * registered twice), INVALID_STATE (already started).
+ * registered twice, weights or gradients overlapping another parameter's buffers or each
+ * other — tied weights are one parameter), INVALID_STATE (already started).
  */
 coppice_status coppice_sparsifier_add_parameter(coppice_sparsifier *sparsifier, const char *name,
                                                 float *weights, const int64_t *shape, int rank,
@@ -301,8 +319,9 @@ coppice_status coppice_sparsifier_pgap_finish_round(coppice_sparsifier *sparsifi
 /*
  * Saves the sparsifier's state (masks, step counter, schedule state) to `path`, atomically
  * (temporary file, fsync, rename). Load it into a sparsifier created with the same config and
- * parameters, instead of calling start, to resume. Errors: IO_ERROR, INVALID_FILE (load of a
- * bad or mismatched file), INVALID_STATE.
+ * parameters, instead of calling start, to resume. A loaded step count must be in 0..2^40.
+ * Errors: IO_ERROR, INVALID_FILE (load of a bad or mismatched file, or a step count out of
+ * range), INVALID_STATE.
  */
 coppice_status coppice_sparsifier_save(const coppice_sparsifier *sparsifier, const char *path);
 coppice_status coppice_sparsifier_load(coppice_sparsifier *sparsifier, const char *path);
@@ -560,7 +579,7 @@ typedef int (*coppice_epoch_callback)(int epoch, double train_loss, double test_
 /* Training configuration. Initialise with coppice_train_config_init. */
 typedef struct coppice_train_config {
   size_t struct_size;        /* sizeof(coppice_train_config), set by _init */
-  int epochs;                /* default 10 */
+  int epochs;                /* default 10; 1..100000 */
   int batch_size;            /* default 128 */
   float learning_rate;       /* default 0.05 */
   const char *optimizer;     /* "sgd" or "adamw" (_init and NULL: "sgd") */
@@ -607,18 +626,30 @@ typedef struct coppice_checkpoint_config {
   const char *directory;     /* required; created if missing; files checkpoint-<step>.safetensors */
   int every_epochs;          /* default 1; a checkpoint is also written after the last epoch
                                 and when on_epoch stops training */
-  int keep;                  /* newest checkpoints kept, default 3 */
+  int keep;                  /* newest checkpoints kept, default 3 (the one just written is
+                                always kept) */
   int resume;                /* non-zero: continue from the newest loadable checkpoint in
                                 `directory` (same model, data size and config), bit-exactly */
 } coppice_checkpoint_config;
+/*
+ * A checkpoint directory belongs to one run. While coppice_train_checkpointed runs it holds an
+ * exclusive lock (flock) on "<directory>/.coppice.lock", which records its process id; a second
+ * run on the same directory — another process, or another thread of this one — fails at once
+ * with INVALID_STATE naming that process. The operating system releases the lock when the run
+ * returns or the process dies, so a crash never leaves the directory locked (the lock file
+ * stays, harmlessly). A run with resume = 0 refuses (INVALID_STATE) a directory that already
+ * holds checkpoints, rather than mixing its checkpoints with an earlier run's and pruning them:
+ * resume that run or use another directory.
+ */
 
 void coppice_checkpoint_config_init(coppice_checkpoint_config *config);
 
 /*
  * coppice_train with checkpoints. Errors as coppice_train, plus IO_ERROR (directory or file
- * cannot be written: training stops, earlier checkpoints are intact) and INVALID_FILE (resume:
- * the checkpoints are damaged, or were written by a run with other settings; the message says
- * which setting differs).
+ * cannot be written: training stops, earlier checkpoints are intact), INVALID_FILE (resume:
+ * the checkpoints are damaged, hold counters out of range, or were written by a run with other
+ * settings; the message says which setting differs) and INVALID_STATE (the directory is in use
+ * by another run, or holds an earlier run's checkpoints and resume is 0).
  */
 coppice_status coppice_train_checkpointed(coppice_model *model, const coppice_dataset *train,
                                           const coppice_dataset *test,
@@ -650,7 +681,8 @@ coppice_status coppice_file_inspect(const char *path, char *json, size_t capacit
 coppice_status coppice_evaluate(coppice_model *model, const coppice_dataset *data,
                                 double *accuracy);
 
-/* Inference: logits (count × classes) for `count` images of height×width floats. */
+/* Inference: logits (count × classes) for `count` images of height×width floats. Errors:
+ * INVALID_ARGUMENT (NULL, count outside 1..2^24, NaN or infinite pixels), SHAPE_MISMATCH. */
 coppice_status coppice_predict(coppice_model *model, const float *images, int64_t count,
                                int height, int width, float *logits, int64_t logits_count);
 

@@ -1,14 +1,18 @@
-# Fuzzing the two file readers with libFuzzer under AddressSanitizer. Included by the top
+# Fuzzing the file readers with libFuzzer under AddressSanitizer. Included by the top
 # Makefile; deliberately not part of `make test` (it runs for minutes).
-#   make fuzz-build   build .build/fuzz/fuzz-safetensors (SafeTensors.decode) and
-#                     .build/fuzz/fuzz-idx (IDXFile.parse) with swiftc -sanitize=fuzzer,address,
-#                     straight from the reader sources (no SwiftPM, no C kernels)
+#   make fuzz-build   build .build/fuzz/fuzz-safetensors (SafeTensors.decode),
+#                     .build/fuzz/fuzz-idx (IDXFile.parse), .build/fuzz/fuzz-csr (the sparse
+#                     export loader: SafeTensors.decode then CSRTensors) and
+#                     .build/fuzz/fuzz-sparsifier-state (Sparsifier.restore(from:), then a few
+#                     steps) with swiftc -sanitize=fuzzer,address, straight from the sources
+#                     (no SwiftPM, no C kernels)
 #   make fuzz         build, then run each target for FUZZ_SECONDS (default 60) seconds, one
 #                     after the other, on a scratch corpus .build/fuzz/corpus-<target> seeded
 #                     from fuzz/corpus/<target> (the repo corpus is never written); fails if a
 #                     target crashes and prints the path of the crashing input
 #                     (.build/fuzz/crashes-<target>/); FUZZ_FLAGS adds libFuzzer flags
-#   make fuzz-corpus  regenerate the seed corpus fuzz/corpus with fuzz/make-corpus.py
+#   make fuzz-corpus  regenerate the seed corpus fuzz/corpus with fuzz/make-corpus.py (and the
+#                     sparsifier states with FUZZ_WRITE_SEEDS=… fuzz-sparsifier-state)
 #   make fuzz-clean   delete .build/fuzz (targets, scratch corpora, crashes, logs)
 # Reproduce a crash: SWIFT_BACKTRACE=enable=no .build/fuzz/fuzz-<target> <crash file>; a crash
 # input worth keeping goes into fuzz/make-corpus.py, so that the seed corpus stays reproducible.
@@ -17,7 +21,7 @@ SWIFTC         ?= swiftc
 FUZZ_SECONDS   ?= 60
 FUZZ_FLAGS     ?=
 FUZZ_DIR       := .build/fuzz
-FUZZ_TARGETS   := safetensors idx
+FUZZ_TARGETS   := safetensors idx csr sparsifier-state
 FUZZ_SWIFTFLAGS := -sanitize=fuzzer,address -parse-as-library -O -g -use-ld=lld
 # Swift's own crash backtracer is turned off (it upsets AddressSanitizer; libFuzzer reports).
 # Per-input limits: a few-KB input must never take seconds or allocate hundreds of MB.
@@ -29,6 +33,11 @@ FUZZ_ERROR_MODULE := $(FUZZ_DIR)/module/CoppiceSparsity.swiftmodule
 FUZZ_ERROR_OBJECT := $(FUZZ_DIR)/module/CoppiceError.o
 FUZZ_SOURCES_safetensors := fuzz/safetensors/main.swift Sources/CoppiceEngine/Files/SafeTensors.swift
 FUZZ_SOURCES_idx := fuzz/idx/main.swift Sources/CoppiceEngine/Data/IDXParser.swift
+FUZZ_SOURCES_csr := fuzz/csr/main.swift Sources/CoppiceEngine/Files/SafeTensors.swift \
+                    Sources/CoppiceEngine/Files/CSRTensors.swift
+# The sparsifier state target is built with the whole (pure Swift) CoppiceSparsity module.
+FUZZ_SOURCES_sparsifier-state := fuzz/sparsifier-state/main.swift \
+                    $(shell find Sources/CoppiceSparsity -name '*.swift' | sort)
 
 .PHONY: fuzz fuzz-build fuzz-corpus fuzz-clean
 
@@ -47,12 +56,21 @@ $(FUZZ_DIR)/fuzz-idx: $(FUZZ_SOURCES_idx) $(FUZZ_ERROR_MODULE)
 	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -package-name Coppice -I $(FUZZ_DIR)/module \
 	  -module-name FuzzIDX $(FUZZ_SOURCES_idx) $(FUZZ_ERROR_OBJECT) -o $@
 
+$(FUZZ_DIR)/fuzz-csr: $(FUZZ_SOURCES_csr) $(FUZZ_ERROR_MODULE)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -package-name Coppice -I $(FUZZ_DIR)/module \
+	  -module-name FuzzCSR $(FUZZ_SOURCES_csr) $(FUZZ_ERROR_OBJECT) -o $@
+
+$(FUZZ_DIR)/fuzz-sparsifier-state: $(FUZZ_SOURCES_sparsifier-state)
+	@mkdir -p $(FUZZ_DIR)
+	$(SWIFTC) $(FUZZ_SWIFTFLAGS) -package-name Coppice \
+	  -module-name FuzzSparsifierState $(FUZZ_SOURCES_sparsifier-state) -o $@
+
 fuzz: fuzz-build
 	@set -u; failed=""; \
 	for t in $(FUZZ_TARGETS); do \
 	  corpus=$(FUZZ_DIR)/corpus-$$t; crashes=$(FUZZ_DIR)/crashes-$$t; log=$(FUZZ_DIR)/fuzz-$$t.log; \
 	  mkdir -p $$corpus $$crashes; cp fuzz/corpus/$$t/* $$corpus/; \
-	  dict=""; [ "$$t" = safetensors ] && dict="-dict=fuzz/safetensors.dict"; \
+	  dict=""; case $$t in safetensors|csr) dict="-dict=fuzz/safetensors.dict";; esac; \
 	  echo "fuzz-$$t: $(FUZZ_SECONDS) s on $$corpus (log $$log)"; \
 	  SWIFT_BACKTRACE=enable=no $(FUZZ_DIR)/fuzz-$$t $$corpus $$dict -max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIBFLAGS) \
 	    -artifact_prefix=$$crashes/ $(FUZZ_FLAGS) > $$log 2>&1; status=$$?; \
@@ -70,8 +88,11 @@ fuzz: fuzz-build
 	if [ -n "$$failed" ]; then echo "make fuzz: crashes in:$$failed"; exit 1; fi; \
 	echo "make fuzz: no crashes"
 
-fuzz-corpus:
+fuzz-corpus: $(FUZZ_DIR)/fuzz-sparsifier-state
 	$(PYTHON) fuzz/make-corpus.py
+	rm -rf fuzz/corpus/sparsifier-state
+	SWIFT_BACKTRACE=enable=no FUZZ_WRITE_SEEDS=fuzz/corpus/sparsifier-state \
+	  $(FUZZ_DIR)/fuzz-sparsifier-state
 
 fuzz-clean:
 	rm -rf $(FUZZ_DIR)

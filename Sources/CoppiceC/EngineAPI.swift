@@ -114,7 +114,7 @@ public func cDatasetLoadIDX(
   guarded("coppice_dataset_load_idx") {
     let out = try output(out, "out")
     out.pointee = nil
-    let dir = directory.map { String(cString: $0) } ?? FashionMNIST.defaultDirectory
+    let dir = try optionalString(directory, "directory") ?? FashionMNIST.defaultDirectory
     let s = try string(split, "split")
     guard s == "train" || s == "t10k" else {
       throw APIError(.invalidArgument, "split must be \"train\" or \"t10k\", got \"\(s)\"")
@@ -237,8 +237,9 @@ private func trainEngine(
     throw APIError(.shapeMismatch, "data has more classes than the model's outputs")
   }
   var t = TrainingConfig()
-  guard c.epochs >= 1, c.epochs <= 100_000 else {
-    throw APIError(.invalidArgument, "epochs must be in 1...100000, got \(c.epochs)")
+  guard c.epochs >= 1, c.epochs <= TrainingConfig.maxEpochs else {
+    throw APIError(
+      .invalidArgument, "epochs must be in 1...\(TrainingConfig.maxEpochs), got \(c.epochs)")
   }
   t.epochs = Int(c.epochs)
   t.batchSize = Int(c.batch_size)
@@ -341,6 +342,13 @@ public func cPredict(
         "logits holds \(logitsCount) floats; \(count) images need \(count * Int64(classes))")
     }
     let size = Int(height) * Int(width)
+    // NaN or infinite pixels would come out as logits of exactly 0, as if valid.
+    if let bad = UnsafeBufferPointer(start: images, count: Int(count) * size).firstIndex(
+      where: { !$0.isFinite })
+    {
+      throw APIError(
+        .invalidArgument, "image \(bad / size) holds NaN or infinity (at pixel \(bad % size))")
+    }
     let batch = 256
     var start = 0
     while start < Int(count) {
@@ -376,9 +384,10 @@ public func cFileInspect(
     let info = try FileInspection(path: try string(path, "path"))
     let text = [UInt8](try info.json()) + [0]
     needed?.pointee = text.count
-    guard capacity >= text.count else {
+    let room = UInt(bitPattern: capacity)  // a size_t: SIZE_MAX is "large", not -1
+    guard room >= UInt(text.count) else {
       throw APIError(
-        .shapeMismatch, "the JSON needs \(text.count) bytes, the buffer holds \(capacity)")
+        .shapeMismatch, "the JSON needs \(text.count) bytes, the buffer holds \(room)")
     }
     guard let json else { throw APIError(.invalidArgument, "json is NULL") }
     text.withUnsafeBufferPointer {

@@ -80,10 +80,21 @@ enum Handles {
   }
 }
 
-/// A required C string argument.
+/// A required C string argument. Paths and names cross the ABI as UTF-8: a string with other
+/// bytes is refused, never repaired (repairing would save to a different name than asked, and
+/// make distinct names such as "w\xff" and "w\xfe" collide).
 func string(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String {
   guard let p else { throw APIError(.invalidArgument, "\(what) is NULL") }
-  return String(cString: p)
+  guard let s = String(validatingCString: p) else {
+    throw APIError(.invalidArgument, "\(what) is not valid UTF-8 (paths and names must be UTF-8)")
+  }
+  return s
+}
+
+/// An optional C string argument (NULL: nil), UTF-8 as for `string`.
+func optionalString(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String? {
+  guard let p else { return nil }
+  return try string(p, what)
 }
 
 /// A required output pointer.

@@ -211,6 +211,24 @@ public func cSparsifierAddParameter(
     guard flopsPerWeight.isFinite || flopsPerWeight <= 0 else {
       throw APIError(.invalidArgument, "flops_per_weight must be finite")
     }
+    // Two parameters over the same (or overlapping) memory would mask each other's weights
+    // and report sparsities the buffers do not have.
+    func range(_ p: UnsafeMutablePointer<Float>, _ count: Int) -> Range<UInt> {
+      let start = UInt(bitPattern: p)
+      return start..<(start + UInt(count) * UInt(MemoryLayout<Float>.stride))
+    }
+    let mine = range(weights, Int(total))
+    let grads = gradients.map { range($0, Int(total)) }
+    if let grads, grads.overlaps(mine) {
+      throw APIError(.invalidArgument, "the gradients of '\(n)' overlap its weights")
+    }
+    for t in h.targets {
+      let theirs = [range(t.weights, t.count)] + (t.gradients.map { [range($0, t.count)] } ?? [])
+      if theirs.contains(where: { $0.overlaps(mine) || (grads?.overlaps($0) ?? false) }) {
+        throw APIError(
+          .invalidArgument, "the buffers of '\(n)' overlap those of parameter '\(t.name)'")
+      }
+    }
     h.targets.append(
       try SparseTarget(
         name: n, shape: dims, weights: weights, gradients: gradients,

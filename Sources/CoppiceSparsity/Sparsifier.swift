@@ -24,6 +24,10 @@ public final class Sparsifier {
   public internal(set) var stepsCompleted = 0
   public internal(set) var isStarted = false
 
+  /// The most steps a run may have (2^40, as the C ABI's total_steps): step counts read from
+  /// saved states are held to it, so no step arithmetic can overflow.
+  public static let maxSteps = 1 << 40
+
   /// Resolves per-target sparsities from the configured distribution (all 0 for `dense`),
   /// builds the schedule and validates everything. Target names must be unique.
   public init(
@@ -34,8 +38,8 @@ public final class Sparsifier {
     guard stepsPerEpoch >= 1 else {
       throw CoppiceError.invalidArgument("steps per epoch must be ≥ 1, got \(stepsPerEpoch)")
     }
-    guard totalSteps >= 1 else {
-      throw CoppiceError.invalidArgument("total steps must be ≥ 1, got \(totalSteps)")
+    guard totalSteps >= 1, totalSteps <= Self.maxSteps else {
+      throw CoppiceError.invalidArgument("total steps must be in 1...2^40, got \(totalSteps)")
     }
     var seen = Set<String>()
     for t in targets where !seen.insert(t.name).inserted {

@@ -86,6 +86,9 @@ extension Sparsifier {
     guard state.stepsCompleted >= 0 else {
       throw fail("negative step count \(state.stepsCompleted)")
     }
+    guard state.stepsCompleted <= Sparsifier.maxSteps else {
+      throw fail("step count \(state.stepsCompleted) is outside 0...2^40")
+    }
     guard state.targets.count == targets.count else {
       throw fail("\(state.targets.count) targets saved, \(targets.count) registered")
     }

@@ -109,11 +109,23 @@ public struct SparsityConfig: Equatable, Sendable, Codable {
     guard rounds <= Self.maxRounds else {
       throw fail("GaP rounds must be ≤ \(Self.maxRounds), got \(rounds)")
     }
-    if let gapStepLength, gapStepLength < 1 {
-      throw fail("GaP step length must be ≥ 1 optimizer step, got \(gapStepLength)")
+    // Step options are held to a run's most steps (2^40), so schedules cannot overflow.
+    let steps = 0...Sparsifier.maxSteps
+    if let gapStepLength, !(1...Sparsifier.maxSteps).contains(gapStepLength) {
+      throw fail("GaP step length must be in 1...2^40 optimizer steps, got \(gapStepLength)")
     }
-    if let pruneStep, pruneStep < 0 { throw fail("prune step must be ≥ 0, got \(pruneStep)") }
-    if let b = pruningBeginStep, b < 0 { throw fail("pruning begin step must be ≥ 0, got \(b)") }
+    guard pruningFrequency <= Sparsifier.maxSteps else {
+      throw fail("pruning frequency must be ≤ 2^40, got \(pruningFrequency)")
+    }
+    if let pruneStep, !steps.contains(pruneStep) {
+      throw fail("prune step must be in 0...2^40, got \(pruneStep)")
+    }
+    if let b = pruningBeginStep, !steps.contains(b) {
+      throw fail("pruning begin step must be in 0...2^40, got \(b)")
+    }
+    if let e = pruningEndStep, e > Sparsifier.maxSteps {
+      throw fail("pruning end step must be ≤ 2^40, got \(e)")
+    }
     if let e = pruningEndStep, e < (pruningBeginStep ?? 0) {
       throw fail("pruning end step \(e) is before the begin step \(pruningBeginStep ?? 0)")
     }

@@ -26,11 +26,21 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
 
   public init() {}
 
+  /// Upper bounds that keep epoch and step arithmetic far from overflow (and absurd runs out):
+  /// 100,000 epochs (as the C ABI's), batches of 2^20 samples, crop padding of 1024 pixels.
+  public static let maxEpochs = 100_000
+  public static let maxBatchSize = 1 << 20
+  public static let maxCropPadding = 1024
+
   /// Checks every field, naming the first bad one.
   public func validate() throws {
     func bad(_ m: String) -> CoppiceError { .invalidArgument(m) }
-    guard epochs >= 0 else { throw bad("epochs must be >= 0 (got \(epochs))") }
-    guard batchSize >= 1 else { throw bad("batch size must be >= 1 (got \(batchSize))") }
+    guard (1...Self.maxEpochs).contains(epochs) else {
+      throw bad("epochs must be in 1...\(Self.maxEpochs) (got \(epochs))")
+    }
+    guard (1...Self.maxBatchSize).contains(batchSize) else {
+      throw bad("batch size must be in 1...\(Self.maxBatchSize) (got \(batchSize))")
+    }
     guard learningRate.isFinite, learningRate > 0 else {
       throw bad("learning rate must be a positive number (got \(learningRate))")
     }
@@ -43,8 +53,22 @@ public struct TrainingConfig: Sendable, Equatable, Codable {
     guard labelSmoothing >= 0, labelSmoothing < 1 else {
       throw bad("label smoothing must be in [0, 1) (got \(labelSmoothing))")
     }
-    guard warmupEpochs >= 0 else { throw bad("warmup epochs must be >= 0") }
-    guard evalBatchSize >= 1 else { throw bad("evaluation batch size must be >= 1") }
+    guard (0...Self.maxEpochs).contains(warmupEpochs) else {
+      throw bad("warmup epochs must be in 0...\(Self.maxEpochs) (got \(warmupEpochs))")
+    }
+    guard (1...Self.maxBatchSize).contains(evalBatchSize) else {
+      throw bad("evaluation batch size must be in 1...\(Self.maxBatchSize)")
+    }
+    if let a = augmentation, !(0...Self.maxCropPadding).contains(a.cropPadding) {
+      throw bad("crop padding must be in 0...\(Self.maxCropPadding) (got \(a.cropPadding))")
+    }
+    if case .step(let stepSize, let gamma) = schedule {
+      guard (1...Sparsifier.maxSteps).contains(stepSize), gamma.isFinite, gamma > 0 else {
+        throw bad(
+          "step schedule needs 1...2^40 steps between decays (got \(stepSize)) and a finite "
+            + "decay factor > 0 (got \(gamma))")
+      }
+    }
   }
 
   func makeOptimizer(for parameters: [Parameter]) -> Optimizer {

@@ -105,6 +105,8 @@ public final class TrainingRun {
     shouldStop: () -> Bool = { false }
   ) throws -> Outcome {
     forwardSparsityEvents(onEvent)
+    let lock = try claimCheckpointDirectory()
+    defer { withExtendedLifetime(lock) {} }
     if let checkpoints, checkpoints.resume, trainer.stepsTaken == 0 {
       if let path = try resume(from: checkpoints.directory, warn: { onEvent(.warning($0)) }) {
         eventsForwarded = trainer.sparsifier?.events.count ?? 0
@@ -135,6 +137,32 @@ public final class TrainingRun {
     if trainer.wasInterrupted { saveCheckpoint(onEvent) }
     if let saveError { throw saveError }
     return .stopped(checkpoint: lastCheckpoint)
+  }
+
+  /// Locks the checkpoint directory for this run (the writing rank only) and, for a fresh run,
+  /// checks it holds no earlier run's checkpoints. Every rank fails when the writer does.
+  private func claimCheckpointDirectory() throws -> DirectoryLock? {
+    guard let checkpoints else { return nil }
+    var lock: DirectoryLock?
+    var failure: Error?
+    if isWriter {
+      do {
+        lock = try checkpoints.directory.lock()
+        if !checkpoints.resume && trainer.stepsTaken == 0 {
+          try checkpoints.directory.requireNoCheckpoints()
+        }
+      } catch { failure = error }
+    }
+    if let world = trainer.collective, world.size > 1 {
+      if try world.any(failure != nil) {
+        throw failure
+          ?? CoppiceError.invalidState(
+            "rank 0 cannot use checkpoint directory \(checkpoints.directory.path)")
+      }
+    } else if let failure {
+      throw failure
+    }
+    return lock
   }
 
   /// Lines the sparsifier logged since the last call.

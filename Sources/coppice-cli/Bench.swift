@@ -52,6 +52,12 @@ struct BenchTrain: ParsableCommand {
   @Option(help: "Write the results as JSON to this file.") var json: String?
   @Flag(help: "Also print forward/backward time per top-level layer.") var profile = false
 
+  func validate() throws {
+    try requireRange(batchSize, 1...4096, "--batch-size")
+    try requireRange(steps, 1...1_000_000, "--steps")
+    if let t = threads { try requireRange(t, 1...Threads.maximum, "--threads") }
+  }
+
   func run() throws {
     let threadCount = threads ?? Threads.availableCores
     Threads.set(threadCount)

@@ -51,8 +51,8 @@ struct BenchKernels: ParsableCommand {
     for s in sparsities where !(s >= 0 && s < 1) {
       throw ValidationError("--sparsity must be in [0, 1), got \(s)")
     }
-    if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-    if reps < 1 { throw ValidationError("--reps must be at least 1") }
+    if let t = threads { try requireRange(t, 1...Threads.maximum, "--threads") }
+    try requireRange(reps, 1...1_000_000, "--reps")
     if conv && noConv { throw ValidationError("--conv and --no-conv exclude each other") }
   }
 

@@ -18,6 +18,11 @@ struct BenchLayers: ParsableCommand {
   @Option(help: "Interleaved pairs per measurement (the median ratio is reported).") var pairs = 7
   @Option(help: "Write the results as JSON to this file.") var json: String?
 
+  func validate() throws {
+    if let t = threads { try requireRange(t, 1...Threads.maximum, "--threads") }
+    try requireRange(pairs, 1...10_000, "--pairs")
+  }
+
   /// A fixed mask with exactly round(n·s) zeros at random positions.
   final class Mask: MaskSource {
     let mask: [UInt8]

@@ -35,7 +35,7 @@ struct Compare: ParsableCommand {
 
   func validate() throws {
     _ = try parsedMethods()
-    if epochs < 1 { throw ValidationError("--epochs must be >= 1") }
+    try requireRange(epochs, 1...TrainingConfig.maxEpochs, "--epochs")
   }
 
   func run() throws {

@@ -8,4 +8,9 @@ struct CoppiceCommand: ParsableCommand {
     abstract: "Sparse training with scheduled grow-and-prune, on real sparse kernels.",
     version: Version.string,
     subcommands: [Train.self, Compare.self, Bench.self, Export.self, Inspect.self])
+
+  static func main() {
+    ArgumentEncoding.requireUTF8()
+    main(nil)
+  }
 }

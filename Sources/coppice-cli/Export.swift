@@ -14,6 +14,16 @@ struct Export: ParsableCommand {
   @Option(help: "Directory with the IDX files.") var dataDir = FashionMNIST.defaultDirectory
   @Option(help: "Use only the first N test images.") var limitTest: Int?
 
+  func validate() throws {
+    // Writing the export over its input would replace a training checkpoint without a word.
+    var a = stat()
+    var b = stat()
+    if stat(input, &a) == 0, stat(output, &b) == 0, a.st_dev == b.st_dev, a.st_ino == b.st_ino {
+      throw ValidationError(
+        "--output \(output) is the input file; write the export to another path")
+    }
+  }
+
   func run() throws {
     do {
       let model = try Self.model(for: input)

@@ -48,15 +48,31 @@ struct SparsityOptions: ParsableArguments {
   @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
   var dispatch: SparseDispatch.Mode = .automatic
 
+  /// Every integer option in its range, before any arithmetic uses it.
+  func validate() throws {
+    let epochs = 0...TrainingConfig.maxEpochs
+    try requireRange(stepEpochs, 1...TrainingConfig.maxEpochs, "--step-epochs")
+    if let n = stepSteps { try requireRange(n, 1...Sparsifier.maxSteps, "--step-steps") }
+    try requireRange(rounds, 1...SparsityConfig.maxRounds, "--rounds")
+    if let n = finetuneEpochs { try requireRange(n, epochs, "--finetune-epochs") }
+    if let n = pruneEpoch { try requireRange(n, epochs, "--prune-epoch") }
+    try requireRange(partitions, 1...SparsityConfig.maxPartitions, "--partitions")
+    try requireRange(updateInterval, 1...SparsityConfig.maxUpdateInterval, "--update-interval")
+  }
+
   /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning): its
   /// sequential GaP steps (`SparsityConfig.sequentialGaPSteps`) of `--step-steps` or
-  /// `--step-epochs`, rounded up to whole epochs; 0 for the other methods.
-  func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1) -> Int {
+  /// `--step-epochs`, rounded up to whole epochs; 0 for the other methods, nil when the count
+  /// overflows.
+  func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1) -> Int? {
     var c = SparsityConfig(method: method)
     c.rounds = rounds
     guard let sequential = c.sequentialGaPSteps(partitionCount: partitionCount) else { return 0 }
-    let length = stepSteps ?? stepEpochs * stepsPerEpoch
-    return (sequential * length + stepsPerEpoch - 1) / max(1, stepsPerEpoch)
+    let perEpoch = max(1, stepsPerEpoch)
+    let (stepLength, o1) = stepEpochs.multipliedReportingOverflow(by: perEpoch)
+    let (steps, o2) = sequential.multipliedReportingOverflow(by: stepSteps ?? stepLength)
+    guard !o1, !o2 else { return nil }
+    return steps / perEpoch + (steps % perEpoch == 0 ? 0 : 1)
   }
 
   var partitionCount: Int {
@@ -69,10 +85,18 @@ struct SparsityOptions: ParsableArguments {
     if stepSteps != nil && method == .pgap {
       throw ValidationError("--step-steps is for cgap; P-GaP in one process steps whole epochs")
     }
-    let gap = gapEpochs(method: method, stepsPerEpoch: stepsPerEpoch)
+    let most = TrainingConfig.maxEpochs
+    guard let gap = gapEpochs(method: method, stepsPerEpoch: stepsPerEpoch), gap <= most else {
+      throw ValidationError(
+        "\(method.rawValue)'s rounds take more than \(most) epochs (rounds × "
+          + (method == .cgap ? "partitions × " : "") + "step length)")
+    }
     guard gap > 0 else { return epochs }
     if let f = finetuneEpochs {
-      guard f >= 0 else { throw ValidationError("--finetune-epochs must be >= 0") }
+      guard f >= 0, gap + f <= most else {
+        throw ValidationError(
+          "--finetune-epochs must be in 0...\(most - gap) (the rounds take \(gap) epochs)")
+      }
       return gap + f
     }
     guard epochs >= gap else {

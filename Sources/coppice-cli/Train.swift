@@ -32,7 +32,7 @@ struct Train: ParsableCommand {
   var distributed = false
 
   func validate() throws {
-    if epochs < 0 { throw ValidationError("--epochs must be >= 0") }
+    try requireRange(epochs, 1...TrainingConfig.maxEpochs, "--epochs")
   }
 
   func run() throws {
@@ -92,6 +92,13 @@ struct TrainingOptions: ParsableArguments {
     }
     if let n = limitTrain, n < 1 { throw ValidationError("--limit-train must be >= 1") }
     if let n = limitTest, n < 1 { throw ValidationError("--limit-test must be >= 1") }
+    try requireRange(batchSize, 1...TrainingConfig.maxBatchSize, "--batch-size")
+    try requireRange(warmupEpochs, 0...TrainingConfig.maxEpochs, "--warmup-epochs")
+    try requireRange(lrStepEpochs, 1...TrainingConfig.maxEpochs, "--lr-step-epochs")
+    try requireRange(cropPadding, 0...TrainingConfig.maxCropPadding, "--crop-padding")
+    guard gamma.isFinite, gamma > 0 else {
+      throw ValidationError("--gamma must be a finite number > 0, got \(gamma)")
+    }
   }
 
   func makeConfig(epochs: Int) -> TrainingConfig {
@@ -193,5 +200,14 @@ struct TrainSummary: Encodable {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     let data = try encoder.encode(self)
     try AtomicFile.write(data, to: path)
+  }
+}
+
+/// Throws a usage error naming `option` unless `value` is in `range` (checked before any
+/// arithmetic, so absurd numbers are errors, not overflow traps).
+func requireRange(_ value: Int, _ range: ClosedRange<Int>, _ option: String) throws {
+  guard range.contains(value) else {
+    throw ValidationError(
+      "\(option) must be in \(range.lowerBound)...\(range.upperBound), got \(value)")
   }
 }

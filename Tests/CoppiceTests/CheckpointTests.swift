@@ -297,6 +297,55 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  /// Counters near Int64.max (which trapped on the next step) and forged histories (epoch
+  /// 2^62 of 4, a negative epoch) are rejected on restore, in the trainer's and in the
+  /// sparsifier's state.
+  func testHugeCountersAndForgedHistoriesAreRejected() throws {
+    let (ckpt, _) = try savedCheckpoint(steps: 8)  // one epoch done, one in progress
+    let (entries, original) = try SafeTensors.read(path: ckpt)
+    func forge(_ key: String, _ change: (inout [String: Any]) -> Void) throws {
+      var object =
+        try JSONSerialization.jsonObject(with: Data(original[key]!.utf8)) as! [String: Any]
+      change(&object)
+      var metadata = original
+      metadata[key] = String(
+        decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+      try CoppiceFile.encode(Array(entries.values), metadata: metadata).write(
+        to: URL(fileURLWithPath: ckpt))
+    }
+    let huge = Int64.max
+    for key in ["steps_taken", "optimizer_steps", "images_seen"] {
+      for value: Int64 in [huge, huge - 1, key == "images_seen" ? (1 << 62) + 1 : 1 << 41, -1] {
+        try forge("trainer_state") { $0[key] = NSNumber(value: value) }
+        try assertRestoreFails(ckpt, mentions: "malformed counters")
+      }
+    }
+    try forge("trainer_state") { $0["dropout_calls"] = [NSNumber(value: UInt64.max)] }
+    try assertRestoreFails(ckpt, mentions: "malformed dropout calls")
+    try forge("trainer_state") { $0["train_seconds"] = -5 }
+    try assertRestoreFails(ckpt, mentions: "malformed counters")
+    for epoch in [Int64(1) << 62, -1, 0, 5] {
+      try forge("trainer_state") {
+        var history = $0["history"] as! [[String: Any]]
+        history[0]["epoch"] = NSNumber(value: epoch)
+        $0["history"] = history
+      }
+      try assertRestoreFails(ckpt, mentions: "history records epoch \(epoch)")
+    }
+    try forge("trainer_state") {
+      var progress = $0["epoch_in_progress"] as! [String: Any]
+      var run = progress["run"] as! [String: Any]
+      run["seen"] = NSNumber(value: huge)
+      progress["run"] = run
+      $0["epoch_in_progress"] = progress
+    }
+    try assertRestoreFails(ckpt, mentions: "malformed epoch in progress")
+    for steps in [huge, Int64(1) << 41] {
+      try forge("sparsifier_state") { $0["steps_completed"] = NSNumber(value: steps) }
+      try assertRestoreFails(ckpt, mentions: "step count \(steps) is outside")
+    }
+  }
+
   func testCheckpointLoadsAsAModelWithItsMasks() throws {
     let (path, trainer) = try savedCheckpoint()
     let model = makeModel()
@@ -335,6 +384,48 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(resumed.stepsTaken, 8)
     XCTAssertEqual(warnings.count, 1)
     XCTAssertTrue(warnings[0].contains("skipping damaged checkpoint"))
+  }
+
+  /// A checkpoint directory belongs to one run: a second run fails while the first holds the
+  /// lock, a fresh run refuses a directory holding checkpoints (nothing is deleted), and a save
+  /// never prunes the checkpoint it has just written, even next to a higher-step file.
+  func testADirectoryBelongsToOneRun() throws {
+    let path = directory.path + "/owned"
+    let train = try data(count: 96, seed: 1)
+    let test = try data(count: 40, seed: 2)
+    func makeRun(resume: Bool) throws -> TrainingRun {
+      let t = try makeTrainer(.cgap)
+      var config = t.config
+      config.epochs = 2
+      return try TrainingRun(
+        model: makeModel(), config: config, sparsity: sparsityConfig(.cgap), trainCount: 96,
+        checkpoints: .init(
+          directory: try CheckpointDirectory(path: path, keep: 1), resume: resume))
+    }
+    do {
+      let held = try CheckpointDirectory(path: path).lock()
+      XCTAssertThrowsError(try makeRun(resume: false).run(train: train, test: test)) {
+        XCTAssertTrue("\($0)".contains("is in use by another run (process \(getpid()))"), "\($0)")
+      }
+      withExtendedLifetime(held) {}
+    }
+    XCTAssertEqual(try makeRun(resume: false).run(train: train, test: test), .finished)
+    let store = try CheckpointDirectory(path: path)
+    let written = store.checkpoints()
+    XCTAssertEqual(written.map(\.step), [12])
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: written[0].path))
+    XCTAssertThrowsError(try makeRun(resume: false).run(train: train, test: test)) {
+      XCTAssertTrue("\($0)".contains("already holds checkpoints"), "\($0)")
+    }
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: written[0].path)), bytes)
+    XCTAssertEqual(try makeRun(resume: true).run(train: train, test: test), .finished)
+
+    // keep 1 next to a newer file: the fresh checkpoint stays, the other goes.
+    let other = path + "/checkpoint-000000999.safetensors"
+    try Data("older run".utf8).write(to: URL(fileURLWithPath: other))
+    let (_, trainer) = try savedCheckpoint()
+    let fresh = try CheckpointDirectory(path: path, keep: 1).save(trainer)
+    XCTAssertEqual(store.checkpoints().map(\.path), [fresh])
   }
 
   func testFullDiskLeavesThePreviousCheckpointIntact() throws {
@@ -420,6 +511,42 @@ final class CheckpointTests: XCTestCase {
       to: URL(fileURLWithPath: path))
     XCTAssertThrowsError(try makeModel().load(path: path)) { error in
       XCTAssertTrue("\(error)".contains("holds model 'other'"), "\(error)")
+    }
+  }
+
+  /// Row pointers that rise past the values and fall back ([0, 6, 5, 5, …] with 5 values) are
+  /// rejected before any index is read through them, with or without a checksum entry (a
+  /// forged file used to send the row loop out of bounds and crash every loader).
+  func testCSRRowPointersPastTheValuesAreRejected() throws {
+    let (_, trainer) = try savedCheckpoint(.cgap, steps: 20)
+    let path = directory.appendingPathComponent("e.safetensors").path
+    try SparseExport.write(trainer.model, to: path)
+    var (entries, metadata) = try SafeTensors.read(path: path)
+    // Five values in increasing columns, claimed by row 0 as six.
+    let nnz = 5
+    let rows = entries["fc1.weight.csr.indptr"]!.shape[0] - 1
+    let indptr = [0, 6] + [Int32](repeating: 5, count: rows - 1)
+    entries["fc1.weight.csr.indptr"] = .init(
+      name: "fc1.weight.csr.indptr", shape: [rows + 1], int32: indptr)
+    entries["fc1.weight.csr.indices"] = .init(
+      name: "fc1.weight.csr.indices", shape: [nnz], uint16: [0, 1, 2, 3, 4])
+    [Float](repeating: 0.5, count: nnz).withUnsafeBufferPointer {
+      entries["fc1.weight.csr.values"] = .init(
+        name: "fc1.weight.csr.values", shape: [nnz], floats: $0)
+    }
+    for withChecksum in [true, false] {
+      metadata.removeValue(forKey: "checksum")
+      let data =
+        withChecksum
+        ? try CoppiceFile.encode(Array(entries.values), metadata: metadata)
+        : try SafeTensors.encode(Array(entries.values), metadata: metadata)
+      try data.write(to: URL(fileURLWithPath: path))
+      XCTAssertThrowsError(try makeModel().load(path: path)) { error in
+        XCTAssertTrue("\(error)".contains("past the \(nnz) values"), "\(error)")
+      }
+      XCTAssertThrowsError(try FileInspection(path: path)) { error in
+        XCTAssertTrue("\(error)".contains("fc1.weight"), "\(error)")
+      }
     }
   }
 }

@@ -98,4 +98,34 @@ final class OptimizerTests: XCTestCase {
     c.batchSize = 0
     XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("batch size")) }
   }
+
+  /// Counts near 2^62 trapped in step arithmetic (epochs × steps per epoch, batch rounding);
+  /// every count has a bound, and 0 epochs is refused as the C ABI refuses it.
+  func testConfigBoundsKeepStepArithmeticFromOverflowing() {
+    let huge = 1 << 62
+    let cases: [(String, (inout TrainingConfig) -> Void)] = [
+      ("epochs", { $0.epochs = 0 }), ("epochs", { $0.epochs = huge }),
+      ("batch size", { $0.batchSize = huge }), ("warmup epochs", { $0.warmupEpochs = huge }),
+      ("evaluation batch size", { $0.evalBatchSize = Int.max }),
+      ("crop padding", { $0.augmentation = Augmentation(cropPadding: huge) }),
+      ("step schedule", { $0.schedule = .step(stepSize: huge, gamma: 0.1) }),
+      ("step schedule", { $0.schedule = .step(stepSize: 10, gamma: .nan) }),
+    ]
+    for (field, change) in cases {
+      var c = TrainingConfig()
+      change(&c)
+      XCTAssertThrowsError(try c.validate(), field) {
+        XCTAssertTrue("\($0)".contains(field), "\(field): \($0)")
+      }
+    }
+    var s = SparsityConfig(method: .cgap)
+    s.gapStepLength = huge
+    XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("GaP step length")) }
+    s = SparsityConfig(method: .oneshot)
+    s.pruneStep = huge
+    XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("prune step")) }
+    s = SparsityConfig(method: .gmp)
+    s.pruningFrequency = Int.max
+    XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("frequency")) }
+  }
 }

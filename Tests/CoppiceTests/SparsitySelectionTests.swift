@@ -161,6 +161,44 @@ final class SparsitySelectionTests: XCTestCase {
     ) { XCTAssertTrue("\($0)".contains("dense")) }
   }
 
+  /// A huge power on a layer whose dims sum to more than their product ([1, 1]) used to
+  /// overflow pow to infinity and trap converting NaN to Int; the scores are now computed
+  /// relative to the largest, and the budget is still met exactly.
+  func testERKWithHugePowerStaysFiniteAndMeetsTheBudget() throws {
+    for shapes in [
+      [[1, 1], [1, 2], [1, 3]], [[1, 1], [1, 2], [40, 40]],
+      [[1, 1], [10, 10], [300, 784], [3, 3, 3, 3]],
+    ] {
+      let names = shapes.indices.map { "l\($0)" }
+      let counts = shapes.map { $0.reduce(1, *) }
+      for power in [1100.0, 400, 1e6, 1e300] {
+        let s = try SparsityDistribution.erk(power: power).sparsities(
+          names: names, shapes: shapes, sparsity: 0.5)
+        XCTAssertTrue(s.allSatisfy { $0.isFinite && $0 >= 0 && $0 < 1 }, "\(power): \(s)")
+        let zeros = zip(counts, s).reduce(0) {
+          $0 + SparseTarget.zeros(count: $1.0, sparsity: $1.1)
+        }
+        XCTAssertEqual(zeros, SparseTarget.zeros(count: counts.reduce(0, +), sparsity: 0.5))
+      }
+    }
+    let shapes = [[1, 1], [1, 2], [40, 40]]
+    let names = shapes.indices.map { "l\($0)" }
+    let counts = shapes.map { $0.reduce(1, *) }
+    // Through a sparsifier, as coppice_sparsifier_start does.
+    var config = SparsityConfig(method: .staticSparse, sparsity: 0.5)
+    config.distribution = .erk(power: 1100)
+    let buffers = counts.map { UnsafeMutablePointer<Float>.allocate(capacity: $0) }
+    defer { buffers.forEach { $0.deallocate() } }
+    for (b, n) in zip(buffers, counts) { b.initialize(repeating: 1, count: n) }
+    let targets = try names.indices.map {
+      try SparseTarget(name: names[$0], shape: shapes[$0], weights: buffers[$0])
+    }
+    let sparsifier = try Sparsifier(
+      targets: targets, config: config, stepsPerEpoch: 1, totalSteps: 10, seed: 1)
+    try sparsifier.start()
+    XCTAssertTrue(targets.allSatisfy { $0.targetSparsity.isFinite })
+  }
+
   func testTableDistribution() throws {
     let names = ["a", "b"]
     let shapes = [[4], [4]]

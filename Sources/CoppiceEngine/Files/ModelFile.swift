@@ -53,7 +53,7 @@ extension Model {
     for p in parameters {
       let v: [Float]
       if kind == .sparseExport, entries[p.name] == nil, entries["\(p.name).csr.values"] != nil {
-        v = try SparseExport.denseWeight(entries, name: p.name, shape: p.shape, path: path)
+        v = try CSRTensors.dense(entries, name: p.name, shape: p.shape, path: path)
         masks.append((p, v.map { $0 == 0 ? 0 : 1 }))
       } else {
         v = try CoppiceFile.floats(entries, name: p.name, shape: p.shape, path: path)

@@ -200,6 +200,16 @@ public enum SafeTensors {
   public static func read(path: String) throws -> (
     entries: [String: Entry], metadata: [String: String]
   ) {
+    // Only regular files (symbolic links followed): a directory, FIFO or device would give a
+    // misleading system error, or block or never end.
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+      throw CoppiceError.io("cannot read \(path): \(String(cString: strerror(errno)))")
+    }
+    guard info.st_mode & S_IFMT == S_IFREG else {
+      let kind = info.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a special file (FIFO, device)"
+      throw CoppiceError.io("cannot read \(path): it is \(kind), not a regular file")
+    }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
       throw CoppiceError.io("cannot read \(path): \(error.localizedDescription)")

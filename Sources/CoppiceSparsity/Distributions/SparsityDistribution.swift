@@ -75,13 +75,13 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
     let counts = shapes.map { $0.reduce(1, *) }
     let total = counts.reduce(0, +)
     let totalZeros = SparseTarget.zeros(count: total, sparsity: sparsity)
-    let raw = shapes.map { shape -> Double in
-      let product = Double(shape.reduce(1, *))
-      return product == 0 ? 0 : pow(Double(shape.reduce(0, +)) / product, power)
-    }
-    var dense = forcedDense.union(counts.indices.filter { counts[$0] == 0 || raw[$0] == 0 })
+    var dense = forcedDense.union(counts.indices.filter { counts[$0] == 0 })
+    var raw: [Double] = []
     var scale = 0.0
     while true {
+      raw = erkScores(
+        shapes: shapes, counts: counts, power: power,
+        among: counts.indices.filter { !dense.contains($0) })
       // Σ_sparse scale·raw_i·n_i = kept budget − Σ_dense n_i
       let denseCount = dense.reduce(0) { $0 + counts[$1] }
       let budget = Double(total - totalZeros - denseCount)
@@ -110,6 +110,10 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
     var fractions: [(index: Int, fraction: Double)] = []
     for i in counts.indices where !dense.contains(i) {
       let real = Double(counts[i]) * (1 - scale * raw[i])
+      guard real.isFinite else {
+        throw CoppiceError.invalidArgument(
+          "ERK with power \(power) gives no finite density for layer \(i) (shape \(shapes[i]))")
+      }
       let whole = min(counts[i] - 1, max(0, Int(real.rounded(.down))))
       zeros[i] = whole
       fractions.append((i, real - Double(whole)))
@@ -126,5 +130,23 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
       if !progressed { break }
     }
     return counts.indices.map { counts[$0] == 0 ? 0 : Double(zeros[$0]) / Double(counts[$0]) }
+  }
+
+  /// The raw ERK score (Σ dims / Π dims)^power of each layer (0 for an empty one); only the
+  /// scores of the layers `among` (those still sparse) are used. Only ratios between scores
+  /// matter, so when a large power overflows or underflows them (a [1, 1] layer at power 1100
+  /// gives 2^1100), they are computed in log space relative to the largest among `among`,
+  /// which keeps every score finite and in [0, 1].
+  static func erkScores(shapes: [[Int]], counts: [Int], power: Double, among: [Int]) -> [Double] {
+    let plain = zip(shapes, counts).map { shape, count -> Double in
+      count == 0 ? 0 : pow(Double(shape.reduce(0, +)) / Double(count), power)
+    }
+    let weighted = among.reduce(0.0) { $0 + plain[$1] * Double(counts[$1]) }
+    if weighted.isFinite && among.allSatisfy({ plain[$0] > 0 }) { return plain }
+    let logs = zip(shapes, counts).map { shape, count -> Double in
+      count == 0 ? -.infinity : power * (log(Double(shape.reduce(0, +))) - log(Double(count)))
+    }
+    let top = among.map { logs[$0] }.max() ?? 0
+    return logs.map { $0 == -.infinity ? 0 : min(1, exp($0 - top)) }
   }
 }

@@ -6,6 +6,11 @@ import Foundation
 /// nine digits), written every `every` epochs and of which the newest `keep` are kept. Each is
 /// written atomically, so a crash or a full disk during a save leaves the earlier checkpoints
 /// as they were.
+///
+/// A directory belongs to one run: `TrainingRun` holds its `DirectoryLock` while it trains (a
+/// second run on the same directory fails at once, naming the first), and a fresh run refuses
+/// a directory that already holds checkpoints (`requireNoCheckpoints`) — continue that run by
+/// resuming, or use another directory.
 public struct CheckpointDirectory: Sendable {
   public let path: String
   public let keep: Int
@@ -48,17 +53,30 @@ public struct CheckpointDirectory: Sendable {
   }
 
   /// Saves `trainer` as the checkpoint of its current step (first removing any temporary file
-  /// an interrupted save left behind), then removes the oldest beyond `keep`. Returns the
-  /// file's path.
+  /// an interrupted save left behind), then removes the oldest others so that `keep` remain,
+  /// the one just written always among them. Returns the file's path.
   @discardableResult
   public func save(_ trainer: Trainer) throws -> String {
     removeTemporaryFiles()
     let file = String(format: "%@/checkpoint-%09d.safetensors", path, trainer.stepsTaken)
     try trainer.saveCheckpoint(path: file)
-    for old in checkpoints().dropLast(keep) {
+    for old in checkpoints().filter({ $0.path != file }).dropLast(keep - 1) {
       try? FileManager.default.removeItem(atPath: old.path)
     }
     return file
+  }
+
+  /// Takes this directory's lock for one run (see `DirectoryLock`).
+  public func lock() throws -> DirectoryLock { try DirectoryLock(directory: path) }
+
+  /// Throws `CoppiceError.invalidState` when the directory already holds checkpoints: a new
+  /// run there would mix its checkpoints with an earlier run's and prune them.
+  public func requireNoCheckpoints() throws {
+    guard let newest = checkpoints().last else { return }
+    throw CoppiceError.invalidState(
+      "checkpoint directory \(path) already holds checkpoints of an earlier run (newest: "
+        + "\((newest.path as NSString).lastPathComponent)); resume that run, or use another "
+        + "directory")
   }
 
   /// Removes what saves killed part-way left (one run writes to a directory at a time).

@@ -67,12 +67,12 @@ public struct FileInspection: Codable, Sendable {
       csrNames.insert(weight)
       guard let text = metadata["\(weight).csr.shape"],
         let shape = try? JSONDecoder().decode([Int].self, from: Data(text.utf8)),
-        let (rows, cols, count) = SparseExport.matrix(shape)
+        let (rows, cols, count) = CSRTensors.matrix(shape)
       else {
         throw CoppiceError.invalidFile(
           path: path, reason: "no valid shape for CSR weight \(weight)")
       }
-      let csr = try SparseExport.parts(entries, name: weight, rows: rows, cols: cols, path: path)
+      let csr = try CSRTensors.parts(entries, name: weight, rows: rows, cols: cols, path: path)
       let parts = ["values", "indices", "indptr"].compactMap { entries["\(weight).csr.\($0)"] }
       infos.append(
         TensorInfo(

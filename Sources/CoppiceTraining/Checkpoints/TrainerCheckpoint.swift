@@ -52,15 +52,37 @@ extension Trainer {
     guard SeededGenerator(state: s.shuffleGenerator) != nil,
       SeededGenerator(state: s.augmentGenerator) != nil
     else { throw bad("malformed generator state") }
-    guard s.epochFLOPs.count == 2, s.stepsTaken >= 0, s.optimizerSteps >= 0 else {
-      throw bad("malformed counters")
+    // Counters stay far from overflow (steps within 2^40 as a sparsifier's, images within
+    // 2^62), times and FLOPs are finite.
+    let steps = 0...Sparsifier.maxSteps
+    guard steps.contains(s.stepsTaken), steps.contains(Int(clamping: s.optimizerSteps)),
+      (0...(1 << 62)).contains(s.imagesSeen), s.trainSeconds.isFinite, s.trainSeconds >= 0,
+      s.epochFLOPs.count == 2, s.epochFLOPs.allSatisfy({ $0.isFinite && $0 >= 0 })
+    else {
+      throw bad(
+        "malformed counters (steps \(s.stepsTaken), optimizer steps \(s.optimizerSteps), "
+          + "images \(s.imagesSeen))")
+    }
+    // Completed epochs count up from 1 to at most this run's epochs (P-GaP's records may skip).
+    var previous = 0
+    for record in s.history {
+      guard record.epoch > previous, record.epoch <= config.epochs else {
+        throw bad(
+          "history records epoch \(record.epoch) after epoch \(previous) in a run of "
+            + "\(config.epochs) epochs")
+      }
+      previous = record.epoch
     }
     let dropouts = model.dropoutLayers.count
     guard s.dropoutCalls.count == dropouts else {
       throw bad("\(s.dropoutCalls.count) dropout layers saved, the model has \(dropouts)")
     }
+    guard s.dropoutCalls.allSatisfy({ $0 <= 1 << 62 }) else { throw bad("malformed dropout calls") }
     if let p = s.inProgress {
+      let counts = 0...(1 << 62)
       guard p.batchesDone >= 0, p.batchesDone <= (s.stepsPerEpoch ?? 0), p.epoch >= 0,
+        p.epoch < config.epochs, counts.contains(p.run.seen), counts.contains(p.run.correct),
+        p.run.lossSum.isFinite, p.run.seconds.isFinite,
         SeededGenerator(state: p.shuffleState) != nil
       else { throw bad("malformed epoch in progress") }
     }
@@ -158,7 +180,26 @@ extension Trainer {
       tensors.append(
         (tensor, try CoppiceFile.floats(entries, name: name, shape: tensor.shape, path: path)))
     }
-    try prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+    // Starting the sparsifier masks the weights: put them back if its state is refused.
+    let untouched = sparsifier == nil && sparsity != nil ? stateTensors.map(\.tensor.array) : nil
+    do {
+      try prepareSparsity(stepsPerEpoch: stepsPerEpoch)
+      try restoreSparsifier(entries, metadata, path: path)
+    } catch {
+      if let untouched {
+        for ((_, tensor), values) in zip(stateTensors, untouched) { tensor.assign(values) }
+      }
+      throw error
+    }
+    for (tensor, values) in tensors { tensor.assign(values) }
+    apply(runState: state)
+  }
+
+  /// Installs the sparsifier state and masks of a checkpoint, validated against each other.
+  private func restoreSparsifier(
+    _ entries: [String: SafeTensors.Entry], _ metadata: [String: String], path: String
+  ) throws {
+    func fail(_ reason: String) -> CoppiceError { .invalidFile(path: path, reason: reason) }
     if let sparsifier {
       guard let text = metadata["sparsifier_state"] else {
         throw fail("metadata has no sparsifier_state")
@@ -179,8 +220,6 @@ extension Trainer {
         throw fail("mask tensor \(t.name).mask disagrees with the sparsifier state")
       }
     }
-    for (tensor, values) in tensors { tensor.assign(values) }
-    apply(runState: state)
   }
 }
 

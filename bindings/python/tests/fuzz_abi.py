@@ -2,7 +2,13 @@
 
 Run as a program (test_fuzz.py does, in a child process, so that a crash is a test failure):
 
-    python fuzz_abi.py --seed 1 --iterations 2000 [--skip scenario,...]
+    python fuzz_abi.py --seed 1 --iterations 2000 [--skip scenario,...] [--threads N]
+
+With --threads N, N fuzzers run at once, each in its own thread on its own handles and files
+(seeds seed..seed+N-1, --iterations each): the library promises that separate handles are
+independent. Two things are left out there, being the caller's to serialise by contract:
+coppice_set_threads while other threads are inside the library, and destroyed handles (whose
+address another thread's new handle may take over, making it a shared handle).
 
 Every call is printed ("CALL <n> <function> <arguments>") and flushed before it is made, so the
 last line before a crash names the culprit. Each argument is drawn from a pool of values tagged
@@ -26,6 +32,8 @@ import os
 import random
 import sys
 import tempfile
+import threading
+import time
 from ctypes import byref, c_double, c_int, c_int64, c_void_p
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -57,7 +65,8 @@ def neutral(value: Any, text: Optional[str] = None) -> Arg:
 
 
 class Fuzzer:
-    def __init__(self, seed: int, workdir: str, skip: List[str]) -> None:
+    def __init__(self, seed: int, workdir: str, skip: List[str], threaded: bool = False) -> None:
+        self.threaded = threaded
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         self.workdir = workdir
@@ -118,6 +127,25 @@ class Fuzzer:
             self.images.ctypes.data, self.labels.ctypes.data, 2, 28, 28, 10, byref(dead_dataset)) == 0
         capi.coppice_dataset_destroy(dead_dataset)
         self.stale_dataset = dead_dataset
+
+        # Layers: a linear one over the sparsifier's "a" (8×8), a masked convolution (4×2×3×3,
+        # no padding), a destroyed one. Activation buffers hold the largest good sizes.
+        self.layer = c_void_p()
+        assert capi.coppice_layer_linear_create(self.sparsifier, b"a", byref(self.layer)) == 0
+        self.conv_weights = self.floats(72, 0.5)
+        self.conv_mask = np.tile(np.array([1, 0, 1], np.uint8), 24)
+        self.keep.append(self.conv_mask)
+        conv_shape = (c_int64 * 4)(4, 2, 3, 3)
+        self.keep.append(conv_shape)
+        self.conv = c_void_p()
+        assert capi.coppice_layer_conv2d_create_masked(
+            conv_shape, self.conv_weights.ctypes.data, self.conv_mask.ctypes.data, None,
+            byref(self.conv)) == 0
+        dead_layer = c_void_p()
+        assert capi.coppice_layer_linear_create(self.sparsifier, b"a", byref(dead_layer)) == 0
+        capi.coppice_layer_destroy(dead_layer)
+        self.stale_layer = dead_layer
+        self.activations = [self.floats(2 * 4 * 8 * 8, 0.25) for _ in range(5)]  # x, y, dy, dx, dw
 
         self.out_floats = self.floats(4096)
         self.out_bytes = np.zeros(4096, np.uint8)
@@ -180,14 +208,15 @@ class Fuzzer:
 
     def live_addresses(self) -> set:
         """Addresses of the handles alive between scenarios (transient ones are destroyed)."""
-        handles = [self.sparsifier, self.fresh, self.matrix, self.model, self.dataset, self.small_dataset]
+        handles = [self.sparsifier, self.fresh, self.matrix, self.model, self.dataset, self.small_dataset,
+                   self.layer, self.conv]
         return {h.value for h in handles}
 
     def handle_pool(self, live: c_void_p, stale: c_void_p, foreign: c_void_p, what: str) -> List[Arg]:
         # A destroyed handle's address can be reused by a newer object (then it is live again:
         # no C library can tell the difference), so it only counts as bad while it is unused.
         reused = stale.value in self.live_addresses()
-        return [
+        pool = [
             good(live, what),
             good(live, what),
             bad(None, "NULL"),
@@ -195,6 +224,9 @@ class Fuzzer:
             bad(foreign, "foreign handle"),
             bad(c_void_p(0xDEADBEEF), "0xdeadbeef"),
         ]
+        if self.threaded:  # another thread may own that address now
+            del pool[3]
+        return pool
 
     def sparsifier_handles(self) -> List[Arg]:
         return self.handle_pool(self.sparsifier, self.stale_sparsifier, self.matrix, "sparsifier")
@@ -213,6 +245,22 @@ class Fuzzer:
         else:
             pool.append(good(self.small_dataset, "20x20 dataset"))
         return pool
+
+    def layer_handles(self, conv: bool) -> List[Arg]:
+        """Linear or convolution layer handles; the other kind of layer is bad too."""
+        live, other = (self.conv, self.layer) if conv else (self.layer, self.conv)
+        what = "conv layer" if conv else "linear layer"
+        pool = self.handle_pool(live, self.stale_layer, self.model, what)
+        return pool + [bad(other, "linear layer" if conv else "conv layer")]
+
+    def layer_sizes(self, valid: List[int]) -> List[Arg]:
+        """Batch or image sizes: the valid ones fit the activation buffers; the bad ones are
+        those the library must refuse (below 1, above 2^31 − 1)."""
+        return [good(v) for v in valid] + [bad(v) for v in (0, -1, 2**31, INT64_MAX, INT64_MIN)]
+
+    def activation_pool(self, index: int, name: str, optional: bool = False) -> List[Arg]:
+        buffer = self.activations[index].ctypes.data
+        return [good(buffer, name), good(buffer, name), (None, GOOD if optional else BAD, "NULL")]
 
     def name_pool(self, valid: bytes = b"a") -> List[Arg]:
         g = self.garbage_bytes()
@@ -397,8 +445,90 @@ class Fuzzer:
             "coppice_sparsifier_pgap_export_partition": self.f_pgap_transfer("coppice_sparsifier_pgap_export_partition"),
             "coppice_sparsifier_pgap_import_partition": self.f_pgap_transfer("coppice_sparsifier_pgap_import_partition"),
             "coppice_sparsifier_pgap_finish_round": self.f_simple_sparsifier("coppice_sparsifier_pgap_finish_round"),
+            "coppice_layer_linear_create": self.f_layer_create,
+            "coppice_layer_linear_create_masked": self.f_layer_create_masked,
+            "coppice_layer_linear_forward": self.f_linear_forward,
+            "coppice_layer_linear_backward": self.f_linear_backward,
+            "coppice_layer_conv2d_output_size": self.f_conv_output_size,
+            "coppice_layer_conv2d_forward": self.f_conv_forward,
+            "coppice_layer_conv2d_backward": self.f_conv_backward,
+            "coppice_layer_plan": self.f_layer_plan,
+            "coppice_layer_execution": self.f_layer_execution,
             "destroy": self.f_destroy,
         }
+
+    # ------------------------------------------------------------------ sparse layers
+
+    def f_layer_create(self, force: bool) -> None:
+        names = [good(b"a"), bad(b"b", "1-D parameter"), bad(None, "NULL"), bad(b"no-such-parameter")]
+        out = c_void_p()
+        args = self.draw([self.sparsifier_handles(), names, [good(byref(out), "&out"), bad(None, "NULL")]], force)
+        if self.call("coppice_layer_linear_create", args) == 0:
+            capi.coppice_layer_destroy(out)
+
+    def f_layer_create_masked(self, force: bool) -> None:
+        out = c_void_p()
+        weights = [good(self.out_floats.ctypes.data, "weights"), bad(None, "NULL")]
+        mask = [good(self.out_bytes.ctypes.data, "mask"), bad(None, "NULL")]
+        args = self.draw([self.layer_sizes([8, 16]), self.layer_sizes([4, 8]), weights, mask,
+                          [good(byref(out), "&out"), bad(None, "NULL")]], force)
+        if self.call("coppice_layer_linear_create_masked", args) == 0:
+            capi.coppice_layer_destroy(out)
+
+    def f_linear_forward(self, force: bool) -> None:
+        args = self.draw([self.layer_handles(False), self.activation_pool(0, "x"), self.layer_sizes([1, 4]),
+                          self.activation_pool(4, "bias", optional=True), self.activation_pool(1, "y")], force)
+        self.call("coppice_layer_linear_forward", args)
+
+    def f_linear_backward(self, force: bool) -> None:
+        args = self.draw([self.layer_handles(False), self.activation_pool(0, "x"), self.activation_pool(2, "dy"),
+                          self.layer_sizes([1, 4]), self.activation_pool(3, "dx", optional=True),
+                          self.activation_pool(4, "dw", optional=True),
+                          self.activation_pool(1, "db", optional=True)], force)
+        self.call("coppice_layer_linear_backward", args)
+
+    def conv_sizes(self) -> List[Arg]:
+        """Image sizes: 3..8 fit the buffers; 1 and 2 are smaller than the 3×3 kernel."""
+        return self.layer_sizes([3, 5, 8]) + [bad(1), bad(2)]
+
+    def f_conv_output_size(self, force: bool) -> None:
+        h, w = c_int64(), c_int64()
+        self.keep += [h, w]
+        outs = [good(byref(h), "&oh"), bad(None, "NULL")]
+        args = self.draw([self.layer_handles(True), self.conv_sizes(), self.conv_sizes(), outs,
+                          [good(byref(w), "&ow"), bad(None, "NULL")]], force)
+        self.call("coppice_layer_conv2d_output_size", args)
+
+    def f_conv_forward(self, force: bool) -> None:
+        args = self.draw([self.layer_handles(True), self.activation_pool(0, "x"), self.layer_sizes([1, 2]),
+                          self.conv_sizes(), self.conv_sizes(), self.activation_pool(4, "bias", optional=True),
+                          self.activation_pool(1, "y")], force)
+        self.call("coppice_layer_conv2d_forward", args)
+
+    def f_conv_backward(self, force: bool) -> None:
+        args = self.draw([self.layer_handles(True), self.activation_pool(0, "x"), self.activation_pool(2, "dy"),
+                          self.layer_sizes([1, 2]), self.conv_sizes(), self.conv_sizes(),
+                          self.activation_pool(3, "dx", optional=True), self.activation_pool(4, "dw", optional=True),
+                          self.activation_pool(1, "db", optional=True)], force)
+        self.call("coppice_layer_conv2d_backward", args)
+
+    def f_layer_plan(self, force: bool) -> None:
+        conv = self.rng.random() < 0.5
+        a, b = c_int(), c_int()
+        self.keep += [a, b]
+        sizes = self.conv_sizes() if conv else [neutral(v) for v in (0, 1, 8, INT64_MAX)]
+        args = self.draw([self.layer_handles(conv)[:-1], self.layer_sizes([1, 2]), sizes, sizes,
+                          [good(byref(a), "&forward"), good(None, "NULL")],
+                          [good(byref(b), "&backward"), good(None, "NULL")]], force)
+        self.call("coppice_layer_plan", args)
+
+    def f_layer_execution(self, force: bool) -> None:
+        conv = self.rng.random() < 0.5
+        a, b = c_int(), c_int()
+        self.keep += [a, b]
+        args = self.draw([self.layer_handles(conv)[:-1], [good(byref(a), "&forward"), good(None, "NULL")],
+                          [good(byref(b), "&backward"), good(None, "NULL")]], force)
+        self.call("coppice_layer_execution", args)
 
     def f_status_name(self, _force: bool) -> None:
         code = self.rng.choice([-1, 0, 9, 10, INT_MAX, INT_MIN, self.rng.randrange(-1000, 1000)])
@@ -870,7 +1000,8 @@ class Fuzzer:
     # ------------------------------------------------------------------ driver
 
     def run(self, iterations: int) -> None:
-        scenarios = {k: v for k, v in self.scenarios().items() if k not in self.skip}
+        skip = self.skip | ({"coppice_set_threads", "destroy"} if self.threaded else set())
+        scenarios = {k: v for k, v in self.scenarios().items() if k not in skip}
         names = sorted(scenarios)
         for i in range(iterations):
             name = names[self.rng.randrange(len(names))]
@@ -893,12 +1024,31 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--threads", type=int, default=1, help="fuzzers running at once")
     options = parser.parse_args(argv)
     capi.coppice_set_threads(2)
+    skip = [s for s in options.skip.split(",") if s]
     with tempfile.TemporaryDirectory(prefix="coppice-fuzz-") as workdir:
-        fuzzer = Fuzzer(options.seed, workdir, [s for s in options.skip.split(",") if s])
-        fuzzer.run(options.iterations)
-        print(f"DONE {fuzzer.calls} calls, {len(fuzzer.violations)} violations", flush=True)
+        if options.threads <= 1:
+            fuzzer = Fuzzer(options.seed, workdir, skip)
+            fuzzer.run(options.iterations)
+            print(f"DONE {fuzzer.calls} calls, {len(fuzzer.violations)} violations", flush=True)
+            return 0
+        fuzzers = []
+        for i in range(options.threads):
+            directory = os.path.join(workdir, f"thread-{i}")
+            os.makedirs(directory)
+            fuzzers.append(Fuzzer(options.seed + i, directory, skip, threaded=True))
+        threads = [threading.Thread(target=f.run, args=(options.iterations,)) for f in fuzzers]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        calls = sum(f.calls for f in fuzzers)
+        violations = sum(len(f.violations) for f in fuzzers)
+        print(f"DONE {calls} calls, {violations} violations, {options.threads} threads, "
+              f"{time.monotonic() - start:.1f} s", flush=True)
     return 0
 
 

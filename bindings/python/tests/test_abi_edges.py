@@ -67,6 +67,37 @@ if capi.coppice_sparsifier_steps(s, byref(n)) != 0:
 if capi.coppice_model_parameter_count(m, byref(n)) != 0:
     print("model died:", capi.coppice_last_error().decode()); sys.exit(5)
 """,
+    "file_inspect with capacity SIZE_MAX is a large buffer, not -1": """
+import os, tempfile
+m = c_void_p(); assert capi.coppice_model_create(b"mlp", 0, 10, byref(m)) == 0
+path = os.path.join(tempfile.mkdtemp(), "m.safetensors").encode()
+assert capi.coppice_model_save(m, path) == 0
+buffer = ctypes.create_string_buffer(1 << 20); needed = ctypes.c_size_t()
+status = capi.coppice_file_inspect(path, buffer, 2**64 - 1, byref(needed))
+if status != 0:
+    print("refused:", capi.coppice_last_error().decode()); sys.exit(6)
+assert buffer.value.startswith(b"{") and needed.value == len(buffer.value) + 1
+""",
+    "the same or overlapping buffers registered twice": """
+config = SparsifierConfig(); capi.coppice_sparsifier_config_init(byref(config)); config.total_steps = 10
+s = c_void_p(); assert capi.coppice_sparsifier_create(byref(config), byref(s)) == 0
+w = np.ones(64, np.float32); g = np.zeros(64, np.float32); shape = (c_int64 * 1)(32)
+assert capi.coppice_sparsifier_add_parameter(s, b"a", w.ctypes.data, shape, 1, g.ctypes.data, 0.0) == 0
+expect_failure(capi.coppice_sparsifier_add_parameter(s, b"b", w.ctypes.data, shape, 1, None, 0.0))
+expect_failure(capi.coppice_sparsifier_add_parameter(s, b"c", w.ctypes.data + 64, shape, 1, None, 0.0))
+expect_failure(capi.coppice_sparsifier_add_parameter(s, b"d", w.ctypes.data + 128, shape, 1, g.ctypes.data, 0.0))
+expect_failure(capi.coppice_sparsifier_add_parameter(s, b"e", g.ctypes.data + 128, shape, 1, g.ctypes.data + 128, 0.0))
+assert capi.coppice_sparsifier_add_parameter(s, b"f", w.ctypes.data + 128, shape, 1, g.ctypes.data + 128, 0.0) == 0
+""",
+    "predict with NaN or infinite images": """
+m = c_void_p(); assert capi.coppice_model_create(b"mlp", 0, 10, byref(m)) == 0
+logits = np.zeros(20, np.float32)
+for value in (float("nan"), float("inf"), -float("inf")):
+    images = np.zeros(2 * 784, np.float32); images[784 + 5] = value
+    expect_failure(capi.coppice_predict(m, images.ctypes.data, 2, 28, 28, logits.ctypes.data, 20))
+images = np.zeros(2 * 784, np.float32)
+assert capi.coppice_predict(m, images.ctypes.data, 2, 28, 28, logits.ctypes.data, 20) == 0
+""",
     "stepping far beyond total_steps": """
 config = SparsifierConfig(); capi.coppice_sparsifier_config_init(byref(config)); config.total_steps = 3
 config.partitions = 1; config.rounds = 1

@@ -18,6 +18,10 @@ from conftest import describe_exit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ITERATIONS = int(os.environ.get("COPPICE_FUZZ_ITERATIONS", "2000"))
+# The concurrent run: THREADS fuzzers at once on separate handles, THREAD_ITERATIONS calls each
+# (10^5 calls in all by default, about 16 s on 2 cores).
+THREADS = int(os.environ.get("COPPICE_FUZZ_THREADS", "4"))
+THREAD_ITERATIONS = int(os.environ.get("COPPICE_FUZZ_THREAD_ITERATIONS", "25000"))
 SEED = int(os.environ.get("COPPICE_FUZZ_SEED", "20240611"))
 MAX_RESTARTS = 12
 
@@ -59,3 +63,22 @@ def test_fuzz_every_entry_point_with_bad_arguments():
     report = "\n".join(["crashes:"] + crashes + ["violations:"] + sorted(set(violations)))
     assert not crashes and not violations, report
     assert total_calls >= ITERATIONS
+
+
+def test_fuzz_concurrent_threads_on_separate_handles():
+    """THREADS fuzzers at once, each on its own handles and files: separate handles must be
+    independent (no crash, no cross-talk in statuses or coppice_last_error)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    result = subprocess.run(
+        [sys.executable, os.path.join(HERE, "fuzz_abi.py"), "--seed", str(SEED),
+         "--iterations", str(THREAD_ITERATIONS), "--threads", str(THREADS)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    lines = result.stdout.splitlines()
+    violations = sorted({line for line in lines if line.startswith("VIOLATION")})
+    done = [line for line in lines if line.startswith("DONE")]
+    assert result.returncode == 0 and done, describe_exit(result) + "\n" + "\n".join(lines[-5:])
+    print(done[-1])
+    assert not violations, "\n".join(violations)
+    assert int(done[-1].split()[1]) >= THREADS * THREAD_ITERATIONS
