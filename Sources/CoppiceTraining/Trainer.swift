@@ -261,11 +261,15 @@ public final class Trainer {
       throw CoppiceError.diverged(
         "training diverged: loss is \(value) at step \(stepsTaken + 1) (lower the learning rate)")
     }
+    let skipOptimizer = sparsifier?.skipsOptimizerStep ?? false
     sparsifier?.maskGradients()
-    optimizer.step()
+    if !skipOptimizer { optimizer.step() }
     if let s = sparsifier, try s.step() {
       optimizer.resetState(afterMaskChangesOf: s)
       if let parallel { try verifyMasks(parallel) }
+    }
+    if let s = sparsifier, s.config.restartOptimizerPerStep, s.endedGaPStep {
+      optimizer.resetAllState()
     }
     stepsTaken += 1
     return (value, correct)
