@@ -11,7 +11,8 @@
 /// }
 /// ```
 /// Steps count completed optimizer steps, 1-based. Every schedule leaves every target at
-/// exactly `targetZeros` zeros when it has finished changing masks.
+/// exactly `targetZeros` zeros when it has finished changing masks — except GaP with
+/// `GaPPruneMode.global`, whose per-target zeros differ while their sum is exact.
 public protocol SparsitySchedule: AnyObject {
   /// The method's name string ("cgap", "rigl", ...).
   var name: String { get }

@@ -6,7 +6,9 @@
 /// dense is pruned back to its target by exact per-layer top-k magnitude, and the next
 /// partition in cyclic order is grown (its mask removed; its pruned weights restart from zero).
 /// After `rounds` rounds of κ steps the last dense partition is pruned and all masks are frozen
-/// for fine-tuning. Boundary b (1-based) is after step b·stepLength.
+/// for fine-tuning. Boundary b (1-based) is after step b·stepLength. With `pruneMode` global,
+/// a prune keeps the largest magnitudes over the partition's layers together (the final prune:
+/// over every sparse layer) under their summed budget (non-uniform GaP).
 public final class CyclicGaP: SparsitySchedule {
   public let name = "cgap"
   /// Target indices per partition, in grow order.
