@@ -23,6 +23,10 @@ public final class Sparsifier {
   /// Completed optimizer steps.
   public internal(set) var stepsCompleted = 0
   public internal(set) var isStarted = false
+  /// Whether `step()` keeps a copy of the current P-GaP worker's partition for
+  /// `finishParallelRoundFromImports()` (hosts that finish rounds themselves). The engine
+  /// trainer, which passes every worker's weights explicitly, turns it off.
+  package var snapshotsWorkerPartition = true
 
   /// Resolves per-target sparsities from the configured distribution (all 0 for `dense`),
   /// builds the schedule and validates everything. Target names must be unique.
@@ -135,7 +139,8 @@ public final class Sparsifier {
     }
     for t in targets { t.applyMask() }
     stepsCompleted += 1
-    if let gap = schedule as? ParallelGaP, let worker = gap.currentWorker {
+    if snapshotsWorkerPartition, let gap = schedule as? ParallelGaP, let worker = gap.currentWorker
+    {
       var snapshot: [Int: [Float]] = [:]
       for t in gap.partitions[worker] {
         snapshot[t] = Array(UnsafeBufferPointer(start: targets[t].weights, count: targets[t].count))

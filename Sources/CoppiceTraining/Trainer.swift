@@ -63,6 +63,7 @@ public final class Trainer {
         targets: targets, config: sparsity, stepsPerEpoch: stepsPerEpoch,
         totalSteps: max(1, stepsPerEpoch * config.epochs), seed: config.seed)
       try s.start()
+      s.snapshotsWorkerPartition = false  // P-GaP rounds pass every worker's weights
       model.attachMasks(targets)
       sparsifier = s
     }

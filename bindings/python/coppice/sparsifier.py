@@ -127,6 +127,16 @@ class Sparsifier(Handle):
     `gap_step_length=0` lets the GaP rounds fill 75% of training; `prune_step=-1` prunes
     oneshot at half of training. Bad values raise CoppiceError(COPPICE_INVALID_ARGUMENT).
 
+    GaP as the paper's code runs it (defaults keep the plain behaviour): `gap_prune="global"`
+    (non-uniform GaP), `restart_optimizer_per_step` / `restart_lr_per_step` /
+    `restart_warmup_per_step` (the host restarts where `ended_gap_step()` says so; coppice.torch
+    clears the optimizer's state itself), `pgap_merge` (engine P-GaP). SET/RigL:
+    `reference_mask_updates` (skip the optimizer step where `skips_optimizer_step()` says so),
+    `drop_fraction_decay`, `update_end_fraction`; GMP: `initial_sparsity`,
+    `pruning_begin_step`, `pruning_end_step` (-1: 25% / 75% of training), `pruning_frequency`;
+    oneshot/GMP: `global_magnitude`. Per-layer tables, blocks and explicit partitions:
+    `set_layer_sparsity`, `set_block`, `set_partitions` / `set_partition_list` before start().
+
     Registered arrays are referenced by this object until close(): the library writes into
     them in place (masking), so they must not be resized or reallocated.
     Not thread-safe: use one sparsifier from one thread at a time.
