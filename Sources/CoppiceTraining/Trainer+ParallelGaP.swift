@@ -134,9 +134,10 @@ extension Trainer {
       }
       try sparsifier.finishParallelRound(workerWeights: workerWeights)
       optimizer.resetState(afterMaskChangesOf: sparsifier)
-      if sparsifier.config.restartOptimizerPerStep { optimizer.resetAllState() }
       stepsTaken = stateAtStart.stepsTaken + gap.stepLength
       optimizer.stepCount = stateAtStart.optimizerSteps + Int64(gap.stepLength)
+      // The next round (or the fine-tune) starts with a fresh optimizer, step count 0.
+      if sparsifier.config.restartOptimizerPerStep { optimizer.resetAllState() }
       let record = makeRecord(epoch: epochsDone + epochsPerStep, run: run, test: test)
       history.append(record)
       epochEnd?(record)
