@@ -180,6 +180,35 @@ typedef struct coppice_sparsifier_config {
   double drop_fraction;     /* set/rigl (default 0.3) */
   int64_t prune_step;       /* oneshot: step to prune at (-1: half of training) */
   uint64_t seed;            /* random masks and growth (default 0) */
+  /* Since 0.2 (each has its default when struct_size ends before it): */
+  const char *gap_prune;    /* GaP prunes: "layer" (per layer, default; NULL too) or "global"
+                               (one magnitude ranking over the pruned partition under its
+                               budget, the whole model for the final prune: non-uniform GaP) */
+  int global_magnitude;     /* oneshot/gmp: rank over all layers at once (default 0) */
+  int reset_optimizer_state; /* the host should zero optimizer state where masks change
+                               (default 1; read by coppice_train; the sparsifier only reports
+                               the changes) */
+  int restart_optimizer_per_step; /* GaP: fresh optimizer state at every GaP step (default 0;
+                               coppice_train does it; a host does it when
+                               coppice_sparsifier_ended_gap_step says so) */
+  int restart_lr_per_step;  /* GaP: restart the learning-rate schedule at every GaP step and
+                               for the fine-tune (default 0; coppice_train does it) */
+  int restart_warmup_per_step; /* with restart_lr_per_step: every restart has the warm-up
+                               (default 0) */
+  const char *pgap_merge;   /* P-GaP in coppice_train: "average" (default; NULL too) every
+                               tensor but the partitions' weights, or "partition": a partition's
+                               layers' parameters, buffers and optimizer state from its worker */
+  double initial_sparsity;  /* gmp: initial sparsity (default 0) */
+  int64_t pruning_begin_step; /* gmp: first pruning step (-1, default: 25% of training) */
+  int64_t pruning_end_step; /* gmp: last pruning step (-1, default: 75% of training) */
+  int64_t pruning_frequency; /* gmp: steps between prunes (default 100) */
+  const char *drop_fraction_decay; /* set/rigl: "constant" or "cosine" (NULL, default: cosine
+                               for rigl, constant for set) */
+  double update_end_fraction; /* set/rigl: updates stop at this fraction of training (0.75) */
+  int reference_mask_updates; /* set/rigl: update steps as in the RigL reference code: the
+                               mask update replaces the optimizer step (the host skips it when
+                               coppice_sparsifier_skips_optimizer_step says so) and the drop
+                               count is floored (default 0) */
 } coppice_sparsifier_config;
 
 /* Sets struct_size and every default. Never fails; does nothing when config is NULL. */
@@ -219,6 +248,34 @@ coppice_status coppice_sparsifier_add_parameter(coppice_sparsifier *sparsifier, 
  */
 coppice_status coppice_sparsifier_set_partition(coppice_sparsifier *sparsifier, const char *name,
                                                 int partition);
+
+/*
+ * Explicit GaP partitions in one call: layer names separated by ',' within a partition and
+ * partitions separated by ';' ("conv1.weight,conv2.weight;fc1.weight"), as the CLI's
+ * --partition-list. Same rules as set_partition (replaces earlier assignments); parameters
+ * that the distribution keeps dense may be left out. Errors: NOT_FOUND (unknown name),
+ * INVALID_ARGUMENT (NULL, a name twice, an empty partition), INVALID_STATE (started).
+ */
+coppice_status coppice_sparsifier_set_partition_list(coppice_sparsifier *sparsifier,
+                                                     const char *partitions);
+
+/*
+ * Per-layer sparsity table: parameter `name` ends at `sparsity` in [0, 1). Once any entry is
+ * set, the table replaces config.distribution and every parameter must have an entry (start
+ * reports those that have none). Errors: NOT_FOUND, INVALID_ARGUMENT (sparsity outside
+ * [0, 1) or NaN), INVALID_STATE (started).
+ */
+coppice_status coppice_sparsifier_set_layer_sparsity(coppice_sparsifier *sparsifier,
+                                                     const char *name, double sparsity);
+
+/*
+ * Puts parameter `name` into block `block` (any non-empty name, e.g. "layer2.1" for both
+ * convolutions of a residual block): balanced GaP partitions never split consecutive
+ * parameters of one block. Errors: NOT_FOUND, INVALID_ARGUMENT (NULL or empty block),
+ * INVALID_STATE (started).
+ */
+coppice_status coppice_sparsifier_set_block(coppice_sparsifier *sparsifier, const char *name,
+                                            const char *block);
 
 /*
  * Resolves per-parameter sparsities, builds the schedule and applies the initial masks
@@ -273,6 +330,69 @@ coppice_status coppice_sparsifier_parameter_count(const coppice_sparsifier *spar
 coppice_status coppice_sparsifier_steps(const coppice_sparsifier *sparsifier, int64_t *out);
 
 /*
+ * GaP partitions after start: *out = the number of partitions κ as it took effect (0 for the
+ * other methods); partition_of sets *out to the partition of parameter `name`, or -1 when it
+ * is in none (other methods, or a layer the distribution keeps dense). Errors: NOT_FOUND
+ * (unknown name), INVALID_STATE (not started).
+ */
+coppice_status coppice_sparsifier_partition_count(const coppice_sparsifier *sparsifier,
+                                                  int *out);
+coppice_status coppice_sparsifier_partition_of(const coppice_sparsifier *sparsifier,
+                                               const char *name, int *out);
+
+/* *out = 1 when masks can no longer change (fine-tune). Errors: INVALID_STATE. */
+coppice_status coppice_sparsifier_masks_frozen(const coppice_sparsifier *sparsifier, int *out);
+
+/*
+ * *out = 1 when the host should skip its optimizer step for the coming step (a SET/RigL
+ * update step with reference_mask_updates); it still calls mask_gradients and step.
+ * Errors: INVALID_STATE.
+ */
+coppice_status coppice_sparsifier_skips_optimizer_step(const coppice_sparsifier *sparsifier,
+                                                       int *out);
+
+/*
+ * *out = 1 when the last coppice_sparsifier_step ended a GaP step (C-GaP's prune-and-grow
+ * boundaries, the final prune included): where a host restarts its optimizer state
+ * (restart_optimizer_per_step) or its learning-rate schedule (restart_lr_per_step).
+ * Errors: INVALID_STATE.
+ */
+coppice_status coppice_sparsifier_ended_gap_step(const coppice_sparsifier *sparsifier, int *out);
+
+/* Kinds of structured sparsifier events (stable numbers, never renumbered). */
+#define COPPICE_EVENT_START 1           /* initial masks set */
+#define COPPICE_EVENT_PRUNE 2           /* a GaP partition pruned */
+#define COPPICE_EVENT_GROW 3            /* a GaP partition grown (made dense) */
+#define COPPICE_EVENT_FINAL_PRUNE 4     /* the last GaP prune; masks frozen */
+#define COPPICE_EVENT_MASK_UPDATE 5     /* a SET/RigL drop-and-grow update */
+#define COPPICE_EVENT_MAGNITUDE_PRUNE 6 /* a one-shot or GMP prune */
+#define COPPICE_EVENT_WORKER_BEGIN 7    /* a P-GaP worker began (its partition dense) */
+#define COPPICE_EVENT_ROUND_MERGED 8    /* a P-GaP round assembled and pruned */
+#define COPPICE_EVENT_FROZEN 9          /* masks frozen from here on */
+
+/* A structured event. Initialise struct_size (sizeof) before coppice_sparsifier_next_event. */
+typedef struct coppice_sparsifier_event {
+  size_t struct_size;    /* sizeof(coppice_sparsifier_event), set by the host */
+  int kind;              /* COPPICE_EVENT_* */
+  int partition;         /* GaP partition or P-GaP worker, -1 when none */
+  int64_t step;          /* completed optimizer steps (0: at start) */
+  double sparsity;       /* sparsity over the event's layers right after it */
+  int layer_count;       /* number of layers concerned */
+  const char *kind_name; /* "start", "prune", "grow", "final_prune", ... (static string) */
+  const char *layers;    /* the layers' names, comma-separated; owned by the sparsifier,
+                            valid until the next next_event call on it or its destruction */
+} coppice_sparsifier_event;
+
+/*
+ * Takes the next structured event not yet read (events since start, in order; each is
+ * returned once). *has_event = 1 and *event filled when there was one, else 0. The log
+ * callback gets the same events as text. Errors: INVALID_ARGUMENT (NULL, struct_size too
+ * small), INVALID_STATE (not started).
+ */
+coppice_status coppice_sparsifier_next_event(coppice_sparsifier *sparsifier,
+                                             coppice_sparsifier_event *event, int *has_event);
+
+/*
  * What the schedule is doing ("C-GaP round 1/2, partition 3 dense", "fine-tune", ...). The
  * string is owned by the sparsifier (hence the non-const handle: it caches the text) and valid
  * until the next call on it. NULL on a NULL or destroyed handle.
@@ -294,7 +414,10 @@ const char *coppice_sparsifier_phase(coppice_sparsifier *sparsifier);
  *                                                  to target, writes the host's weights
  *
  * after the host put its weights back to the round's start (the previous finish_round's
- * result) before each begin_worker. The worker's own partition need not be imported. A
+ * result) before each begin_worker. The worker's own partition need not be imported: it is
+ * then taken as it was at this sparsifier's last step in that worker (never from the host's
+ * buffers at finish time, which may already hold the round's start again); a partition
+ * neither imported nor trained here since its begin_worker is INVALID_STATE. A
  * partition's buffer is its parameters' weights concatenated in registration order;
  * partition_size gives its length; export_partition's `masks` (same length) may be NULL.
  * pgap_status gives the worker count, rounds completed and rounds (each output may be NULL).

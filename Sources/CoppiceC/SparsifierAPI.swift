@@ -13,8 +13,34 @@ final class SparsifierHandle {
   var targets: [SparseTarget] = []
   /// Explicit GaP partitions assigned by coppice_sparsifier_set_partition: name → partition.
   var assignedPartitions: [String: Int] = [:]
+  /// Per-layer sparsities set by coppice_sparsifier_set_layer_sparsity.
+  var layerSparsities: [String: Double] = [:]
   var sparsifier: Sparsifier?
   var phaseString: UnsafeMutablePointer<CChar>?
+  /// Structured events read so far by coppice_sparsifier_next_event, and the layer list of
+  /// the last one (owned here).
+  var eventsRead = 0
+  var eventLayers: UnsafeMutablePointer<CChar>?
+
+  /// The configuration with what the set_* calls added: explicit partitions (every listed
+  /// partition non-empty) and a per-layer sparsity table.
+  func resolvedConfig() throws -> SparsityConfig {
+    var config = self.config
+    if !assignedPartitions.isEmpty {
+      // Explicit partitions, members in registration order; every parameter must be in one
+      // unless the distribution keeps it dense (the sparsifier names those that are not).
+      let count = (assignedPartitions.values.max() ?? 0) + 1
+      var lists = [[String]](repeating: [], count: count)
+      for t in targets { if let p = assignedPartitions[t.name] { lists[p].append(t.name) } }
+      if let empty = lists.firstIndex(where: \.isEmpty) {
+        throw APIError(
+          .invalidArgument, "partition \(empty) has no parameter (partitions 0..<\(count))")
+      }
+      config.partitions = .explicit(lists)
+    }
+    if !layerSparsities.isEmpty { config.distribution = .table(layerSparsities) }
+    return config
+  }
 
   init(config: SparsityConfig, totalSteps: Int, stepsPerEpoch: Int, seed: UInt64) {
     self.config = config
@@ -33,6 +59,7 @@ final class SparsifierHandle {
 
   deinit {
     free(phaseString)
+    free(eventLayers)
     for n in names { free(n) }
   }
 
@@ -71,6 +98,13 @@ enum DefaultStrings {
   nonisolated(unsafe) static let flops = UnsafePointer(strdup("flops")!)
   nonisolated(unsafe) static let sgd = UnsafePointer(strdup("sgd")!)
   nonisolated(unsafe) static let cosine = UnsafePointer(strdup("cosine")!)
+  nonisolated(unsafe) static let layer = UnsafePointer(strdup("layer")!)
+  nonisolated(unsafe) static let average = UnsafePointer(strdup("average")!)
+  /// Event kind names, by kind.
+  nonisolated(unsafe) static let eventKinds: [Int32: UnsafePointer<CChar>] = Dictionary(
+    uniqueKeysWithValues: SparsityEvent.Kind.allCases.map {
+      ($0.rawValue, UnsafePointer(strdup($0.name)!))
+    })
 }
 
 /// The C view of `SparsityConfig.defaults` (the one set of defaults of every front end), plus
@@ -96,6 +130,20 @@ func defaultSparsifierConfig() -> coppice_sparsifier_config {
   c.drop_fraction = d.dropFraction
   c.prune_step = Int64(d.pruneStep ?? -1)
   c.seed = 0
+  c.gap_prune = DefaultStrings.layer
+  c.global_magnitude = d.globalMagnitude ? 1 : 0
+  c.reset_optimizer_state = d.resetOptimizerState ? 1 : 0
+  c.restart_optimizer_per_step = d.restartOptimizerPerStep ? 1 : 0
+  c.restart_lr_per_step = d.restartLearningRatePerStep ? 1 : 0
+  c.restart_warmup_per_step = d.restartWarmupPerStep ? 1 : 0
+  c.pgap_merge = DefaultStrings.average
+  c.initial_sparsity = d.initialSparsity
+  c.pruning_begin_step = Int64(d.pruningBeginStep ?? -1)
+  c.pruning_end_step = Int64(d.pruningEndStep ?? -1)
+  c.pruning_frequency = Int64(d.pruningFrequency)
+  c.drop_fraction_decay = nil
+  c.update_end_fraction = d.updateEndFraction
+  c.reference_mask_updates = d.referenceMaskUpdates ? 1 : 0
   return c
 }
 
@@ -132,6 +180,41 @@ func sparsityConfig(_ c: coppice_sparsifier_config) throws -> SparsityConfig {
   s.updateInterval = Int(c.update_interval)
   s.dropFraction = c.drop_fraction
   if c.prune_step >= 0 { s.pruneStep = Int(c.prune_step) }
+  func named<T: RawRepresentable & CaseIterable>(
+    _ p: UnsafePointer<CChar>?, _ field: String, _ fallback: T
+  ) throws -> T where T.RawValue == String {
+    guard let p else { return fallback }
+    let text = String(cString: p)
+    guard let value = T(rawValue: text) else {
+      throw APIError(
+        .invalidArgument,
+        "unknown \(field) '\(text)' (\(T.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    return value
+  }
+  s.gapPrune = try named(c.gap_prune, "gap_prune", s.gapPrune)
+  s.pgapMerge = try named(c.pgap_merge, "pgap_merge", s.pgapMerge)
+  if let decay = c.drop_fraction_decay {
+    s.dropFractionDecay = try named(decay, "drop_fraction_decay", DropFractionDecay.constant)
+  }
+  s.globalMagnitude = c.global_magnitude != 0
+  s.resetOptimizerState = c.reset_optimizer_state != 0
+  s.restartOptimizerPerStep = c.restart_optimizer_per_step != 0
+  s.restartLearningRatePerStep = c.restart_lr_per_step != 0
+  s.restartWarmupPerStep = c.restart_warmup_per_step != 0
+  s.initialSparsity = c.initial_sparsity
+  guard c.pruning_begin_step >= -1, c.pruning_end_step >= -1 else {
+    throw APIError(.invalidArgument, "pruning_begin_step and pruning_end_step must be >= -1")
+  }
+  if c.pruning_begin_step >= 0 { s.pruningBeginStep = Int(c.pruning_begin_step) }
+  if c.pruning_end_step >= 0 { s.pruningEndStep = Int(c.pruning_end_step) }
+  guard c.pruning_frequency >= 1, c.pruning_frequency <= 1 << 40 else {
+    throw APIError(
+      .invalidArgument, "pruning_frequency must be in 1...2^40, got \(c.pruning_frequency)")
+  }
+  s.pruningFrequency = Int(c.pruning_frequency)
+  s.updateEndFraction = c.update_end_fraction
+  s.referenceMaskUpdates = c.reference_mask_updates != 0
   try s.validate()
   return s
 }
@@ -242,19 +325,7 @@ public func cSparsifierStart(_ handle: OpaquePointer?) -> Int32 {
     let h = try Handles.resolve(handle, as: SparsifierHandle.self, what: "sparsifier")
     guard h.sparsifier == nil else { throw APIError(.invalidState, "already started") }
     guard !h.targets.isEmpty else { throw APIError(.invalidState, "no parameters registered") }
-    var config = h.config
-    if !h.assignedPartitions.isEmpty {
-      // Explicit partitions, members in registration order; every parameter must be in one
-      // (the sparsifier names those that are not).
-      let count = (h.assignedPartitions.values.max() ?? 0) + 1
-      var lists = [[String]](repeating: [], count: count)
-      for t in h.targets { if let p = h.assignedPartitions[t.name] { lists[p].append(t.name) } }
-      if let empty = lists.firstIndex(where: \.isEmpty) {
-        throw APIError(
-          .invalidArgument, "partition \(empty) has no parameter (partitions 0..<\(count))")
-      }
-      config.partitions = .explicit(lists)
-    }
+    let config = try h.resolvedConfig()
     let s = try Sparsifier(
       targets: h.targets, config: config, stepsPerEpoch: h.stepsPerEpoch,
       totalSteps: h.totalSteps, seed: h.seed)
@@ -426,7 +497,7 @@ public func cSparsifierLoad(_ handle: OpaquePointer?, _ path: UnsafePointer<CCha
     let s =
       try h.sparsifier
       ?? Sparsifier(
-        targets: h.targets, config: h.config, stepsPerEpoch: h.stepsPerEpoch,
+        targets: h.targets, config: h.resolvedConfig(), stepsPerEpoch: h.stepsPerEpoch,
         totalSteps: h.totalSteps, seed: h.seed)
     do { try s.restore(from: data) } catch {
       throw APIError(.invalidFile, "\(p): \(error)")

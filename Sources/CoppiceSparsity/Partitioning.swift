@@ -34,16 +34,49 @@ public enum PartitionSpec: Equatable, Sendable, Codable {
 
 public enum Partitioning {
   /// Resolves a spec to lists of target indices (model order within each partition).
+  ///
+  /// Targets the distribution keeps dense (target sparsity 0) belong to no partition when any
+  /// target is sparse (`denseByDesign`): growing them would change nothing. Balanced
+  /// partitions are made of whole blocks: consecutive targets with the same `block` always
+  /// fall in one partition (a residual block is never split). Explicit lists are taken as
+  /// given; they need not list the dense-by-design targets.
   public static func partitions(_ spec: PartitionSpec, targets: [SparseTarget]) throws -> [[Int]] {
+    let excluded = Set(denseByDesign(targets))
     switch spec {
     case .balanced(let count, let balance):
-      let loads = targets.map { t -> Double in
-        balance == .parameters ? Double(t.count) : Double(t.count) * t.flopsPerWeight
+      let eligible = targets.indices.filter { !excluded.contains($0) }
+      var units: [[Int]] = []
+      for t in eligible {
+        if let last = units.last?.last, let block = targets[t].block,
+          targets[last].block == block, last == t - 1 || excluded.contains(t - 1)
+        {
+          units[units.count - 1].append(t)
+        } else {
+          units.append([t])
+        }
       }
-      return try contiguous(loads: loads, count: count)
+      let loads = units.map { unit in
+        unit.reduce(0.0) { sum, i -> Double in
+          let t = targets[i]
+          return sum
+            + (balance == .parameters ? Double(t.count) : Double(t.count) * t.flopsPerWeight)
+        }
+      }
+      return try contiguous(loads: loads, count: count).map { group in
+        group.flatMap { units[$0] }
+      }
     case .explicit(let lists):
-      return try explicit(lists, names: targets.map(\.name))
+      return try explicit(
+        lists, names: targets.map(\.name), optional: Set(excluded.map { targets[$0].name }))
     }
+  }
+
+  /// The targets that GaP leaves out of its partitions: those at target sparsity 0 (kept dense
+  /// by the distribution, `keepFirstDense`/`keepLastDense` or a table), when any target is
+  /// sparse.
+  public static func denseByDesign(_ targets: [SparseTarget]) -> [Int] {
+    guard targets.contains(where: { $0.targetSparsity > 0 }) else { return [] }
+    return targets.indices.filter { targets[$0].targetSparsity == 0 }
   }
 
   /// Splits `loads` (in order) into `min(count, loads.count)` non-empty contiguous groups
@@ -89,7 +122,9 @@ public enum Partitioning {
 
   /// Validates explicit partitions: non-empty, every name known, no name twice, every layer
   /// in some partition.
-  public static func explicit(_ lists: [[String]], names: [String]) throws -> [[Int]] {
+  public static func explicit(
+    _ lists: [[String]], names: [String], optional: Set<String> = []
+  ) throws -> [[Int]] {
     guard !lists.isEmpty else {
       throw CoppiceError.invalidArgument("explicit partitions: no partitions given")
     }
@@ -117,7 +152,7 @@ public enum Partitioning {
       }
       result.append(members.sorted())
     }
-    let missing = names.filter { seen[$0] == nil }
+    let missing = names.filter { seen[$0] == nil && !optional.contains($0) }
     guard missing.isEmpty else {
       throw CoppiceError.invalidArgument(
         "explicit partitions: not in any partition: \(missing.joined(separator: ", "))")

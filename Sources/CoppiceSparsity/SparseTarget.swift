@@ -26,6 +26,9 @@ public final class SparseTarget {
   public private(set) var maskVersion = 0
   /// The sparsity this weight ends at (set from the sparsity distribution by the sparsifier).
   public var targetSparsity: Double
+  /// The block (e.g. residual block) the weight belongs to: GaP's balanced partitions never
+  /// split consecutive targets of one block. nil: a block of its own.
+  public var block: String?
   /// Whether the coming backward pass must produce the full dense weight gradient (RigL).
   /// Maintained by the sparsifier; sparse layers read it.
   public internal(set) var needsDenseGradient = false

@@ -23,6 +23,10 @@ public final class Sparsifier {
   /// Completed optimizer steps.
   public internal(set) var stepsCompleted = 0
   public internal(set) var isStarted = false
+  /// Whether `step()` keeps a copy of the current P-GaP worker's partition for
+  /// `finishParallelRoundFromImports()` (hosts that finish rounds themselves). The engine
+  /// trainer, which passes every worker's weights explicitly, turns it off.
+  package var snapshotsWorkerPartition = true
 
   /// The most steps a run may have (2^40, as the C ABI's total_steps): step counts read from
   /// saved states are held to it, so no step arithmetic can overflow.
@@ -45,6 +49,20 @@ public final class Sparsifier {
     for t in targets where !seen.insert(t.name).inserted {
       throw CoppiceError.invalidArgument("sparse target \(t.name) is registered twice")
     }
+    try Self.assignTargetSparsities(targets, config: config)
+    let made = try ScheduleFactory.makeSchedule(config, targets: targets, totalSteps: totalSteps)
+    self.targets = targets
+    self.config = config
+    self.schedule = made.schedule
+    self.context = SparsityContext(
+      targets: targets, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, seed: seed)
+    for note in made.notes { context.log(note) }
+  }
+
+  /// Sets each target's `targetSparsity` from the configured distribution (all 0 for `dense`).
+  public static func assignTargetSparsities(_ targets: [SparseTarget], config: SparsityConfig)
+    throws
+  {
     if config.method == .dense {
       for t in targets { t.targetSparsity = 0 }
     } else {
@@ -53,13 +71,16 @@ public final class Sparsifier {
         keepFirstDense: config.keepFirstDense, keepLastDense: config.keepLastDense)
       for (t, s) in zip(targets, sparsities) { t.targetSparsity = s }
     }
-    let made = try ScheduleFactory.makeSchedule(config, targets: targets, totalSteps: totalSteps)
-    self.targets = targets
-    self.config = config
-    self.schedule = made.schedule
-    self.context = SparsityContext(
-      targets: targets, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps, seed: seed)
-    for note in made.notes { context.log(note) }
+  }
+
+  /// The GaP partitions (target indices) a sparsifier with `config` would use over `targets`
+  /// (whose target sparsities this sets): κ as it takes effect — reduced to the number of
+  /// blocks, without dense-by-design layers. For front ends that plan the GaP phase.
+  public static func gapPartitions(of targets: [SparseTarget], config: SparsityConfig) throws
+    -> [[Int]]
+  {
+    try assignTargetSparsities(targets, config: config)
+    return try Partitioning.partitions(config.partitions, targets: targets)
   }
 
   /// Sets the initial masks (zeroing masked weights). Call once, before the first step.
@@ -75,6 +96,34 @@ public final class Sparsifier {
   /// target's `needsDenseGradient` for sparse layers).
   public var needsDenseGradients: Bool {
     schedule.needsDenseGradients(atStep: stepsCompleted + 1)
+  }
+
+  /// Whether the caller should skip the optimizer step of the coming step: a SET/RigL mask
+  /// update step with `referenceMaskUpdates` (the RigL reference does the mask update instead
+  /// of the gradient step). Call `maskGradients()` and `step()` as usual.
+  public var skipsOptimizerStep: Bool {
+    guard config.referenceMaskUpdates else { return false }
+    let next = stepsCompleted + 1
+    if let r = schedule as? RigL { return r.timing.isUpdateStep(next) }
+    if let s = schedule as? SparseEvolutionaryTraining { return s.timing.isUpdateStep(next) }
+    return false
+  }
+
+  /// Whether the last `step()` ended a GaP step (where per-step restarts happen).
+  public var endedGaPStep: Bool { schedule.isGaPStepBoundary(stepsCompleted) }
+
+  /// The GaP partitions as target indices (empty for other methods).
+  public var partitions: [[Int]] { schedule.gapPartitions }
+
+  /// The partition of target `index`, nil when it is in none.
+  public func partition(ofTarget index: Int) -> Int? {
+    partitions.firstIndex { $0.contains(index) }
+  }
+
+  /// Structured events after the first `count` (`events(since: 0)`: all of them).
+  public func events(since count: Int) -> ArraySlice<SparsityEvent> {
+    let all = context.structuredEvents
+    return all[min(max(0, count), all.count)...]
   }
 
   /// Call after backward: captures dense gradients when the coming update needs them, then
@@ -94,6 +143,14 @@ public final class Sparsifier {
     }
     for t in targets { t.applyMask() }
     stepsCompleted += 1
+    if snapshotsWorkerPartition, let gap = schedule as? ParallelGaP, let worker = gap.currentWorker
+    {
+      var snapshot: [Int: [Float]] = [:]
+      for t in gap.partitions[worker] {
+        snapshot[t] = Array(UnsafeBufferPointer(start: targets[t].weights, count: targets[t].count))
+      }
+      gap.workerSnapshot = snapshot
+    }
     context.beginUpdate()
     defer {
       context.clearDenseGradients()

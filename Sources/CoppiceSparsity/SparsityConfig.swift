@@ -34,6 +34,10 @@ public struct SparsityConfig: Equatable, Sendable, Codable {
   public var dropFractionDecay: DropFractionDecay?
   /// Mask updates stop at this fraction of training (RigL: 0.75).
   public var updateEndFraction = 0.75
+  /// SET/RigL update steps as in the RigL reference code: an update step does the mask update
+  /// instead of the optimizer step (the caller skips the step; `Sparsifier.skipsOptimizerStep`)
+  /// and the drop count is floor(α·nonzeros) instead of rounded (default false).
+  public var referenceMaskUpdates = false
 
   // cgap, pgap
   public var partitions = PartitionSpec.default
@@ -43,9 +47,22 @@ public struct SparsityConfig: Equatable, Sendable, Codable {
   public var gapStepLength: Int?
   /// GaP rounds R: each grows every partition once (C-GaP) or runs every worker once (P-GaP).
   public var rounds = 1
-  /// Whether the trainer restarts its learning-rate schedule at every GaP step (read by the
-  /// trainer; default one continuous schedule).
+  /// Whether the trainer restarts its learning-rate schedule at every GaP step and again for
+  /// the fine-tune (read by the trainer; default one continuous schedule). The restarted
+  /// schedule has no warm-up unless `restartWarmupPerStep` is set.
   public var restartLearningRatePerStep = false
+  /// With `restartLearningRatePerStep`: every restarted schedule begins with the configured
+  /// warm-up, as the official GaP code restarts training (default false: no warm-up).
+  public var restartWarmupPerStep = false
+  /// Whether every GaP step starts with fresh optimizer state (all momentum / moments zero and
+  /// the optimizer's step count reset), as the official GaP code does (default false). For
+  /// P-GaP the merged model starts each round with fresh state.
+  public var restartOptimizerPerStep = false
+  /// How a GaP prune chooses the weights it keeps: per layer (default) or by one global
+  /// magnitude ranking (non-uniform GaP).
+  public var gapPrune = GaPPruneMode.layer
+  /// How P-GaP merges the workers' tensors other than the partitions' weights.
+  public var pgapMerge = ParallelGaPMerge.average
 
   /// Whether the caller should zero optimizer state of weights whose mask status changed.
   public var resetOptimizerState = true
@@ -138,5 +155,66 @@ public struct SparsityConfig: Equatable, Sendable, Codable {
     if case .erk(let power) = resolvedDistribution, !(power.isFinite && power >= 0) {
       throw fail("ERK power (erk_power) must be finite and ≥ 0, got \(power)")
     }
+  }
+}
+
+/// How a GaP prune keeps weights.
+public enum GaPPruneMode: String, Sendable, CaseIterable, Codable {
+  /// Every layer pruned to its own target by top-k magnitude (uniform or the distribution's
+  /// per-layer sparsities, exactly).
+  case layer
+  /// One magnitude ranking over the pruned partition's layers under their summed budget (and
+  /// over every sparse layer for the final prune, under the model's total budget): per-layer
+  /// sparsities become non-uniform, the total stays exact (the paper's non-uniform GaP).
+  case global
+}
+
+/// How P-GaP assembles a round from its workers, besides the partitions' weights.
+public enum ParallelGaPMerge: String, Sendable, CaseIterable, Codable {
+  /// Every tensor other than the partitions' weights (biases, norms, running statistics,
+  /// optimizer state) averaged over the workers.
+  case average
+  /// Every parameter and buffer of a partition's layers (weights, biases, norms, running
+  /// statistics, their optimizer state) copied from the worker that grew it, as the official
+  /// code merges; only what belongs to no partition is averaged.
+  case partition
+}
+
+extension SparsityConfig {
+  /// Decodes a configuration; options added after a checkpoint was written take their
+  /// defaults, so older checkpoints still load.
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    self.init(
+      method: try c.decode(SparsityMethod.self, forKey: .method),
+      sparsity: try c.decode(Double.self, forKey: .sparsity))
+    let d = SparsityConfig(method: method, sparsity: sparsity)
+    func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+      try c.decodeIfPresent(T.self, forKey: key) ?? fallback
+    }
+    distribution = try c.decodeIfPresent(SparsityDistribution.self, forKey: .distribution)
+    keepFirstDense = try value(.keepFirstDense, d.keepFirstDense)
+    keepLastDense = try value(.keepLastDense, d.keepLastDense)
+    pruneStep = try c.decodeIfPresent(Int.self, forKey: .pruneStep)
+    globalMagnitude = try value(.globalMagnitude, d.globalMagnitude)
+    initialSparsity = try value(.initialSparsity, d.initialSparsity)
+    pruningBeginStep = try c.decodeIfPresent(Int.self, forKey: .pruningBeginStep)
+    pruningEndStep = try c.decodeIfPresent(Int.self, forKey: .pruningEndStep)
+    pruningFrequency = try value(.pruningFrequency, d.pruningFrequency)
+    updateInterval = try value(.updateInterval, d.updateInterval)
+    dropFraction = try value(.dropFraction, d.dropFraction)
+    dropFractionDecay = try c.decodeIfPresent(DropFractionDecay.self, forKey: .dropFractionDecay)
+    updateEndFraction = try value(.updateEndFraction, d.updateEndFraction)
+    referenceMaskUpdates = try value(.referenceMaskUpdates, d.referenceMaskUpdates)
+    partitions = try value(.partitions, d.partitions)
+    gapStepLength = try c.decodeIfPresent(Int.self, forKey: .gapStepLength)
+    rounds = try value(.rounds, d.rounds)
+    restartLearningRatePerStep = try value(
+      .restartLearningRatePerStep, d.restartLearningRatePerStep)
+    restartWarmupPerStep = try value(.restartWarmupPerStep, d.restartWarmupPerStep)
+    restartOptimizerPerStep = try value(.restartOptimizerPerStep, d.restartOptimizerPerStep)
+    gapPrune = try value(.gapPrune, d.gapPrune)
+    pgapMerge = try value(.pgapMerge, d.pgapMerge)
+    resetOptimizerState = try value(.resetOptimizerState, d.resetOptimizerState)
   }
 }

@@ -15,6 +15,8 @@ public final class SparsityContext {
   public internal(set) var lastEvents: [String] = []
   /// Every log line so far.
   public internal(set) var events: [String] = []
+  /// Every structured event so far, in order (`record`).
+  public internal(set) var structuredEvents: [SparsityEvent] = []
   /// What the schedule is doing, for progress output ("C-GaP round 1/2, partition 3 dense").
   public var phase = ""
   /// Full weight gradients captured before masking, for schedules that asked for them
@@ -106,6 +108,32 @@ public final class SparsityContext {
       for i in selected[n] { mask[i] = 1 }
       try setMask(t, mask)
     }
+  }
+
+  /// Global magnitude pruning under the targets' own budget: keeps Σ (n_t − targetZeros_t)
+  /// weights over `indices`, the largest magnitudes among their kept weights (ties: earlier
+  /// target, then lower index). Per-target sparsities then differ; their total is exact.
+  /// Never grows.
+  public func pruneToBudget(_ indices: [Int]) throws {
+    guard !indices.isEmpty else { return }
+    let keep = indices.reduce(0) { $0 + targets[$1].count - targets[$1].targetZeros }
+    let kept = indices.reduce(0) { $0 + targets[$1].nonzeros }
+    guard keep < kept else { return }
+    let candidates = indices.map {
+      TopKMagnitude.Candidates(
+        values: targets[$0].weights, count: targets[$0].count, pool: .kept(targets[$0].mask))
+    }
+    let selected = TopKMagnitude.largest(keep, among: candidates)
+    for (n, t) in indices.enumerated() {
+      var mask = [UInt8](repeating: 0, count: targets[t].count)
+      for i in selected[n] { mask[i] = 1 }
+      try setMask(t, mask)
+    }
+  }
+
+  /// The targets with a sparse target (target sparsity > 0), in order.
+  public var sparseTargetIndices: [Int] {
+    targets.indices.filter { targets[$0].targetSparsity > 0 }
   }
 
   /// Copies the full gradients of every target that has a gradient buffer (before masking).

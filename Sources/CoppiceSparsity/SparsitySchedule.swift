@@ -11,7 +11,8 @@
 /// }
 /// ```
 /// Steps count completed optimizer steps, 1-based. Every schedule leaves every target at
-/// exactly `targetZeros` zeros when it has finished changing masks.
+/// exactly `targetZeros` zeros when it has finished changing masks — except GaP with
+/// `GaPPruneMode.global`, whose per-target zeros differ while their sum is exact.
 public protocol SparsitySchedule: AnyObject {
   /// The method's name string ("cgap", "rigl", ...).
   var name: String { get }
@@ -37,11 +38,21 @@ public protocol SparsitySchedule: AnyObject {
   /// What the schedule is doing after `step` completed steps, for progress output
   /// ("C-GaP round 1/2, partition 3 dense", "fine-tune").
   func phase(afterStep step: Int) -> String
+  /// Whether step `step` (completed steps) ends a GaP step (C-GaP's prune-and-grow boundaries,
+  /// the final prune included), where per-step restarts happen. False by default.
+  func isGaPStepBoundary(_ step: Int) -> Bool
+  /// Optimizer steps per GaP step (GaP methods), nil otherwise.
+  var gapStepLength: Int? { get }
+  /// The GaP partitions (target indices), empty for other methods.
+  var gapPartitions: [[Int]] { get }
 }
 
 extension SparsitySchedule {
   public func needsDenseGradients(atStep step: Int) -> Bool { false }
   public func masksFrozen(afterStep step: Int) -> Bool { step >= lastMaskChangeStep }
   public func saveState() -> [String: [UInt8]] { [:] }
+  public func isGaPStepBoundary(_ step: Int) -> Bool { false }
+  public var gapStepLength: Int? { nil }
+  public var gapPartitions: [[Int]] { [] }
   public func restoreState(_ state: [String: [UInt8]], context: SparsityContext) throws {}
 }

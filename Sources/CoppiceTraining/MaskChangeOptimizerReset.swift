@@ -15,3 +15,12 @@ extension Optimizer {
     }
   }
 }
+
+extension Optimizer {
+  /// A fresh optimizer: every state tensor zero and the step count 0 (GaP's
+  /// `restartOptimizerPerStep`).
+  public func resetAllState() {
+    for (_, tensor) in state { tensor.zero() }
+    stepCount = 0
+  }
+}

@@ -53,15 +53,26 @@ extension Trainer {
         t.parameter.map { (ObjectIdentifier($0), i) }
       })
     let tensors = snapshotTensors
+    // The partitions' weights come from their workers through the sparsifier; targets in no
+    // partition (kept dense by design) are shared tensors like biases.
+    let inPartition = Set(gap.partitions.joined())
     let isTarget =
-      model.parameters.map { targetIndex[ObjectIdentifier($0)] != nil }
+      model.parameters.map { p in
+        targetIndex[ObjectIdentifier(p)].map(inPartition.contains) ?? false
+      }
       + [Bool](repeating: false, count: tensors.count - model.parameters.count)
+    // With the partition merge, every other tensor of a partition's layers comes from the
+    // worker that grew the partition.
+    let owner: [Int?] =
+      sparsifier.config.pgapMerge == .partition
+      ? tensorOwners(gap, sparsifier: sparsifier) : tensors.map { _ in nil }
     while !gap.isFinished {
       let roundStart = snapshot()
       let stateAtStart = runState()
       let sparsifierAtStart = sparsifier.snapshot()
       var workerWeights = [[[Float]]](repeating: [], count: gap.workerCount)
       var sums = tensors.map { [Double](repeating: 0, count: $0.count) }
+      var copies = [[Float]?](repeating: nil, count: tensors.count)
       var run = EpochRun()
       run.phase = "P-GaP round \(gap.roundsCompleted + 1)/\(gap.rounds), \(gap.workerCount) workers"
       for worker in myWorkers {
@@ -92,7 +103,11 @@ extension Trainer {
         }
         if ranks == 1 {
           for (i, t) in tensors.enumerated() where !isTarget[i] {
-            for j in 0..<t.count { sums[i][j] += Double(t[j]) }
+            if owner[i] == nil {
+              for j in 0..<t.count { sums[i][j] += Double(t[j]) }
+            } else if owner[i] == worker {
+              copies[i] = t.array
+            }
           }
         }
       }
@@ -100,20 +115,55 @@ extension Trainer {
         try exchangeRound(
           c, partitions: gap.partitions, workerWeights: &workerWeights, sums: &sums,
           tensors: tensors, isTarget: isTarget)
+        for (i, t) in tensors.enumerated() where !isTarget[i] {
+          guard let from = owner[i] else { continue }
+          var values = t.array
+          try values.withUnsafeMutableBytes { try c.broadcast($0, from: from) }
+          copies[i] = values
+        }
         try combine(&run, c)
       }
       restore(roundStart)
       let scale = 1 / Double(gap.workerCount)
       for (i, t) in tensors.enumerated() where !isTarget[i] {
-        for j in 0..<t.count { t[j] = Float(sums[i][j] * scale) }
+        if let copy = copies[i] {
+          t.assign(copy)
+        } else {
+          for j in 0..<t.count { t[j] = Float(sums[i][j] * scale) }
+        }
       }
       try sparsifier.finishParallelRound(workerWeights: workerWeights)
       optimizer.resetState(afterMaskChangesOf: sparsifier)
       stepsTaken = stateAtStart.stepsTaken + gap.stepLength
       optimizer.stepCount = stateAtStart.optimizerSteps + Int64(gap.stepLength)
+      // The next round (or the fine-tune) starts with a fresh optimizer, step count 0.
+      if sparsifier.config.restartOptimizerPerStep { optimizer.resetAllState() }
       let record = makeRecord(epoch: epochsDone + epochsPerStep, run: run, test: test)
       history.append(record)
       epochEnd?(record)
+    }
+  }
+
+  /// Per state tensor (`stateTensors` order), the partition whose layers it belongs to, nil for
+  /// tensors of no partition's layers: a layer unit (`Model.layerUnits`: a conv/linear layer
+  /// with its norm, or a whole residual block) belongs to the partition of its weights; an
+  /// optimizer state tensor to its parameter's.
+  func tensorOwners(_ gap: ParallelGaP, sparsifier: Sparsifier) -> [Int?] {
+    var partitionOfTarget: [String: Int] = [:]
+    for (p, members) in gap.partitions.enumerated() {
+      for t in members { partitionOfTarget[sparsifier.targets[t].name] = p }
+    }
+    var ownerOf: [String: Int] = [:]
+    for unit in model.layerUnits {
+      guard let p = unit.weights.lazy.compactMap({ partitionOfTarget[$0] }).first else { continue }
+      for name in unit.members { ownerOf[name] = p }
+    }
+    return stateTensors.map { name, _ -> Int? in
+      if let p = ownerOf[name] { return p }
+      guard name.hasPrefix("optimizer.") else { return nil }
+      let parameter = name.dropFirst("optimizer.".count).split(separator: ".").dropLast()
+        .joined(separator: ".")
+      return ownerOf[parameter]
     }
   }
 

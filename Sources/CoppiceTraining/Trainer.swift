@@ -63,6 +63,7 @@ public final class Trainer {
         targets: targets, config: sparsity, stepsPerEpoch: stepsPerEpoch,
         totalSteps: max(1, stepsPerEpoch * config.epochs), seed: config.seed)
       try s.start()
+      s.snapshotsWorkerPartition = false  // P-GaP rounds pass every worker's weights
       model.attachMasks(targets)
       sparsifier = s
     }
@@ -261,11 +262,15 @@ public final class Trainer {
       throw CoppiceError.diverged(
         "training diverged: loss is \(value) at step \(stepsTaken + 1) (lower the learning rate)")
     }
+    let skipOptimizer = sparsifier?.skipsOptimizerStep ?? false
     sparsifier?.maskGradients()
-    optimizer.step()
+    if !skipOptimizer { optimizer.step() }
     if let s = sparsifier, try s.step() {
       optimizer.resetState(afterMaskChangesOf: s)
       if let parallel { try verifyMasks(parallel) }
+    }
+    if let s = sparsifier, s.config.restartOptimizerPerStep, s.endedGaPStep {
+      optimizer.resetAllState()
     }
     stepsTaken += 1
     return (value, correct)

@@ -35,7 +35,7 @@ struct CommandLineRun {
     let stepsPerEpoch = TrainingRun.stepsPerEpoch(
       trainCount: train.count, batchSize: config.batchSize)
     config.epochs = try sparse.totalEpochs(
-      method: method, epochs: epochs, stepsPerEpoch: stepsPerEpoch)
+      method: method, epochs: epochs, stepsPerEpoch: stepsPerEpoch, model: model)
     let sparsityConfig =
       method == .dense
       ? nil

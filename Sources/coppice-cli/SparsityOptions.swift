@@ -5,6 +5,9 @@ import Foundation
 extension SparsityMethod: ExpressibleByArgument {}
 extension PartitionBalance: ExpressibleByArgument {}
 extension SparseDispatch.Mode: ExpressibleByArgument {}
+extension GaPPruneMode: ExpressibleByArgument {}
+extension ParallelGaPMerge: ExpressibleByArgument {}
+extension DropFractionDecay: ExpressibleByArgument {}
 
 enum DistributionName: String, ExpressibleByArgument, CaseIterable {
   case uniform, erk
@@ -35,8 +38,26 @@ struct SparsityOptions: ParsableArguments {
   var rounds = SparsityConfig.defaults.rounds
   @Option(help: "GaP: fine-tune epochs after the last step (default: the rest of --epochs).")
   var finetuneEpochs: Int?
-  @Flag(help: "GaP: restart the learning-rate schedule at every GaP step.")
+  @Option(
+    help: ArgumentHelp(
+      "GaP: prune per layer, or by one global magnitude ranking (non-uniform GaP).",
+      discussion:
+        "global ranks the pruned partition's layers together under their summed budget, and "
+        + "the whole model for the final prune (P-GaP: every merge), so per-layer sparsities "
+        + "differ while the total stays exact."))
+  var gapPrune = SparsityConfig.defaults.gapPrune
+  @Flag(help: "GaP: restart the learning-rate schedule at every GaP step (and for the fine-tune).")
   var restartLrPerStep = false
+  @Flag(
+    help: "GaP: with --restart-lr-per-step, begin every restart with the --warmup-epochs warm-up.")
+  var restartWarmupPerStep = false
+  @Flag(help: "GaP: fresh optimizer state (zero momentum/moments) at every GaP step.")
+  var restartOptimizerPerStep = false
+  @Option(
+    help: ArgumentHelp(
+      "pgap: average every tensor besides the partitions' weights, or copy a partition's layers' "
+        + "parameters, buffers and optimizer state from its worker (partition)."))
+  var pgapMerge = SparsityConfig.defaults.pgapMerge
   @Flag(help: "Keep optimizer state of weights whose mask changes (default: reset to zero).")
   var keepOptimizerState = false
   @Option(help: "oneshot: epoch at which to prune (default: half of training).") var pruneEpoch:
@@ -45,6 +66,21 @@ struct SparsityOptions: ParsableArguments {
   var updateInterval = SparsityConfig.defaults.updateInterval
   @Option(help: "set/rigl: fraction of kept weights dropped per update.")
   var dropFraction = SparsityConfig.defaults.dropFraction
+  @Option(help: "set/rigl: drop fraction decay, constant or cosine (default: cosine for rigl).")
+  var dropFractionDecay: DropFractionDecay?
+  @Option(help: "set/rigl: mask updates stop at this fraction of training.")
+  var updateEndFraction = SparsityConfig.defaults.updateEndFraction
+  @Flag(
+    help: ArgumentHelp(
+      "set/rigl: update steps as in the RigL reference: the mask update replaces the optimizer "
+        + "step, drop count floored."))
+  var referenceMaskUpdates = false
+  @Option(help: "gmp: initial sparsity.") var initialSparsity = SparsityConfig.defaults
+    .initialSparsity
+  @Option(help: "gmp: first pruning step (default: 25% of training).") var pruningBeginStep: Int?
+  @Option(help: "gmp: last pruning step (default: 75% of training).") var pruningEndStep: Int?
+  @Option(help: "gmp: optimizer steps between prunes.")
+  var pruningFrequency = SparsityConfig.defaults.pruningFrequency
   @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
   var dispatch: SparseDispatch.Mode = .automatic
 
@@ -63,11 +99,15 @@ struct SparsityOptions: ParsableArguments {
   /// Epochs that a GaP method's grow-and-prune phase takes (before fine-tuning): its
   /// sequential GaP steps (`SparsityConfig.sequentialGaPSteps`) of `--step-steps` or
   /// `--step-epochs`, rounded up to whole epochs; 0 for the other methods, nil when the count
-  /// overflows.
-  func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1) -> Int? {
+  /// overflows. `partitionCount`: the partitions that take effect (default: the requested).
+  func gapEpochs(method: SparsityMethod, stepsPerEpoch: Int = 1, partitionCount: Int? = nil)
+    -> Int?
+  {
     var c = SparsityConfig(method: method)
     c.rounds = rounds
-    guard let sequential = c.sequentialGaPSteps(partitionCount: partitionCount) else { return 0 }
+    guard
+      let sequential = c.sequentialGaPSteps(partitionCount: partitionCount ?? self.partitionCount)
+    else { return 0 }
     let perEpoch = max(1, stepsPerEpoch)
     let (stepLength, o1) = stepEpochs.multipliedReportingOverflow(by: perEpoch)
     let (steps, o2) = sequential.multipliedReportingOverflow(by: stepSteps ?? stepLength)
@@ -79,14 +119,33 @@ struct SparsityOptions: ParsableArguments {
     partitionList.map { Partitioning.parseList($0).count } ?? partitions
   }
 
+  /// The number of GaP partitions as it takes effect on `model`: κ reduced to the number of
+  /// layers or blocks, dense-by-design layers left out (what the sparsifier resolves).
+  func effectivePartitionCount(method: SparsityMethod, model: ReferenceModel) throws -> Int {
+    guard method == .cgap || method == .pgap else { return partitionCount }
+    let c = try config(method: method, stepsPerEpoch: 1, totalEpochs: 1)
+    do {
+      return try Sparsifier.gapPartitions(of: model.build(seed: 0).sparseTargets(), config: c)
+        .count
+    } catch {
+      throw ValidationError("\(error)")
+    }
+  }
+
   /// Total epochs for `method`: GaP methods add their phase and the fine-tune; the others
-  /// use `epochs`.
-  func totalEpochs(method: SparsityMethod, epochs: Int, stepsPerEpoch: Int) throws -> Int {
+  /// use `epochs`. The GaP phase counts the partitions that take effect on `model`.
+  func totalEpochs(
+    method: SparsityMethod, epochs: Int, stepsPerEpoch: Int, model: ReferenceModel? = nil
+  ) throws -> Int {
     if stepSteps != nil && method == .pgap {
       throw ValidationError("--step-steps is for cgap; P-GaP in one process steps whole epochs")
     }
     let most = TrainingConfig.maxEpochs
-    guard let gap = gapEpochs(method: method, stepsPerEpoch: stepsPerEpoch), gap <= most else {
+    let kappa = try model.map { try effectivePartitionCount(method: method, model: $0) }
+    guard
+      let gap = gapEpochs(method: method, stepsPerEpoch: stepsPerEpoch, partitionCount: kappa),
+      gap <= most
+    else {
       throw ValidationError(
         "\(method.rawValue)'s rounds take more than \(most) epochs (rounds × "
           + (method == .cgap ? "partitions × " : "") + "step length)")
@@ -128,6 +187,17 @@ struct SparsityOptions: ParsableArguments {
     c.globalMagnitude = globalMagnitude
     c.rounds = rounds
     c.restartLearningRatePerStep = restartLrPerStep
+    c.restartWarmupPerStep = restartWarmupPerStep
+    c.restartOptimizerPerStep = restartOptimizerPerStep
+    c.gapPrune = gapPrune
+    c.pgapMerge = pgapMerge
+    c.dropFractionDecay = dropFractionDecay
+    c.updateEndFraction = updateEndFraction
+    c.referenceMaskUpdates = referenceMaskUpdates
+    c.initialSparsity = initialSparsity
+    c.pruningBeginStep = pruningBeginStep
+    c.pruningEndStep = pruningEndStep
+    c.pruningFrequency = pruningFrequency
     c.resetOptimizerState = !keepOptimizerState
     c.pruneStep = (pruneEpoch ?? totalEpochs / 2) * stepsPerEpoch
     c.updateInterval = updateInterval

@@ -162,7 +162,9 @@ static void sparsifier(void) {
   coppice_sparsifier *s = NULL;
   uint8_t *mask = ZEROS(uint8_t, 784 * 64), *changed = ZEROS(uint8_t, 784 * 64);
   int64_t step, changes = 0, resets = 0;
-  int k, changed_any = 0;
+  int k, changed_any = 0, ended = 0, has_event = 0, gap_ends = 0, frozen = 0, partitions = 0;
+  int events = 0, final_prunes = 0;
+  coppice_sparsifier_event event;
   char what[256];
 
   for (k = 0; k < LAYERS; ++k) {
@@ -187,6 +189,7 @@ static void sparsifier(void) {
       goto done;
   }
   if (!CALL(coppice_sparsifier_start(s))) goto done;
+  event.struct_size = sizeof event;
   for (step = 0; step < config.total_steps; ++step) {
     for (k = 0; k < LAYERS; ++k) { /* "backward": random gradients */
       size_t n = (size_t)layers[k].in * (size_t)layers[k].out, i;
@@ -200,6 +203,10 @@ static void sparsifier(void) {
         layers[k].w[i] -= 0.05f * layers[k].v[i];
     }
     if (!CALL(coppice_sparsifier_step(s, &changed_any))) goto done;
+    if (!CALL(coppice_sparsifier_ended_gap_step(s, &ended))) goto done;
+    gap_ends += ended;
+    while (CALL(coppice_sparsifier_next_event(s, &event, &has_event)) && has_event)
+      ++events, final_prunes += event.kind == COPPICE_EVENT_FINAL_PRUNE;
     if (!changed_any) continue;
     ++changes;
     for (k = 0; k < LAYERS; ++k) {
@@ -212,6 +219,15 @@ static void sparsifier(void) {
   snprintf(what, sizeof what, "C-GaP changed masks at %lld steps (%lld momenta reset)",
            (long long)changes, (long long)resets);
   expect(changes > 0 && resets > 0, what);
+  if (!CALL(coppice_sparsifier_masks_frozen(s, &frozen)) ||
+      !CALL(coppice_sparsifier_partition_count(s, &partitions)))
+    goto done;
+  snprintf(what, sizeof what,
+           "C-GaP: %d partitions, %d GaP step ends, %d structured events (%d final prune), "
+           "masks frozen %d",
+           partitions, gap_ends, events, final_prunes, frozen);
+  /* κ = 3 (three layers): start, grow, then prune+grow twice and the final prune. */
+  expect(partitions == 3 && gap_ends == 3 && events == 7 && final_prunes == 1 && frozen, what);
 
   /* Every weight matrix must end at exactly round(n * 0.9) zeros. */
   for (k = 0; k < LAYERS; ++k) {

@@ -243,6 +243,53 @@ class SparsifierConfig {
   SparsifierConfig& drop_fraction(double value) { c_.drop_fraction = value; return *this; }
   SparsifierConfig& prune_step(int64_t value) { c_.prune_step = value; return *this; }
   SparsifierConfig& seed(uint64_t value) { c_.seed = value; return *this; }
+  /// GaP prunes: "layer" (default) or "global" (non-uniform GaP).
+  SparsifierConfig& gap_prune(std::string value) { gap_prune_ = std::move(value); return *this; }
+  SparsifierConfig& global_magnitude(bool value) {
+    c_.global_magnitude = value ? 1 : 0;
+    return *this;
+  }
+  SparsifierConfig& reset_optimizer_state(bool value) {
+    c_.reset_optimizer_state = value ? 1 : 0;
+    return *this;
+  }
+  SparsifierConfig& restart_optimizer_per_step(bool value) {
+    c_.restart_optimizer_per_step = value ? 1 : 0;
+    return *this;
+  }
+  SparsifierConfig& restart_lr_per_step(bool value) {
+    c_.restart_lr_per_step = value ? 1 : 0;
+    return *this;
+  }
+  SparsifierConfig& restart_warmup_per_step(bool value) {
+    c_.restart_warmup_per_step = value ? 1 : 0;
+    return *this;
+  }
+  /// P-GaP merge in coppice_train: "average" (default) or "partition".
+  SparsifierConfig& pgap_merge(std::string value) { pgap_merge_ = std::move(value); return *this; }
+  SparsifierConfig& initial_sparsity(double value) { c_.initial_sparsity = value; return *this; }
+  SparsifierConfig& pruning_begin_step(int64_t value) {
+    c_.pruning_begin_step = value;
+    return *this;
+  }
+  SparsifierConfig& pruning_end_step(int64_t value) { c_.pruning_end_step = value; return *this; }
+  SparsifierConfig& pruning_frequency(int64_t value) {
+    c_.pruning_frequency = value;
+    return *this;
+  }
+  /// "constant" or "cosine"; std::nullopt (or "") for the method's default.
+  SparsifierConfig& drop_fraction_decay(std::optional<std::string> value) {
+    decay_ = (value && value->empty()) ? std::nullopt : std::move(value);
+    return *this;
+  }
+  SparsifierConfig& update_end_fraction(double value) {
+    c_.update_end_fraction = value;
+    return *this;
+  }
+  SparsifierConfig& reference_mask_updates(bool value) {
+    c_.reference_mask_updates = value ? 1 : 0;
+    return *this;
+  }
 
   std::string method() const { return method_.value_or(std::string()); }
   double sparsity() const noexcept { return c_.sparsity; }
@@ -260,6 +307,20 @@ class SparsifierConfig {
   double drop_fraction() const noexcept { return c_.drop_fraction; }
   int64_t prune_step() const noexcept { return c_.prune_step; }
   uint64_t seed() const noexcept { return c_.seed; }
+  std::string gap_prune() const { return gap_prune_.value_or(std::string()); }
+  bool global_magnitude() const noexcept { return c_.global_magnitude != 0; }
+  bool reset_optimizer_state() const noexcept { return c_.reset_optimizer_state != 0; }
+  bool restart_optimizer_per_step() const noexcept { return c_.restart_optimizer_per_step != 0; }
+  bool restart_lr_per_step() const noexcept { return c_.restart_lr_per_step != 0; }
+  bool restart_warmup_per_step() const noexcept { return c_.restart_warmup_per_step != 0; }
+  std::string pgap_merge() const { return pgap_merge_.value_or(std::string()); }
+  double initial_sparsity() const noexcept { return c_.initial_sparsity; }
+  int64_t pruning_begin_step() const noexcept { return c_.pruning_begin_step; }
+  int64_t pruning_end_step() const noexcept { return c_.pruning_end_step; }
+  int64_t pruning_frequency() const noexcept { return c_.pruning_frequency; }
+  std::optional<std::string> drop_fraction_decay() const { return decay_; }
+  double update_end_fraction() const noexcept { return c_.update_end_fraction; }
+  bool reference_mask_updates() const noexcept { return c_.reference_mask_updates != 0; }
 
   /// The C struct; its string pointers point into this object (valid while it lives unchanged).
   coppice_sparsifier_config c() const noexcept {
@@ -267,6 +328,9 @@ class SparsifierConfig {
     out.method = detail::c_str_or_null(method_);
     out.distribution = detail::c_str_or_null(distribution_);
     out.partition_balance = detail::c_str_or_null(balance_);
+    out.gap_prune = detail::c_str_or_null(gap_prune_);
+    out.pgap_merge = detail::c_str_or_null(pgap_merge_);
+    out.drop_fraction_decay = detail::c_str_or_null(decay_);
     return out;
   }
 
@@ -275,11 +339,15 @@ class SparsifierConfig {
     method_ = detail::from_c_str(c_.method);
     distribution_ = detail::from_c_str(c_.distribution);
     balance_ = detail::from_c_str(c_.partition_balance);
+    gap_prune_ = detail::from_c_str(c_.gap_prune);
+    pgap_merge_ = detail::from_c_str(c_.pgap_merge);
+    decay_ = detail::from_c_str(c_.drop_fraction_decay);
     c_.method = c_.distribution = c_.partition_balance = nullptr;
+    c_.gap_prune = c_.pgap_merge = c_.drop_fraction_decay = nullptr;
   }
 
   coppice_sparsifier_config c_{};
-  std::optional<std::string> method_, distribution_, balance_;
+  std::optional<std::string> method_, distribution_, balance_, gap_prune_, pgap_merge_, decay_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -317,6 +385,84 @@ class Sparsifier {
   void set_partition(const std::string& name, int partition) {
     detail::check(coppice_sparsifier_set_partition(get(), name.c_str(), partition),
                   "coppice_sparsifier_set_partition");
+  }
+
+  /// Explicit partitions as text: "a,b;c" (',' within, ';' between partitions), before start.
+  void set_partition_list(const std::string& partitions) {
+    detail::check(coppice_sparsifier_set_partition_list(get(), partitions.c_str()),
+                  "coppice_sparsifier_set_partition_list");
+  }
+  /// Per-layer sparsity table entry (before start; then every parameter needs one).
+  void set_layer_sparsity(const std::string& name, double sparsity) {
+    detail::check(coppice_sparsifier_set_layer_sparsity(get(), name.c_str(), sparsity),
+                  "coppice_sparsifier_set_layer_sparsity");
+  }
+  /// Puts `name` into `block`: balanced GaP partitions never split a block (before start).
+  void set_block(const std::string& name, const std::string& block) {
+    detail::check(coppice_sparsifier_set_block(get(), name.c_str(), block.c_str()),
+                  "coppice_sparsifier_set_block");
+  }
+
+  /// GaP partitions as they took effect (0 for other methods).
+  int partition_count() const {
+    int out = 0;
+    detail::check(coppice_sparsifier_partition_count(get(), &out),
+                  "coppice_sparsifier_partition_count");
+    return out;
+  }
+  /// The GaP partition of `name`, -1 when it is in none.
+  int partition_of(const std::string& name) const {
+    int out = -1;
+    detail::check(coppice_sparsifier_partition_of(get(), name.c_str(), &out),
+                  "coppice_sparsifier_partition_of");
+    return out;
+  }
+  /// Whether masks can no longer change.
+  bool masks_frozen() const {
+    return flag(coppice_sparsifier_masks_frozen, "coppice_sparsifier_masks_frozen");
+  }
+  /// Whether to skip the optimizer step of the coming step (reference_mask_updates).
+  bool skips_optimizer_step() const {
+    return flag(coppice_sparsifier_skips_optimizer_step,
+                "coppice_sparsifier_skips_optimizer_step");
+  }
+  /// Whether the last step() ended a GaP step (restart optimizer / learning rate there).
+  bool ended_gap_step() const {
+    return flag(coppice_sparsifier_ended_gap_step, "coppice_sparsifier_ended_gap_step");
+  }
+
+  /// A structured event (coppice_sparsifier_event, strings copied).
+  struct Event {
+    int kind = 0;               ///< COPPICE_EVENT_*
+    std::string kind_name;      ///< "start", "prune", "grow", "final_prune", ...
+    int64_t step = 0;
+    int partition = -1;         ///< -1: none
+    std::vector<std::string> layers;
+    double sparsity = 0;
+  };
+  /// The next event not yet read, or std::nullopt.
+  std::optional<Event> next_event() {
+    coppice_sparsifier_event e{};
+    e.struct_size = sizeof(e);
+    int has = 0;
+    detail::check(coppice_sparsifier_next_event(get(), &e, &has),
+                  "coppice_sparsifier_next_event");
+    if (has == 0) return std::nullopt;
+    Event out;
+    out.kind = e.kind;
+    out.kind_name = e.kind_name != nullptr ? e.kind_name : "";
+    out.step = e.step;
+    out.partition = e.partition;
+    out.sparsity = e.sparsity;
+    std::string all = e.layers != nullptr ? e.layers : "";
+    size_t begin = 0;
+    while (!all.empty()) {
+      size_t end = all.find(',', begin);
+      out.layers.push_back(all.substr(begin, end == std::string::npos ? end : end - begin));
+      if (end == std::string::npos) break;
+      begin = end + 1;
+    }
+    return out;
   }
 
   /// Applies the initial masks (masked weights become zero).
@@ -416,6 +562,12 @@ class Sparsifier {
 
  private:
   using Handle = detail::Handle<coppice_sparsifier, coppice_sparsifier_destroy>;
+
+  bool flag(coppice_status (*function)(const coppice_sparsifier*, int*), const char* what) const {
+    int out = 0;
+    detail::check(function(get(), &out), what);
+    return out != 0;
+  }
 
   coppice_sparsifier* get() const {
     if (!handle_) detail::moved_from("coppice::Sparsifier");

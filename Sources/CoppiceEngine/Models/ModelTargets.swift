@@ -23,10 +23,48 @@ extension Model {
   public func sparseTargets() -> [SparseTarget] {
     let flops = Dictionary(
       weightFLOPs.map { ($0.name, $0.flops) }, uniquingKeysWith: { first, _ in first })
-    return prunableParameters.map { p in
-      SparseTarget(
-        parameter: p, flopsPerWeight: flops[p.name].map { $0 / Double(max(1, p.count)) } ?? 2)
+    let units = layerUnits
+    var blockOf: [String: String] = [:]
+    for (i, unit) in units.enumerated() {
+      for name in unit.members { blockOf[name] = "unit\(i)" }
     }
+    return prunableParameters.map { p in
+      let t = SparseTarget(
+        parameter: p, flopsPerWeight: flops[p.name].map { $0 / Double(max(1, p.count)) } ?? 2)
+      t.block = blockOf[p.name]
+      return t
+    }
+  }
+
+  /// The model's layers grouped into the units GaP partitions keep whole, in model order: a
+  /// residual block or nested `Sequential` is one unit; otherwise each conv/linear layer starts
+  /// a unit that the following parameterised layers without weights of their own (batch norm)
+  /// join. `members` names every parameter and buffer of the unit. Layers before the first
+  /// conv/linear layer form a unit of their own.
+  public var layerUnits: [(members: [String], weights: [String])] {
+    var units: [(members: [String], weights: [String])] = []
+    func names(_ layer: Layer) -> [String] {
+      var all = layer.parameters.map(\.name)
+      let inner: [Layer] =
+        (layer as? Sequential)?.allLayers ?? (layer as? ResidualBlock)?.body.allLayers ?? [layer]
+      for l in inner { if let s = l as? StatefulLayer { all += s.buffers.map(\.name) } }
+      return all
+    }
+    func weights(_ layer: Layer) -> [String] {
+      let inner: [Layer] =
+        (layer as? Sequential)?.allLayers ?? (layer as? ResidualBlock)?.body.allLayers ?? [layer]
+      return inner.compactMap { ($0 as? Linear)?.weight.name ?? ($0 as? Conv2d)?.weight.name }
+    }
+    for layer in network.layers {
+      let members = names(layer)
+      if layer is Sequential || layer is ResidualBlock || layer is Linear || layer is Conv2d {
+        units.append((members, weights(layer)))
+      } else if !members.isEmpty {
+        if units.isEmpty { units.append(([], [])) }
+        units[units.count - 1].members += members
+      }
+    }
+    return units
   }
 
   /// Makes every `Linear` and `Conv2d` whose weight is one of `targets` read its mask from it

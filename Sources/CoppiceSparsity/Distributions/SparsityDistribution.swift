@@ -6,8 +6,10 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
   /// the global sparsity is then slightly below the requested one (as in RigL's code).
   case uniform
   /// Erdős–Rényi-Kernel: density ∝ (Σ dims / Π dims)^power, scaled so the total number of
-  /// zeros over all layers (dense-kept ones included) is round(N·s) exactly. Layers whose
-  /// density would exceed 1 are made dense and the rest re-solved.
+  /// zeros over the layers is round(N·s) exactly. Layers whose density would exceed 1 are made
+  /// dense (inside the budget) and the rest re-solved. Layers kept dense by `keepFirstDense` /
+  /// `keepLastDense` are outside the budget (as the RigL reference treats layers with a custom
+  /// sparsity): N counts only the other layers.
   case erk(power: Double = SparsityDistribution.defaultERKPower)
   /// An explicit sparsity per layer name; every layer must be listed, no unknown names.
   case table([String: Double])
@@ -73,7 +75,8 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
     throws -> [Double]
   {
     let counts = shapes.map { $0.reduce(1, *) }
-    let total = counts.reduce(0, +)
+    // Layers kept dense on request are outside the budget: N and round(N·s) count the others.
+    let total = counts.indices.filter { !forcedDense.contains($0) }.reduce(0) { $0 + counts[$1] }
     let totalZeros = SparseTarget.zeros(count: total, sparsity: sparsity)
     var dense = forcedDense.union(counts.indices.filter { counts[$0] == 0 })
     var raw: [Double] = []
@@ -82,8 +85,8 @@ public enum SparsityDistribution: Equatable, Sendable, Codable {
       raw = erkScores(
         shapes: shapes, counts: counts, power: power,
         among: counts.indices.filter { !dense.contains($0) })
-      // Σ_sparse scale·raw_i·n_i = kept budget − Σ_dense n_i
-      let denseCount = dense.reduce(0) { $0 + counts[$1] }
+      // Σ_sparse scale·raw_i·n_i = kept budget − Σ_dense n_i (dense inside the budget)
+      let denseCount = dense.subtracting(forcedDense).reduce(0) { $0 + counts[$1] }
       let budget = Double(total - totalZeros - denseCount)
       let weighted = counts.indices.filter { !dense.contains($0) }
         .reduce(0.0) { $0 + raw[$1] * Double(counts[$1]) }

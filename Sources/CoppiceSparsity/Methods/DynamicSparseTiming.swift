@@ -18,12 +18,18 @@ public struct DynamicSparseTiming: Equatable, Sendable {
   public let endStep: Int
   public let dropFraction: Double
   public let decay: DropFractionDecay
+  /// Drop count floor(α·nonzeros), as the RigL reference code, instead of rounded.
+  public let floorsDropCount: Bool
 
-  public init(interval: Int, endStep: Int, dropFraction: Double, decay: DropFractionDecay) {
+  public init(
+    interval: Int, endStep: Int, dropFraction: Double, decay: DropFractionDecay,
+    floorsDropCount: Bool = false
+  ) {
     self.interval = max(1, interval)
     self.endStep = endStep
     self.dropFraction = dropFraction
     self.decay = decay
+    self.floorsDropCount = floorsDropCount
   }
 
   public func isUpdateStep(_ step: Int) -> Bool {
@@ -41,9 +47,10 @@ public struct DynamicSparseTiming: Equatable, Sendable {
   }
 
   /// Weights dropped (and grown) at step `step` in a target with `nonzeros` kept weights:
-  /// round(α_t · nonzeros).
+  /// round(α_t · nonzeros), or floor(α_t · nonzeros) with `floorsDropCount`.
   public func dropCount(nonzeros: Int, step: Int) -> Int {
-    min(nonzeros, Int((fraction(atStep: step) * Double(nonzeros)).rounded()))
+    let real = fraction(atStep: step) * Double(nonzeros)
+    return min(nonzeros, Int(floorsDropCount ? real.rounded(.down) : real.rounded()))
   }
 
   /// Performs one drop-and-grow update on every sparse target. `grow(t, k, pool)` returns the
@@ -53,7 +60,9 @@ public struct DynamicSparseTiming: Equatable, Sendable {
     grow: (_ target: Int, _ count: Int, _ notKept: [UInt8]) throws -> [Int]
   ) throws {
     var moved = 0
+    var updated: [Int] = []
     for (t, target) in context.targets.enumerated() where target.targetSparsity > 0 {
+      updated.append(t)
       let k = dropCount(nonzeros: target.nonzeros, step: step)
       if k == 0 { continue }
       var mask = [UInt8](repeating: 0, count: target.count)
@@ -69,6 +78,7 @@ public struct DynamicSparseTiming: Equatable, Sendable {
     context.log(
       "step \(step): \(method) drop fraction \(String(format: "%.4f", fraction(atStep: step))), "
         + "dropped and regrew \(moved) weights")
+    context.record(.maskUpdate, step: step, targets: updated)
   }
 
   func phase(afterStep step: Int, method: String) -> String {
@@ -85,6 +95,7 @@ extension DynamicSparseTiming {
       interval: config.updateInterval,
       endStep: max(1, ScheduleFactory.step(atFraction: config.updateEndFraction, of: totalSteps)),
       dropFraction: config.dropFraction,
-      decay: config.dropFractionDecay ?? (config.method == .rigl ? .cosine : .constant))
+      decay: config.dropFractionDecay ?? (config.method == .rigl ? .cosine : .constant),
+      floorsDropCount: config.referenceMaskUpdates)
   }
 }

@@ -17,10 +17,19 @@ struct GaPPlan {
     }
     let partitions = try Partitioning.partitions(config.partitions, targets: targets)
     var notes: [String] = []
+    let excluded = Partitioning.denseByDesign(targets)
+    if !excluded.isEmpty {
+      notes.append(
+        "left out of the GaP partitions (kept dense by the distribution): "
+          + excluded.map { targets[$0].name }.joined(separator: ", "))
+    }
     if case .balanced(let requested, _) = config.partitions, requested > partitions.count {
+      let units = Set(
+        partitions.joined().map { targets[$0].block ?? "#\($0)" }
+      ).count
       notes.append(
         "partitions reduced from \(requested) to \(partitions.count): only "
-          + "\(targets.count) prunable layers")
+          + "\(units) prunable layers or blocks to partition")
     }
     let kappa = partitions.count
     let sequential = config.sequentialGaPSteps(partitionCount: kappa)

@@ -61,6 +61,10 @@ public final class GradualMagnitudePruning: SparsitySchedule {
     context.log(
       "step \(step): GMP prune of \(pruned) weights"
         + (step == endStep ? "; target reached, masks frozen" : ""))
+    context.record(.magnitudePrune, step: step, targets: Array(context.targets.indices))
+    if step == endStep {
+      context.record(.frozen, step: step, targets: Array(context.targets.indices))
+    }
   }
 
   public var lastMaskChangeStep: Int { endStep }

@@ -34,6 +34,8 @@ public final class OneShotMagnitude: SparsitySchedule {
     context.log(
       "step \(step): one-shot \(globalMagnitude ? "global" : "per-layer") magnitude prune; "
         + "masks frozen for fine-tune")
+    context.record(.magnitudePrune, step: step, targets: Array(context.targets.indices))
+    context.record(.frozen, step: step, targets: Array(context.targets.indices))
   }
 
   public var lastMaskChangeStep: Int { pruneStep }

@@ -20,6 +20,9 @@ public final class ParallelGaP: SparsitySchedule {
   /// Optimizer steps each worker trains per round.
   public let stepLength: Int
   public let rounds: Int
+  /// Per-layer prunes at each merge (default), or one global ranking over every partition's
+  /// layers under their total budget.
+  public let pruneMode: GaPPruneMode
   /// The masks every worker starts the current round from (all targets at target sparsity).
   public private(set) var sharedMasks: [[UInt8]] = []
   public private(set) var roundsCompleted = 0
@@ -28,12 +31,21 @@ public final class ParallelGaP: SparsitySchedule {
   /// Partitions imported from workers elsewhere for the current round: worker → target →
   /// weights (`Sparsifier.importPartition`).
   var imported: [Int: [Int: [Float]]] = [:]
+  /// The current worker's partition weights as of its last `Sparsifier.step()` (target →
+  /// weights): what finishing a round uses for that partition when the host did not import
+  /// it, even if the host has since put its weights back to the round's start.
+  var workerSnapshot: [Int: [Float]]?
 
-  public init(partitions: [[Int]], stepLength: Int, rounds: Int) {
+  public init(
+    partitions: [[Int]], stepLength: Int, rounds: Int, pruneMode: GaPPruneMode = .layer
+  ) {
     self.partitions = partitions
     self.stepLength = max(1, stepLength)
     self.rounds = max(1, rounds)
+    self.pruneMode = pruneMode
   }
+
+  public var gapStepLength: Int? { stepLength }
 
   public var workerCount: Int { partitions.count }
   public var isFinished: Bool { roundsCompleted >= rounds }
@@ -45,6 +57,7 @@ public final class ParallelGaP: SparsitySchedule {
     roundsCompleted = 0
     currentWorker = nil
     context.log("step 0: random masks at target sparsity for all \(workerCount) workers")
+    context.record(.start, step: 0, targets: Array(context.targets.indices))
   }
 
   public func update(_ context: SparsityContext, step: Int) throws {}
@@ -57,10 +70,13 @@ public final class ParallelGaP: SparsitySchedule {
   }
 
   /// Assembles a round: target t of partition i comes from `workerWeights[i][t]`, pruned to
-  /// exactly `zeros[t]` zeros by top-k magnitude. Returns masked weights and masks per target.
-  /// Pure; throws when the snapshot sizes do not match.
+  /// exactly `zeros[t]` zeros by top-k magnitude (`global`: all partitions' targets ranked
+  /// together, keeping Σ (counts − zeros) weights). Returns masked weights and masks per
+  /// target; targets in no partition get empty arrays. Pure; throws when the snapshot sizes do
+  /// not match.
   public static func assemble(
-    partitions: [[Int]], workerWeights: [[[Float]]], counts: [Int], zeros: [Int]
+    partitions: [[Int]], workerWeights: [[[Float]]], counts: [Int], zeros: [Int],
+    global: Bool = false
   ) throws -> (weights: [[Float]], masks: [[UInt8]]) {
     guard workerWeights.count == partitions.count else {
       throw CoppiceError.invalidArgument(
@@ -81,9 +97,32 @@ public final class ParallelGaP: SparsitySchedule {
             "P-GaP assemble: worker \(worker) tensor \(t) has \(w.count) weights, "
               + "expected \(counts[t])")
         }
-        let mask = TopKMagnitude.mask(keeping: counts[t] - zeros[t], of: w)
-        masks[t] = mask
-        weights[t] = zip(w, mask).map { $1 == 0 ? 0 : $0 }
+        weights[t] = w
+        if !global { masks[t] = TopKMagnitude.mask(keeping: counts[t] - zeros[t], of: w) }
+      }
+    }
+    if global {
+      let members = partitions.joined().sorted()
+      let keep = members.reduce(0) { $0 + counts[$1] - zeros[$1] }
+      let flat = members.flatMap { weights[$0] }
+      let selected: [[Int]] = flat.withUnsafeBufferPointer { buffer in
+        guard let base = buffer.baseAddress else { return members.map { _ in [] } }
+        var offset = 0
+        let candidates = members.map { t -> TopKMagnitude.Candidates in
+          defer { offset += counts[t] }
+          return TopKMagnitude.Candidates(values: base + offset, count: counts[t])
+        }
+        return TopKMagnitude.largest(keep, among: candidates)
+      }
+      for (n, t) in members.enumerated() { for i in selected[n] { masks[t][i] = 1 } }
+    }
+    let inPartition = Set(partitions.joined())
+    for t in counts.indices {
+      if inPartition.contains(t) {
+        weights[t] = zip(weights[t], masks[t]).map { $1 == 0 ? 0 : $0 }
+      } else {
+        weights[t] = []
+        masks[t] = []
       }
     }
     return (weights, masks)
@@ -95,6 +134,7 @@ public final class ParallelGaP: SparsitySchedule {
     currentWorker = nil
   }
 
+  public var gapPartitions: [[Int]] { partitions }
   public var lastMaskChangeStep: Int { rounds * stepLength }
 
   public func phase(afterStep step: Int) -> String {
@@ -153,6 +193,8 @@ extension ParallelGaP: ConfiguredSchedule {
   public static func make(_ config: SparsityConfig, targets: [SparseTarget], totalSteps: Int)
     throws -> (schedule: SparsitySchedule, notes: [String])
   {
-    try GaPPlan.make(config, targets: targets, totalSteps: totalSteps, ParallelGaP.init)
+    try GaPPlan.make(config, targets: targets, totalSteps: totalSteps) {
+      ParallelGaP(partitions: $0, stepLength: $1, rounds: $2, pruneMode: config.gapPrune)
+    }
   }
 }

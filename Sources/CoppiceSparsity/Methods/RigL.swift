@@ -11,6 +11,7 @@ public final class RigL: SparsitySchedule {
   public func start(_ context: SparsityContext) throws {
     var rng = context.rng("rigl.init", step: 0)
     for t in context.targets.indices { try context.randomizeMask(t, rng: &rng) }
+    context.record(.start, step: 0, targets: Array(context.targets.indices))
   }
 
   public func needsDenseGradients(atStep step: Int) -> Bool { timing.isUpdateStep(step) }

@@ -10,6 +10,7 @@ public final class SparseEvolutionaryTraining: SparsitySchedule {
   public func start(_ context: SparsityContext) throws {
     var rng = context.rng("set.init", step: 0)
     for t in context.targets.indices { try context.randomizeMask(t, rng: &rng) }
+    context.record(.start, step: 0, targets: Array(context.targets.indices))
   }
 
   public func update(_ context: SparsityContext, step: Int) throws {

@@ -35,6 +35,9 @@ extension Sparsifier {
     context.log(
       "step \(stepsCompleted): P-GaP round \(gap.roundsCompleted + 1), worker \(worker) grows "
         + "partition \(worker) (\(context.names(gap.partitions[worker])))")
+    context.record(
+      .workerBegin, step: stepsCompleted, partition: worker, targets: gap.partitions[worker])
+    gap.workerSnapshot = nil
     refresh()
   }
 
@@ -45,19 +48,28 @@ extension Sparsifier {
     let gap = try requireParallelGaP()
     let assembled = try ParallelGaP.assemble(
       partitions: gap.partitions, workerWeights: workerWeights, counts: targets.map(\.count),
-      zeros: targets.map(\.targetZeros))
+      zeros: targets.map(\.targetZeros), global: gap.pruneMode == .global)
     for (target, mask) in zip(targets, gap.sharedMasks) { try target.replaceMask(with: mask) }
     context.beginUpdate()
-    for (t, target) in targets.enumerated() {
+    // Targets in no partition (kept dense by design) keep their weights and masks.
+    var masks = gap.sharedMasks
+    for (t, target) in targets.enumerated() where !assembled.masks[t].isEmpty {
       try context.setMask(t, assembled.masks[t])
       for i in 0..<target.count { target.weights[i] = assembled.weights[t][i] }
+      masks[t] = assembled.masks[t]
     }
-    gap.finishRound(masks: assembled.masks)
+    gap.finishRound(masks: masks)
     gap.imported = [:]
+    gap.workerSnapshot = nil
     stepsCompleted = gap.roundsCompleted * gap.stepLength
     context.log(
       "step \(stepsCompleted): P-GaP round \(gap.roundsCompleted)/\(gap.rounds) assembled and "
         + "pruned to target" + (gap.isFinished ? "; masks frozen for fine-tune" : ""))
+    context.record(
+      .roundMerged, step: stepsCompleted, targets: Array(gap.partitions.joined()).sorted())
+    if gap.isFinished {
+      context.record(.frozen, step: stepsCompleted, targets: Array(targets.indices))
+    }
     refresh()
   }
 
@@ -113,9 +125,11 @@ extension Sparsifier {
     gap.imported[worker] = values
   }
 
-  /// `finishParallelRound(workerWeights:)` from the imported partitions; the current worker's
-  /// own partition may be left to its targets' weights. Throws `CoppiceError.invalidState`
-  /// naming a partition that was neither imported nor trained here.
+  /// `finishParallelRound(workerWeights:)` from the imported partitions. The current worker's
+  /// own partition may be left out: it is then taken as it was after this sparsifier's last
+  /// `step()` in that worker (not from the host's buffers, which the host may already have put
+  /// back to the round's start). Throws `CoppiceError.invalidState` naming a partition that
+  /// was neither imported nor trained here (no step since `beginParallelWorker`).
   public func finishParallelRoundFromImports() throws {
     let gap = try requireParallelGaP()
     var workerWeights: [[[Float]]] = []
@@ -124,13 +138,12 @@ extension Sparsifier {
       for t in gap.partitions[worker] {
         if let imported = gap.imported[worker]?[t] {
           weights[t] = imported
-        } else if gap.currentWorker == worker {
-          weights[t] = Array(
-            UnsafeBufferPointer(start: targets[t].weights, count: targets[t].count))
+        } else if gap.currentWorker == worker, let trained = gap.workerSnapshot?[t] {
+          weights[t] = trained
         } else {
           throw CoppiceError.invalidState(
-            "partition \(worker) was not imported (coppice_sparsifier_pgap_import_partition) "
-              + "before finishing the round")
+            "partition \(worker) was neither imported (coppice_sparsifier_pgap_import_partition) "
+              + "nor trained here since its begin_worker before finishing the round")
         }
       }
       workerWeights.append(weights)

@@ -8,6 +8,7 @@ public final class StaticSparse: SparsitySchedule {
     var rng = context.rng("static", step: 0)
     for t in context.targets.indices { try context.randomizeMask(t, rng: &rng) }
     context.log("step 0: random masks at target sparsity")
+    context.record(.start, step: 0, targets: Array(context.targets.indices))
   }
 
   public func update(_ context: SparsityContext, step: Int) throws {}

@@ -23,12 +23,13 @@ from . import idx
 from .engine import MODELS, Dataset, EpochStats, Model, TrainResult, inspect
 from .log import DEBUG, INFO, WARNING, set_log_callback
 from .sparse import SparseMatrix
-from .sparsifier import LIBRARY_DEFAULT, METHODS, Sparsifier
+from .sparsifier import LIBRARY_DEFAULT, METHODS, Sparsifier, SparsityEvent
 
 __all__ = [
     "CoppiceError",
     "STATUS_NAMES",
     "Sparsifier",
+    "SparsityEvent",
     "SparseMatrix",
     "Model",
     "Dataset",

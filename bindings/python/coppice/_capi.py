@@ -62,6 +62,36 @@ class SparsifierConfig(Structure):
         ("drop_fraction", c_double),
         ("prune_step", c_int64),
         ("seed", c_uint64),
+        # since 0.2
+        ("gap_prune", c_char_p),
+        ("global_magnitude", c_int),
+        ("reset_optimizer_state", c_int),
+        ("restart_optimizer_per_step", c_int),
+        ("restart_lr_per_step", c_int),
+        ("restart_warmup_per_step", c_int),
+        ("pgap_merge", c_char_p),
+        ("initial_sparsity", c_double),
+        ("pruning_begin_step", c_int64),
+        ("pruning_end_step", c_int64),
+        ("pruning_frequency", c_int64),
+        ("drop_fraction_decay", c_char_p),
+        ("update_end_fraction", c_double),
+        ("reference_mask_updates", c_int),
+    ]
+
+
+class SparsifierEvent(Structure):
+    """coppice_sparsifier_event (set struct_size to its size before next_event)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("kind", c_int),
+        ("partition", c_int),
+        ("step", c_int64),
+        ("sparsity", c_double),
+        ("layer_count", c_int),
+        ("kind_name", c_char_p),
+        ("layers", c_char_p),
     ]
 
 
@@ -149,6 +179,15 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [handle_t, c_char_p, _float_p, P(c_int64), c_int, _float_p, c_double],
     ),
     "coppice_sparsifier_set_partition": (status_t, [handle_t, c_char_p, c_int]),
+    "coppice_sparsifier_set_partition_list": (status_t, [handle_t, c_char_p]),
+    "coppice_sparsifier_set_layer_sparsity": (status_t, [handle_t, c_char_p, c_double]),
+    "coppice_sparsifier_set_block": (status_t, [handle_t, c_char_p, c_char_p]),
+    "coppice_sparsifier_partition_count": (status_t, [handle_t, P(c_int)]),
+    "coppice_sparsifier_partition_of": (status_t, [handle_t, c_char_p, P(c_int)]),
+    "coppice_sparsifier_masks_frozen": (status_t, [handle_t, P(c_int)]),
+    "coppice_sparsifier_skips_optimizer_step": (status_t, [handle_t, P(c_int)]),
+    "coppice_sparsifier_ended_gap_step": (status_t, [handle_t, P(c_int)]),
+    "coppice_sparsifier_next_event": (status_t, [handle_t, P(SparsifierEvent), P(c_int)]),
     "coppice_sparsifier_start": (status_t, [handle_t]),
     "coppice_sparsifier_mask_gradients": (status_t, [handle_t]),
     "coppice_sparsifier_step": (status_t, [handle_t, P(c_int)]),

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ._arrays import FloatBuffer, as_float_buffer, c_float_value, c_int_value, c_string
-from ._capi import SparsifierConfig, capi
+from ._capi import SparsifierConfig, SparsifierEvent, capi
 from ._handle import Handle
 from ._library import check
 
-__all__ = ["Sparsifier", "METHODS", "CONFIG_FIELDS", "LIBRARY_DEFAULT"]
+__all__ = ["Sparsifier", "SparsityEvent", "METHODS", "CONFIG_FIELDS", "LIBRARY_DEFAULT"]
 
 #: The sparse-training methods of coppice_sparsifier_config.method.
 METHODS = ("dense", "static", "oneshot", "gmp", "set", "rigl", "cgap", "pgap")
@@ -21,9 +21,13 @@ METHODS = ("dense", "static", "oneshot", "gmp", "set", "rigl", "cgap", "pgap")
 PathLike = Union[str, bytes, "os.PathLike[str]"]
 
 
-_STRING_FIELDS = ("method", "distribution", "partition_balance")
-_FLOAT_FIELDS = ("sparsity", "erk_power", "drop_fraction")
-_BOOL_FIELDS = ("keep_first_dense", "keep_last_dense")
+_STRING_FIELDS = ("method", "distribution", "partition_balance", "gap_prune", "pgap_merge",
+                  "drop_fraction_decay")
+_FLOAT_FIELDS = ("sparsity", "erk_power", "drop_fraction", "initial_sparsity",
+                 "update_end_fraction")
+_BOOL_FIELDS = ("keep_first_dense", "keep_last_dense", "global_magnitude",
+                "reset_optimizer_state", "restart_optimizer_per_step", "restart_lr_per_step",
+                "restart_warmup_per_step", "reference_mask_updates")
 _INT_FIELDS = {  # field: bits of its C type
     "total_steps": 64,
     "steps_per_epoch": 64,
@@ -32,6 +36,9 @@ _INT_FIELDS = {  # field: bits of its C type
     "rounds": 32,
     "update_interval": 64,
     "prune_step": 64,
+    "pruning_begin_step": 64,
+    "pruning_end_step": 64,
+    "pruning_frequency": 64,
 }
 #: The keyword arguments that map onto coppice_sparsifier_config fields.
 CONFIG_FIELDS = _STRING_FIELDS + _FLOAT_FIELDS + _BOOL_FIELDS + tuple(_INT_FIELDS) + ("seed",)
@@ -72,6 +79,20 @@ def fill_sparsifier_config(config: SparsifierConfig, keep: List[Any], **values: 
             raise TypeError(f"unknown sparsifier option {field!r}")
 
 
+class SparsityEvent(NamedTuple):
+    """A structured sparsifier event (coppice_sparsifier_event): `kind` is its name ("start",
+    "prune", "grow", "final_prune", "mask_update", "magnitude_prune", "worker_begin",
+    "round_merged", "frozen"), `code` its COPPICE_EVENT_* number, `partition` None when
+    none, `layers` the names concerned and `sparsity` theirs right after the event."""
+
+    kind: str
+    code: int
+    step: int
+    partition: Optional[int]
+    layers: Tuple[str, ...]
+    sparsity: float
+
+
 class _Parameter:
     """A registered weight buffer and its optional gradient buffer (kept alive here, because
     the library holds their addresses)."""
@@ -106,6 +127,16 @@ class Sparsifier(Handle):
     `gap_step_length=0` lets the GaP rounds fill 75% of training; `prune_step=-1` prunes
     oneshot at half of training. Bad values raise CoppiceError(COPPICE_INVALID_ARGUMENT).
 
+    GaP as the paper's code runs it (defaults keep the plain behaviour): `gap_prune="global"`
+    (non-uniform GaP), `restart_optimizer_per_step` / `restart_lr_per_step` /
+    `restart_warmup_per_step` (the host restarts where `ended_gap_step()` says so; coppice.torch
+    clears the optimizer's state itself), `pgap_merge` (engine P-GaP). SET/RigL:
+    `reference_mask_updates` (skip the optimizer step where `skips_optimizer_step()` says so),
+    `drop_fraction_decay`, `update_end_fraction`; GMP: `initial_sparsity`,
+    `pruning_begin_step`, `pruning_end_step` (-1: 25% / 75% of training), `pruning_frequency`;
+    oneshot/GMP: `global_magnitude`. Per-layer tables, blocks and explicit partitions:
+    `set_layer_sparsity`, `set_block`, `set_partitions` / `set_partition_list` before start().
+
     Registered arrays are referenced by this object until close(): the library writes into
     them in place (masking), so they must not be resized or reallocated.
     Not thread-safe: use one sparsifier from one thread at a time.
@@ -130,6 +161,20 @@ class Sparsifier(Handle):
         keep_last_dense: bool = LIBRARY_DEFAULT,
         erk_power: float = LIBRARY_DEFAULT,
         seed: int = LIBRARY_DEFAULT,
+        gap_prune: str = LIBRARY_DEFAULT,
+        global_magnitude: bool = LIBRARY_DEFAULT,
+        reset_optimizer_state: bool = LIBRARY_DEFAULT,
+        restart_optimizer_per_step: bool = LIBRARY_DEFAULT,
+        restart_lr_per_step: bool = LIBRARY_DEFAULT,
+        restart_warmup_per_step: bool = LIBRARY_DEFAULT,
+        pgap_merge: str = LIBRARY_DEFAULT,
+        initial_sparsity: float = LIBRARY_DEFAULT,
+        pruning_begin_step: int = LIBRARY_DEFAULT,
+        pruning_end_step: int = LIBRARY_DEFAULT,
+        pruning_frequency: int = LIBRARY_DEFAULT,
+        drop_fraction_decay: str = LIBRARY_DEFAULT,
+        update_end_fraction: float = LIBRARY_DEFAULT,
+        reference_mask_updates: bool = LIBRARY_DEFAULT,
     ) -> None:
         self._parameters: Dict[str, _Parameter] = {}
         required = {"method": method, "sparsity": sparsity, "total_steps": total_steps,
@@ -162,6 +207,20 @@ class Sparsifier(Handle):
             keep_last_dense=keep_last_dense,
             erk_power=erk_power,
             seed=seed,
+            gap_prune=gap_prune,
+            global_magnitude=global_magnitude,
+            reset_optimizer_state=reset_optimizer_state,
+            restart_optimizer_per_step=restart_optimizer_per_step,
+            restart_lr_per_step=restart_lr_per_step,
+            restart_warmup_per_step=restart_warmup_per_step,
+            pgap_merge=pgap_merge,
+            initial_sparsity=initial_sparsity,
+            pruning_begin_step=pruning_begin_step,
+            pruning_end_step=pruning_end_step,
+            pruning_frequency=pruning_frequency,
+            drop_fraction_decay=drop_fraction_decay,
+            update_end_fraction=update_end_fraction,
+            reference_mask_updates=reference_mask_updates,
         )
         handle = ctypes.c_void_p()
         check(capi.coppice_sparsifier_create(ctypes.byref(config), ctypes.byref(handle)))
@@ -214,6 +273,90 @@ class Sparsifier(Handle):
         for index, names in enumerate(partitions):
             for name in names:
                 check(capi.coppice_sparsifier_set_partition(handle, c_string(name, "name"), index))
+
+    def set_partition_list(self, text: str) -> None:
+        """Explicit GaP partitions as text: "a,b;c" (',' within, ';' between partitions)."""
+        check(capi.coppice_sparsifier_set_partition_list(self._live(), c_string(text, "partitions")))
+
+    def set_layer_sparsity(self, name: str, sparsity: float) -> None:
+        """Per-layer sparsity table entry (before start()); once any is set, every parameter
+        needs one and the table replaces the distribution."""
+        check(capi.coppice_sparsifier_set_layer_sparsity(
+            self._live(), c_string(name, "name"), c_float_value(sparsity, "sparsity")))
+
+    def set_layer_sparsities(self, table: Dict[str, float]) -> None:
+        """set_layer_sparsity for every entry of `table`."""
+        for name, value in table.items():
+            self.set_layer_sparsity(name, value)
+
+    def set_block(self, name: str, block: str) -> None:
+        """Puts parameter `name` into `block` (balanced GaP partitions never split a block)."""
+        check(capi.coppice_sparsifier_set_block(
+            self._live(), c_string(name, "name"), c_string(block, "block")))
+
+    def partition_count(self) -> int:
+        """GaP partitions as they took effect (0 for other methods); after start()."""
+        out = ctypes.c_int()
+        check(capi.coppice_sparsifier_partition_count(self._live(), ctypes.byref(out)))
+        return out.value
+
+    def partition_of(self, name: str) -> Optional[int]:
+        """The GaP partition of parameter `name`, None when it is in none."""
+        out = ctypes.c_int()
+        check(capi.coppice_sparsifier_partition_of(
+            self._live(), c_string(name, "name"), ctypes.byref(out)))
+        return None if out.value < 0 else out.value
+
+    def partitions(self) -> List[List[str]]:
+        """The GaP partitions as lists of parameter names (registration order)."""
+        groups: List[List[str]] = [[] for _ in range(self.partition_count())]
+        for name in self.names:
+            p = self.partition_of(name)
+            if p is not None:
+                groups[p].append(name)
+        return groups
+
+    def _flag(self, function: Any) -> bool:
+        out = ctypes.c_int()
+        check(function(self._live(), ctypes.byref(out)))
+        return bool(out.value)
+
+    def masks_frozen(self) -> bool:
+        """Whether masks can no longer change (fine-tune)."""
+        return self._flag(capi.coppice_sparsifier_masks_frozen)
+
+    def skips_optimizer_step(self) -> bool:
+        """Whether the host should skip its optimizer step for the coming step (SET/RigL
+        update steps with reference_mask_updates); call mask_gradients and step as usual."""
+        return self._flag(capi.coppice_sparsifier_skips_optimizer_step)
+
+    def ended_gap_step(self) -> bool:
+        """Whether the last step() ended a GaP step: where to restart optimizer state or the
+        learning-rate schedule (restart_optimizer_per_step, restart_lr_per_step)."""
+        return self._flag(capi.coppice_sparsifier_ended_gap_step)
+
+    def next_event(self) -> Optional[SparsityEvent]:
+        """The next structured event not yet read, or None."""
+        event = SparsifierEvent()
+        event.struct_size = ctypes.sizeof(SparsifierEvent)
+        has = ctypes.c_int()
+        check(capi.coppice_sparsifier_next_event(self._live(), ctypes.byref(event), ctypes.byref(has)))
+        if not has.value:
+            return None
+        layers = (event.layers or b"").decode()
+        return SparsityEvent(
+            kind=(event.kind_name or b"").decode(), code=int(event.kind), step=int(event.step),
+            partition=None if event.partition < 0 else int(event.partition),
+            layers=tuple(layers.split(",")) if layers else (), sparsity=float(event.sparsity))
+
+    def events(self) -> List[SparsityEvent]:
+        """Every structured event not yet read, in order."""
+        out: List[SparsityEvent] = []
+        while True:
+            e = self.next_event()
+            if e is None:
+                return out
+            out.append(e)
 
     def shape(self, name: str) -> Tuple[int, ...]:
         """The registered shape of parameter `name` (KeyError when unknown)."""

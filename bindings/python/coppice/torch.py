@@ -55,6 +55,19 @@ __all__ = ["sparsify", "SparseModel"]
 Filter = Union[None, Callable[[str, nn.Module], bool], Iterable[Union[str, type]]]
 
 
+def _block_of(model: nn.Module, name: str) -> str:
+    """The block a layer belongs to for GaP partitions: its nearest enclosing module that is
+    neither the model itself nor an nn.Sequential/ModuleList ("layer2.1" for
+    "layer2.1.downsample.0" in a torchvision ResNet); "" when there is none."""
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:end])
+        module = model.get_submodule(prefix)
+        if not isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return prefix
+    return ""
+
+
 def _matches(filter_: Filter, name: str, module: nn.Module) -> bool:
     if callable(filter_):
         return bool(filter_(name, module))
@@ -228,8 +241,10 @@ class SparseModel:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, layers: List[_Layer],
                  sparsifier: Sparsifier, partitions: Optional[List[List[str]]], example_input: Any,
-                 share_threads: bool, threads: Optional[int]) -> None:
+                 share_threads: bool, threads: Optional[int],
+                 restart_optimizer: bool = False) -> None:
         self.model = model
+        self._restart_optimizer = restart_optimizer
         self._partitions = partitions
         self._measuring = False
         self.optimizer = optimizer
@@ -300,6 +315,12 @@ class SparseModel:
                                           flops_per_weight=flops.get(layer.parameter, 2.0))
         if self._partitions is not None:
             self.sparsifier.set_partitions(self._partitions)
+        else:
+            # Balanced partitions keep whole blocks (e.g. a ResNet BasicBlock) together.
+            for layer in self.layers:
+                block = _block_of(self.model, layer.name)
+                if block:
+                    self.sparsifier.set_block(layer.parameter, block)
         self.sparsifier.start()
         if self._threads is not None:
             check(capi.coppice_set_threads(int(self._threads)))
@@ -337,7 +358,11 @@ class SparseModel:
         """Masks re-applied, the schedule stepped; optimizer state reset where masks changed."""
         if not self._started:
             return
-        if self.sparsifier.step():
+        changed_masks = self.sparsifier.step()
+        if self._restart_optimizer and self.sparsifier.ended_gap_step():
+            optimizer.state.clear()  # a fresh optimizer: state is rebuilt at its next step
+            return
+        if changed_masks:
             for layer in self.layers:
                 changed = torch.from_numpy(self.sparsifier.changed_mask(layer.parameter).astype(bool)).reshape(layer.weight.shape)
                 if not bool(changed.any()):
@@ -460,7 +485,8 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
     sparsifier = Sparsifier(method=method, sparsity=sparsity, total_steps=total_steps,
                             steps_per_epoch=steps_per_epoch, partitions=count, **options)
     handle = SparseModel(model, optimizer, layers, sparsifier, explicit, example_input, share_threads,
-                         threads if threads is not None else torch.get_num_threads())
+                         threads if threads is not None else torch.get_num_threads(),
+                         restart_optimizer=bool(options.get("restart_optimizer_per_step", False)))
     if fuse_blocks:
         from .torch_blocks import fuse_blocks as fuse
 

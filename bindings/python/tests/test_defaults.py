@@ -44,6 +44,21 @@ def c_defaults() -> dict:
         "train_rounds": t.sparsity.rounds,
         "train_partitions": t.sparsity.partitions,
         "train_sparsity": t.sparsity.sparsity,
+        "gap_prune": (s.gap_prune or b"").decode(),
+        "pgap_merge": (s.pgap_merge or b"").decode(),
+        "global_magnitude": s.global_magnitude,
+        "reset_optimizer_state": s.reset_optimizer_state,
+        "restart_optimizer_per_step": s.restart_optimizer_per_step,
+        "restart_lr_per_step": s.restart_lr_per_step,
+        "restart_warmup_per_step": s.restart_warmup_per_step,
+        "initial_sparsity": s.initial_sparsity,
+        "pruning_begin_step": s.pruning_begin_step,
+        "pruning_end_step": s.pruning_end_step,
+        "pruning_frequency": s.pruning_frequency,
+        "drop_fraction_decay": s.drop_fraction_decay,
+        "update_end_fraction": s.update_end_fraction,
+        "reference_mask_updates": s.reference_mask_updates,
+        "train_gap_prune": (t.sparsity.gap_prune or b"").decode(),
     }
 
 
@@ -55,6 +70,15 @@ def test_c_defaults_are_the_documented_ones():
     # The training config's sparse-training part has the sparsifier's defaults.
     assert (d["train_rounds"], d["train_partitions"]) == (d["rounds"], d["partitions"])
     assert d["train_sparsity"] == pytest.approx(d["sparsity"])
+    # Issue 16's options default to the behaviour before them.
+    assert d["gap_prune"] == d["train_gap_prune"] == "layer"
+    assert d["pgap_merge"] == "average"
+    assert (d["global_magnitude"], d["restart_optimizer_per_step"], d["restart_lr_per_step"],
+            d["restart_warmup_per_step"], d["reference_mask_updates"]) == (0, 0, 0, 0, 0)
+    assert d["reset_optimizer_state"] == 1
+    assert (d["initial_sparsity"], d["pruning_begin_step"], d["pruning_end_step"]) == (0, -1, -1)
+    assert d["pruning_frequency"] == 100 and d["update_end_fraction"] == pytest.approx(0.75)
+    assert d["drop_fraction_decay"] is None
 
 
 def test_python_sparsifier_takes_the_library_defaults():
@@ -82,11 +106,20 @@ int main() {
   std::printf("sparsity %.17g\npartitions %d\nrounds %d\nupdate_interval %lld\n"
               "drop_fraction %.17g\nerk_power %.17g\nepochs %d\nbatch_size %d\n"
               "learning_rate %.9g\nmomentum %.9g\nweight_decay %.9g\nseed %llu\n"
-              "train_rounds %d\n",
+              "train_rounds %d\npruning_frequency %lld\nupdate_end_fraction %.17g\n"
+              "initial_sparsity %.17g\npruning_begin_step %lld\npruning_end_step %lld\n"
+              "global_magnitude %d\nreset_optimizer_state %d\nrestart_optimizer_per_step %d\n"
+              "restart_lr_per_step %d\nrestart_warmup_per_step %d\nreference_mask_updates %d\n",
               s.sparsity(), s.partitions(), s.rounds(), (long long)s.update_interval(),
               s.drop_fraction(), s.erk_power(), t.epochs(), t.batch_size(), t.learning_rate(),
               t.momentum(), t.weight_decay(), (unsigned long long)t.seed(),
-              t.sparsity().rounds());
+              t.sparsity().rounds(), (long long)s.pruning_frequency(), s.update_end_fraction(),
+              s.initial_sparsity(), (long long)s.pruning_begin_step(),
+              (long long)s.pruning_end_step(), (int)s.global_magnitude(),
+              (int)s.reset_optimizer_state(), (int)s.restart_optimizer_per_step(),
+              (int)s.restart_lr_per_step(), (int)s.restart_warmup_per_step(),
+              (int)s.reference_mask_updates());
+  if (s.gap_prune() != "layer" || s.pgap_merge() != "average" || s.drop_fraction_decay()) return 1;
   return 0;
 }
 """
@@ -134,6 +167,9 @@ def test_cli_reports_the_same_defaults(command):
         "erk-power": d["erk_power"], "epochs": d["epochs"], "batch-size": d["batch_size"],
         "lr": d["learning_rate"], "momentum": d["momentum"],
         "weight-decay": d["weight_decay"], "seed": d["seed"],
+        "gap-prune": d["gap_prune"], "pgap-merge": d["pgap_merge"],
+        "update-end-fraction": d["update_end_fraction"],
+        "initial-sparsity": d["initial_sparsity"], "pruning-frequency": d["pruning_frequency"],
     }
     for option, value in expected.items():
         assert option in cli, f"coppice {command} --help shows no default for --{option}"

@@ -1,0 +1,69 @@
+"""coppice.torch with issue 16's options: whole residual blocks in one GaP partition, a fresh
+optimizer per GaP step, and the options passed through to the sparsifier."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+if os.environ.get("COPPICE_REQUIRE_TORCH") == "1":
+    import torch
+else:
+    torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import coppice.torch as ct  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.layer = nn.Sequential(Block(8), Block(8))
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        return self.fc(self.layer(torch.relu(self.stem(x))).flatten(1))
+
+
+def test_block_of_finds_the_enclosing_block():
+    net = Net()
+    assert ct._block_of(net, "layer.0.conv1") == "layer.0"
+    assert ct._block_of(net, "stem") == ""
+    assert ct._block_of(net, "fc") == ""
+
+
+def test_partitions_keep_blocks_and_fresh_optimizer_per_gap_step():
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(4, 1, 8, 8)
+    y = torch.randint(0, 10, (4,))
+    sm = ct.sparsify(net, opt, total_steps=20, method="cgap", sparsity=0.8, partitions=4,
+                     gap_step_length=3, restart_optimizer_per_step=True, gap_prune="global",
+                     example_input=x)
+    groups = sm.sparsifier.partitions()
+    for block in ("layer.0", "layer.1"):
+        holding = [i for i, g in enumerate(groups) if any(n.startswith(block + ".") for n in g)]
+        assert len(holding) == 1, groups
+    ends = []
+    for step in range(1, 7):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        if sm.sparsifier.ended_gap_step():
+            ends.append(step)
+            assert len(opt.state) == 0  # fresh optimizer state
+    assert ends == [3, 6]
+    sm.remove()
