@@ -99,7 +99,9 @@ PY
   done
 done
 count=$(ls "$work"/killed/checkpoint-*.safetensors | wc -l)
-[ "$count" -ge 1 ] && [ "$count" -le 3 ] || fail "expected 1..3 checkpoints kept, found $count"
+# Three are kept; a kill between a save's rename and its pruning of the oldest leaves a fourth
+# until the next save prunes it (seen once in CI-like runs), which is not damage.
+[ "$count" -ge 1 ] && [ "$count" -le 4 ] || fail "expected 1..4 checkpoints (3 kept, +1 after a kill mid-prune), found $count"
 echo "checkpoint-cli: 12 kill -9 rounds ($mid_save during a save); every checkpoint left behind" \
   "loads ($count kept)"
 
