@@ -98,6 +98,12 @@ public final class SparsityContext {
       $0 + Double(targets[indices[$1]].count) * sparsities[$1]
     }
     let keep = total - min(total, max(0, Int(zeros.rounded())))
+    try keepLargest(keep, among: indices)
+  }
+
+  /// Masks of `indices` keeping the `keep` largest magnitudes among their kept weights
+  /// (ties: earlier target, then lower index).
+  private func keepLargest(_ keep: Int, among indices: [Int]) throws {
     let candidates = indices.map {
       TopKMagnitude.Candidates(
         values: targets[$0].weights, count: targets[$0].count, pool: .kept(targets[$0].mask))
@@ -119,16 +125,7 @@ public final class SparsityContext {
     let keep = indices.reduce(0) { $0 + targets[$1].count - targets[$1].targetZeros }
     let kept = indices.reduce(0) { $0 + targets[$1].nonzeros }
     guard keep < kept else { return }
-    let candidates = indices.map {
-      TopKMagnitude.Candidates(
-        values: targets[$0].weights, count: targets[$0].count, pool: .kept(targets[$0].mask))
-    }
-    let selected = TopKMagnitude.largest(keep, among: candidates)
-    for (n, t) in indices.enumerated() {
-      var mask = [UInt8](repeating: 0, count: targets[t].count)
-      for i in selected[n] { mask[i] = 1 }
-      try setMask(t, mask)
-    }
+    try keepLargest(keep, among: indices)
   }
 
   /// The targets with a sparse target (target sparsity > 0), in order.
