@@ -15,7 +15,8 @@ enum DistributionName: String, ExpressibleByArgument, CaseIterable {
 
 /// The sparse-training options shared by `train` and `compare`.
 struct SparsityOptions: ParsableArguments {
-  @Option(help: "Target sparsity of the prunable weights, in [0, 1).")
+  // Unconditional: "-0.1" is a (refused) value here, not an unknown short option.
+  @Option(parsing: .unconditional, help: "Target sparsity of the prunable weights, in [0, 1).")
   var sparsity = SparsityConfig.defaults.sparsity
   @Option(help: "Per-layer sparsity: uniform or erk (default: erk for rigl, uniform otherwise).")
   var distribution: DistributionName?
@@ -86,6 +87,9 @@ struct SparsityOptions: ParsableArguments {
 
   /// Every integer option in its range, before any arithmetic uses it.
   func validate() throws {
+    guard sparsity >= 0, sparsity < 1 else {
+      throw ValidationError("--sparsity must be in [0, 1), got \(sparsity)")
+    }
     let epochs = 0...TrainingConfig.maxEpochs
     try requireRange(stepEpochs, 1...TrainingConfig.maxEpochs, "--step-epochs")
     if let n = stepSteps { try requireRange(n, 1...Sparsifier.maxSteps, "--step-steps") }

@@ -384,6 +384,18 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(resumed.stepsTaken, 8)
     XCTAssertEqual(warnings.count, 1)
     XCTAssertTrue(warnings[0].contains("skipping damaged checkpoint"))
+    // A directory and a FIFO under newer checkpoint names are not checkpoints: resume passes
+    // them by, and a save's pruning leaves them alone.
+    let fake = store.path + "/checkpoint-000000099.safetensors"
+    try FileManager.default.createDirectory(atPath: fake, withIntermediateDirectories: false)
+    XCTAssertEqual(mkfifo(store.path + "/checkpoint-000000098.safetensors", 0o600), 0)
+    XCTAssertEqual(store.checkpoints().map(\.step), [8, 12])
+    let again = try makeTrainer(.rigl)
+    XCTAssertEqual(try store.resume(again, stepsPerEpoch: 6), store.checkpoints().first!.path)
+    try store.save(again)
+    var isDirectory: ObjCBool = false
+    XCTAssertTrue(FileManager.default.fileExists(atPath: fake, isDirectory: &isDirectory))
+    XCTAssertTrue(isDirectory.boolValue)
   }
 
   /// A checkpoint directory belongs to one run: a second run fails while the first holds the

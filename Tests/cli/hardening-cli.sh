@@ -35,6 +35,12 @@ done
 expect_usage_error "--epochs 0" train "${SMALL[@]}" --epochs 0
 expect_usage_error "compare --epochs 0" compare "${SMALL[@]}" --epochs 0
 expect_usage_error "--gamma nan" train "${SMALL[@]}" --schedule step --gamma nan
+for value in -0.1 1 1.5 nan; do  # out of [0, 1), whatever the method; "-0.1" is a value
+  for method in dense cgap; do
+    expect_usage_error "--sparsity $value" train "${SMALL[@]}" --method "$method" --sparsity "$value"
+    grep -q -- "--sparsity must be in" "$work/err" || fail "--sparsity $value: unclear message"
+  done
+done
 # In range one by one, overflowing together: rounds × partitions × step length.
 expect_usage_error "GaP phase overflow" train "${SMALL[@]}" --method cgap --partitions 1024 \
   --rounds 1000000 --step-steps 1099511627776 --epochs 2

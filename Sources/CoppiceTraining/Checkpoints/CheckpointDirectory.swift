@@ -41,15 +41,23 @@ public struct CheckpointDirectory: Sendable {
     epoch % every == 0 || epoch >= epochs
   }
 
-  /// The checkpoints present, oldest first.
+  /// The checkpoints present, oldest first: regular files (or links to them) named
+  /// checkpoint-<step>.safetensors. A directory, FIFO or device under such a name is not a
+  /// checkpoint: resume never opens it and pruning never removes it.
   public func checkpoints() -> [(step: Int, path: String)] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
     return names.compactMap { name -> (Int, String)? in
       guard name.hasPrefix("checkpoint-"), name.hasSuffix(".safetensors"),
-        let step = Int(name.dropFirst("checkpoint-".count).dropLast(".safetensors".count))
+        let step = Int(name.dropFirst("checkpoint-".count).dropLast(".safetensors".count)),
+        Self.isRegularFile("\(path)/\(name)")
       else { return nil }
       return (step, "\(path)/\(name)")
     }.sorted { $0.0 < $1.0 }
+  }
+
+  private static func isRegularFile(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
   }
 
   /// Saves `trainer` as the checkpoint of its current step (first removing any temporary file
