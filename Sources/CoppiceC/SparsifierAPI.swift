@@ -291,8 +291,11 @@ public func cSparsifierAddParameter(
     guard !h.targets.contains(where: { $0.name == n }) else {
       throw APIError(.invalidArgument, "a parameter named '\(n)' is already registered")
     }
-    guard flopsPerWeight.isFinite || flopsPerWeight <= 0 else {
-      throw APIError(.invalidArgument, "flops_per_weight must be finite")
+    guard flopsPerWeight <= SparseTarget.maxFlopsPerWeight else {
+      throw APIError(
+        .invalidArgument,
+        "flops_per_weight must be at most \(SparseTarget.maxFlopsPerWeight) (<= 0: 2), got \(flopsPerWeight)"
+      )
     }
     // Two parameters over the same (or overlapping) memory would mask each other's weights
     // and report sparsities the buffers do not have.

@@ -35,6 +35,10 @@ public final class SparseTarget {
 
   /// A target over host-owned memory. Throws when the name is empty, a dimension is negative,
   /// the sparsity is outside [0, 1) or `flopsPerWeight` is negative or not finite.
+  /// The largest FLOPs per weight a target may declare (a weight of a convolution over a
+  /// 4096×4096 output costs ~3·10^7): partition sums over 2^31 weights stay finite.
+  public static let maxFlopsPerWeight = 1e12
+
   public init(
     name: String, shape: [Int], weights: UnsafeMutablePointer<Float>,
     gradients: UnsafeMutablePointer<Float>? = nil, targetSparsity: Double = 0,
@@ -45,9 +49,10 @@ public final class SparseTarget {
       throw CoppiceError.invalidArgument("sparse target \(name): negative dimension in \(shape)")
     }
     try SparseTarget.validate(sparsity: targetSparsity, what: "sparse target \(name)")
-    guard flopsPerWeight.isFinite, flopsPerWeight >= 0 else {
+    guard flopsPerWeight >= 0, flopsPerWeight <= SparseTarget.maxFlopsPerWeight else {
       throw CoppiceError.invalidArgument(
-        "sparse target \(name): flopsPerWeight must be finite and ≥ 0, got \(flopsPerWeight)")
+        "sparse target \(name): flopsPerWeight must be in 0...\(SparseTarget.maxFlopsPerWeight) "
+          + "(partition sums stay finite), got \(flopsPerWeight)")
     }
     self.name = name
     self.shape = shape

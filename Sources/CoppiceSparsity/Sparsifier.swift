@@ -85,6 +85,14 @@ public final class Sparsifier {
 
   /// Sets the initial masks (zeroing masked weights). Call once, before the first step.
   public func start() throws {
+    // Magnitude pruning on NaN or infinite weights would keep or drop them arbitrarily.
+    for t in targets {
+      if let i = (0..<t.count).first(where: { !t.weights[$0].isFinite }) {
+        throw CoppiceError.invalidArgument(
+          "parameter \(t.name) holds a non-finite weight (\(t.weights[i]) at index \(i)); "
+            + "sparse training needs finite weights")
+      }
+    }
     context.beginUpdate()
     try schedule.start(context)
     isStarted = true

@@ -133,6 +133,28 @@ def test_erk_with_a_huge_power_starts(tmp_path):
     assert zeros == round(total * 0.5)
 
 
+def test_absurd_flops_per_weight_is_refused():
+    """flops_per_weight = 1e308 made partition sums inf/NaN and a partition empty."""
+    s = coppice.Sparsifier(method="cgap", sparsity=0.5, total_steps=10, partitions=2)
+    for value in (1e308, float("inf"), float("nan")):
+        with pytest.raises(coppice.CoppiceError) as error:
+            s.add_parameter("w", np.ones((4, 4), np.float32), flops_per_weight=value)
+        assert error.value.status == INVALID_ARGUMENT and "flops_per_weight" in str(error.value)
+    s.add_parameter("w", np.ones((4, 4), np.float32), flops_per_weight=1e6)
+
+
+def test_non_finite_weights_are_refused_at_start():
+    for bad in (float("nan"), float("inf")):
+        s = coppice.Sparsifier(method="static", sparsity=0.5, total_steps=10)
+        w = np.ones((3, 5), np.float32)
+        w[1, 2] = bad
+        s.add_parameter("w", w)
+        with pytest.raises(coppice.CoppiceError) as error:
+            s.start()
+        assert error.value.status == INVALID_ARGUMENT and "non-finite" in str(error.value)
+        assert int((w == 0).sum()) == 0  # nothing was masked
+
+
 def test_a_checkpoint_directory_serves_one_run_at_a_time(tmp_path):
     images, labels = synthetic(128)
     train = coppice.Dataset(images, labels)
