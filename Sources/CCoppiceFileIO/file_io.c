@@ -4,12 +4,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
-int ck_read_file(const char *path, unsigned char **data, size_t *length, char *error,
-                 size_t error_size) {
+int ck_read_file(const char *path, size_t max_length, unsigned char **data, size_t *length,
+                 char *error, size_t error_size) {
   *data = NULL;
   *length = 0;
+  // Only regular files (or links to them): a FIFO would block the open forever and a device
+  // such as /dev/zero never ends.
+  struct stat info;
+  if (stat(path, &info) != 0) {
+    snprintf(error, error_size, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  if (!S_ISREG(info.st_mode)) {
+    snprintf(error, error_size, "not a regular file (%s)",
+             S_ISDIR(info.st_mode) ? "a directory" : "a FIFO, socket or device");
+    return -1;
+  }
   FILE *probe = fopen(path, "rb");
   if (!probe) {
     snprintf(error, error_size, "cannot open: %s", strerror(errno));
@@ -53,6 +66,13 @@ int ck_read_file(const char *path, unsigned char **data, size_t *length, char *e
     }
     if (got == 0) break;
     used += (size_t)got;
+    if (used > max_length) { // a decompression bomb, or simply too large
+      snprintf(error, error_size, "larger than the reader's limit of %zu bytes%s", max_length,
+               gzdirect(file) ? "" : " when decompressed");
+      free(buffer);
+      gzclose(file);
+      return -1;
+    }
   }
   // gzread returns 0 both at a clean end and at a truncated stream; gzclose reports the latter.
   int code = 0;

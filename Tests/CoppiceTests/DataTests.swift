@@ -60,6 +60,30 @@ final class DataTests: XCTestCase {
     }
   }
 
+  /// Not regular files and decompression bombs end with a clear error, quickly and without
+  /// exhausting memory (a FIFO used to block the reader forever, /dev/zero never ended and a
+  /// 2 MB gzip bomb took 2.1 GB).
+  func testSpecialFilesAndBombsAreRefused() throws {
+    assertFails(directory.path, containing: "not a regular file")
+    let fifo = directory.appendingPathComponent("fifo").path
+    XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+    assertFails(fifo, containing: "not a regular file")
+    XCTAssertThrowsError(try IDXFile.read(path: "/dev/zero")) { error in
+      XCTAssertTrue("\(error)".contains("not a regular file"), "\(error)")
+    }
+    // 1 GiB + 1 MiB of zeros behind a valid header, gzipped to ~1 MB: refused at the limit.
+    let bomb = directory.appendingPathComponent("bomb-idx1-ubyte.gz").path
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = [
+      "-c",
+      "{ printf '\\000\\000\\010\\001\\100\\100\\000\\000'; head -c \(IDXFile.maxBytes + (1 << 20)) /dev/zero; } | gzip -1 > '\(bomb)'",
+    ]
+    try p.run()
+    p.waitUntilExit()
+    assertFails(bomb, containing: "larger than the reader's limit of \(IDXFile.maxBytes) bytes")
+  }
+
   func testClearErrorsForBadFiles() throws {
     assertFails(directory.appendingPathComponent("missing").path, containing: "cannot open")
     assertFails(try write("short", [0, 0]), containing: "shorter than the 4-byte header")
