@@ -90,8 +90,19 @@ inline void check(coppice_status status, const char* call) {
   throw Error(COPPICE_SHAPE_MISMATCH, message, call);
 }
 
+/// s as a C string; a string with an embedded NUL byte would be cut there silently (another
+/// file, another parameter), so it is refused.
+inline const char* c_string(const std::string& s) {
+  const std::size_t nul = s.find('\0');
+  if (nul != std::string::npos)
+    throw Error(COPPICE_INVALID_ARGUMENT,
+                "a path or name contains a NUL byte at position " + std::to_string(nul),
+                "coppice.hpp");
+  return s.c_str();
+}
+
 inline const char* c_str_or_null(const std::optional<std::string>& s) {
-  return s ? s->c_str() : nullptr;
+  return s ? c_string(*s) : nullptr;
 }
 
 inline std::optional<std::string> from_c_str(const char* s) {
@@ -374,32 +385,49 @@ class Sparsifier {
   /// must not move. `flops_per_weight` (<= 0: 2) weights FLOP-balanced GaP partitions.
   void add_parameter(const std::string& name, float* weights, std::vector<int64_t> shape,
                      float* gradients = nullptr, double flops_per_weight = 0) {
-    detail::check(coppice_sparsifier_add_parameter(get(), name.c_str(), weights, shape.data(),
+    detail::check(coppice_sparsifier_add_parameter(get(), detail::c_string(name), weights, shape.data(),
                                                    static_cast<int>(shape.size()), gradients,
                                                    flops_per_weight),
                   "coppice_sparsifier_add_parameter");
     counts_[name] = detail::element_count(shape);
   }
 
+  /// add_parameter over vectors the library checks against `shape` (a raw pointer cannot be:
+  /// a buffer shorter than the shape would have neighbouring memory masked and trained).
+  void add_parameter(const std::string& name, std::vector<float>& weights,
+                     std::vector<int64_t> shape, std::vector<float>* gradients = nullptr,
+                     double flops_per_weight = 0) {
+    const int64_t count = detail::element_count(shape);
+    if (static_cast<int64_t>(weights.size()) != count ||
+        (gradients != nullptr && static_cast<int64_t>(gradients->size()) != count))
+      throw Error(COPPICE_INVALID_ARGUMENT,
+                  "'" + name + "': the buffers hold " + std::to_string(weights.size()) +
+                      (gradients ? "/" + std::to_string(gradients->size()) : std::string()) +
+                      " floats, the shape needs " + std::to_string(count),
+                  "coppice_sparsifier_add_parameter");
+    add_parameter(name, weights.data(), std::move(shape),
+                  gradients ? gradients->data() : nullptr, flops_per_weight);
+  }
+
   /// Puts parameter `name` into GaP partition `partition` (explicit partitions, before start).
   void set_partition(const std::string& name, int partition) {
-    detail::check(coppice_sparsifier_set_partition(get(), name.c_str(), partition),
+    detail::check(coppice_sparsifier_set_partition(get(), detail::c_string(name), partition),
                   "coppice_sparsifier_set_partition");
   }
 
   /// Explicit partitions as text: "a,b;c" (',' within, ';' between partitions), before start.
   void set_partition_list(const std::string& partitions) {
-    detail::check(coppice_sparsifier_set_partition_list(get(), partitions.c_str()),
+    detail::check(coppice_sparsifier_set_partition_list(get(), detail::c_string(partitions)),
                   "coppice_sparsifier_set_partition_list");
   }
   /// Per-layer sparsity table entry (before start; then every parameter needs one).
   void set_layer_sparsity(const std::string& name, double sparsity) {
-    detail::check(coppice_sparsifier_set_layer_sparsity(get(), name.c_str(), sparsity),
+    detail::check(coppice_sparsifier_set_layer_sparsity(get(), detail::c_string(name), sparsity),
                   "coppice_sparsifier_set_layer_sparsity");
   }
   /// Puts `name` into `block`: balanced GaP partitions never split a block (before start).
   void set_block(const std::string& name, const std::string& block) {
-    detail::check(coppice_sparsifier_set_block(get(), name.c_str(), block.c_str()),
+    detail::check(coppice_sparsifier_set_block(get(), detail::c_string(name), detail::c_string(block)),
                   "coppice_sparsifier_set_block");
   }
 
@@ -413,7 +441,7 @@ class Sparsifier {
   /// The GaP partition of `name`, -1 when it is in none.
   int partition_of(const std::string& name) const {
     int out = -1;
-    detail::check(coppice_sparsifier_partition_of(get(), name.c_str(), &out),
+    detail::check(coppice_sparsifier_partition_of(get(), detail::c_string(name), &out),
                   "coppice_sparsifier_partition_of");
     return out;
   }
@@ -496,7 +524,7 @@ class Sparsifier {
     return out;
   }
   void mask(const std::string& name, uint8_t* out, int64_t count) const {
-    detail::check(coppice_sparsifier_get_mask(get(), name.c_str(), out, count),
+    detail::check(coppice_sparsifier_get_mask(get(), detail::c_string(name), out, count),
                   "coppice_sparsifier_get_mask");
   }
 
@@ -508,12 +536,12 @@ class Sparsifier {
     return out;
   }
   void changed_mask(const std::string& name, uint8_t* out, int64_t count) const {
-    detail::check(coppice_sparsifier_changed_mask(get(), name.c_str(), out, count),
+    detail::check(coppice_sparsifier_changed_mask(get(), detail::c_string(name), out, count),
                   "coppice_sparsifier_changed_mask");
   }
 
   /// Sparsity of parameter `name`.
-  double sparsity(const std::string& name) const { return sparsity_of(name.c_str()); }
+  double sparsity(const std::string& name) const { return sparsity_of(detail::c_string(name)); }
   /// Sparsity over all registered parameters.
   double sparsity() const { return sparsity_of(nullptr); }
 
@@ -548,12 +576,12 @@ class Sparsifier {
 
   /// Saves the state (masks, step counter, schedule) atomically to `path`.
   void save(const std::string& path) const {
-    detail::check(coppice_sparsifier_save(get(), path.c_str()), "coppice_sparsifier_save");
+    detail::check(coppice_sparsifier_save(get(), detail::c_string(path)), "coppice_sparsifier_save");
   }
   /// Restores a saved state, instead of start(), into a sparsifier with the same config and
   /// parameters.
   void load(const std::string& path) {
-    detail::check(coppice_sparsifier_load(get(), path.c_str()), "coppice_sparsifier_load");
+    detail::check(coppice_sparsifier_load(get(), detail::c_string(path)), "coppice_sparsifier_load");
   }
 
   /// The C handle (still owned by this object), or NULL when moved from.
@@ -638,7 +666,7 @@ class SparseLinear : public detail::LayerBase {
   /// either may be destroyed first).
   SparseLinear(Sparsifier& sparsifier, const std::string& name) {
     coppice_layer* out = nullptr;
-    detail::check(coppice_layer_linear_create(sparsifier.handle(), name.c_str(), &out),
+    detail::check(coppice_layer_linear_create(sparsifier.handle(), detail::c_string(name), &out),
                   "coppice_layer_linear_create");
     handle_ = LayerHandle(out);
   }
@@ -675,7 +703,7 @@ class SparseConv2d : public detail::LayerBase {
   SparseConv2d(Sparsifier& sparsifier, const std::string& name, int stride = 1, int padding = 0) {
     const coppice_conv2d_params params = make_params(stride, padding);
     coppice_layer* out = nullptr;
-    detail::check(coppice_layer_conv2d_create(sparsifier.handle(), name.c_str(), &params, &out),
+    detail::check(coppice_layer_conv2d_create(sparsifier.handle(), detail::c_string(name), &params, &out),
                   "coppice_layer_conv2d_create");
     handle_ = LayerHandle(out);
   }
@@ -869,8 +897,8 @@ class Dataset {
   static Dataset load_idx(const std::string& split, int64_t limit = 0,
                           const std::string& directory = {}) {
     coppice_dataset* out = nullptr;
-    detail::check(coppice_dataset_load_idx(directory.empty() ? nullptr : directory.c_str(),
-                                           split.c_str(), limit, &out),
+    detail::check(coppice_dataset_load_idx(directory.empty() ? nullptr : detail::c_string(directory),
+                                           detail::c_string(split), limit, &out),
                   "coppice_dataset_load_idx");
     return Dataset(out);
   }
@@ -1021,7 +1049,7 @@ class Model {
   explicit Model(const std::string& name, uint64_t seed = 0, int classes = 10)
       : classes_(classes) {
     coppice_model* out = nullptr;
-    detail::check(coppice_model_create(name.c_str(), seed, classes, &out), "coppice_model_create");
+    detail::check(coppice_model_create(detail::c_string(name), seed, classes, &out), "coppice_model_create");
     handle_ = Handle(out);
   }
 
@@ -1053,7 +1081,7 @@ class Model {
     if (checkpoints) {
       coppice_checkpoint_config k;
       coppice_checkpoint_config_init(&k);
-      k.directory = checkpoints->directory.c_str();
+      k.directory = detail::c_string(checkpoints->directory);
       k.every_epochs = checkpoints->every_epochs;
       k.keep = checkpoints->keep;
       k.resume = checkpoints->resume ? 1 : 0;
@@ -1068,16 +1096,16 @@ class Model {
 
   /// Saves parameters and statistics (safetensors, atomic).
   void save(const std::string& path) const {
-    detail::check(coppice_model_save(get(), path.c_str()), "coppice_model_save");
+    detail::check(coppice_model_save(get(), detail::c_string(path)), "coppice_model_save");
   }
   /// Loads a file of save(), a checkpoint or an export (masks are attached: sparse kernels).
   void load(const std::string& path) {
-    detail::check(coppice_model_load(get(), path.c_str()), "coppice_model_load");
+    detail::check(coppice_model_load(get(), detail::c_string(path)), "coppice_model_load");
   }
   /// Writes the model for inference with sparse weights in CSR form.
   ExportSize export_sparse(const std::string& path) const {
     ExportSize size{0, 0};
-    detail::check(coppice_model_export(get(), path.c_str(), &size.bytes, &size.dense_bytes),
+    detail::check(coppice_model_export(get(), detail::c_string(path), &size.bytes, &size.dense_bytes),
                   "coppice_model_export");
     return size;
   }
@@ -1148,10 +1176,10 @@ inline double evaluate(Model& model, const Dataset& data) { return model.evaluat
 /// coppice_file_inspect: what a Coppice file holds, as JSON.
 inline std::string inspect(const std::string& path) {
   size_t needed = 0;
-  coppice_status status = coppice_file_inspect(path.c_str(), nullptr, 0, &needed);
+  coppice_status status = coppice_file_inspect(detail::c_string(path), nullptr, 0, &needed);
   if (status != COPPICE_SHAPE_MISMATCH) detail::check(status, "coppice_file_inspect");
   std::string json(needed, '\0');
-  detail::check(coppice_file_inspect(path.c_str(), json.data(), json.size(), &needed),
+  detail::check(coppice_file_inspect(detail::c_string(path), json.data(), json.size(), &needed),
                 "coppice_file_inspect");
   json.resize(needed > 0 ? needed - 1 : 0);
   return json;

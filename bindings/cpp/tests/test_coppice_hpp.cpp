@@ -113,6 +113,22 @@ void sparsifier() {
                [&] { coppice::Sparsifier s(coppice::SparsifierConfig(config).sparsity(1.0)); });
   expect_error(COPPICE_INVALID_ARGUMENT, "unknown method",
                [&] { coppice::Sparsifier s(coppice::SparsifierConfig(config).method("magic")); });
+  {
+    // Hardening: names and paths with an embedded NUL are refused (they were cut there), and
+    // the vector overload refuses buffers that do not match the shape.
+    coppice::Sparsifier s(config);
+    std::vector<float> short_weights(5), right(6 * 10), short_gradients(3);
+    expect_error(COPPICE_INVALID_ARGUMENT, "name with a NUL byte",
+                 [&] { s.add_parameter(std::string("fc\0x", 4), w1.data(), {6, 10}); });
+    expect_error(COPPICE_INVALID_ARGUMENT, "weights shorter than the shape",
+                 [&] { s.add_parameter("fc", short_weights, {6, 10}); });
+    expect_error(COPPICE_INVALID_ARGUMENT, "gradients shorter than the shape",
+                 [&] { s.add_parameter("fc", right, {6, 10}, &short_gradients); });
+    s.add_parameter("fc", right, {6, 10});
+    s.start();
+    expect_error(COPPICE_INVALID_ARGUMENT, "path with a NUL byte",
+                 [&] { s.save(std::string("/tmp/state\0.json", 17)); });
+  }
   expect_error(COPPICE_INVALID_ARGUMENT, "total_steps 0",
                [&] { coppice::Sparsifier s(coppice::SparsifierConfig(config).total_steps(0)); });
   expect_error(COPPICE_INVALID_ARGUMENT, "NaN sparsity", [&] {
