@@ -664,7 +664,9 @@ coppice_status coppice_model_shape(const coppice_model *model, int *classes, int
  * Saves the model's parameters and normalisation statistics to `path` as a safetensors file
  * (float32 tensors named like "conv1.weight", "bn1.running_mean"; loadable by the Python
  * `safetensors` package or any reader of the format), written atomically (temporary file,
- * fsync, rename). Errors: IO_ERROR.
+ * fsync, rename). Errors: IO_ERROR; INVALID_STATE after coppice_train* ended in divergence
+ * (the weights are then not a trained model; coppice_model_export refuses too) until a
+ * coppice_model_load or a training that finishes.
  */
 coppice_status coppice_model_save(const coppice_model *model, const char *path);
 

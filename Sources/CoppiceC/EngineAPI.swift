@@ -5,7 +5,21 @@ import Foundation
 
 final class ModelHandle {
   let model: Model
+  /// Set when coppice_train* ended in divergence: the weights are then not a trained model
+  /// (they may be ~1e28 or NaN), so save and export refuse until a load or a finished training.
+  var diverged: String?
   init(model: Model) { self.model = model }
+
+  /// The model, for writing it to a file: refused after a divergence.
+  func modelToWrite(_ call: String) throws -> Model {
+    if let diverged {
+      throw APIError(
+        .invalidState,
+        "the model diverged in training (\(diverged)); its weights are not a trained model. "
+          + "Load a checkpoint (coppice_model_load) or train again before \(call)")
+    }
+    return model
+  }
 }
 
 final class DatasetHandle {
@@ -64,7 +78,8 @@ public func cModelShape(
 @_cdecl("coppice_model_save")
 public func cModelSave(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
   guarded("coppice_model_save") {
-    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").modelToWrite(
+      "saving")
     try m.save(path: try string(path, "path"))
   }
 }
@@ -72,8 +87,9 @@ public func cModelSave(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) 
 @_cdecl("coppice_model_load")
 public func cModelLoad(_ handle: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> Int32 {
   guarded("coppice_model_load") {
-    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
-    try m.load(path: try string(path, "path"))
+    let h = try Handles.resolve(handle, as: ModelHandle.self, what: "model")
+    try h.model.load(path: try string(path, "path"))
+    h.diverged = nil
   }
 }
 
@@ -224,7 +240,8 @@ private func trainEngine(
   checkpoints: (store: CheckpointDirectory, resume: Bool)?,
   _ result: UnsafeMutablePointer<coppice_train_result>?
 ) throws {
-  let m = try Handles.resolve(model, as: ModelHandle.self, what: "model").model
+  let handle = try Handles.resolve(model, as: ModelHandle.self, what: "model")
+  let m = handle.model
   let trainData = try Handles.resolve(train, as: DatasetHandle.self, what: "train").dataset
   let testData = try Handles.resolve(test, as: DatasetHandle.self, what: "test").dataset
   let c = try readConfig(config, defaults: defaultTrainConfig(), what: "config")
@@ -280,6 +297,7 @@ private func trainEngine(
   let trainer = run.trainer
   let callback = c.on_epoch
   let user = c.user_data
+  defer { handle.diverged = run.divergence }
   _ = try run.run(
     train: trainData, test: testData,
     onEvent: { event in
@@ -368,7 +386,8 @@ public func cModelExport(
   _ denseBytes: UnsafeMutablePointer<Int64>?
 ) -> Int32 {
   guarded("coppice_model_export") {
-    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").model
+    let m = try Handles.resolve(handle, as: ModelHandle.self, what: "model").modelToWrite(
+      "exporting")
     let summary = try SparseExport.write(m, to: try string(path, "path"))
     bytes?.pointee = Int64(summary.bytes)
     denseBytes?.pointee = Int64(summary.denseBytes)

@@ -97,6 +97,9 @@ public final class TrainingRun {
   /// written when checkpointing is on.
   public func requestStop() { stopRequested = true }
 
+  /// Why the last `run` diverged (the model's weights are then not usable), or nil.
+  public private(set) var divergence: String?
+
   /// Resumes when asked to (once, before training), then trains the remaining epochs.
   /// `shouldStop` is polled after every step. Throws `CoppiceError.diverged` (naming the last
   /// good checkpoint) when training diverges, and a save error when `stopOnSaveFailure`.
@@ -129,9 +132,11 @@ public final class TrainingRun {
         shouldStop: { self.stopRequested || self.saveError != nil || shouldStop() })
     } catch CoppiceError.diverged(let message) {
       let kept = lastCheckpoint ?? checkpoints?.directory.checkpoints().last?.path
+      divergence = message
       throw CoppiceError.diverged(
         message + (kept.map { "; the last good checkpoint, \($0), is intact" } ?? ""))
     }
+    divergence = nil
     if let saveError { throw saveError }
     guard trainer.wasInterrupted || stopRequested else { return .finished }
     if trainer.wasInterrupted { saveCheckpoint(onEvent) }

@@ -155,6 +155,27 @@ def test_non_finite_weights_are_refused_at_start():
         assert int((w == 0).sum()) == 0  # nothing was masked
 
 
+def test_a_diverged_model_is_not_saved_or_exported_until_reloaded(tmp_path):
+    """After coppice_train reported divergence the model held weights ~1e28 and save/export
+    still succeeded."""
+    images, labels = synthetic(256, seed=3)
+    data = coppice.Dataset(images, labels)
+    model = coppice.Model("mlp", seed=1)
+    good = tmp_path / "good.safetensors"
+    model.save(good)
+    with pytest.raises(coppice.CoppiceError) as error:
+        model.train(data, data, epochs=3, learning_rate=1e12, momentum=0.0, weight_decay=0.0)
+    assert "diverged" in str(error.value).lower()
+    for write in (lambda: model.save(tmp_path / "bad.safetensors"),
+                  lambda: model.export(tmp_path / "bad.cpx")):
+        with pytest.raises(coppice.CoppiceError) as error:
+            write()
+        assert error.value.status == 6 and "diverged" in str(error.value)  # INVALID_STATE
+    assert not (tmp_path / "bad.safetensors").exists() and not (tmp_path / "bad.cpx").exists()
+    model.load(good)
+    model.save(tmp_path / "again.safetensors")
+
+
 def test_a_checkpoint_directory_serves_one_run_at_a_time(tmp_path):
     images, labels = synthetic(128)
     train = coppice.Dataset(images, labels)
