@@ -30,16 +30,29 @@ struct SparsifierState: Codable {
   let stepsCompleted: Int
   let targets: [Target]
   let schedule: [String: String]
+  /// The settings that shape the masks (`Sparsifier.scheduleSettings`); absent in states
+  /// written before it was recorded, which then load without this check.
+  var settings: String?
 
   static let formatName = "coppice-sparsifier-state"
 
   enum CodingKeys: String, CodingKey {
-    case format, version, method, seed, targets, schedule
+    case format, version, method, seed, targets, schedule, settings
     case stepsCompleted = "steps_completed"
   }
 }
 
 extension Sparsifier {
+  /// The configuration that shapes the masks and the schedule, in words: a state saved under
+  /// other settings (another sparsity, other partitions) is refused on restore instead of
+  /// continuing a schedule it was not made for.
+  var scheduleSettings: String {
+    "sparsity \(config.sparsity), distribution \(config.resolvedDistribution), "
+      + "keep first/last dense \(config.keepFirstDense)/\(config.keepLastDense), "
+      + "partitions \(config.partitions), rounds \(config.rounds), "
+      + "GaP step length \(config.gapStepLength.map(String.init) ?? "default")"
+  }
+
   /// Masks, step counter, seed and schedule state (not the weights: those belong to the
   /// model's checkpoint). Throws if the sparsifier has not been started.
   public func stateData() throws -> Data {
@@ -54,7 +67,8 @@ extension Sparsifier {
           name: $0.name, count: $0.count,
           mask: Data(MaskPacking.pack($0.mask)).base64EncodedString())
       },
-      schedule: scheduleState.mapValues { Data($0).base64EncodedString() })
+      schedule: scheduleState.mapValues { Data($0).base64EncodedString() },
+      settings: scheduleSettings)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     return try encoder.encode(state)
@@ -79,6 +93,9 @@ extension Sparsifier {
     guard state.version == 1 else { throw fail("unsupported version \(state.version)") }
     guard state.method == config.method.rawValue else {
       throw fail("saved for method \(state.method), this sparsifier runs \(config.method.rawValue)")
+    }
+    if let saved = state.settings, saved != scheduleSettings {
+      throw fail("saved with \(saved); this sparsifier has \(scheduleSettings)")
     }
     guard state.seed == String(context.seed) else {
       throw fail("saved with seed \(state.seed), this sparsifier has seed \(context.seed)")

@@ -176,6 +176,29 @@ def test_a_diverged_model_is_not_saved_or_exported_until_reloaded(tmp_path):
     model.save(tmp_path / "again.safetensors")
 
 
+def test_a_state_from_other_settings_is_refused(tmp_path):
+    """A state saved with partitions=2, sparsity 0.5 loaded into partitions=1, sparsity 0.9 and
+    the schedule went on."""
+    def make(partitions, sparsity):
+        s = coppice.Sparsifier(method="cgap", sparsity=sparsity, total_steps=20,
+                               partitions=partitions, gap_step_length=2)
+        for name in ("a", "b"):
+            s.add_parameter(name, np.ones((8, 8), np.float32))
+        return s
+    saved = make(2, 0.5)
+    saved.start()
+    saved.step()
+    path = tmp_path / "state.json"
+    saved.save(path)
+    other = make(1, 0.9)
+    with pytest.raises(coppice.CoppiceError) as error:
+        other.load(path)
+    assert "saved with" in str(error.value) and "sparsity 0.5" in str(error.value)
+    same = make(2, 0.5)
+    same.load(path)
+    assert same.steps == 1
+
+
 def test_a_checkpoint_directory_serves_one_run_at_a_time(tmp_path):
     images, labels = synthetic(128)
     train = coppice.Dataset(images, labels)
