@@ -95,6 +95,11 @@ public final class Sparsifier {
     }
     context.beginUpdate()
     try schedule.start(context)
+    for t in targets where t.count > 0 && t.targetSparsity < 1 && t.targetZeros >= t.count {
+      context.log(
+        "warning: \(t.name): sparsity \(t.targetSparsity) prunes all \(t.count) of its weights "
+          + "(round(n·s) = n); the layer will only pass its bias on")
+    }
     isStarted = true
     stepsCompleted = 0
     refresh()

@@ -199,6 +199,19 @@ def test_a_state_from_other_settings_is_refused(tmp_path):
     assert same.steps == 1
 
 
+def test_a_sparsity_that_prunes_whole_layers_is_reported():
+    """--sparsity 0.99999999 zeroed every weight without a word."""
+    lines = []
+    coppice.set_log_callback(lambda level, text: lines.append(text))
+    try:
+        s = coppice.Sparsifier(method="static", sparsity=0.99999999, total_steps=4)
+        s.add_parameter("w", np.ones((4, 4), np.float32))
+        s.start()
+    finally:
+        coppice.set_log_callback(None)
+    assert any("w: sparsity" in line and "prunes all 16" in line for line in lines), lines
+
+
 def test_a_checkpoint_directory_serves_one_run_at_a_time(tmp_path):
     images, labels = synthetic(128)
     train = coppice.Dataset(images, labels)
