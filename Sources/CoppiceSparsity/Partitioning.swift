@@ -81,7 +81,11 @@ public enum Partitioning {
 
   /// Splits `loads` (in order) into `min(count, loads.count)` non-empty contiguous groups
   /// minimising the sum of squared group loads (which favours equal groups and, unlike the
-  /// maximum alone, has no ties on a model dominated by one layer). Exact dynamic programme.
+  /// maximum alone, has no ties on a model dominated by one layer). Exact dynamic programme;
+  /// the cost of a group, (Σ loads)², satisfies the quadrangle inequality for non-negative
+  /// loads, so the best start of the last group only moves right as the prefix grows and each
+  /// row is solved by divide and conquer: O(κ·n·log n) instead of O(κ·n²) (3,000 layers in
+  /// 1,024 partitions took 17 s), the same cuts (the leftmost best start, as a full scan finds).
   public static func contiguous(loads: [Double], count: Int) throws -> [[Int]] {
     guard count >= 1 else {
       throw CoppiceError.invalidArgument("number of partitions must be ≥ 1, got \(count)")
@@ -98,18 +102,30 @@ public enum Partitioning {
     var cost = [[Double]](repeating: [Double](repeating: infinity, count: n + 1), count: k + 1)
     var cut = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: k + 1)
     cost[0][0] = 0
-    for j in 1...k {
-      for i in j...n {
-        for start in (j - 1)..<i where cost[j - 1][start] < infinity {
-          let load = prefix[i] - prefix[start]
+    // Row j for prefixes lo...hi, knowing their best starts lie in firstStart...lastStart.
+    func solve(_ j: Int, _ lo: Int, _ hi: Int, _ firstStart: Int, _ lastStart: Int) {
+      guard lo <= hi else { return }
+      let mid = (lo + hi) / 2
+      var best = infinity
+      var bestStart = max(firstStart, j - 1)
+      var start = bestStart
+      while start <= min(mid - 1, lastStart) {
+        if cost[j - 1][start] < infinity {
+          let load = prefix[mid] - prefix[start]
           let c = cost[j - 1][start] + load * load
-          if c < cost[j][i] {
-            cost[j][i] = c
-            cut[j][i] = start
+          if c < best {
+            best = c
+            bestStart = start
           }
         }
+        start += 1
       }
+      cost[j][mid] = best
+      cut[j][mid] = bestStart
+      solve(j, lo, mid - 1, firstStart, bestStart)
+      solve(j, mid + 1, hi, bestStart, lastStart)
     }
+    for j in 1...k { solve(j, j, n, j - 1, n - 1) }
     var groups: [[Int]] = []
     var end = n
     for j in stride(from: k, through: 1, by: -1) {

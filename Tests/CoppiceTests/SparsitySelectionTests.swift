@@ -281,6 +281,56 @@ final class SparsitySelectionTests: XCTestCase {
     XCTAssertThrowsError(try Partitioning.contiguous(loads: [1], count: 0))
     XCTAssertThrowsError(try Partitioning.contiguous(loads: [], count: 2))
   }
+  /// The full O(κ·n²) scan the divide-and-conquer programme must agree with, cut for cut.
+  private func fullScanPartition(_ loads: [Double], _ count: Int) -> [[Int]] {
+    let n = loads.count
+    let k = min(count, n)
+    var prefix = [0.0]
+    for l in loads { prefix.append(prefix.last! + l) }
+    var cost = [[Double]](repeating: [Double](repeating: .infinity, count: n + 1), count: k + 1)
+    var cut = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: k + 1)
+    cost[0][0] = 0
+    for j in 1...k {
+      for i in j...n {
+        for start in (j - 1)..<i where cost[j - 1][start] < .infinity {
+          let load = prefix[i] - prefix[start]
+          if cost[j - 1][start] + load * load < cost[j][i] {
+            cost[j][i] = cost[j - 1][start] + load * load
+            cut[j][i] = start
+          }
+        }
+      }
+    }
+    var groups: [[Int]] = []
+    var end = n
+    for j in stride(from: k, through: 1, by: -1) {
+      groups.append(Array(cut[j][end]..<end))
+      end = cut[j][end]
+    }
+    return groups.reversed()
+  }
+
+  func testPartitioningMatchesTheFullScanAndScales() throws {
+    var rng = SeededGenerator(seed: 11)
+    for trial in 0..<300 {
+      let n = Int.random(in: 1...40, using: &rng)
+      // Ties and zeros on purpose: small integer loads, some of them 0.
+      let loads = (0..<n).map { _ in
+        Double(Int.random(in: 0...(trial % 2 == 0 ? 3 : 1000), using: &rng))
+      }
+      let count = Int.random(in: 1...12, using: &rng)
+      XCTAssertEqual(
+        try Partitioning.contiguous(loads: loads, count: count), fullScanPartition(loads, count),
+        "loads \(loads), count \(count)")
+    }
+    // 3,000 layers in 1,024 partitions took 17 s with the full scan.
+    let loads = (0..<3000).map { Double(($0 * 7919) % 1000 + 1) }
+    let start = Date()
+    let groups = try Partitioning.contiguous(loads: loads, count: 1024)
+    XCTAssertEqual(groups.count, 1024)
+    XCTAssertEqual(groups.flatMap { $0 }, Array(0..<3000))
+    XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+  }
 
   func testExplicitPartitionValidation() throws {
     let names = ["a", "b", "c"]
