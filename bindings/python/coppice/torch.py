@@ -242,7 +242,7 @@ class SparseModel:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, layers: List[_Layer],
                  sparsifier: Sparsifier, partitions: Optional[List[List[str]]], example_input: Any,
                  share_threads: bool, threads: Optional[int],
-                 restart_optimizer: bool = False) -> None:
+                 restart_optimizer: bool = False, reference_mask_updates: bool = False) -> None:
         self.model = model
         self._restart_optimizer = restart_optimizer
         self._partitions = partitions
@@ -270,6 +270,9 @@ class SparseModel:
         self._hooks.append(model.register_forward_pre_hook(self._before_first_forward))
         self._hooks.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
         self._hooks.append(optimizer.register_step_post_hook(self._after_optimizer_step))
+        self._skipping_step: Optional[Callable[..., Any]] = None
+        if reference_mask_updates:
+            self._skip_optimizer_step_on_mask_updates(optimizer)
         if example_input is not None:
             self._start(example_input)
 
@@ -337,6 +340,22 @@ class SparseModel:
         self._started = True
 
     # ------------------------------------------------------------------ the step
+    def _skip_optimizer_step_on_mask_updates(self, optimizer: torch.optim.Optimizer) -> None:
+        """RigL/SET as the reference runs them (`reference_mask_updates=True`): on a mask-update
+        step the mask update replaces the gradient step, so `optimizer.step()` then only masks
+        the gradients and steps the schedule, without updating any parameter."""
+        original = optimizer.step
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            if self._started and self.sparsifier.skips_optimizer_step():
+                self._before_optimizer_step(optimizer, args, kwargs)
+                self._after_optimizer_step(optimizer, args, kwargs)
+                return None
+            return original(*args, **kwargs)
+
+        optimizer.step = step  # an instance attribute; remove() puts the original back
+        self._skipping_step = original
+
     def _before_optimizer_step(self, _optimizer: Any, _args: Any, _kwargs: Any) -> None:
         """Gradients into the registered buffers (rebinding after zero_grad(set_to_none=True)),
         then masked."""
@@ -420,6 +439,9 @@ class SparseModel:
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        if self._skipping_step is not None:
+            del self.optimizer.step  # the class's step again
+            self._skipping_step = None
         for layer in self.layers:
             if "forward" in layer.module.__dict__:
                 del layer.module.forward
@@ -486,7 +508,8 @@ def sparsify(model: nn.Module, optimizer: torch.optim.Optimizer, *, total_steps:
                             steps_per_epoch=steps_per_epoch, partitions=count, **options)
     handle = SparseModel(model, optimizer, layers, sparsifier, explicit, example_input, share_threads,
                          threads if threads is not None else torch.get_num_threads(),
-                         restart_optimizer=bool(options.get("restart_optimizer_per_step", False)))
+                         restart_optimizer=bool(options.get("restart_optimizer_per_step", False)),
+                         reference_mask_updates=bool(options.get("reference_mask_updates", False)))
     if fuse_blocks:
         from .torch_blocks import fuse_blocks as fuse
 

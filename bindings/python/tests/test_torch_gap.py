@@ -67,3 +67,38 @@ def test_partitions_keep_blocks_and_fresh_optimizer_per_gap_step():
             assert len(opt.state) == 0  # fresh optimizer state
     assert ends == [3, 6]
     sm.remove()
+
+
+def test_reference_rigl_updates_replace_the_optimizer_step():
+    torch.manual_seed(5)
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = ct.sparsify(model, optimizer, method="rigl", sparsity=0.8, total_steps=12,
+                         update_interval=3, reference_mask_updates=True,
+                         example_input=torch.randn(4, 1, 8, 8))
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    skipped = updated = 0
+    for _ in range(9):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        skips = handle.sparsifier.skips_optimizer_step()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        masks = {n: handle.sparsifier.mask(f"{n}") for n in before if n.endswith(".weight")}
+        optimizer.step()
+        for n, p in model.named_parameters():
+            if skips:
+                # No gradient step: biases unchanged, and weights kept before and after too.
+                kept = torch.ones_like(p, dtype=torch.bool)
+                if n in masks:
+                    after = torch.from_numpy(handle.sparsifier.mask(n).astype(bool)).reshape(p.shape)
+                    kept = torch.from_numpy(masks[n].astype(bool)).reshape(p.shape) & after
+                assert torch.equal(p.detach()[kept], before[n][kept]), n
+        if skips:
+            skipped += 1
+        else:
+            updated += 1
+            assert not torch.equal(model.fc.bias.detach(), before["fc.bias"])
+    # Updates every 3 steps until 75% of training (step 9 of 12): steps 3 and 6.
+    assert skipped == 2 and updated == 7 and handle.sparsifier.steps == 9
+    handle.remove()
+    assert "step" not in optimizer.__dict__
