@@ -97,6 +97,12 @@ func optionalString(_ p: UnsafePointer<CChar>?, _ what: String) throws -> String
   return try string(p, what)
 }
 
+/// A required input pointer.
+func input<T>(_ p: UnsafePointer<T>?, _ what: String) throws -> UnsafePointer<T> {
+  guard let p else { throw APIError(.invalidArgument, "\(what) is NULL") }
+  return p
+}
+
 /// A required output pointer.
 func output<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws -> UnsafeMutablePointer<T> {
   guard let p else { throw APIError(.invalidArgument, "\(what) (output) is NULL") }

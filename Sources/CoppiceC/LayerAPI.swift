@@ -235,8 +235,8 @@ public func cLayerLinearCreateMasked(
     guard let cells = product([outFeatures, inFeatures], below: Int64(Int32.max)) else {
       throw APIError(.invalidArgument, "out_features·in_features must be < 2^31")
     }
-    guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
-    guard let mask else { throw APIError(.invalidArgument, "mask is NULL") }
+    let weights = try input(weights, "weights")
+    let mask = try input(mask, "mask")
     let count = Int(cells)
     let products = LinearProducts(inFeatures: Int(inFeatures), outFeatures: Int(outFeatures))
     out.pointee = Handles.register(
@@ -254,14 +254,14 @@ public func cLayerConv2dCreateMasked(
   guarded("coppice_layer_conv2d_create_masked") {
     let out = try output(out, "out")
     out.pointee = nil
-    guard let shape else { throw APIError(.invalidArgument, "shape is NULL") }
+    let shape = try input(shape, "shape")
     let dims = (0..<4).map { shape[$0] }
     try checkSizes(zip(["out_channels", "in_channels", "kernel_h", "kernel_w"], dims).map { $0 })
     guard dims[2] <= 1 << 16, dims[3] <= 1 << 16,
       let cells = product(dims, below: Int64(Int32.max))
     else { throw APIError(.invalidArgument, "weight of \(dims) is too large") }
-    guard let weights else { throw APIError(.invalidArgument, "weights is NULL") }
-    guard let mask else { throw APIError(.invalidArgument, "mask is NULL") }
+    let weights = try input(weights, "weights")
+    let mask = try input(mask, "mask")
     let (stride, padding) = try convGeometry(params)
     let count = Int(cells)
     let products = Conv2dProducts(
@@ -288,7 +288,7 @@ public func cLayerLinearForward(
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let p = try h.linear()
     try checkBatch(batch, p)
-    guard let x else { throw APIError(.invalidArgument, "x is NULL") }
+    let x = try input(x, "x")
     let y = try output(y, "y")
     p.forward(
       x: x, batch: Int(batch), weights: h.weightsForForward(), bias: bias, mask: h.mask, y: y)
@@ -305,8 +305,8 @@ public func cLayerLinearBackward(
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let p = try h.linear()
     try checkBatch(batch, p)
-    guard let x else { throw APIError(.invalidArgument, "x is NULL") }
-    guard let dy else { throw APIError(.invalidArgument, "dy is NULL") }
+    let x = try input(x, "x")
+    let dy = try input(dy, "dy")
     p.backward(
       x: x, dy: dy, batch: Int(batch), weights: h.weightsOfLastForward, mask: h.mask, dx: dx,
       dw: dw, db: db, maskWeightGradient: true)
@@ -334,7 +334,7 @@ public func cLayerConv2dForward(
   guarded("coppice_layer_conv2d_forward") {
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let s = try h.convShape(batch: batch, height: height, width: width)
-    guard let x else { throw APIError(.invalidArgument, "x is NULL") }
+    let x = try input(x, "x")
     let y = try output(y, "y")
     try h.conv2d().products.forward(
       shape: s, x: x, weights: h.weightsForForward(), bias: bias, mask: h.mask, y: y)
@@ -350,8 +350,8 @@ public func cLayerConv2dBackward(
   guarded("coppice_layer_conv2d_backward") {
     let h = try Handles.resolve(layer, as: LayerHandle.self, what: "layer")
     let s = try h.convShape(batch: batch, height: height, width: width)
-    guard let x else { throw APIError(.invalidArgument, "x is NULL") }
-    guard let dy else { throw APIError(.invalidArgument, "dy is NULL") }
+    let x = try input(x, "x")
+    let dy = try input(dy, "dy")
     try h.conv2d().products.backward(
       shape: s, x: x, dy: dy, weights: h.weightsOfLastForward, mask: h.mask, dx: dx, dw: dw,
       db: db, maskWeightGradient: true)

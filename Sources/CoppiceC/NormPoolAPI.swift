@@ -24,12 +24,6 @@ private struct ImageShape {
   }
 }
 
-/// A required input pointer.
-private func input<T>(_ p: UnsafePointer<T>?, _ what: String) throws -> UnsafePointer<T> {
-  guard let p else { throw APIError(.invalidArgument, "\(what) is NULL") }
-  return p
-}
-
 @_cdecl("coppice_batchnorm2d_forward")
 public func cBatchNorm2dForward(
   _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,

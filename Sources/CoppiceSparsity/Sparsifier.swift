@@ -115,11 +115,7 @@ public final class Sparsifier {
   /// update step with `referenceMaskUpdates` (the RigL reference does the mask update instead
   /// of the gradient step). Call `maskGradients()` and `step()` as usual.
   public var skipsOptimizerStep: Bool {
-    guard config.referenceMaskUpdates else { return false }
-    let next = stepsCompleted + 1
-    if let r = schedule as? RigL { return r.timing.isUpdateStep(next) }
-    if let s = schedule as? SparseEvolutionaryTraining { return s.timing.isUpdateStep(next) }
-    return false
+    config.referenceMaskUpdates && schedule.isMaskUpdateStep(stepsCompleted + 1)
   }
 
   /// Whether the last `step()` ended a GaP step (where per-step restarts happen).

@@ -41,6 +41,10 @@ public protocol SparsitySchedule: AnyObject {
   /// Whether step `step` (completed steps) ends a GaP step (C-GaP's prune-and-grow boundaries,
   /// the final prune included), where per-step restarts happen. False by default.
   func isGaPStepBoundary(_ step: Int) -> Bool
+  /// Whether step `step` (completed steps, 1-based) is a mask-update step of a dynamic method
+  /// (SET, RigL): with `referenceMaskUpdates` the update replaces that step's optimizer step.
+  /// False by default.
+  func isMaskUpdateStep(_ step: Int) -> Bool
   /// Optimizer steps per GaP step (GaP methods), nil otherwise.
   var gapStepLength: Int? { get }
   /// The GaP partitions (target indices), empty for other methods.
@@ -52,6 +56,7 @@ extension SparsitySchedule {
   public func masksFrozen(afterStep step: Int) -> Bool { step >= lastMaskChangeStep }
   public func saveState() -> [String: [UInt8]] { [:] }
   public func isGaPStepBoundary(_ step: Int) -> Bool { false }
+  public func isMaskUpdateStep(_ step: Int) -> Bool { false }
   public var gapStepLength: Int? { nil }
   public var gapPartitions: [[Int]] { [] }
   public func restoreState(_ state: [String: [UInt8]], context: SparsityContext) throws {}

@@ -121,6 +121,30 @@ def print_layer_sparsity(rows: Sequence[Dict[str, Any]], target: Optional[float]
         print(line)
 
 
+def add_run_arguments(p: Any, bench_steps: int) -> None:
+    """The options both examples share: threads, seed, JSON output and the benchmark mode
+    (`bench_steps` warm-up steps and steps per contender per round)."""
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--bench", action="store_true", help="time training steps instead of training")
+    p.add_argument("--bench-warmup", type=int, default=bench_steps, help="warm-up steps per contender")
+    p.add_argument("--bench-rounds", type=int, default=10, help="interleaved rounds")
+    p.add_argument("--bench-steps", type=int, default=bench_steps,
+                   help="steps per contender per round")
+
+
+def run_example(parse_args: Callable[[], Any], train: Callable[[Any], Dict[str, Any]],
+                bench: Callable[[Any], Dict[str, Any]]) -> None:
+    """An example's main: --bench times steps (bench writes its own JSON), else it trains and
+    writes the training record."""
+    args = parse_args()
+    if args.bench:
+        bench(args)
+    else:
+        write_json(args.json, train(args))
+
+
 def write_json(path: Optional[str], record: Dict[str, Any]) -> None:
     if path:
         with open(path, "w") as f:

@@ -415,13 +415,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--eval-windows", type=int, default=512,
                    help="validation windows of --context characters (0: all of the split)")
     p.add_argument("--log-every", type=int, default=50, help="steps between training-loss lines")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--bench", action="store_true", help="time training steps instead of training")
-    p.add_argument("--bench-warmup", type=int, default=3, help="warm-up steps per contender")
-    p.add_argument("--bench-rounds", type=int, default=10, help="interleaved rounds")
-    p.add_argument("--bench-steps", type=int, default=3, help="steps per contender per round")
+    common.add_run_arguments(p, bench_steps=3)
     args = p.parse_args(argv)
     if not 0.0 <= args.sparsity < 1.0:
         p.error("--sparsity must be in [0, 1)")
@@ -436,12 +430,5 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    record = bench(args) if args.bench else train(args)
-    if not args.bench:
-        common.write_json(args.json, record)
-
-
 if __name__ == "__main__":
-    main()
+    common.run_example(parse_args, train, bench)

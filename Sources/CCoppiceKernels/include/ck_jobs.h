@@ -37,6 +37,10 @@ typedef void (*ck_job_fn)(void *arg, int part, int parts, float *scratch);
 /// the calling thread alone when it is already inside an OpenMP parallel region.
 void ck_run_job(int threads, int parts, ck_job_fn body, void *arg, size_t scratch_floats);
 
+/// 64-byte aligned allocation of `count` floats (a job's scratch, the kernels' buffers); free
+/// with free(). NULL when count is 0.
+float *ck_alloc_floats(size_t count);
+
 /// The contiguous range [*begin, *end) of part `part` of `parts` over [0, count).
 void ck_job_range(int count, int part, int parts, int *begin, int *end);
 

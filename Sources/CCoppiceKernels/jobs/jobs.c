@@ -30,11 +30,7 @@ typedef struct {
 /// What each thread of a job runs: claim parts until none is left.
 static void run_parts(void *data) {
   job *j = data;
-  float *scratch = NULL;
-  if (j->scratch_floats) {
-    size_t bytes = (sizeof(float) * j->scratch_floats + 63) / 64 * 64;
-    scratch = aligned_alloc(64, bytes);
-  }
+  float *scratch = ck_alloc_floats(j->scratch_floats);
   for (;;) {
     const int q = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
     if (q >= j->parts) break;
@@ -61,6 +57,13 @@ void ck_run_job(int threads, int parts, ck_job_fn body, void *arg, size_t scratc
   }
 #pragma omp parallel num_threads(threads)
   run_parts(&j);
+}
+
+/// 64-byte aligned floats (NULL for 0); contract in include/ck_jobs.h.
+float *ck_alloc_floats(size_t count) {
+  if (count == 0) return NULL;
+  size_t bytes = (sizeof(float) * count + 63) / 64 * 64;
+  return aligned_alloc(64, bytes);
 }
 
 /// Range of part `part` of `parts` over [0, count); contract in include/ck_jobs.h.

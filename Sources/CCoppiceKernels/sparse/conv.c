@@ -246,7 +246,7 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
     return;
   }
   // Fewer images than threads: one image after another, parallel inside the products.
-  float *src_buf = ck_sp_alloc_floats(in_buf), *yw = ck_sp_alloc_floats(out_buf);
+  float *src_buf = ck_alloc_floats(in_buf), *yw = ck_alloc_floats(out_buf);
   for (int b = 0; b < g.B; b++) {
     const float *xb = x + (size_t)b * in_img;
     float *yb = y + (size_t)b * out_img;
@@ -355,8 +355,8 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
   if (!by_image) {
     // Fewer images than threads: one image after another, parallel inside the products.
-    float *col = (!pw && dw_values) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
-    float *dcol = (!pw && dx) ? ck_sp_alloc_floats((size_t)g.K * g.N) : NULL;
+    float *col = (!pw && dw_values) ? ck_alloc_floats((size_t)g.K * g.N) : NULL;
+    float *dcol = (!pw && dx) ? ck_alloc_floats((size_t)g.K * g.N) : NULL;
     double *db = dbias ? calloc((size_t)g.O, sizeof(double)) : NULL;
     for (int b = 0; b < g.B; b++) {
       const float *dyb = dy + (size_t)b * out_img;
@@ -393,7 +393,7 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
   // smaller operand), scattered back through tmap. Partials are added in part order.
   const int use_t = g.O < g.K;
   const ck_sp_mat *sm = use_t ? &w->t : &w->a;
-  float *priv = (dw_values && nnz) ? ck_sp_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
+  float *priv = (dw_values && nnz) ? ck_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
   double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
   const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
   // Scratch: src (padded image or columns), dcol, dyw, dxp, then the products'.

@@ -38,7 +38,7 @@ static int mat_alloc(ck_sp_mat *m, int rows, int cols, int64_t nnz_hint_unused) 
 /// memory.
 static int mat_alloc_entries(ck_sp_mat *m, int64_t nnz) {
   m->col = calloc((size_t)nnz + PAD, sizeof(uint16_t));
-  m->val = ck_sp_alloc_floats((size_t)nnz + PAD);
+  m->val = ck_alloc_floats((size_t)nnz + PAD);
   if (m->val) memset(m->val, 0, sizeof(float) * ((size_t)nnz + PAD));
   return m->col && m->val;
 }

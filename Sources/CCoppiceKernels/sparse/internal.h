@@ -92,8 +92,6 @@ int ck_sp_threads(void);
 void ck_sp_split_rows(const ck_sp_mat *a, int parts, int *bounds);
 /// Splits [0, n) into `parts` ranges whose interior bounds are multiples of `align`.
 void ck_sp_split_cols(int n, int parts, int align, int *bounds);
-/// Aligned allocation (64 bytes) of `count` floats; free with free(). NULL when count == 0.
-float *ck_sp_alloc_floats(size_t count);
 
 // ---------------------------------------------------------------------------------------------
 // Products (spmm.c, sddmm.c)

@@ -129,8 +129,8 @@ void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const f
   linear_job j = {.w = w, .n = n, .x = x, .bias = bias, .y = y};
   const size_t scratch = (size_t)(K + M) * CHUNK + ck_sp_spmm_scratch(a);
   // Chunks are independent, so each is a part, handed out as threads become free.
-  ck_run_job(linear_threads(n, (double)w->nnz / n + M), (n + CHUNK - 1) / CHUNK,
-                 forward_part, &j, scratch);
+  ck_run_job(linear_threads(n, (double)w->nnz + M), (n + CHUNK - 1) / CHUNK, forward_part, &j,
+             scratch);
 }
 
 /// Backward, one part's token range in chunks. Scratch: dyt (M × CHUNK), xt and dxt (K × CHUNK
@@ -170,12 +170,12 @@ static void backward_part(void *arg, int part, int parts, float *scratch) {
   }
 }
 
-/// A sum of per-part partials: out[i] += Σ_q parts[q·stride + i] in part order for i in the
+/// A sum of per-part partials: out[i] += Σ_q partials[q·count + i] in part order for i in the
 /// slice `part` of [0, count).
 typedef struct {
   float *out;
   const float *partials;
-  size_t count, stride;
+  size_t count;
   int nparts; // partial arrays
 } sum_job;
 
@@ -186,7 +186,7 @@ static void sum_part(void *arg, int part, int parts, float *scratch) {
   const size_t i1 = s->count * (size_t)(part + 1) / (size_t)parts;
   for (size_t i = i0; i < i1; i++) {
     float v = s->out[i];
-    for (int q = 0; q < s->nparts; q++) v += s->partials[(size_t)q * s->stride + i];
+    for (int q = 0; q < s->nparts; q++) v += s->partials[(size_t)q * s->count + i];
     s->out[i] = v;
   }
 }
@@ -210,17 +210,17 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
   ck_sp_split_cols(n, parts, 16, bounds);
   linear_job j = {.w = w, .n = n, .x = x, .dy = dy, .dx = dx, .dw_values = dw_values, .db = db,
                   .bounds = bounds};
-  if (dw_values && parts > 1) j.dw_parts = ck_sp_alloc_floats((size_t)(parts - 1) * nnz);
-  if (db && parts > 1) j.db_parts = ck_sp_alloc_floats((size_t)(parts - 1) * (size_t)M);
+  if (dw_values && parts > 1) j.dw_parts = ck_alloc_floats((size_t)(parts - 1) * nnz);
+  if (db && parts > 1) j.db_parts = ck_alloc_floats((size_t)(parts - 1) * (size_t)M);
   size_t products = dx ? ck_sp_spmm_scratch(t) : 0;
   if (dw_values && ck_sp_sddmm_scratch(a) > products) products = ck_sp_sddmm_scratch(a);
   ck_run_job(parts, parts, backward_part, &j, (size_t)(M + 2 * K) * CHUNK + products);
   if (j.dw_parts) {
-    sum_job s = {dw_values, j.dw_parts, nnz, nnz, parts - 1};
+    sum_job s = {dw_values, j.dw_parts, nnz, parts - 1};
     ck_run_job(parts, parts, sum_part, &s, 0);
   }
   if (j.db_parts) {
-    sum_job s = {db, j.db_parts, (size_t)M, (size_t)M, parts - 1};
+    sum_job s = {db, j.db_parts, (size_t)M, parts - 1};
     sum_part(&s, 0, 1, NULL);
   }
   free(j.db_parts);

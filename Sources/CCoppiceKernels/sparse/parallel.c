@@ -1,5 +1,5 @@
 // Work splitting helpers for the sparse kernels: thread count, row ranges balanced by nonzeros,
-// column ranges aligned to the vector width, aligned scratch.
+// column ranges aligned to the vector width (aligned scratch: ck_alloc_floats in jobs/).
 #include "sparse/internal.h"
 
 #include <string.h>
@@ -41,11 +41,3 @@ void ck_sp_split_cols(int n, int parts, int align, int *bounds) {
   }
   bounds[parts] = n;
 }
-
-/// 64-byte aligned floats (NULL for 0); contract in sparse/internal.h.
-float *ck_sp_alloc_floats(size_t count) {
-  if (count == 0) return NULL;
-  size_t bytes = (sizeof(float) * count + 63) / 64 * 64;
-  return aligned_alloc(64, bytes);
-}
-

@@ -45,7 +45,7 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
   if (work < 65536.0) threads = 1;
   const size_t scratch = ck_sp_spmm_scratch(a);
   if (threads == 1) {
-    float *buf = ck_sp_alloc_floats(scratch);
+    float *buf = ck_alloc_floats(scratch);
     ck_sp_spmm_worker(a, 0, a->rows, 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     free(buf);
     return;
@@ -55,7 +55,7 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
   {
     const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
     int bounds[nt + 1];
-    float *buf = ck_sp_alloc_floats(scratch);
+    float *buf = ck_alloc_floats(scratch);
     if (split_cols) {
       ck_sp_split_cols(n, nt, 16, bounds);
       ck_sp_spmm_worker(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y, ldy,

@@ -21,6 +21,7 @@ public final class SparseEvolutionaryTraining: SparsitySchedule {
     }
   }
 
+  public func isMaskUpdateStep(_ step: Int) -> Bool { timing.isUpdateStep(step) }
   public var lastMaskChangeStep: Int { timing.endStep - 1 }
   public func phase(afterStep step: Int) -> String { timing.phase(afterStep: step, method: "SET") }
 }

@@ -31,8 +31,9 @@ from ._library import check
 Pool = Tuple[int, int, int]  # kernel, stride, padding
 
 
-def _shape(x: torch.Tensor) -> Any:
-    return (ctypes.c_int64 * 4)(*x.shape)
+def _shape(dims: Tuple[int, ...]) -> Any:
+    """An NCHW shape as the C functions take it (int64_t[4])."""
+    return (ctypes.c_int64 * 4)(*dims)
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
@@ -46,7 +47,7 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 bn: nn.BatchNorm2d, pool: Optional[Pool]) -> torch.Tensor:
         c = x.shape[1]
-        shape = _shape(x)
+        shape = _shape(tuple(x.shape))
         y = torch.empty_like(x)
         mean = torch.empty(c, dtype=torch.float32)
         invstd = torch.empty(c, dtype=torch.float32)
@@ -78,7 +79,7 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> Any:
         x, weight, y, mean, invstd, *rest = ctx.saved_tensors
-        shape = (ctypes.c_int64 * 4)(*ctx.shape)
+        shape = _shape(ctx.shape)
         dout = dout.contiguous()
         if ctx.pool is None:
             dy = dout

@@ -80,7 +80,7 @@ static ck_sp_jit *build_jit(const ck_sp_mat *a) {
   j->nnz = nnz;
   // (+1 / +16: an empty pattern still gets buffers, which its code never reads)
   j->seg = calloc((size_t)j->nblocks * j->nchunks, sizeof(jit_segment));
-  j->val = ck_sp_alloc_floats((size_t)nnz + 16);
+  j->val = ck_alloc_floats((size_t)nnz + 16);
   j->val_src = malloc(sizeof(int32_t) * ((size_t)nnz + 1));
   if (!j->seg || !j->val || !j->val_src || ck_jit_generate(a, j, &e) != 0) goto fail;
   j->code_bytes = (e.n + 4095) & ~(size_t)4095;
