@@ -110,8 +110,18 @@ public final class SparseTarget {
   /// Multiplies the weights by the mask, so pruned weights are exactly zero.
   public func applyMask() { SparseTarget.zero(weights, where: mask) }
 
-  /// Zeroes the gradient at pruned positions (no-op without a gradient buffer).
+  /// Set by a layer whose last backward wrote the gradient with a zero at every pruned
+  /// position (the sparse kernels do): the next `maskGradients()` then skips the pass over the
+  /// buffer and clears the flag.
+  public var gradientIsMasked = false
+
+  /// Zeroes the gradient at pruned positions (no-op without a gradient buffer, or when the
+  /// layer already did: `gradientIsMasked`).
   public func maskGradients() {
+    if gradientIsMasked {
+      gradientIsMasked = false
+      return
+    }
     guard let gradients else { return }
     SparseTarget.zero(gradients, where: mask)
   }

@@ -105,6 +105,13 @@ public final class Sparsifier {
     refresh()
   }
 
+  /// Whether `step()` zeroes the pruned weights again before the schedule's update (the
+  /// default: a host's optimizer may move them). A caller whose optimizer provably keeps them
+  /// zero may turn it off: gradients masked, optimizer state zeroed wherever a mask changes,
+  /// and an update that leaves a zero weight with zero gradient and zero state at zero (the
+  /// engine's trainer does, with SGD and AdamW).
+  public var reappliesMasks = true
+
   /// Whether the coming step needs full dense weight gradients (also published to each
   /// target's `needsDenseGradient` for sparse layers).
   public var needsDenseGradients: Bool {
@@ -150,7 +157,7 @@ public final class Sparsifier {
     guard isStarted else {
       throw CoppiceError.invalidArgument("sparsifier: call start() before step()")
     }
-    for t in targets { t.applyMask() }
+    if reappliesMasks { for t in targets { t.applyMask() } }
     stepsCompleted += 1
     if snapshotsWorkerPartition, let gap = schedule as? ParallelGaP, let worker = gap.currentWorker
     {

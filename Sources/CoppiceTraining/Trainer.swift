@@ -35,6 +35,8 @@ public final class Trainer {
   var inWorkerPhase = false
   /// How many times the ranks compared mask checksums and found them identical.
   public internal(set) var maskChecks = 0
+  /// When set, `trainStep` adds the wall time of each of its phases to it (profiling).
+  public var stepTimes: StepTimes?
 
   public init(model: Model, config: TrainingConfig, sparsity: SparsityConfig? = nil) throws {
     try config.validate()
@@ -64,6 +66,10 @@ public final class Trainer {
         totalSteps: max(1, stepsPerEpoch * config.epochs), seed: config.seed)
       try s.start()
       s.snapshotsWorkerPartition = false  // P-GaP rounds pass every worker's weights
+      // SGD and AdamW keep a pruned weight at zero when its gradient and state are zero:
+      // gradients are masked every step and the state is zeroed at mask changes, except
+      // when the configuration keeps the state or P-GaP merges state across workers.
+      s.reappliesMasks = !sparsity.resetOptimizerState || sparsity.method == .pgap
       model.attachMasks(targets)
       sparsifier = s
     }
@@ -242,6 +248,13 @@ public final class Trainer {
   public func trainStep(train: Dataset, indices: ArraySlice<Int>) throws -> (
     loss: Double, correct: Int
   ) {
+    let times = stepTimes
+    let stepStart = StepTimes.now()
+    var t = stepStart
+    /// Closes the current phase (when profiling).
+    func mark(_ phase: StepTimes.Phase) { if let times { t = times.add(phase, since: t) } }
+    defer { times?.addStep(since: stepStart) }
+
     let parallel = dataParallel
     let local = try parallel.map { try shard(indices, $0) } ?? indices
     let x = Tensor.reuse(batchTensor, shape: [local.count] + train.sampleShape)
@@ -249,14 +262,19 @@ public final class Trainer {
     let labels = train.fill(
       x, indices: local, augmentation: config.augmentation, rng: &augmentRNG)
     countFLOPs(batch: indices.count)
+    mark(.data)
     let logits = model.forward(x, training: true)
+    mark(.forward)
     var (value, correct, gradient) = loss(logits, labels: labels)
+    mark(.loss)
     model.backward(gradient)
+    mark(.backward)
     if let parallel {
       try synchronizeGradients(parallel, localCount: local.count, globalCount: indices.count)
       let totals = try parallel.sum([value * Double(local.count), Double(correct)])
       value = totals[0] / Double(indices.count)
       correct = Int(totals[1])
+      mark(.synchronize)
     }
     guard value.isFinite else {
       throw CoppiceError.diverged(
@@ -264,7 +282,9 @@ public final class Trainer {
     }
     let skipOptimizer = sparsifier?.skipsOptimizerStep ?? false
     sparsifier?.maskGradients()
+    mark(.masking)
     if !skipOptimizer { optimizer.step() }
+    mark(.optimizer)
     if let s = sparsifier, try s.step() {
       optimizer.resetState(afterMaskChangesOf: s)
       if let parallel { try verifyMasks(parallel) }
@@ -272,6 +292,7 @@ public final class Trainer {
     if let s = sparsifier, s.config.restartOptimizerPerStep, s.endedGaPStep {
       optimizer.resetAllState()
     }
+    mark(.sparsifier)
     stepsTaken += 1
     return (value, correct)
   }

@@ -1,6 +1,8 @@
 /// Layers applied in order.
 public final class Sequential: Layer {
   public private(set) var layers: [Layer]
+  /// When set, every forward and backward adds each layer's wall time to it (profiling).
+  public var times: LayerTimes?
   public var needsInputGradient: Bool {
     get { layers.first?.needsInputGradient ?? true }
     // The first layer with weights and the parameter-free layers before it (e.g. Flatten).
@@ -35,13 +37,33 @@ public final class Sequential: Layer {
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     var h = x
-    for layer in layers { h = layer.forward(h, training: training) }
+    guard let times else {
+      for layer in layers { h = layer.forward(h, training: training) }
+      return h
+    }
+    var seconds = [Double](repeating: 0, count: layers.count)
+    for (i, layer) in layers.enumerated() {
+      let start = monotonicSeconds()
+      h = layer.forward(h, training: training)
+      seconds[i] = monotonicSeconds() - start
+    }
+    times.addForward(seconds)
     return h
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
     var g = dy
-    for layer in layers.reversed() { g = layer.backward(g) }
+    guard let times else {
+      for layer in layers.reversed() { g = layer.backward(g) }
+      return g
+    }
+    var seconds = [Double](repeating: 0, count: layers.count)
+    for (i, layer) in layers.enumerated().reversed() {
+      let start = monotonicSeconds()
+      g = layer.backward(g)
+      seconds[i] = monotonicSeconds() - start
+    }
+    times.addBackward(seconds)
     return g
   }
 

@@ -3,26 +3,20 @@
 public final class Flatten: Layer {
   public var needsInputGradient = true
   private var inputShape: [Int] = []
-  private var output: Tensor?
-  private var gradInput: Tensor?
 
   public init() {}
   public var description: String { "Flatten" }
   public func outputShape(for s: [Int]) -> [Int] { [s[0], s.dropFirst().reduce(1, *)] }
 
+  /// The input viewed as [N, rest] (no copy).
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     inputShape = x.shape
-    let y = Tensor.reuse(output, shape: outputShape(for: x.shape))
-    output = y
-    y.copy(from: x)
-    return y
+    return x.view(as: outputShape(for: x.shape))
   }
 
+  /// The output gradient viewed in the input's shape (no copy).
   public func backward(_ dy: Tensor) -> Tensor {
     guard needsInputGradient else { return dy }  // first layer: nobody reads it
-    let dx = Tensor.reuse(gradInput, shape: inputShape)
-    gradInput = dx
-    dx.copy(from: dy)
-    return dx
+    return dy.view(as: inputShape)
   }
 }

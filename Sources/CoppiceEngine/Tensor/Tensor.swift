@@ -6,6 +6,9 @@ public final class Tensor {
   public private(set) var shape: [Int]
   public let count: Int
   public let data: UnsafeMutablePointer<Float>
+  /// The tensor whose memory this one views (`view(as:)`), kept alive by the view; nil when
+  /// this tensor owns its memory.
+  public let base: Tensor?
 
   /// A zero-filled tensor of the given shape.
   public init(shape: [Int]) {
@@ -16,6 +19,21 @@ public final class Tensor {
     let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
     raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
     self.data = raw.assumingMemoryBound(to: Float.self)
+    self.base = nil
+  }
+
+  private init(viewing owner: Tensor, shape: [Int]) {
+    self.shape = shape
+    self.count = owner.count
+    self.data = owner.data
+    self.base = owner
+  }
+
+  /// The same memory under another shape with the same element count (no copy): writes
+  /// through either are seen by both.
+  public func view(as newShape: [Int]) -> Tensor {
+    precondition(newShape.reduce(1, *) == count, "cannot view \(shape) as \(newShape)")
+    return Tensor(viewing: base ?? self, shape: newShape)
   }
 
   /// A tensor holding a copy of `values`.
@@ -25,7 +43,7 @@ public final class Tensor {
     values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
   }
 
-  deinit { UnsafeMutableRawPointer(data).deallocate() }
+  deinit { if base == nil { UnsafeMutableRawPointer(data).deallocate() } }
 
   public var buffer: UnsafeMutableBufferPointer<Float> {
     UnsafeMutableBufferPointer(start: data, count: count)

@@ -1,0 +1,54 @@
+import CoppiceEngine
+import Foundation
+
+/// Wall time of each phase of `Trainer.trainStep`, accumulated while attached to a trainer
+/// (`Trainer.stepTimes`); for profiling only.
+public final class StepTimes {
+  public enum Phase: String, CaseIterable, Sendable {
+    case data = "data loading and augmentation"
+    case forward
+    case loss
+    case backward
+    case synchronize = "gradient synchronisation"
+    case masking = "gradient masking"
+    case optimizer
+    case sparsifier = "sparsifier step"
+  }
+
+  /// Seconds per phase, summed over the steps timed.
+  public private(set) var seconds: [Phase: Double] = [:]
+  /// Whole steps: their count and summed wall time (phases plus whatever lies between).
+  public private(set) var steps = 0
+  public private(set) var stepSeconds = 0.0
+
+  public init() {}
+
+  public func reset() {
+    seconds = [:]
+    steps = 0
+    stepSeconds = 0
+  }
+
+  /// Seconds per step of a phase (mean over the steps timed).
+  public func mean(_ phase: Phase) -> Double {
+    steps == 0 ? 0 : (seconds[phase] ?? 0) / Double(steps)
+  }
+
+  /// Mean step time not inside any phase.
+  public var meanUnaccounted: Double {
+    steps == 0 ? 0 : (stepSeconds - seconds.values.reduce(0, +)) / Double(steps)
+  }
+
+  func add(_ phase: Phase, since start: Double) -> Double {
+    let now = Self.now()
+    seconds[phase, default: 0] += now - start
+    return now
+  }
+
+  func addStep(since start: Double) {
+    stepSeconds += Self.now() - start
+    steps += 1
+  }
+
+  static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+}
