@@ -47,6 +47,45 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_train_part, &j, 0);
 }
 
+/// Batch statistics of one channel; contract in include/ck_dense.h.
+void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
+                                     const float *gamma, const float *beta, float eps,
+                                     float momentum, float *running_mean, float *running_var,
+                                     float *save_mean, float *save_invstd, float *scale_out,
+                                     float *shift_out) {
+  const double count = (double)n * hw;
+  // One pass over the channel: sums shifted by the channel's first value, which keeps
+  // E[(x−K)²] − E[x−K]² accurate when the mean is large relative to the spread.
+  const float shift_k = x[(size_t)ch * hw];
+  double sum = 0.0, sq = 0.0;
+  for (int i = 0; i < n; i++) {
+    const float *p = x + ((size_t)i * c + ch) * hw;
+    float s = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s, s2)
+    for (int j = 0; j < hw; j++) {
+      float d = p[j] - shift_k;
+      s += d;
+      s2 += d * d;
+    }
+    sum += s;
+    sq += s2;
+  }
+  const double shifted_mean = sum / count;
+  const double mean = shift_k + shifted_mean;
+  double var = sq / count - shifted_mean * shifted_mean;
+  if (var < 0) var = 0;
+  const float invstd = (float)(1.0 / sqrt(var + eps));
+  save_mean[ch] = (float)mean;
+  save_invstd[ch] = invstd;
+  if (running_mean && running_var) {
+    double unbiased = count > 1 ? var * count / (count - 1) : var;
+    running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
+    running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
+  }
+  *scale_out = gamma[ch] * invstd;
+  *shift_out = beta[ch] - (float)mean * *scale_out;
+}
+
 /// Channels of part `part`: batch statistics, running statistics, normalised output.
 static void forward_train_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
@@ -57,40 +96,12 @@ static void forward_train_part(void *arg, int part, int parts, float *scratch) {
   float *running_mean = j->running_mean, *running_var = j->running_var;
   float *save_mean = j->save_mean, *save_invstd = j->save_invstd, *y = j->y;
   const int relu = j->relu;
-  const double count = (double)n * hw;
   int c0, c1;
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
-    // One pass over the channel: sums shifted by the channel's first value, which keeps
-    // E[(x−K)²] − E[x−K]² accurate when the mean is large relative to the spread.
-    const float shift_k = x[(size_t)ch * hw];
-    double sum = 0.0, sq = 0.0;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * c + ch) * hw;
-      float s = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s, s2)
-      for (int j = 0; j < hw; j++) {
-        float d = p[j] - shift_k;
-        s += d;
-        s2 += d * d;
-      }
-      sum += s;
-      sq += s2;
-    }
-    const double shifted_mean = sum / count;
-    const double mean = shift_k + shifted_mean;
-    double var = sq / count - shifted_mean * shifted_mean;
-    if (var < 0) var = 0;
-    const float invstd = (float)(1.0 / sqrt(var + eps));
-    save_mean[ch] = (float)mean;
-    save_invstd[ch] = invstd;
-    if (running_mean && running_var) {
-      double unbiased = count > 1 ? var * count / (count - 1) : var;
-      running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
-      running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
-    }
-    const float scale = gamma[ch] * invstd;
-    const float shift = beta[ch] - (float)mean * scale;
+    float scale, shift;
+    ck_batchnorm_channel_statistics(n, c, hw, ch, x, gamma, beta, eps, momentum, running_mean,
+                                    running_var, save_mean, save_invstd, &scale, &shift);
     affine_channel(n, c, hw, ch, x, scale, shift, y, relu);
   }
 }

@@ -81,6 +81,33 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
                            const float *save_mean, const float *save_invstd, const float *dy,
                            const float *relu_output, float *dx, float *dgamma, float *dbeta);
 
+/// One channel's batch statistics over x [n, c, hw]: writes save_mean[ch], save_invstd[ch],
+/// updates the running statistics (when not NULL) and returns the affine map
+/// y = x·scale + shift that normalises the channel. Shared by the batch-norm kernels.
+void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
+                                     const float *gamma, const float *beta, float eps,
+                                     float momentum, float *running_mean, float *running_var,
+                                     float *save_mean, float *save_invstd, float *scale_out,
+                                     float *shift_out);
+
+/// Batch norm (training statistics, as ck_batchnorm_forward_train) + ReLU + 2×2 max pooling
+/// with stride 2, fused: x [n, c, h, w] → y [n, c, h/2, w/2] (an odd last row or column is
+/// dropped, as the pooling does); winner [n, c, h/2, w/2] receives each window's winning cell
+/// (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; the first maximum wins). The
+/// normalised full-size output is never stored.
+void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
+                                              const float *gamma, const float *beta, float eps,
+                                              float momentum, float *running_mean,
+                                              float *running_var, float *save_mean,
+                                              float *save_invstd, float *y, uint8_t *winner);
+/// Its backward from the pooled gradient dy: dγ, dβ and (when not NULL) dx [n, c, h, w]; y and
+/// winner are the forward's outputs.
+void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float *x,
+                                         const float *gamma, const float *save_mean,
+                                         const float *save_invstd, const float *y,
+                                         const uint8_t *winner, const float *dy, float *dx,
+                                         float *dgamma, float *dbeta);
+
 /// y = max(x, 0).
 void ck_relu_forward(size_t count, const float *x, float *y);
 /// dx = dy where y > 0, else 0.

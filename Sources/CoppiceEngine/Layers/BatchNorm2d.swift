@@ -14,8 +14,8 @@ public final class BatchNorm2d: StatefulLayer {
   public let runningMean: Tensor
   public let runningVar: Tensor
   public var needsInputGradient = true
-  private let saveMean: Tensor
-  private let saveInvStd: Tensor
+  let saveMean: Tensor
+  let saveInvStd: Tensor
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?

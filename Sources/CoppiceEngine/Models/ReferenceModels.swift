@@ -28,7 +28,8 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
   }
 
   /// conv(1→32)+BN+ReLU, conv(32→64)+BN+ReLU, pool, conv(64→128)+BN+ReLU, pool,
-  /// linear(6272→256)+ReLU, linear(256→10).
+  /// linear(6272→256)+ReLU, linear(256→10). Each BN+ReLU followed by a pool runs as one fused
+  /// layer (`BatchNormReLUMaxPool`); parameters and buffers keep their names.
   static func cnn(classes: Int, rng: inout SeededGenerator) -> Model {
     Model(
       name: "cnn", inputShape: [1, 28, 28],
@@ -40,13 +41,13 @@ public enum ReferenceModel: String, CaseIterable, Sendable {
         Conv2d(
           name: "conv2", inChannels: 32, outChannels: 64, kernelSize: 3, padding: 1, bias: false,
           rng: &rng),
-        BatchNorm2d(name: "bn2", channels: 64, relu: true),
-        MaxPool2d(kernelSize: 2),
+        BatchNormReLUMaxPool(
+          norm: BatchNorm2d(name: "bn2", channels: 64, relu: true), pool: MaxPool2d(kernelSize: 2)),
         Conv2d(
           name: "conv3", inChannels: 64, outChannels: 128, kernelSize: 3, padding: 1, bias: false,
           rng: &rng),
-        BatchNorm2d(name: "bn3", channels: 128, relu: true),
-        MaxPool2d(kernelSize: 2),
+        BatchNormReLUMaxPool(
+          norm: BatchNorm2d(name: "bn3", channels: 128, relu: true), pool: MaxPool2d(kernelSize: 2)),
         Flatten(),
         Linear(name: "fc1", inFeatures: 6272, outFeatures: 256, rng: &rng), ReLU(),
         Linear(name: "fc2", inFeatures: 256, outFeatures: classes, rng: &rng),

@@ -1,0 +1,141 @@
+// Batch norm + ReLU + 2×2 max pooling (stride 2) as one layer, NCHW, parallel over channels (as
+// jobs). The forward reads the input twice (statistics, then normalise-and-pool) and writes only
+// the pooled output and one byte per window naming its winner; the batch-norm output itself is
+// never stored. The backward reads the pooled gradient, the winners and the input, and writes
+// the input gradient once — instead of a full-size ReLU output, a full-size pooled gradient and
+// three more passes over them.
+#include "ck_dense.h"
+#include "ck_jobs.h"
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  int n, c, h, w;
+  const float *x, *gamma, *beta;
+  float eps, momentum;
+  float *running_mean, *running_var, *save_mean, *save_invstd, *y;
+  uint8_t *winner;
+  const float *dy;
+  float *dx, *dgamma, *dbeta;
+} norm_pool_job;
+
+/// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
+/// statistics, then each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
+static void forward_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const norm_pool_job *j = arg;
+  const int n = j->n, c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
+  const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
+  int c0, c1;
+  ck_job_range(c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++) {
+    float scale, shift;
+    ck_batchnorm_channel_statistics(n, c, (int)hw, ch, j->x, j->gamma, j->beta, j->eps,
+                                    j->momentum, j->running_mean, j->running_var, j->save_mean,
+                                    j->save_invstd, &scale, &shift);
+    for (int i = 0; i < n; i++) {
+      const float *in = j->x + ((size_t)i * c + ch) * hw;
+      float *out = j->y + ((size_t)i * c + ch) * ohw;
+      uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
+      for (int oy = 0; oy < oh; oy++) {
+        const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        for (int ox = 0; ox < ow; ox++) {
+          // The first of the four cells holding the maximum wins (as ck_maxpool_forward).
+          float m1 = r0[2 * ox] * scale + shift, b = r0[2 * ox + 1] * scale + shift;
+          float m2 = r1[2 * ox] * scale + shift, d = r1[2 * ox + 1] * scale + shift;
+          int k1 = 0, k2 = 2;
+          if (b > m1) { m1 = b; k1 = 1; }
+          if (d > m2) { m2 = d; k2 = 3; }
+          if (m2 > m1) { m1 = m2; k1 = k2; }
+          out[oy * ow + ox] = m1 > 0.0f ? m1 : 0.0f;
+          win[oy * ow + ox] = (uint8_t)k1;
+        }
+      }
+    }
+  }
+}
+
+/// Fused forward in training mode; contract in include/ck_dense.h.
+void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
+                                              const float *gamma, const float *beta, float eps,
+                                              float momentum, float *running_mean,
+                                              float *running_var, float *save_mean,
+                                              float *save_invstd, float *y, uint8_t *winner) {
+  norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
+                     save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL};
+  ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
+}
+
+// Offset of window cell `k` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) in a row
+// of width w.
+static inline int cell_offset(int k, int w) { return (k >> 1) * w + (k & 1); }
+
+// The gradient reaching the batch-norm output of one plane: the pooled gradient at each window's
+// winner where the output is positive, 0 elsewhere (a plane-sized buffer that stays in cache).
+static void expand_plane_gradient(int h, int w, const float *y, const uint8_t *winner,
+                                  const float *dy, float *full) {
+  const int oh = h / 2, ow = w / 2;
+  memset(full, 0, sizeof(float) * (size_t)h * w);
+  for (int oy = 0; oy < oh; oy++) {
+    for (int ox = 0; ox < ow; ox++) {
+      const int o = oy * ow + ox;
+      full[2 * oy * w + 2 * ox + cell_offset(winner[o], w)] = y[o] > 0.0f ? dy[o] : 0.0f;
+    }
+  }
+}
+
+/// Channels of part `part`: dγ, dβ, then dx, as ck_batchnorm_backward over each plane's
+/// expanded gradient (kept for the channel's second pass in the part's scratch, n·h·w floats).
+static void backward_part(void *arg, int part, int parts, float *scratch) {
+  const norm_pool_job *j = arg;
+  const int n = j->n, c = j->c, h = j->h, w = j->w;
+  const size_t hw = (size_t)h * w, ohw = (size_t)(h / 2) * (w / 2);
+  const float count = (float)n * (float)hw;
+  int c0, c1;
+  ck_job_range(c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++) {
+    const float mean = j->save_mean[ch], invstd = j->save_invstd[ch];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int i = 0; i < n; i++) {
+      const size_t plane = (size_t)i * c + ch;
+      const float *p = j->x + plane * hw;
+      float *g = scratch + (size_t)i * hw;
+      expand_plane_gradient(h, w, j->y + plane * ohw, j->winner + plane * ohw,
+                            j->dy + plane * ohw, g);
+      float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+      for (size_t q = 0; q < hw; q++) {
+        s1 += g[q];
+        s2 += g[q] * (p[q] - mean);
+      }
+      sum_dy += s1;
+      sum_dy_xhat += s2;
+    }
+    sum_dy_xhat *= invstd;
+    j->dgamma[ch] = (float)sum_dy_xhat;
+    j->dbeta[ch] = (float)sum_dy;
+    if (!j->dx) continue;
+    // dx = γ·invstd/count · (count·dy − Σdy − x̂·Σ(dy·x̂))
+    const float k = j->gamma[ch] * invstd / count;
+    const float a = (float)sum_dy;
+    const float b = (float)sum_dy_xhat * invstd;
+    for (int i = 0; i < n; i++) {
+      const size_t plane = (size_t)i * c + ch;
+      const float *p = j->x + plane * hw, *g = scratch + (size_t)i * hw;
+      float *d = j->dx + plane * hw;
+#pragma omp simd
+      for (size_t q = 0; q < hw; q++) d[q] = k * (count * g[q] - a - (p[q] - mean) * b);
+    }
+  }
+}
+
+/// Fused backward; contract in include/ck_dense.h.
+void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float *x,
+                                         const float *gamma, const float *save_mean,
+                                         const float *save_invstd, const float *y,
+                                         const uint8_t *winner, const float *dy, float *dx,
+                                         float *dgamma, float *dbeta) {
+  norm_pool_job j = {n, c, h, w, x, gamma, NULL, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
+                     (float *)save_invstd, (float *)y, (uint8_t *)winner, dy, dx, dgamma, dbeta};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, (size_t)n * h * w);
+}
