@@ -21,13 +21,18 @@ fail() { echo "test-python-wheel: $*" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# 1. Build, and leave the source tree as it was.
-before=$(find bindings/python | sort)
+# 1. Build, and leave the source tree as it was (bytecode caches aside: the pytest suite may
+#    be writing them at the same time under make -j).
+tree() { find bindings/python -not -path '*/__pycache__*' -not -path '*/.pytest_cache*' | sort; }
+before=$(tree)
 "$PYTHON" -m pip wheel --no-deps --no-cache-dir -q -w "$work/wheels" ./bindings/python
-after=$(find bindings/python | sort)
+after=$(tree)
 if [ "$before" != "$after" ]; then
   diff <(echo "$before") <(echo "$after") >&2 || true
   fail "building the wheel wrote into bindings/python"
+fi
+if [ -e bindings/python/build ] || compgen -G 'bindings/python/*.egg-info' > /dev/null; then
+  fail "bindings/python/build or *.egg-info exists"
 fi
 wheel=$(ls "$work"/wheels/coppice-*.whl)
 name=$(basename "$wheel")
