@@ -99,14 +99,27 @@ bench: build
 check-sanitize:
 	$(MAKE) -C Tests/kernels check-sanitize
 
-install: lib
-	install -d $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/lib/pkgconfig
-	install -m 755 $(LIBFILE) $(PREFIX)/lib/
-	ln -sf libcoppice.so.$(VERSION) $(PREFIX)/lib/libcoppice.so.$(SOVERSION)
-	ln -sf libcoppice.so.$(SOVERSION) $(PREFIX)/lib/libcoppice.so
-	install -m 644 include/coppice.h bindings/cpp/coppice.hpp $(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' scripts/coppice.pc.in \
-	  > $(PREFIX)/lib/pkgconfig/coppice.pc
+# Installs an existing build of dist/lib (never builds: `make lib` first; `make lib install`
+# does both) into $(DESTDIR)$(PREFIX): the library and its links, coppice.h and coppice.hpp, the
+# pkg-config file and the CMake package (lib/cmake/coppice: find_package(coppice CONFIG), target
+# coppice::coppice). Both find the prefix relative to their own location, so a DESTDIR staging
+# tree or a moved prefix works as installed.
+INSTALL_DIR := $(DESTDIR)$(PREFIX)
+CMAKE_DIR   := $(INSTALL_DIR)/lib/cmake/coppice
+SUBST       := sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SOVERSION@|$(SOVERSION)|g'
+
+install:
+	@if [ ! -f $(LIBFILE) ]; then \
+	  echo "make install: $(LIBFILE) is not built; run \`make lib\` first (or \`make lib install\`)" >&2; \
+	  exit 1; fi
+	install -d $(INSTALL_DIR)/lib $(INSTALL_DIR)/include $(INSTALL_DIR)/lib/pkgconfig $(CMAKE_DIR)
+	install -m 755 $(LIBFILE) $(INSTALL_DIR)/lib/
+	ln -sf libcoppice.so.$(VERSION) $(INSTALL_DIR)/lib/libcoppice.so.$(SOVERSION)
+	ln -sf libcoppice.so.$(SOVERSION) $(INSTALL_DIR)/lib/libcoppice.so
+	install -m 644 include/coppice.h bindings/cpp/coppice.hpp $(INSTALL_DIR)/include/
+	$(SUBST) scripts/coppice.pc.in > $(INSTALL_DIR)/lib/pkgconfig/coppice.pc
+	$(SUBST) scripts/cmake/coppice-config.cmake.in > $(CMAKE_DIR)/coppice-config.cmake
+	$(SUBST) scripts/cmake/coppice-config-version.cmake.in > $(CMAKE_DIR)/coppice-config-version.cmake
 
 # Example and binding test targets live in mk/*.mk (each adds itself to TEST_EXTRA).
 TEST_EXTRA :=

@@ -5,8 +5,10 @@
 #                        they demonstrate, the checks of the same calls are in Tests/abi
 #                        (make test-abi) and bindings/cpp/tests (make test-cpp)
 #   make test-cpp        build and run the tests of bindings/cpp/coppice.hpp (no data needed)
-#   make test-install    `make install` into a temporary prefix, then build examples/c/version.c
-#                        with `pkg-config coppice` against that copy and run it
+#   make test-install    `make install DESTDIR=…` (no Swift build) into a temporary staging tree,
+#                        then build examples/c/version.c with `pkg-config coppice` and
+#                        examples/cpp with CMake (find_package(coppice CONFIG REQUIRED)) against
+#                        that copy and run them
 
 EXAMPLES_BUILD    := .build/examples
 EXAMPLES_NAMES    := train_engine sparsify_mlp
@@ -56,34 +58,55 @@ test-cpp: lib
 	  $(EXAMPLES_LDLIBS)
 	$(EXAMPLES_BUILD)/cpp/test_coppice_hpp
 
-# The installed copy must work on its own: found by pkg-config, no Swift libraries needed.
-# `-o lib`: lib is already up to date (a prerequisite here); building it again in the sub-make
-# would rewrite dist/lib/libcoppice.so.* while other targets of a `make -j` may be using it.
+# The installed copy must work on its own: `make install` into a DESTDIR staging tree (with
+# SWIFT=false, so that any attempt to build through the Swift toolchain fails the test), then
+# examples/c/version.c built with `pkg-config coppice` and examples/cpp built with CMake
+# (find_package(coppice CONFIG REQUIRED), coppice::coppice) against that tree, and run; no Swift
+# libraries needed. `-o lib`: lib is a prerequisite here, the sub-make must not rebuild it while
+# other targets of a `make -j` may be using dist/lib.
+INSTALL_TEST_PREFIX := /opt/coppice
+
 test-install: lib
-	@set -e; prefix=$$(mktemp -d); trap 'rm -rf "$$prefix"' EXIT; \
-	$(MAKE) --no-print-directory -o lib install PREFIX="$$prefix"; \
+	@set -e; stage=$$(mktemp -d); trap 'rm -rf "$$stage"' EXIT; \
+	prefix="$$stage$(INSTALL_TEST_PREFIX)"; \
+	echo "make install PREFIX=$(INSTALL_TEST_PREFIX) DESTDIR=$$stage SWIFT=false"; \
+	$(MAKE) --no-print-directory -o lib install PREFIX=$(INSTALL_TEST_PREFIX) DESTDIR="$$stage" \
+	  SWIFT=false; \
+	for f in lib/libcoppice.so.$(VERSION) lib/libcoppice.so.$(SOVERSION) lib/libcoppice.so \
+	    include/coppice.h include/coppice.hpp lib/pkgconfig/coppice.pc \
+	    lib/cmake/coppice/coppice-config.cmake lib/cmake/coppice/coppice-config-version.cmake; do \
+	  [ -e "$$prefix/$$f" ] || { echo "test-install: $$f was not installed" >&2; exit 1; }; \
+	done; \
+	if readelf -d "$$prefix/lib/libcoppice.so.$(SOVERSION)" | grep NEEDED | grep -i swift; then \
+	  echo "test-install: the installed library needs Swift runtime libraries" >&2; exit 1; fi; \
 	flags=$$(PKG_CONFIG_PATH="$$prefix/lib/pkgconfig" pkg-config --cflags --libs coppice); \
 	echo "pkg-config --cflags --libs coppice: $$flags"; \
 	echo "$(CC) -std=c99 -Wall -Wextra -Werror -pedantic examples/c/version.c $$flags"; \
 	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic examples/c/version.c $$flags \
-	  -o "$$prefix/version"; \
-	resolved=$$(LD_LIBRARY_PATH="$$prefix/lib" ldd "$$prefix/version" | grep libcoppice); \
+	  -o "$$stage/version"; \
+	resolved=$$(LD_LIBRARY_PATH="$$prefix/lib" ldd "$$stage/version" | grep libcoppice); \
 	echo "resolved: $$resolved"; \
 	case "$$resolved" in *"$$prefix/lib/"*) ;; \
 	  *) echo "test-install: libcoppice did not resolve to the installed copy" >&2; exit 1;; esac; \
-	if readelf -d "$$prefix/lib/libcoppice.so.0" | grep NEEDED | grep -i swift; then \
-	  echo "test-install: the installed library needs Swift runtime libraries" >&2; exit 1; fi; \
-	LD_LIBRARY_PATH="$$prefix/lib" "$$prefix/version"; \
-	if [ -f "$$prefix/include/coppice.hpp" ]; then \
-	  printf '#include <coppice.hpp>\nint main() { return coppice::version_matches() ? 0 : 1; }\n' \
-	    > "$$prefix/version.cpp"; \
-	  $(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic "$$prefix/version.cpp" $$flags \
-	    -o "$$prefix/version-cpp"; \
-	  LD_LIBRARY_PATH="$$prefix/lib" "$$prefix/version-cpp"; \
-	  echo "coppice.hpp: installed and usable"; \
-	else \
-	  echo "note: make install does not install bindings/cpp/coppice.hpp"; \
-	fi
+	LD_LIBRARY_PATH="$$prefix/lib" "$$stage/version"; \
+	printf '#include <coppice.hpp>\nint main() { return coppice::version_matches() ? 0 : 1; }\n' \
+	  > "$$stage/version.cpp"; \
+	$(CXX) -std=c++17 -Wall -Wextra -Werror -pedantic "$$stage/version.cpp" $$flags \
+	  -o "$$stage/version-cpp"; \
+	LD_LIBRARY_PATH="$$prefix/lib" "$$stage/version-cpp"; \
+	echo "coppice.hpp: installed and usable through pkg-config"; \
+	echo "cmake -S examples/cpp -DCMAKE_PREFIX_PATH=$$prefix (find_package(coppice CONFIG REQUIRED))"; \
+	cmake -S examples/cpp -B "$$stage/cmake-build" -DCMAKE_PREFIX_PATH="$$prefix" \
+	  -DCMAKE_CXX_COMPILER=$(CXX) -DCMAKE_BUILD_TYPE=Release > "$$stage/cmake.log" 2>&1 \
+	  || { cat "$$stage/cmake.log"; exit 1; }; \
+	cmake --build "$$stage/cmake-build" -j 2 > "$$stage/cmake-build.log" 2>&1 \
+	  || { cat "$$stage/cmake-build.log"; exit 1; }; \
+	resolved=$$(ldd "$$stage/cmake-build/train_engine" | grep libcoppice); \
+	echo "CMake-built train_engine: $$resolved"; \
+	case "$$resolved" in *"$$prefix/lib/"*) ;; \
+	  *) echo "test-install: the CMake build did not link the installed copy" >&2; exit 1;; esac; \
+	echo "== train_engine $(EXAMPLES_ENGINE_ARGS) (CMake build)"; \
+	"$$stage/cmake-build/train_engine" $(EXAMPLES_ENGINE_ARGS)
 	@echo "test-install: passed"
 
 TEST_EXTRA += test-examples test-cpp test-install

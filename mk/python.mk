@@ -4,9 +4,16 @@
 #                               from Python, and P-GaP run by the host over 3 processes
 #                               exchanging partitions via files (they demonstrate; the checks of
 #                               the same calls are in bindings/python/tests, make test-python)
-#   make install-python         pip-install the package with its own copy of the library
-#   make test-python-install    pip-install bindings/python into a temporary virtualenv and
-#                               import it (library via COPPICE_LIBRARY, then the bundled copy)
+#   make wheel                  the platform wheel dist/wheels/coppice-*.whl: the package with
+#                               libcoppice and the libraries it needs (OpenBLAS, libgfortran,
+#                               libquadmath, libomp, zlib) bundled, built by `pip wheel
+#                               ./bindings/python` (bindings/python/build_support/coppice_wheel.py)
+#   make install-python         pip-install that wheel into $(PYTHON)'s environment
+#   make test-python-wheel      build the wheel (nothing written into bindings/python), check its
+#                               tag and contents, install it into a fresh virtualenv and train a
+#                               small model with no environment variables set and the system's
+#                               OpenBLAS/libgfortran/libquadmath/libomp hidden (unshare -m)
+#                               (Tests/wheel/test-wheel.sh)
 # (`make test-python`, the pytest suite, is in the top Makefile.)
 
 PYTHON_ENV := COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
@@ -15,7 +22,7 @@ PYTHON_MLP_ARGS    ?= --limit 2000 --epochs 1
 PYTHON_ENGINE_ARGS ?= --model mlp --method cgap --limit 2000 --test-limit 1000 --epochs 1
 PYTHON_PGAP_ARGS   ?= --limit 2000 --test-limit 1000 --rounds 2 --finetune-epochs 1
 
-.PHONY: test-python-examples test-python-install install-python
+.PHONY: test-python-examples test-python-wheel install-python wheel
 
 test-python-examples: lib
 	$(PYTHON_ENV) $(PYTHON) examples/python/sparsify_numpy_mlp.py $(PYTHON_MLP_ARGS)
@@ -24,31 +31,21 @@ test-python-examples: lib
 	$(PYTHON_ENV) $(PYTHON) examples/python/pgap_host.py $(PYTHON_PGAP_ARGS)
 	@echo "test-python-examples: passed"
 
-# Installs the package into $(PYTHON)'s environment with its own copy of the library (so that
-# it needs neither COPPICE_LIBRARY nor a system install). PIP_ARGS e.g. --user.
-install-python: lib
-	@set -e; staging=$$(mktemp -d); trap 'rm -rf "$$staging"' EXIT; \
-	cp -r bindings/python "$$staging/python"; rm -rf "$$staging/python/tests"; \
-	cp -L $(DIST)/lib/libcoppice.so.$(SOVERSION) "$$staging/python/coppice/"; \
-	$(PYTHON) -m pip install $(PIP_ARGS) "$$staging/python"
+WHEEL_DIR := $(DIST)/wheels
 
-# Not part of `make test` (pip fetches setuptools to build): `pip install` of a copy of
-# bindings/python (so that no build/ is left in the tree) into a temporary virtualenv, then an
-# import from elsewhere, once finding the library through COPPICE_LIBRARY and once through the
-# package's own copy (install-python's way).
-test-python-install: lib
-	@set -e; venv=$$(mktemp -d); trap 'rm -rf "$$venv"' EXIT; \
-	$(PYTHON) -m venv --system-site-packages "$$venv"; \
-	cp -r bindings/python "$$venv/src"; rm -rf "$$venv/src/tests"; \
-	"$$venv/bin/pip" install --no-deps -q "$$venv/src"; \
-	cd "$$venv" && COPPICE_LIBRARY=$(CURDIR)/$(DIST)/lib/libcoppice.so.$(SOVERSION) \
-	  "$$venv/bin/python" -c "import coppice; print('pip install ./bindings/python:', \
-	    coppice.__file__, 'library', coppice.version(), 'from', coppice.library_path)"; \
-	cd $(CURDIR) && $(MAKE) --no-print-directory -o lib install-python PYTHON="$$venv/bin/python" \
-	  PIP_ARGS="--no-deps -q --force-reinstall"; \
-	cd "$$venv" && env -u COPPICE_LIBRARY "$$venv/bin/python" -c "import coppice, os; \
-	  assert coppice.library_path.startswith(os.path.dirname(coppice.__file__)), coppice.library_path; \
-	  print('install-python: library', coppice.version(), 'from', coppice.library_path)"
-	@echo "test-python-install: passed"
+# The wheel takes the library from dist/lib; `pip wheel` replaces an older wheel of the same name.
+wheel: lib
+	@mkdir -p $(WHEEL_DIR)
+	$(PYTHON) -m pip wheel --no-deps --no-cache-dir -q -w $(WHEEL_DIR) ./bindings/python
+	@ls -l $(WHEEL_DIR)/coppice-*.whl
 
-TEST_EXTRA += test-python-examples
+# Installs the wheel into $(PYTHON)'s environment (no COPPICE_LIBRARY or system install needed
+# afterwards). PIP_ARGS e.g. --user.
+install-python: wheel
+	$(PYTHON) -m pip install --force-reinstall --no-deps $(PIP_ARGS) \
+	  $$(ls -t $(WHEEL_DIR)/coppice-$(VERSION)-*.whl | head -1)
+
+test-python-wheel: lib
+	bash Tests/wheel/test-wheel.sh $(PYTHON)
+
+TEST_EXTRA += test-python-examples test-python-wheel

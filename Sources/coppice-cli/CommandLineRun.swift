@@ -167,7 +167,16 @@ struct CommandLineRun {
       trainFlopsDense: history.reduce(0) { $0 + $1.trainFLOPsDense },
       inferenceFlops: history.last?.inferenceFLOPs ?? 0,
       inferenceFlopsDense: history.last?.inferenceFLOPsDense ?? 0,
-      events: trainer.sparsifier?.events ?? [])
+      events: trainer.sparsifier?.events ?? [],
+      training: TrainingSettings(config, stepsPerEpoch: stepsPerEpoch),
+      sparseTraining: trainer.sparsifier.map { s in
+        SparsitySettings(
+          config: s.config, stepsPerEpoch: stepsPerEpoch,
+          effectivePartitions: s.partitions.map { $0.map { s.targets[$0].name } })
+      },
+      scheduleEvents: (trainer.sparsifier?.events(since: 0) ?? []).map {
+        ScheduleEventRecord(event: $0, stepsPerEpoch: stepsPerEpoch)
+      })
   }
 
   /// What the ranks do, for the first line of output.

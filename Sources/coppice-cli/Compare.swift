@@ -11,7 +11,9 @@ struct Compare: ParsableCommand {
       Every method trains the same model from the same seed on the same data for the same
       number of epochs (P-GaP's epochs count per worker: its workers run one after another
       here, so its wall time is κ× what κ machines would take). Writes results.md,
-      accuracy.svg, sparsity.svg and one JSON summary per method into --out.
+      accuracy.svg (zoomed to the results, with a 0–100% panel), sparsity.svg (sparsity per
+      epoch and the target), layer-sparsity.svg (per layer at the end) and one JSON summary per
+      method into --out.
       """)
 
   @Option(help: "Model: mlp, cnn or resnet20.") var model: ReferenceModel = .cnn
@@ -57,7 +59,9 @@ struct Compare: ParsableCommand {
       try writeReport(results)
     }
     print("\n" + markdownTable(results))
-    print("wrote \(out)/results.md, \(out)/accuracy.svg, \(out)/sparsity.svg")
+    print(
+      "wrote \(out)/results.md, \(out)/accuracy.svg, \(out)/sparsity.svg, "
+        + "\(out)/layer-sparsity.svg")
   }
 
   func writeReport(_ results: [TrainSummary]) throws {
@@ -67,16 +71,34 @@ struct Compare: ParsableCommand {
     var md = "# coppice compare: \(title)\n\n"
     md +=
       "Command: `coppice compare \(CommandLine.arguments.dropFirst(2).joined(separator: " "))`\n\n"
-    md += markdownTable(results) + "\n\n![accuracy](accuracy.svg)\n\n![sparsity](sparsity.svg)\n"
+    md +=
+      markdownTable(results)
+      + "\n\n![accuracy](accuracy.svg)\n\n![sparsity](sparsity.svg)\n\n"
+      + "![per-layer sparsity](layer-sparsity.svg)\n"
     try AtomicFile.write(Data(md.utf8), to: "\(out)/results.md")
-    let series = results.map { r in
+    let accuracy = results.map { r in
       SVGChart.Series(
         name: r.method, points: r.history.map { (Double($0.epoch), $0.testAccuracy) })
     }
-    let accuracy = SVGChart.lineChart(
+    let accuracyChart = SVGChart.lineChart(
       title: "Test accuracy, \(title)", xLabel: "epoch", yLabel: "test accuracy (%)",
-      series: series)
-    try AtomicFile.write(Data(accuracy.utf8), to: "\(out)/accuracy.svg")
+      series: accuracy, fullRange: 0...100, mainCaption: "zoomed to the results",
+      fullCaption: "0–100% (shaded: the zoomed window)")
+    try AtomicFile.write(Data(accuracyChart.utf8), to: "\(out)/accuracy.svg")
+    let sparsity = results.map { r in
+      SVGChart.Series(
+        name: r.method, points: r.history.map { (Double($0.epoch), 100 * $0.sparsity) })
+    }
+    let target = 100 * sparse.sparsity
+    // Methods at the same sparsity side by side: about 4% of the x-span over all of them.
+    let span = Double(max(1, (results.map(\.history.count).max() ?? 1) - 1))
+    let dodge = span * 0.04 / Double(max(1, results.count - 1))
+    let sparsityChart = SVGChart.lineChart(
+      title: "Sparsity at the end of each epoch, \(title)",
+      xLabel: "epoch", yLabel: "sparsity (%)", series: sparsity, yRange: 0...100,
+      reference: .init(y: target, label: "target \(SVGChart.format(target))%"),
+      dodge: dodge)
+    try AtomicFile.write(Data(sparsityChart.utf8), to: "\(out)/sparsity.svg")
     let layerNames = results.first { !$0.layers.isEmpty }?.layers.map(\.name) ?? []
     let bars = SVGChart.barChart(
       title: "Per-layer sparsity at the end", yLabel: "sparsity (%)",
@@ -84,7 +106,7 @@ struct Compare: ParsableCommand {
       series: results.map { r in
         (r.method, layerNames.map { n in 100 * (r.layers.first { $0.name == n }?.sparsity ?? 0) })
       })
-    try AtomicFile.write(Data(bars.utf8), to: "\(out)/sparsity.svg")
+    try AtomicFile.write(Data(bars.utf8), to: "\(out)/layer-sparsity.svg")
   }
 
   func markdownTable(_ results: [TrainSummary]) -> String {

@@ -144,8 +144,11 @@ func loadData(dataDir: String, limitTrain: Int?, limitTest: Int?) throws -> (
   }
 }
 
-/// The `--json` summary. Fields are only ever added, never renamed.
+/// The `--json` summary. Fields are only ever added, never renamed (`schedule` keeps the old
+/// Swift description of the learning-rate schedule; `training.lr_schedule` is the same as
+/// plain values, and `schedule_events` are `events` in structured form).
 struct TrainSummary: Encodable {
+  let coppiceVersion = Version.string
   let model: String
   let method: String
   let epochs: Int
@@ -175,6 +178,10 @@ struct TrainSummary: Encodable {
   let inferenceFlops: Double
   let inferenceFlopsDense: Double
   let events: [String]
+  /// Every setting of the run as plain values (`sparseTraining` nil for dense runs).
+  let training: TrainingSettings
+  let sparseTraining: SparsitySettings?
+  let scheduleEvents: [ScheduleEventRecord]
 
   enum CodingKeys: String, CodingKey {
     case model, method, epochs, parameters, optimizer, schedule, seed, threads, history
@@ -193,6 +200,10 @@ struct TrainSummary: Encodable {
     case trainFlopsDense = "train_flops_dense"
     case inferenceFlops = "inference_flops"
     case inferenceFlopsDense = "inference_flops_dense"
+    case coppiceVersion = "coppice_version"
+    case training
+    case sparseTraining = "sparse_training"
+    case scheduleEvents = "schedule_events"
   }
 
   func write(to path: String) throws {

@@ -37,28 +37,28 @@ class CoppiceError(RuntimeError):
 
 
 def _candidates() -> list[str]:
-    """Where to look for the library, in order: $COPPICE_LIBRARY (only that, when set), the
-    package's own copy, the repository's dist/lib (a source checkout), then the system (the
-    loader's path, ldconfig, pkg-config's libdir, /usr/local/lib)."""
+    """Where to look for the library, in order: $COPPICE_LIBRARY (only that, when set); the
+    package's own copy (an installed wheel carries it, with the libraries it needs); the
+    repository's dist/lib when the package is used from a source checkout; then the system (the
+    dynamic loader's search, ldconfig, pkg-config's libdir, /usr/local/lib). Files that do not
+    exist are left out, so an error lists only what was really tried."""
     env = os.environ.get("COPPICE_LIBRARY")
     if env:
         return [env]
     here = Path(__file__).resolve().parent
+    files = [here / "libcoppice.so.0"]
     repo = here.parent.parent.parent
-    candidates = [
-        str(here / "libcoppice.so.0"),
-        str(here / "libcoppice.so"),
-        str(repo / "dist" / "lib" / "libcoppice.so.0"),
-        "libcoppice.so.0",  # the dynamic loader's search: LD_LIBRARY_PATH, ld.so.cache, /usr/lib
-    ]
+    if (repo / "include" / "coppice.h").is_file():  # bindings/python/coppice in a checkout
+        files.append(repo / "dist" / "lib" / "libcoppice.so.0")
+    candidates = [str(f) for f in files if f.is_file()]
+    candidates.append("libcoppice.so.0")  # the loader's search: LD_LIBRARY_PATH, ld.so.cache
     found = ctypes.util.find_library("coppice")
     if found:
         candidates.append(found)
     # `make install PREFIX=...` without ldconfig: ask pkg-config, then try the usual prefix.
-    libdir = _pkg_config_libdir()
-    if libdir:
-        candidates.append(os.path.join(libdir, "libcoppice.so.0"))
-    candidates.append("/usr/local/lib/libcoppice.so.0")
+    for libdir in (_pkg_config_libdir(), "/usr/local/lib"):
+        if libdir and os.path.isfile(os.path.join(libdir, "libcoppice.so.0")):
+            candidates.append(os.path.join(libdir, "libcoppice.so.0"))
     return candidates
 
 
@@ -80,15 +80,13 @@ def _load() -> tuple[ctypes.CDLL, str]:
         if path in seen:
             continue
         seen.add(path)
-        if os.sep in path and not os.path.exists(path):
-            errors.append(f"{path}: no such file")
-            continue
         try:
             return ctypes.CDLL(path), path
         except OSError as error:
             errors.append(f"{path}: {error}")
     raise ImportError(
-        "cannot load libcoppice (set COPPICE_LIBRARY to its path): " + "; ".join(errors)
+        "cannot load libcoppice: install the coppice wheel (it carries the library), or build "
+        "it (`make lib`) and set COPPICE_LIBRARY to its path; tried: " + "; ".join(errors)
     )
 
 
