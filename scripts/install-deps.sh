@@ -2,13 +2,16 @@
 # Installs what Coppice needs and is missing: Debian packages (OpenBLAS, libomp, zlib, Open MPI,
 # the Fashion-MNIST dataset package, the fortunes text corpus of the Transformer example; cmake
 # for the find_package test of the installed tree, patchelf to bundle the library's dependencies
-# into the Python wheel, librsvg2-bin's rsvg-convert to render the compare plots) and the
+# into the Python wheel, librsvg2-bin's rsvg-convert to render the compare plots; the aarch64
+# cross compiler, its C library and qemu's user-mode emulator to build the kernels for aarch64
+# and run their tests, mk/isa.mk) and the
 # Python packages the tests and examples use (numpy, pytest, safetensors, a CPU-only PyTorch).
 # Idempotent: it only calls apt-get or pip when something is absent.
 set -euo pipefail
 
 APT_PACKAGES=(libopenblas-dev libomp-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist
-              gzip pkg-config fortunes cmake patchelf librsvg2-bin)
+              gzip pkg-config fortunes cmake patchelf librsvg2-bin
+              gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 PYTHON_MODULES=(numpy pytest safetensors)
 
 SUDO=""

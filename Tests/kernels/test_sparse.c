@@ -2,16 +2,17 @@
 //
 // Build and run (from the repository root; `make -C Tests/kernels test` does the same):
 //   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
-//   clang -O3 -march=x86-64-v3 -ffp-contract=fast -fopenmp -isystem $OMP_INC \
-//     -ISources/CCoppiceKernels/include -ISources/CCoppiceKernels \
-//     $(find Sources/CCoppiceKernels/sparse -name "*.c") Tests/kernels/test_sparse.c \
-//     -L$OMP_LIB -Wl,-rpath,$OMP_LIB -lomp -lm -o /tmp/test_sparse && /tmp/test_sparse
+//   clang -O3 -ffp-contract=fast -fopenmp -isystem $OMP_INC -ISources/CCoppiceKernels/include
+//     -ISources/CCoppiceKernels $(find Sources/CCoppiceKernels/sparse
+//     Sources/CCoppiceKernels/jobs -name "*.c") Tests/kernels/test_sparse.c -L$OMP_LIB
+//     -Wl,-rpath,$OMP_LIB -lomp -lm -o /tmp/test_sparse && /tmp/test_sparse    (one line)
 // Sanitizers: add -fsanitize=address,undefined -fno-omit-frame-pointer (make check-sanitize).
 //
 // Every fast kernel is compared with the double-precision reference on random shapes (odd
 // sizes, sizes around the panel width 128 and the vector tiles 16/32/64/128, empty rows and
 // columns), sparsity 0, 0.5, 0.9, 0.99 and 1, under 1 and 2 OpenMP threads and every
-// instruction set the CPU has (AVX-512, AVX2, C).
+// instruction set the CPU has (AVX-512, AVX2, C; NEON, C on AArch64), or only the one named by
+// COPPICE_ISA=generic|avx2|avx512|neon (mk/isa.mk runs each; a set the CPU lacks is a failure).
 //
 // Tolerance: |fast − ref| <= TOL · (Σ|terms| + 1e-30) element-wise with TOL = 2e-5, where
 // Σ|terms| is the same reference evaluated on absolute values (|W|·|X| + |bias| + |beta·out|),
@@ -30,6 +31,7 @@
 #define TOL 2e-5
 
 static int passed = 0, failed = 0;
+static int isa_default = -1; // instruction set of the tests that do not loop over them
 
 // The AVX-512 products run as code compiled for the pattern (sparse/jit/) unless
 // CK_SPARSE_JIT=0; the AVX-512 tests run both ways.
@@ -373,7 +375,7 @@ static void single_runner(void (*fn)(void *), void *data, unsigned threads, unsi
 // gives one thread.
 static void test_runner(void) {
   omp_set_num_threads(2);
-  ck_sparse_set_isa(-1);
+  ck_sparse_set_isa(isa_default);
   const int m = 96, k = 200, n = 300;
   float *w = rand_floats((size_t)m * k), *mask = make_mask(m, k, 0.8, 0);
   float *x = rand_floats((size_t)n * k), *dy = rand_floats((size_t)n * m), *bias = rand_floats(m);
@@ -433,36 +435,62 @@ static void test_dispatch(void) {
   printf("%s %-14s monotone in density, dense at density 1\n", ok ? "ok  " : "FAIL", "dispatch");
 }
 
+// The instruction sets to test, best first: with COPPICE_ISA=generic|avx2|avx512|neon only that
+// one (an error when the CPU lacks it), else every one the CPU has. Returns 0, or -1 on error.
+static int select_isas(int *isas, int *nisas) {
+  const char *want = getenv("COPPICE_ISA");
+  const int best = ck_sparse_isa(); // the library applies COPPICE_ISA itself
+  if (want && *want && strcmp(want, "auto") != 0) {
+    if (strcmp(ck_sparse_isa_name(best), want) != 0) {
+      printf("FAIL COPPICE_ISA=%s: this CPU runs %s at best\n", want, ck_sparse_isa_name(best));
+      return -1;
+    }
+    isas[0] = best;
+    *nisas = 1;
+  } else {
+    for (int isa = best; isa >= 0; isa--)
+      if (ck_sparse_set_isa(isa) == isa) isas[(*nisas)++] = isa;
+    ck_sparse_set_isa(-1);
+  }
+  printf("instruction sets tested:");
+  for (int q = 0; q < *nisas; q++) printf(" %s", ck_sparse_isa_name(isas[q]));
+  printf("\n");
+  return 0;
+}
+
 int main(void) {
   const int shapes[][3] = {{1, 1, 1},     {3, 5, 7},      {17, 130, 33},  {64, 300, 65},
                            {129, 257, 100}, {200, 1000, 17}, {33, 64, 1},   {256, 129, 300},
                            {5, 1500, 129},  {300, 40, 260},  {70, 384, 64}, {2, 2, 500}};
   const int nshapes = sizeof shapes / sizeof shapes[0];
   const double sparsities[] = {0.0, 0.5, 0.9, 0.99, 1.0};
-  const int max_isa = ck_sparse_isa();
-  printf("instruction sets available: up to %d (2 = AVX-512, 1 = AVX2, 0 = C)\n", max_isa);
-  for (int isa = max_isa; isa >= 0; isa--)
-    for (int jit = isa == 2; jit >= 0; jit--)
-      for (int threads = 1; threads <= 2; threads++)
+  int isas[4], nisas = 0;
+  if (select_isas(isas, &nisas) != 0) return 1;
+  // COPPICE_TEST_QUICK=1 (the runs under an emulator): the products under 2 threads only.
+  const char *quick = getenv("COPPICE_TEST_QUICK");
+  const int min_threads = quick && !strcmp(quick, "1") ? 2 : 1;
+  for (int qi = 0; qi < nisas; qi++)
+    for (int jit = isas[qi] == 2; jit >= 0; jit--)
+      for (int threads = min_threads; threads <= 2; threads++)
         for (int q = 0; q < nshapes; q++)
           for (int si = 0; si < 5; si++) {
             setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
             test_products(shapes[q][0], shapes[q][1], shapes[q][2], sparsities[si],
-                          (q + si) % 2 == 1, threads, isa);
+                          (q + si) % 2 == 1, threads, isas[qi]);
           }
 
   const int linears[][3] = {{1, 1, 1},   {3, 5, 7},    {17, 130, 33}, {64, 300, 65},
                             {48, 96, 1031}, {33, 64, 1}, {256, 129, 300}, {300, 40, 260},
                             {5, 1500, 129}, {7, 3, 0}};
   const int nlinears = sizeof linears / sizeof linears[0];
-  for (int isa = max_isa; isa >= 0; isa--)
-    for (int jit = isa == 2; jit >= 0; jit--)
-      for (int threads = 1; threads <= 2; threads++)
+  for (int qi = 0; qi < nisas; qi++)
+    for (int jit = isas[qi] == 2; jit >= 0; jit--)
+      for (int threads = min_threads; threads <= 2; threads++)
         for (int q = 0; q < nlinears; q++)
           for (int si = 0; si < 5; si++) {
             setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
             test_linear(linears[q][0], linears[q][1], linears[q][2], sparsities[si],
-                        (q + si) % 2 == 1, threads, isa);
+                        (q + si) % 2 == 1, threads, isas[qi]);
           }
 
   const ck_conv_shape convs[] = {
@@ -471,16 +499,17 @@ int main(void) {
       {4, 16, 14, 14, 32, 3, 3, 1, 1, 0, 0}, {2, 3, 11, 13, 4, 5, 3, 2, 2, 0, 0}};
   const int nconvs = sizeof convs / sizeof convs[0];
   const double conv_sp[] = {0.0, 0.5, 0.9, 1.0};
-  for (int isa = max_isa; isa >= 0; isa--)
-    for (int jit = isa == 2; jit >= 0; jit--)
-      for (int threads = 1; threads <= 2; threads++)
+  for (int qi = 0; qi < nisas; qi++)
+    for (int jit = isas[qi] == 2; jit >= 0; jit--)
+      for (int threads = min_threads; threads <= 2; threads++)
         for (int q = 0; q < nconvs; q++)
           for (int si = 0; si < 4; si++) {
             setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
-            test_conv(convs[q], conv_sp[si], threads, isa);
+            test_conv(convs[q], conv_sp[si], threads, isas[qi]);
           }
   unsetenv("CK_SPARSE_JIT");
-  ck_sparse_set_isa(-1);
+  if (nisas == 1) isa_default = isas[0];
+  ck_sparse_set_isa(isa_default);
   test_dispatch();
   test_runner();
   printf("%d passed, %d failed\n", passed, failed);

@@ -2,6 +2,7 @@
 // OpenMP, or a host's thread pool when one is lent; every channel is computed the same way).
 #include "ck_dense.h"
 #include "ck_jobs.h"
+#include "ck_clones.h"
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
@@ -32,9 +33,9 @@ typedef struct {
   float *dx, *dgamma, *dbeta;
 } bn_job;
 
-static void forward_train_part(void *arg, int part, int parts, float *scratch);
-static void forward_eval_part(void *arg, int part, int parts, float *scratch);
-static void backward_part(void *arg, int part, int parts, float *scratch);
+CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch);
+CK_CLONES static void forward_eval_part(void *arg, int part, int parts, float *scratch);
+CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch);
 
 /// Batch-norm forward with batch statistics (updates running stats, optional fused ReLU);
 /// contract in include/ck_dense.h.
@@ -48,7 +49,7 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
 }
 
 /// Batch statistics of one channel; contract in include/ck_dense.h.
-void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
+CK_CLONES void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
                                      const float *gamma, const float *beta, float eps,
                                      float momentum, float *running_mean, float *running_var,
                                      float *save_mean, float *save_invstd, float *scale_out,
@@ -87,7 +88,7 @@ void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *
 }
 
 /// Channels of part `part`: batch statistics, running statistics, normalised output.
-static void forward_train_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const bn_job *j = arg;
   const int n = j->n, c = j->c, hw = j->hw;
@@ -116,7 +117,7 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
 }
 
 /// Channels of part `part`, normalised with the running statistics.
-static void forward_eval_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void forward_eval_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const bn_job *j = arg;
   const int n = j->n, c = j->c, hw = j->hw, relu = j->relu;
@@ -142,7 +143,7 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
 }
 
 /// Channels of part `part`: dγ, dβ and dx.
-static void backward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const bn_job *j = arg;
   const int n = j->n, c = j->c, hw = j->hw;

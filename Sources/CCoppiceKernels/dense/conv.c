@@ -1,6 +1,7 @@
 // Dense 2-D convolution: per image im2col into a thread-private buffer, then one
 // single-threaded OpenBLAS product per image; images are split over OpenMP threads.
 #include "ck_dense.h"
+#include "ck_clones.h"
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@ int ck_conv_shape_finish(ck_conv_shape *s) {
 }
 
 /// Column matrix of one image; contract in include/ck_dense.h.
-void ck_im2col(const ck_conv_shape *s, const float *x, float *col) {
+CK_CLONES void ck_im2col(const ck_conv_shape *s, const float *x, float *col) {
   const int h = s->in_height, w = s->in_width, oh = s->out_height, ow = s->out_width;
   const int st = s->stride, pad = s->padding;
   for (int c = 0; c < s->in_channels; c++) {
@@ -60,7 +61,7 @@ void ck_im2col(const ck_conv_shape *s, const float *x, float *col) {
 }
 
 /// dx_image += col2im(col), the adjoint of ck_im2col; contract in include/ck_dense.h.
-void ck_col2im_add(const ck_conv_shape *s, const float *col, float *dx) {
+CK_CLONES void ck_col2im_add(const ck_conv_shape *s, const float *col, float *dx) {
   const int h = s->in_height, w = s->in_width, oh = s->out_height, ow = s->out_width;
   const int st = s->stride, pad = s->padding;
   for (int c = 0; c < s->in_channels; c++) {

@@ -1,5 +1,6 @@
 // Elementwise kernels: activation, addition, bias, products, dropout.
 #include "ck_dense.h"
+#include "ck_clones.h"
 
 #define CK_PAR_MIN 32768
 
@@ -34,7 +35,7 @@ void ck_mul(size_t count, const float *a, const float *b, float *y) {
 }
 
 /// y[i][j] += bias[j] over n rows of c; contract in include/ck_dense.h.
-void ck_add_bias_rows(int n, int c, const float *bias, float *y) {
+CK_CLONES void ck_add_bias_rows(int n, int c, const float *bias, float *y) {
   for (int i = 0; i < n; i++) {
     float *row = y + (size_t)i * c;
     for (int j = 0; j < c; j++) row[j] += bias[j];

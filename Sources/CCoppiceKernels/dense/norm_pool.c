@@ -6,6 +6,7 @@
 // three more passes over them.
 #include "ck_dense.h"
 #include "ck_jobs.h"
+#include "ck_clones.h"
 #include <math.h>
 #include <string.h>
 
@@ -21,7 +22,7 @@ typedef struct {
 
 /// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
 /// statistics, then each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
-static void forward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const norm_pool_job *j = arg;
   const int n = j->n, c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
@@ -86,7 +87,7 @@ static void expand_plane_gradient(int h, int w, const float *y, const uint8_t *w
 
 /// Channels of part `part`: dγ, dβ, then dx, as ck_batchnorm_backward over each plane's
 /// expanded gradient (kept for the channel's second pass in the part's scratch, n·h·w floats).
-static void backward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
   const norm_pool_job *j = arg;
   const int n = j->n, c = j->c, h = j->h, w = j->w;
   const size_t hw = (size_t)h * w, ohw = (size_t)(h / 2) * (w / 2);

@@ -2,6 +2,7 @@
 // pooling as jobs: OpenMP, or a host's thread pool when one is lent).
 #include "ck_dense.h"
 #include "ck_jobs.h"
+#include "ck_clones.h"
 #include <float.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ typedef struct {
 } pool_job;
 
 /// Max pooling of the planes of part `part`.
-static void maxpool_forward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void maxpool_forward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const pool_job *job = arg;
   const int h = job->h, w = job->w, k = job->k, s = job->s, p = job->p, oh = job->oh, ow = job->ow;
@@ -89,7 +90,7 @@ void ck_maxpool_forward(int planes, int h, int w, int k, int s, int p, int oh, i
 }
 
 /// dy routed to the argmax positions of the planes of part `part`.
-static void maxpool_backward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void maxpool_backward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const pool_job *j = arg;
   const int h = j->h, w = j->w, oh = j->oh, ow = j->ow;

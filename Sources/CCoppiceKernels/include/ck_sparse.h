@@ -15,9 +15,10 @@
 // `beta` semantics everywhere: when beta == 0 the output is not read (it may hold NaN or
 // garbage); otherwise out = beta·out + product.
 //
-// Instruction set: AVX-512 (f, bw, dq, vl) when the CPU has it, else AVX2+FMA, else portable
-// C; chosen at run time (see ck_sparse_isa). Results of the three paths agree to float
-// rounding (summation order differs from the scalar reference by at most reassociation).
+// Instruction set: on x86-64 AVX-512 (f, bw, dq, vl) when the CPU has it, else AVX2+FMA, else
+// portable C; on AArch64 NEON; chosen at run time (see ck_sparse_isa). Results of the paths
+// agree to float rounding (summation order differs from the scalar reference by at most
+// reassociation).
 // On x86-64 with AVX-512 the forward product and the input gradient run as machine code
 // generated for the sparsity pattern at their first call (up to 1 M nonzeros; freed with the
 // format, values kept in sync by ck_sparse_update_values/ck_sparse_set_values);
@@ -181,10 +182,16 @@ double ck_sparse_crossover_density(ck_sparse_op op, int m, int k, int n);
 // Instruction set selection and scalar references (for tests)
 // ---------------------------------------------------------------------------------------------
 
-/// Instruction set the kernels use: 2 = AVX-512, 1 = AVX2+FMA, 0 = portable C.
+/// Instruction set the kernels use: 2 = AVX-512, 1 = AVX2+FMA, 0 = portable C (generic),
+/// 3 = NEON (AArch64). Chosen at run time: the best the CPU has, unless forced lower by
+/// ck_sparse_set_isa or by the environment variable COPPICE_ISA (auto, generic, avx2, avx512
+/// or neon; read when the kernels first run).
 int ck_sparse_isa(void);
-/// Forces a lower instruction set (clamped to what the CPU supports; -1 = automatic).
-/// Returns the one in effect. Not thread-safe with running kernels; meant for tests.
+/// The name of an instruction set number: "generic", "avx2", "avx512" or "neon" (static).
+const char *ck_sparse_isa_name(int isa);
+/// Forces a lower instruction set (clamped to what the CPU supports; on AArch64 anything
+/// below NEON is C; -1 = automatic). Returns the one in effect. Not thread-safe with running
+/// kernels; meant for tests.
 int ck_sparse_set_isa(int isa);
 
 /// Scalar references, straight from the definitions on the dense weight and mask (float mask,

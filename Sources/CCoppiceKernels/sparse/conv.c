@@ -129,7 +129,7 @@ static void scatter_windows(const geom *g, const padded *d, const int64_t *off, 
 }
 
 /// col (K × OH·OW) := the column matrix of image x (C×H×W), any stride and padding.
-static void im2col(const geom *g, const float *x, float *col) {
+CK_CLONES static void im2col(const geom *g, const float *x, float *col) {
   for (int c = 0; c < g->C; c++)
     for (int i = 0; i < g->KH; i++)
       for (int j = 0; j < g->KW; j++) {
@@ -161,7 +161,7 @@ static void im2col(const geom *g, const float *x, float *col) {
 }
 
 // dx += col2im(col)
-static void col2im_add(const geom *g, const float *col, float *dx) {
+CK_CLONES static void col2im_add(const geom *g, const float *col, float *dx) {
   for (int c = 0; c < g->C; c++)
     for (int i = 0; i < g->KH; i++)
       for (int j = 0; j < g->KW; j++) {
@@ -226,7 +226,7 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
 static size_t aligned16(size_t floats) { return (floats + 15) / 16 * 16; }
 
 /// Sparse convolution forward; contract in include/ck_sparse.h.
-void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
+CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                               const float *bias, float *y) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || g.B == 0) return;
@@ -280,7 +280,7 @@ static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
 
 /// Backward of the images of part `part` (images part, part + parts, …) into the part's
 /// partial sums. Scratch as laid out by ck_sparse_conv2d_backward.
-static void backward_images(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void backward_images(void *arg, int part, int parts, float *scratch) {
   const conv_job *c = arg;
   const geom *g = c->g;
   const padded *d = c->d;
@@ -338,7 +338,7 @@ static void backward_images(void *arg, int part, int parts, float *scratch) {
 
 /// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
 /// include/ck_sparse.h.
-void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
+CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0) return;

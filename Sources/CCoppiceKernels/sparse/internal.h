@@ -7,10 +7,12 @@
 #ifndef CK_SPARSE_INTERNAL_H
 #define CK_SPARSE_INTERNAL_H
 
+#include "ck_clones.h"
 #include "ck_jobs.h"
 #include "ck_sparse.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #ifdef _OPENMP
@@ -26,8 +28,15 @@
 #define CK_SP_X86 0
 #endif
 
-/// Instruction sets, as numbered by ck_sparse_isa.
-enum { CK_SP_ISA_C = 0, CK_SP_ISA_AVX2 = 1, CK_SP_ISA_AVX512 = 2 };
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define CK_SP_ARM 1
+#else
+#define CK_SP_ARM 0
+#endif
+
+/// Instruction sets, as numbered by ck_sparse_isa. A CPU has C and either the x86 sets up to
+/// the best it supports or NEON (every AArch64 CPU); forcing a lower set on AArch64 gives C.
+enum { CK_SP_ISA_C = 0, CK_SP_ISA_AVX2 = 1, CK_SP_ISA_AVX512 = 2, CK_SP_ISA_NEON = 3 };
 
 /// Blocking of the vector kernels, shared with the scratch sizes (ck_sp_*_scratch). A packed
 /// row holds one column tile; the tiles below are the widest of any instruction set.
@@ -137,14 +146,19 @@ typedef struct {
                 float *scratch);
 } ck_sp_isa_kernels;
 
-/// Portable C (arch/portable.c), AVX2 (arch/x86/avx2.c), AVX-512 (arch/x86/avx512.c).
+/// Portable C (arch/portable.c), AVX2 (arch/x86/avx2.c), AVX-512 (arch/x86/avx512.c), NEON
+/// (arch/arm/neon.c).
 extern const ck_sp_isa_kernels ck_sp_kernels_portable;
 #if CK_SP_X86
 extern const ck_sp_isa_kernels ck_sp_kernels_avx2;
 extern const ck_sp_isa_kernels ck_sp_kernels_avx512;
 #endif
+#if CK_SP_ARM
+extern const ck_sp_isa_kernels ck_sp_kernels_neon;
+#endif
 
-/// Instruction set in effect (CK_SP_ISA_*): the best the CPU has, or lower if forced.
+/// Instruction set in effect (CK_SP_ISA_*): the best the CPU has, or lower if forced (by
+/// ck_sparse_set_isa, or by COPPICE_ISA in the environment when the kernels first run).
 int ck_sp_isa_now(void);
 /// The kernels of the instruction set in effect.
 const ck_sp_isa_kernels *ck_sp_kernels(void);

@@ -42,10 +42,15 @@ CK_VEC_TARGET static inline float vec_sum(vec a) {
 }
 
 /// [Σa, Σb, Σc, Σd] by horizontal adds.
-CK_VEC_TARGET static inline __m128 vec_sum4(vec a, vec b, vec c, vec d) {
+CK_VEC_TARGET static inline __m128 sum4(vec a, vec b, vec c, vec d) {
   __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
   return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-#include "sparse/arch/x86/vec_kernels.h"
+/// p[0..3] += [Σa, Σb, Σc, Σd].
+CK_VEC_TARGET static inline void vec_add_sums4(float *p, vec a, vec b, vec c, vec d) {
+  _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), sum4(a, b, c, d)));
+}
+
+#include "sparse/arch/vec_kernels.h"
 #endif

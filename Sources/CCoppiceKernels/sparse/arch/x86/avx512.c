@@ -34,7 +34,7 @@ CK_VEC_TARGET static inline void vec_mask_store(float *p, vec_mask m, vec v) {
 CK_VEC_TARGET static inline float vec_sum(vec a) { return _mm512_reduce_add_ps(a); }
 
 /// [Σa, Σb, Σc, Σd]: the four vectors reduced together by a shuffle tree.
-CK_VEC_TARGET static inline __m128 vec_sum4(vec a, vec b, vec c, vec d) {
+CK_VEC_TARGET static inline __m128 sum4(vec a, vec b, vec c, vec d) {
   __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
   __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
   __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
@@ -44,5 +44,10 @@ CK_VEC_TARGET static inline __m128 vec_sum4(vec a, vec b, vec c, vec d) {
   return _mm512_castps512_ps128(_mm512_permutexvar_ps(pick, t));
 }
 
-#include "sparse/arch/x86/vec_kernels.h"
+/// p[0..3] += [Σa, Σb, Σc, Σd].
+CK_VEC_TARGET static inline void vec_add_sums4(float *p, vec a, vec b, vec c, vec d) {
+  _mm_storeu_ps(p, _mm_add_ps(_mm_loadu_ps(p), sum4(a, b, c, d)));
+}
+
+#include "sparse/arch/vec_kernels.h"
 #endif

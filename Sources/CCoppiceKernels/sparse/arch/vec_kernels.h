@@ -1,6 +1,6 @@
 // The vector SpMM and SDDMM kernels, written once over a few vector primitives and compiled
-// once per instruction set: avx512.c and avx2.c each define the primitives and then include
-// this file (it is not a header of declarations; include it nowhere else).
+// once per instruction set: x86/avx512.c, x86/avx2.c and arm/neon.c each define the primitives
+// and then include this file (it is not a header of declarations; include it nowhere else).
 //
 // The including file defines, all under the target attribute CK_VEC_TARGET:
 //   vec, vec_mask          a vector of VEC_WIDTH floats and a lane mask
@@ -8,7 +8,8 @@
 //                          set1, fmadd, mul
 //   vec_first(count)       mask of the first count lanes (1 <= count <= VEC_WIDTH); vec_all()
 //   vec_maskz_load(p, m)   the lanes m of p (unaligned), 0 elsewhere; vec_mask_store(p, m, v)
-//   vec_sum(a)             Σ lanes of a; vec_sum4(a, b, c, d) = [Σa, Σb, Σc, Σd] as an __m128
+//   vec_sum(a)             Σ lanes of a
+//   vec_add_sums4(p, a, b, c, d)  p[0..3] += [Σa, Σb, Σc, Σd]
 //   CK_VEC_KERNELS         the name of the ck_sp_isa_kernels table this file defines.
 // Both kernels pack rows of X into an L1-friendly block (pack) and sweep blocks of rows of W
 // over it, panel by panel; see spmm.c and sddmm.c for the blocking and its reasons.
@@ -47,8 +48,8 @@ CK_VEC_TARGET static void pack(const float *x, int ldx, const int64_t *xoff, int
     float *d = buf + (size_t)(k - k0) * stride;
     // X rows are far apart (ldx): fetch a few rows ahead so DRAM latency overlaps the copy.
     const char *ahead = (const char *)(s + (size_t)PACK_AHEAD * ldx); // ldx: a stride hint
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
-    _mm_prefetch(ahead + bytes - 4, _MM_HINT_T0);
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(ahead + o, 0, 3);
+    __builtin_prefetch(ahead + bytes - 4, 0, 3);
     for (int v = 0; v < nv - 1; v++) VEC(store)(d + VEC_WIDTH * v, VEC(loadu)(s + VEC_WIDTH * v));
     VEC(store)(d + VEC_WIDTH * (nv - 1), vec_maskz_load(s + VEC_WIDTH * (nv - 1), lm));
   }
@@ -62,7 +63,7 @@ CK_VEC_TARGET static inline void prefetch_rows(const float *x, int ldx, const in
   const size_t bytes = sizeof(vec) * (size_t)nv;
   for (int k = k0; k < k1; k++) {
     const char *s = (const char *)((xoff ? x + xoff[k] : x + (size_t)k * ldx) + c0);
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(s + o, _MM_HINT_T1);
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(s + o, 0, 2);
   }
 }
 
@@ -183,7 +184,7 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
         s2 = VEC(fmadd)(d[v], VEC(load)(x2 + VEC_WIDTH * v), s2);
         s3 = VEC(fmadd)(d[v], VEC(load)(x3 + VEC_WIDTH * v), s3);
       }
-      _mm_storeu_ps(acc + j, _mm_add_ps(_mm_loadu_ps(acc + j), vec_sum4(s0, s1, s2, s3)));
+      vec_add_sums4(acc + j, s0, s1, s2, s3);
     }
     for (; j < je; j++) {
       const float *x0 = pb + (size_t)col[j] * SDDMM_T;
