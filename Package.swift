@@ -1,30 +1,86 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 // Coppice — sparse training with scheduled grow-and-prune.
 //
-// The C kernels need OpenMP. SwiftPM compiles C with the toolchain's clang, which ships no
-// omp.h, so the manifest discovers Debian's libomp (any LLVM version) or takes the paths from
-// COPPICE_OMP_INCLUDE / COPPICE_OMP_LIB. See scripts/openmp-paths.sh for the same logic in shell.
+// Another package can depend on Coppice by version (`.package(url: …, from: "0.1.0")`): from
+// tools-version 6.2 on, SwiftPM accepts a version-based dependency whose targets use unsafeFlags
+// (before 6.2 it refused them). The only ones left in the library's targets are OpenMP's:
+// `-fopenmp` has no safe spelling, and libomp lives outside the default search paths. There is
+// no -march and no -O flag: the kernels choose their instruction set at run time (sparse/isa.c,
+// ck_clones.h) and SwiftPM's own optimisation level applies.
+//
+// OpenMP: SwiftPM compiles C with the toolchain's clang, which ships no omp.h, so the manifest
+// discovers libomp — Debian/Ubuntu's libomp-dev (any LLVM version), or Homebrew's libomp on
+// macOS — or takes the paths from COPPICE_OMP_INCLUDE / COPPICE_OMP_LIB; COPPICE_OPENMP=off
+// builds without it (the kernels then run on one thread, and no unsafe flag is left in the
+// library's targets). scripts/openmp-paths.sh does the same discovery in shell.
 import Foundation
 import PackageDescription
 
-func discoverOpenMP() -> (include: String, lib: String)? {
+/// Compiler and linker flags for OpenMP, or nil when it is off or not found.
+func discoverOpenMP() -> (cFlags: [String], linkFlags: [String])? {
   let env = ProcessInfo.processInfo.environment
-  if let inc = env["COPPICE_OMP_INCLUDE"], let lib = env["COPPICE_OMP_LIB"] { return (inc, lib) }
+  if env["COPPICE_OPENMP"] == "off" { return nil }
+  #if os(macOS)
+    // Apple's clang takes OpenMP pragmas only through the front end (-Xclang -fopenmp).
+    let compile = ["-Xclang", "-fopenmp"]
+  #else
+    let compile = ["-fopenmp"]
+  #endif
+  func flags(include: String, lib: String) -> (cFlags: [String], linkFlags: [String]) {
+    (
+      compile + ["-isystem", include],
+      ["-L\(lib)", "-Xlinker", "-rpath", "-Xlinker", lib, "-lomp"]
+    )
+  }
+  if let inc = env["COPPICE_OMP_INCLUDE"], let lib = env["COPPICE_OMP_LIB"] {
+    return flags(include: inc, lib: lib)
+  }
   let fm = FileManager.default
-  let llvmRoots = ((try? fm.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
-    .filter { $0.hasPrefix("llvm-") }
-    .sorted { (Int($0.dropFirst(5)) ?? 0) > (Int($1.dropFirst(5)) ?? 0) }
-  for root in llvmRoots {
-    let clangDir = "/usr/lib/\(root)/lib/clang"
-    for version in (try? fm.contentsOfDirectory(atPath: clangDir)) ?? [] {
-      let inc = "\(clangDir)/\(version)/include"
-      let lib = "/usr/lib/\(root)/lib"
-      if fm.fileExists(atPath: "\(inc)/omp.h") && fm.fileExists(atPath: "\(lib)/libomp.so") {
-        return (inc, lib)
+  #if os(macOS)
+    // Homebrew's keg-only libomp (Apple silicon prefix, then Intel). Not tested here.
+    for prefix in ["/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]
+    where fm.fileExists(atPath: "\(prefix)/include/omp.h")
+      && fm.fileExists(atPath: "\(prefix)/lib/libomp.dylib")
+    {
+      return flags(include: "\(prefix)/include", lib: "\(prefix)/lib")
+    }
+  #else
+    let llvmRoots = ((try? fm.contentsOfDirectory(atPath: "/usr/lib")) ?? [])
+      .filter { $0.hasPrefix("llvm-") }
+      .sorted { (Int($0.dropFirst(5)) ?? 0) > (Int($1.dropFirst(5)) ?? 0) }
+    for root in llvmRoots {
+      let clangDir = "/usr/lib/\(root)/lib/clang"
+      for version in (try? fm.contentsOfDirectory(atPath: clangDir)) ?? [] {
+        let inc = "\(clangDir)/\(version)/include"
+        let lib = "/usr/lib/\(root)/lib"
+        if fm.fileExists(atPath: "\(inc)/omp.h") && fm.fileExists(atPath: "\(lib)/libomp.so") {
+          return flags(include: inc, lib: lib)
+        }
       }
     }
-  }
+  #endif
   return nil
+}
+
+/// OpenBLAS (cblas.h, libopenblas): Debian/Ubuntu's libopenblas-dev is on the default search
+/// paths (no flag). Homebrew's openblas is keg-only, so on macOS its prefix is added when
+/// present (COPPICE_OPENBLAS_PREFIX overrides it). Not tested here.
+func discoverOpenBLAS() -> (cFlags: [String], linkFlags: [String]) {
+  #if os(macOS)
+    let env = ProcessInfo.processInfo.environment
+    let candidates =
+      [env["COPPICE_OPENBLAS_PREFIX"]].compactMap { $0 }
+      + ["/opt/homebrew/opt/openblas", "/usr/local/opt/openblas"]
+    for prefix in candidates
+    where FileManager.default.fileExists(atPath: "\(prefix)/include/cblas.h") {
+      let lib = "\(prefix)/lib"
+      return (
+        ["-isystem", "\(prefix)/include"],
+        ["-L\(lib)", "-Xlinker", "-rpath", "-Xlinker", lib]
+      )
+    }
+  #endif
+  return ([], [])
 }
 
 /// MPI (for distributed training): COPPICE_MPI=off disables it; COPPICE_MPI_INCLUDE and
@@ -55,12 +111,13 @@ if let mpi = discoverMPI() {
   mpiLinkFlags = ["-L\(mpi.lib)", "-Xlinker", "-rpath", "-Xlinker", mpi.lib, "-lmpi"]
 }
 
-var kernelCFlags: [String] = ["-O3", "-march=x86-64-v3", "-ffp-contract=fast"]
-var kernelLinkFlags: [String] = []
-if let omp = discoverOpenMP() {
-  kernelCFlags += ["-fopenmp", "-isystem", omp.include]
-  kernelLinkFlags += ["-L\(omp.lib)", "-Xlinker", "-rpath", "-Xlinker", omp.lib, "-lomp"]
-}
+let openBLAS = discoverOpenBLAS()
+let openMP = discoverOpenMP()
+let kernelCFlags = openBLAS.cFlags + (openMP?.cFlags ?? [])
+let kernelLinkFlags = openBLAS.linkFlags + (openMP?.linkFlags ?? [])
+/// unsafeFlags only when there are flags, so that a build without OpenMP (on Linux) has none.
+func unsafeC(_ flags: [String]) -> [CSetting] { flags.isEmpty ? [] : [.unsafeFlags(flags)] }
+func unsafeLink(_ flags: [String]) -> [LinkerSetting] { flags.isEmpty ? [] : [.unsafeFlags(flags)] }
 
 // The layers of the house, each only importing those below it (the compiler enforces this:
 // a target can import only what it lists):
@@ -87,21 +144,11 @@ let package = Package(
   targets: [
     .target(
       name: "CCoppiceKernels",
-      cSettings: [
-        .headerSearchPath("."),
-        .unsafeFlags(kernelCFlags),
-      ],
-      linkerSettings: [
-        .linkedLibrary("openblas"),
-        .linkedLibrary("m"),
-        .unsafeFlags(kernelLinkFlags),
-      ]
+      cSettings: [.headerSearchPath(".")] + unsafeC(kernelCFlags),
+      linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("m")]
+        + unsafeLink(kernelLinkFlags)
     ),
-    .target(
-      name: "CCoppiceFileIO",
-      cSettings: [.unsafeFlags(["-O2"])],
-      linkerSettings: [.linkedLibrary("z")]
-    ),
+    .target(name: "CCoppiceFileIO", linkerSettings: [.linkedLibrary("z")]),
     .target(name: "CoppiceSparsity"),
     .target(
       name: "CoppiceEngine", dependencies: ["CoppiceSparsity", "CCoppiceKernels", "CCoppiceFileIO"]),
@@ -111,8 +158,8 @@ let package = Package(
       name: "Coppice", dependencies: ["CoppiceSparsity", "CoppiceEngine", "CoppiceTraining"]),
     .target(
       name: "CCoppiceMPI",
-      cSettings: [.unsafeFlags(["-O2"] + mpiCFlags)],
-      linkerSettings: [.unsafeFlags(mpiLinkFlags)]
+      cSettings: unsafeC(mpiCFlags),
+      linkerSettings: unsafeLink(mpiLinkFlags)
     ),
     .target(name: "CoppiceDistributed", dependencies: ["CoppiceTraining", "CCoppiceMPI"]),
     .target(name: "CCoppiceABI"),

@@ -17,15 +17,18 @@
 
 #include <limits.h> // defines __GLIBC__ on glibc
 
+// (GCC before 12 knows neither the x86-64-vN names here nor in __builtin_cpu_supports.)
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute) && \
-    !defined(CK_NO_CLONES)
+    (defined(__clang__) || __GNUC__ >= 12) && !defined(CK_NO_CLONES)
 #if __has_attribute(target_clones)
 #define CK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define CK_CLONES_ACTIVE 1
 #endif
 #endif
 
 #ifndef CK_CLONES
 #define CK_CLONES
+#define CK_CLONES_ACTIVE 0
 #endif
 
 #endif

@@ -67,11 +67,12 @@ struct BenchKernels: ParsableCommand {
       gemmShapes = conv ? [] : Self.issueShapes
     }
     let runConv = shapes.isEmpty ? !noConv : conv
-    let isa = Self.isaName(Int(ck_sparse_isa()))
+    let isa = KernelISA.sparse
     let loadBefore = Self.loadAverage()
 
     print(
-      "coppice bench kernels: \(threadCount) threads, ISA \(isa), median of \(reps) after a warm-up, "
+      "coppice bench kernels: \(threadCount) threads, ISA \(isa) (dense loops \(KernelISA.dense)), "
+        + "median of \(reps) after a warm-up, "
         + "load average \(loadBefore) at start")
     if let load = Self.loadAverages()?.first, load >= 0.5 {
       print(
@@ -281,14 +282,6 @@ struct BenchKernels: ParsableCommand {
 
   /// Lets idle OpenMP and OpenBLAS workers stop spinning before the other pool starts.
   func pauseBetweenThreadPools() { Thread.sleep(forTimeInterval: 0.3) }
-
-  static func isaName(_ isa: Int) -> String {
-    switch isa {
-    case 2: return "avx512"
-    case 1: return "avx2"
-    default: return "portable"
-    }
-  }
 
   /// The 1, 5 and 15 minute load averages (nil when unavailable).
   static func loadAverages() -> [Double]? {

@@ -2,7 +2,7 @@
 //
 // Build and run (from the repository root; `make -C Tests/kernels test` does the same):
 //   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
-//   clang -O3 -ffp-contract=fast -fopenmp -isystem $OMP_INC -ISources/CCoppiceKernels/include
+//   clang -O2 -fopenmp -isystem $OMP_INC -ISources/CCoppiceKernels/include
 //     -ISources/CCoppiceKernels $(find Sources/CCoppiceKernels/sparse
 //     Sources/CCoppiceKernels/jobs -name "*.c") Tests/kernels/test_sparse.c -L$OMP_LIB
 //     -Wl,-rpath,$OMP_LIB -lomp -lm -o /tmp/test_sparse && /tmp/test_sparse    (one line)
