@@ -2,10 +2,10 @@
 //
 // Build and run (from the repository root; `make -C Tests/kernels bench` does the same):
 //   OMP_INC=/usr/lib/llvm-14/lib/clang/14.0.6/include OMP_LIB=/usr/lib/llvm-14/lib
-//   clang -O3 -march=x86-64-v3 -ffp-contract=fast -fopenmp -isystem $OMP_INC \
-//     -ISources/CCoppiceKernels/include -ISources/CCoppiceKernels \
-//     $(find Sources/CCoppiceKernels/sparse -name "*.c") Tests/kernels/bench_sparse.c \
-//     -L$OMP_LIB -Wl,-rpath,$OMP_LIB -lomp -lopenblas -lm -o /tmp/bench_sparse
+//   clang -O2 -fopenmp -isystem $OMP_INC -ISources/CCoppiceKernels/include
+//     -ISources/CCoppiceKernels $(find Sources/CCoppiceKernels/sparse
+//     Sources/CCoppiceKernels/jobs -name "*.c") Tests/kernels/bench_sparse.c -L$OMP_LIB
+//     -Wl,-rpath,$OMP_LIB -lomp -lopenblas -lm -o /tmp/bench_sparse    (one line)
 //   /tmp/bench_sparse [--shape MxKxN]... [--sparsity S]... [--threads T] [--reps R] [--json FILE]
 //                     [--conv | --no-conv]
 //
