@@ -86,13 +86,25 @@ static int64_t *window_offsets(const geom *g, const padded *d) {
   return off;
 }
 
-/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included.
+/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included. Every
+/// float is written once: the borders are zeroed around the copied rows (zeroing the whole
+/// buffer first wrote the interior twice, as much traffic as the copy).
 static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
-  memset(xp, 0, sizeof(float) * d->size);
-  for (int c = 0; c < g->C; c++)
-    for (int y = 0; y < g->H; y++)
-      memcpy(xp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD,
-             x + ((size_t)c * g->H + y) * g->W, sizeof(float) * g->W);
+  const int P = g->PAD, W = g->W, Wp = d->Wp;
+  for (int c = 0; c < g->C; c++) {
+    float *plane = xp + c * d->plane;
+    const float *src = x + (size_t)c * g->H * W;
+    memset(plane, 0, sizeof(float) * (size_t)P * Wp);
+    for (int y = 0; y < g->H; y++) {
+      float *row = plane + (size_t)(y + P) * Wp;
+      for (int i = 0; i < P; i++) row[i] = 0.0f;
+      memcpy(row + P, src + (size_t)y * W, sizeof(float) * W);
+      for (int i = P + W; i < Wp; i++) row[i] = 0.0f;
+    }
+    memset(plane + (size_t)(P + g->H) * Wp, 0, sizeof(float) * (size_t)(d->Hp - P - g->H) * Wp);
+  }
+  const size_t used = (size_t)g->C * d->plane;
+  memset(xp + used, 0, sizeof(float) * (d->size - used));
 }
 
 // y[o][oy][ox] = yw[o][oy·Wp + ox] for ox < OW.
