@@ -90,7 +90,12 @@ bench: build
 	@mkdir -p runs
 	$(COPPICE) bench kernels --json runs/bench-kernels.json
 	$(PYTHON) scripts/check-kernel-bars.py runs/bench-kernels.json
-	$(COPPICE) bench train --model cnn --json runs/bench-train.json
+	$(COPPICE) bench train --model cnn --sparsity 0,0.8,0.9,0.95 --profile --json runs/bench-train-cnn.json
+	$(COPPICE) bench train --model resnet20 --sparsity 0,0.8,0.9,0.95 --profile \
+	  --json runs/bench-train-resnet20.json
+	@if $(PYTHON) -c "import torch" 2> /dev/null; then \
+	  $(PYTHON) scripts/bench-vs-torch.py --coppice $(COPPICE) --sparsity 0,0.8,0.9,0.95 \
+	    --json runs/bench-vs-torch.json; fi
 	$(COPPICE) bench layers --json runs/bench-layers.json
 	@if command -v mpirun > /dev/null; then \
 	  bash scripts/bench-distributed.sh $(COPPICE) runs/bench-distributed.md; fi

@@ -22,6 +22,8 @@ struct BenchTrain: ParsableCommand {
   var sparsity = "0"
   @Option(help: "Distribution of the sparsity over layers: uniform or erk.")
   var distribution: DistributionName = .uniform
+  @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
+  var dispatch: SparseDispatch.Mode = .automatic
   @Option(help: "Mini-batch size.") var batchSize = 128
   @Option(help: "Threads.") var threads: Int?
   @Option(help: "Interleaved rounds (every configuration runs once per round).") var rounds = 5
@@ -56,6 +58,7 @@ struct BenchTrain: ParsableCommand {
   func run() throws {
     let threadCount = threads ?? Threads.availableCores
     Threads.set(threadCount)
+    SparseDispatch.mode = dispatch
     let gemm = measureGEMM(threads: threadCount)
     let reference = gemm.map(\.gflops).max() ?? 1
 

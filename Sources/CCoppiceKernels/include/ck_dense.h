@@ -108,6 +108,23 @@ void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float
                                          const uint8_t *winner, const float *dy, float *dx,
                                          float *dgamma, float *dbeta);
 
+/// A residual block's end: x [batch, in_channels, in_height, in_width] is the block input,
+/// the body's output and y are [batch, out_channels, out_height, out_width]. Equal shapes: the
+/// identity shortcut; otherwise "option A" (x subsampled by in_height/out_height, its channels
+/// at offset (out_channels − in_channels)/2, zeros elsewhere).
+typedef struct {
+  int batch, in_channels, in_height, in_width, out_channels, out_height, out_width;
+} ck_residual_shape;
+/// y = relu(body + shortcut(x)), one pass.
+void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, const float *x,
+                              float *y);
+/// grad_sum = dy where y > 0, else 0 (the gradient reaching the body and the shortcut).
+void ck_residual_relu_backward(const ck_residual_shape *s, const float *y, const float *dy,
+                               float *grad_sum);
+/// dx = grad_body + shortcutᵀ(grad_sum), one pass (grad_body: the body's input gradient).
+void ck_residual_input_gradient(const ck_residual_shape *s, const float *grad_body,
+                                const float *grad_sum, float *dx);
+
 /// y = max(x, 0).
 void ck_relu_forward(size_t count, const float *x, float *y);
 /// dx = dy where y > 0, else 0.

@@ -15,6 +15,7 @@ public final class Conv2dProducts {
   private lazy var format = SparseWeightFormat(
     rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
   private var unusedWeightGradient: Tensor?
+  private lazy var fullMask = FullMask(count: outChannels * inChannels * kernelHeight * kernelWidth)
 
   public init(inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int) {
     self.inChannels = inChannels
@@ -45,7 +46,7 @@ public final class Conv2dProducts {
     var s = shape
     format.fresh = false
     execution.forwardSparse = false
-    if let mask, plan(shape: s, mask: mask).forwardSparse {
+    if let mask = mask ?? directMask(s, .forward), plan(shape: s, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
       ck_sparse_conv2d_forward(&s, format.handle, x, bias, y)
       execution.forwardSparse = true
@@ -64,7 +65,9 @@ public final class Conv2dProducts {
   ) {
     var s = shape
     execution.backwardSparse = false
-    if let mask, plan(shape: s, mask: mask).backwardSparse {
+    if let mask = mask ?? directMask(s, .inputGradient, .weightGradient),
+      plan(shape: s, mask: mask).backwardSparse
+    {
       format.refresh(weights: weights, source: mask)
       let values = dw == nil ? nil : format.gradientValues()
       ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)
@@ -89,6 +92,19 @@ public final class Conv2dProducts {
   private func prefersSparse(_ op: SparseOp, _ s: ck_conv_shape, _ mask: MaskSource) -> Bool {
     SparseWeightFormat.prefers(
       op.kernelOp, m: outChannels, k: inChannels * kernelHeight * kernelWidth,
-      n: Int(s.out_height * s.out_width), density: mask.density)
+      n: Int(s.out_height * s.out_width), density: mask.density) || directPreferred(s, op)
+  }
+
+  /// Whether the direct sparse kernels beat the dense convolution for `op` even with every
+  /// weight kept (then a masked layer stays sparse at any density).
+  private func directPreferred(_ s: ck_conv_shape, _ op: SparseOp) -> Bool {
+    guard SparseDispatch.mode == .automatic else { return false }
+    var shape = s
+    return ck_sparse_conv2d_direct_preferred(&shape, op.kernelOp) != 0
+  }
+
+  /// For a layer without a mask: the full mask when the direct kernels beat dense for `ops`.
+  private func directMask(_ s: ck_conv_shape, _ ops: SparseOp...) -> MaskSource? {
+    ops.allSatisfy { directPreferred(s, $0) } ? fullMask : nil
   }
 }

@@ -7,7 +7,6 @@ public final class ResidualBlock: Layer {
   public let body: Sequential
   public var needsInputGradient = true
   private var inputShape: [Int] = []
-  private var sum: Tensor?
   private var output: Tensor?
   private var gradSum: Tensor?
   private var gradInput: Tensor?
@@ -26,13 +25,10 @@ public final class ResidualBlock: Layer {
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     inputShape = x.shape
     let b = body.forward(x, training: training)
-    let s = Tensor.reuse(sum, shape: b.shape)
-    sum = s
-    s.copy(from: b)
-    addShortcut(from: x, into: s)
     let y = Tensor.reuse(output, shape: b.shape)
     output = y
-    ck_relu_forward(s.count, s.data, y.data)
+    var s = residualShape(input: x.shape, output: b.shape)
+    ck_residual_relu_forward(&s, b.data, x.data, y.data)
     return y
   }
 
@@ -40,51 +36,22 @@ public final class ResidualBlock: Layer {
     guard let y = output else { preconditionFailure("ResidualBlock: backward before forward") }
     let gs = Tensor.reuse(gradSum, shape: y.shape)
     gradSum = gs
-    ck_relu_backward(y.count, y.data, dy.data, gs.data)
+    var s = residualShape(input: inputShape, output: y.shape)
+    ck_residual_relu_backward(&s, y.data, dy.data, gs.data)
     let gb = body.backward(gs)
     let dx = Tensor.reuse(gradInput, shape: inputShape)
     gradInput = dx
-    dx.copy(from: gb)
-    addShortcutGradient(from: gs, into: dx)
+    ck_residual_input_gradient(&s, gb.data, gs.data, dx.data)
     return dx
   }
 
-  /// out[n, c, y, x] += in[n, c, y·stride, x·stride] for c < C_in (identity when shapes agree).
-  private func addShortcut(from x: Tensor, into out: Tensor) {
-    if x.shape == out.shape {
-      ck_add_inplace(x.count, x.data, out.data)
-      return
-    }
-    mapShortcut(inShape: x.shape, outShape: out.shape) { inIndex, outIndex in
-      out.data[outIndex] += x.data[inIndex]
-    }
-  }
-
-  private func addShortcutGradient(from g: Tensor, into dx: Tensor) {
-    if g.shape == dx.shape {
-      ck_add_inplace(g.count, g.data, dx.data)
-      return
-    }
-    mapShortcut(inShape: dx.shape, outShape: g.shape) { inIndex, outIndex in
-      dx.data[inIndex] += g.data[outIndex]
-    }
-  }
-
-  private func mapShortcut(inShape: [Int], outShape: [Int], _ body: (Int, Int) -> Void) {
-    let (n, cin, h, w) = (inShape[0], inShape[1], inShape[2], inShape[3])
-    let (cout, oh, ow) = (outShape[1], outShape[2], outShape[3])
-    let stride = max(1, h / oh)
-    let pad = (cout - cin) / 2
-    for i in 0..<n {
-      for c in 0..<cin {
-        let inBase = (i * cin + c) * h * w
-        let outBase = (i * cout + c + pad) * oh * ow
-        for y in 0..<oh {
-          for x in 0..<ow {
-            body(inBase + y * stride * w + x * stride, outBase + y * ow + x)
-          }
-        }
-      }
-    }
+  private func residualShape(input: [Int], output: [Int]) -> ck_residual_shape {
+    precondition(
+      input.count == 4 && output.count == 4 && input[0] == output[0] && output[1] >= input[1],
+      "ResidualBlock: input \(input), body output \(output)")
+    return ck_residual_shape(
+      batch: Int32(input[0]), in_channels: Int32(input[1]), in_height: Int32(input[2]),
+      in_width: Int32(input[3]), out_channels: Int32(output[1]), out_height: Int32(output[2]),
+      out_width: Int32(output[3]))
   }
 }

@@ -34,6 +34,16 @@ public struct SparseExecutionState: Sendable, Equatable {
   public var backwardSparse = false
 }
 
+/// The mask of a layer without one that runs the sparse kernels anyway, because they are
+/// faster even with every weight kept (`ck_sparse_conv2d_direct_preferred`).
+final class FullMask: MaskSource {
+  let mask: [UInt8]
+  let maskVersion = 0
+  let density = 1.0
+  let needsDenseGradient = false
+  init(count: Int) { mask = [UInt8](repeating: 1, count: count) }
+}
+
 /// The sparse form (ck_sparse) of a weight matrix M×K, rebuilt when the mask changes and
 /// refreshed from the dense weight before each use (values change every optimizer step).
 final class SparseWeightFormat {
@@ -41,6 +51,7 @@ final class SparseWeightFormat {
   let cols: Int
   private(set) var handle: OpaquePointer?
   private var builtVersion = Int.min
+  private var builtSource: ObjectIdentifier?
   private var scratch: UnsafeMutablePointer<Float>?
   private var scratchCapacity = 0
   /// Whether the values were refreshed since the weights last changed (set by `refresh`,
@@ -59,13 +70,16 @@ final class SparseWeightFormat {
 
   /// Makes the format current for `weights` under `source`'s mask.
   func refresh(weights: UnsafePointer<Float>, source: MaskSource) {
-    if source.maskVersion != builtVersion || handle == nil {
+    if source.maskVersion != builtVersion || ObjectIdentifier(source) != builtSource
+      || handle == nil
+    {
       ck_sparse_free(handle)
       handle = source.mask.withUnsafeBufferPointer {
         ck_sparse_create_u8(Int32(rows), Int32(cols), weights, $0.baseAddress)
       }
       precondition(handle != nil, "cannot build the sparse form of a \(rows)×\(cols) weight")
       builtVersion = source.maskVersion
+      builtSource = ObjectIdentifier(source)
     } else if !fresh {
       ck_sparse_update_values(handle, weights)
     }

@@ -1,0 +1,130 @@
+// The end of a residual block, y = relu(body + shortcut(x)), and its backward, each in one pass
+// (as jobs over images). The shortcut is the identity, or — when the body changes the shape —
+// the parameter-free "option A": x subsampled by the stride, its channels placed at an offset
+// among zero channels.
+#include "ck_dense.h"
+#include "ck_jobs.h"
+#include <string.h>
+
+typedef struct {
+  ck_residual_shape s;
+  const float *body, *x, *y, *dy, *grad_body, *grad_sum;
+  float *out, *grad_sum_out, *dx;
+} residual_job;
+
+// Channel offset of x's channels in the output (option A pads both sides equally).
+static int channel_pad(const ck_residual_shape *s) {
+  return (s->out_channels - s->in_channels) / 2;
+}
+
+static int stride_of(const ck_residual_shape *s) {
+  int st = s->out_height > 0 ? s->in_height / s->out_height : 1;
+  return st > 0 ? st : 1;
+}
+
+/// Images of part `part`: y = relu(body + shortcut(x)).
+static void forward_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const residual_job *j = arg;
+  const ck_residual_shape *s = &j->s;
+  const size_t ohw = (size_t)s->out_height * s->out_width, ihw = (size_t)s->in_height * s->in_width;
+  const int pad = channel_pad(s), st = stride_of(s);
+  int b0, b1;
+  ck_job_range(s->batch, part, parts, &b0, &b1);
+  for (int b = b0; b < b1; b++) {
+    for (int o = 0; o < s->out_channels; o++) {
+      const float *p = j->body + ((size_t)b * s->out_channels + o) * ohw;
+      float *q = j->out + ((size_t)b * s->out_channels + o) * ohw;
+      const int c = o - pad;
+      if (c < 0 || c >= s->in_channels) {  // a zero channel of the shortcut
+#pragma omp simd
+        for (size_t t = 0; t < ohw; t++) q[t] = p[t] > 0.0f ? p[t] : 0.0f;
+        continue;
+      }
+      const float *xc = j->x + ((size_t)b * s->in_channels + c) * ihw;
+      if (st == 1) {
+#pragma omp simd
+        for (size_t t = 0; t < ohw; t++) {
+          float v = p[t] + xc[t];
+          q[t] = v > 0.0f ? v : 0.0f;
+        }
+        continue;
+      }
+      for (int oy = 0; oy < s->out_height; oy++) {
+        const float *xr = xc + (size_t)oy * st * s->in_width;
+        const float *pr = p + (size_t)oy * s->out_width;
+        float *qr = q + (size_t)oy * s->out_width;
+        for (int ox = 0; ox < s->out_width; ox++) {
+          float v = pr[ox] + xr[ox * st];
+          qr[ox] = v > 0.0f ? v : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+/// Residual-block output; contract in include/ck_dense.h.
+void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, const float *x,
+                              float *y) {
+  residual_job j = {.s = *s, .body = body, .x = x, .out = y};
+  ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
+}
+
+/// Images of part `part`: the gradient at the sum (ReLU backward).
+static void backward_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const residual_job *j = arg;
+  const ck_residual_shape *s = &j->s;
+  const size_t out_image = (size_t)s->out_channels * s->out_height * s->out_width;
+  int b0, b1;
+  ck_job_range(s->batch, part, parts, &b0, &b1);
+  for (int b = b0; b < b1; b++) {
+    const float *y = j->y + (size_t)b * out_image, *dy = j->dy + (size_t)b * out_image;
+    float *gs = j->grad_sum_out + (size_t)b * out_image;
+#pragma omp simd
+    for (size_t t = 0; t < out_image; t++) gs[t] = y[t] > 0.0f ? dy[t] : 0.0f;
+  }
+}
+
+/// dx = grad_body + shortcutᵀ(grad_sum) for the images of part `part`.
+static void input_gradient_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const residual_job *j = arg;
+  const ck_residual_shape *s = &j->s;
+  const size_t ohw = (size_t)s->out_height * s->out_width, ihw = (size_t)s->in_height * s->in_width;
+  const int pad = channel_pad(s), st = stride_of(s);
+  int b0, b1;
+  ck_job_range(s->batch, part, parts, &b0, &b1);
+  for (int b = b0; b < b1; b++) {
+    for (int c = 0; c < s->in_channels; c++) {
+      const float *gb = j->grad_body + ((size_t)b * s->in_channels + c) * ihw;
+      const float *gs = j->grad_sum + ((size_t)b * s->out_channels + c + pad) * ohw;
+      float *d = j->dx + ((size_t)b * s->in_channels + c) * ihw;
+      if (st == 1) {
+#pragma omp simd
+        for (size_t t = 0; t < ihw; t++) d[t] = gb[t] + gs[t];
+        continue;
+      }
+      memcpy(d, gb, sizeof(float) * ihw);
+      for (int oy = 0; oy < s->out_height; oy++) {
+        float *dr = d + (size_t)oy * st * s->in_width;
+        const float *gr = gs + (size_t)oy * s->out_width;
+        for (int ox = 0; ox < s->out_width; ox++) dr[ox * st] += gr[ox];
+      }
+    }
+  }
+}
+
+/// Gradient at the block's sum (ReLU backward); contract in include/ck_dense.h.
+void ck_residual_relu_backward(const ck_residual_shape *s, const float *y, const float *dy,
+                               float *grad_sum) {
+  residual_job j = {.s = *s, .y = y, .dy = dy, .grad_sum_out = grad_sum};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
+}
+
+/// The block's input gradient; contract in include/ck_dense.h.
+void ck_residual_input_gradient(const ck_residual_shape *s, const float *grad_body,
+                                const float *grad_sum, float *dx) {
+  residual_job j = {.s = *s, .grad_body = grad_body, .grad_sum = grad_sum, .dx = dx};
+  ck_run_job(ck_get_threads(), ck_get_threads(), input_gradient_part, &j, 0);
+}
