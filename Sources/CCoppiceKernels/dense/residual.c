@@ -4,6 +4,7 @@
 // among zero channels.
 #include "ck_dense.h"
 #include "ck_jobs.h"
+#include "ck_clones.h"
 #include <string.h>
 
 typedef struct {
@@ -23,7 +24,7 @@ static int stride_of(const ck_residual_shape *s) {
 }
 
 /// Images of part `part`: y = relu(body + shortcut(x)).
-static void forward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
@@ -71,7 +72,7 @@ void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, con
 }
 
 /// Images of part `part`: the gradient at the sum (ReLU backward).
-static void backward_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
@@ -87,7 +88,7 @@ static void backward_part(void *arg, int part, int parts, float *scratch) {
 }
 
 /// dx = grad_body + shortcutᵀ(grad_sum) for the images of part `part`.
-static void input_gradient_part(void *arg, int part, int parts, float *scratch) {
+CK_CLONES static void input_gradient_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
