@@ -31,4 +31,11 @@
 #define CK_CLONES_ACTIVE 0
 #endif
 
+// A helper with arithmetic that a CK_CLONES function calls: inlined into every clone, even
+// without optimisation (debug builds), so that it runs with the clone's instruction set. A
+// helper compiled on its own would get the baseline set — no FMA — and round differently from
+// the same expression inside the clone (the fused layers are checked bit for bit against the
+// layers they replace).
+#define CK_INLINE static inline __attribute__((always_inline))
+
 #endif

@@ -6,8 +6,8 @@
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
-static inline void affine_channel(int n, int c, int hw, int ch, const float *x, float scale,
-                                  float shift, float *y, int relu) {
+CK_INLINE void affine_channel(int n, int c, int hw, int ch, const float *x, float scale,
+                          float shift, float *y, int relu) {
   for (int i = 0; i < n; i++) {
     const float *p = x + ((size_t)i * c + ch) * hw;
     float *q = y + ((size_t)i * c + ch) * hw;
