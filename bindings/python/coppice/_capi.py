@@ -247,6 +247,16 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, _float_p,
          _float_p, _float_p],
     ),
+    "coppice_batchnorm2d_relu_maxpool2_forward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, c_float, c_float, _float_p, _float_p,
+         _float_p, _float_p, _float_p, c_void_p],
+    ),
+    "coppice_batchnorm2d_relu_maxpool2_backward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, c_void_p, _float_p,
+         _float_p, _float_p, _float_p],
+    ),
     "coppice_maxpool2d_output_size": (
         status_t,
         [P(c_int64), c_int64, c_int64, c_int64, P(c_int64), P(c_int64)],
