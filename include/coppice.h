@@ -209,6 +209,11 @@ typedef struct coppice_sparsifier_config {
                                mask update replaces the optimizer step (the host skips it when
                                coppice_sparsifier_skips_optimizer_step says so) and the drop
                                count is floored (default 0) */
+  int warmup_epochs;        /* coppice_train only (the engine's training settings cannot grow
+                               coppice_train_config without moving this struct): linear
+                               learning-rate warm-up over the first epochs (default 0), and of
+                               every GaP restart with restart_lr_per_step and
+                               restart_warmup_per_step; 0..100000. A sparsifier ignores it. */
 } coppice_sparsifier_config;
 
 /* Sets struct_size and every default. Never fails; does nothing when config is NULL. */

@@ -77,6 +77,7 @@ class SparsifierConfig(Structure):
         ("drop_fraction_decay", c_char_p),
         ("update_end_fraction", c_double),
         ("reference_mask_updates", c_int),
+        ("warmup_epochs", c_int),  # coppice_train only
     ]
 
 
