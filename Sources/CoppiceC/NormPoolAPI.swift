@@ -34,11 +34,7 @@ public func cBatchNorm2dForward(
 ) -> Int32 {
   guarded("coppice_batchnorm2d_forward") {
     let s = try ImageShape(shape)
-    try checkNormSettings(eps: eps, momentum: momentum)
-    guard (runningMean == nil) == (runningVar == nil) else {
-      throw APIError(
-        .invalidArgument, "running_mean and running_var must both be given or both NULL")
-    }
+    try checkNormSettings(eps: eps, momentum: momentum, runningMean, runningVar)
     let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
     let (mean, invstd) = (try output(saveMean, "save_mean"), try output(saveInvstd, "save_invstd"))
     let y = try output(y, "y")
@@ -145,13 +141,21 @@ private func pooledPlane(_ s: ImageShape) throws -> Int {
   return Int(s.h / 2) * Int(s.w / 2)
 }
 
-/// eps and momentum as coppice_batchnorm2d_forward accepts them.
-private func checkNormSettings(eps: Float, momentum: Float) throws {
+/// eps, momentum and the running statistics (both or neither) as the batch-norm forwards
+/// accept them.
+private func checkNormSettings(
+  eps: Float, momentum: Float, _ runningMean: UnsafeMutablePointer<Float>?,
+  _ runningVar: UnsafeMutablePointer<Float>?
+) throws {
   guard eps > 0, eps.isFinite else {
     throw APIError(.invalidArgument, "eps must be a positive finite number, got \(eps)")
   }
   guard momentum >= 0, momentum <= 1 else {
     throw APIError(.invalidArgument, "momentum must be in [0, 1], got \(momentum)")
+  }
+  guard (runningMean == nil) == (runningVar == nil) else {
+    throw APIError(
+      .invalidArgument, "running_mean and running_var must both be given or both NULL")
   }
 }
 
@@ -166,11 +170,7 @@ public func cBatchNorm2dReLUMaxPool2Forward(
   guarded("coppice_batchnorm2d_relu_maxpool2_forward") {
     let s = try ImageShape(shape)
     _ = try pooledPlane(s)
-    try checkNormSettings(eps: eps, momentum: momentum)
-    guard (runningMean == nil) == (runningVar == nil) else {
-      throw APIError(
-        .invalidArgument, "running_mean and running_var must both be given or both NULL")
-    }
+    try checkNormSettings(eps: eps, momentum: momentum, runningMean, runningVar)
     let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
     let (mean, invstd) = (try output(saveMean, "save_mean"), try output(saveInvstd, "save_invstd"))
     let (y, winner) = (try output(y, "y"), try output(winner, "winner"))
