@@ -209,6 +209,11 @@ typedef struct coppice_sparsifier_config {
                                mask update replaces the optimizer step (the host skips it when
                                coppice_sparsifier_skips_optimizer_step says so) and the drop
                                count is floored (default 0) */
+  int warmup_epochs;        /* coppice_train only (the engine's training settings cannot grow
+                               coppice_train_config without moving this struct): linear
+                               learning-rate warm-up over the first epochs (default 0), and of
+                               every GaP restart with restart_lr_per_step and
+                               restart_warmup_per_step; 0..100000. A sparsifier ignores it. */
 } coppice_sparsifier_config;
 
 /* Sets struct_size and every default. Never fails; does nothing when config is NULL. */
@@ -641,6 +646,23 @@ coppice_status coppice_maxpool2d_forward(const int64_t shape[4], int64_t kernel,
 coppice_status coppice_maxpool2d_backward(const int64_t shape[4], int64_t kernel, int64_t stride,
                                           int64_t padding, const int32_t *argmax,
                                           const float *dy, float *dx);
+
+/* Batch norm (training statistics, as coppice_batchnorm2d_forward with relu) + ReLU + 2×2 max
+ * pooling with stride 2 and no padding, fused: x [n, c, h, w] with h, w >= 2 → y [n, c, h/2,
+ * w/2] (an odd last row or column is dropped, as the pooling does). The normalised full-size
+ * output is never stored; winner [n, c, h/2, w/2] receives each window's winning cell (0
+ * top-left, 1 top-right, 2 bottom-left, 3 bottom-right; the first maximum wins). Reads and
+ * writes far less memory than the two operations one after the other. */
+coppice_status coppice_batchnorm2d_relu_maxpool2_forward(
+    const int64_t shape[4], const float *x, const float *gamma, const float *beta, float eps,
+    float momentum, float *running_mean, float *running_var, float *save_mean,
+    float *save_invstd, float *y, uint8_t *winner);
+/* Its backward from the pooled gradient dy [n, c, h/2, w/2]: dx [n, c, h, w] (may be NULL),
+ * dgamma, dbeta [c]; y and winner are the forward's outputs (a winner above 3 is refused). */
+coppice_status coppice_batchnorm2d_relu_maxpool2_backward(
+    const int64_t shape[4], const float *x, const float *gamma, const float *save_mean,
+    const float *save_invstd, const float *y, const uint8_t *winner, const float *dy, float *dx,
+    float *dgamma, float *dbeta);
 
 /* ============================================================================================
  * The engine: models built, trained and run by the runtime (sparse layers on sparse kernels).

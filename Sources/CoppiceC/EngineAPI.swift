@@ -275,6 +275,7 @@ private func trainEngine(
     throw APIError(.invalidArgument, "unknown lr_schedule '\(other)' (cosine, constant)")
   }
   t.seed = c.seed
+  t.warmupEpochs = Int(c.sparsity.warmup_epochs)
   try t.validate()
   let stepsPerEpoch = (trainData.count + t.batchSize - 1) / t.batchSize
   var sc = c.sparsity

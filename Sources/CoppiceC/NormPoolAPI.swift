@@ -34,16 +34,7 @@ public func cBatchNorm2dForward(
 ) -> Int32 {
   guarded("coppice_batchnorm2d_forward") {
     let s = try ImageShape(shape)
-    guard eps > 0, eps.isFinite else {
-      throw APIError(.invalidArgument, "eps must be a positive finite number, got \(eps)")
-    }
-    guard momentum >= 0, momentum <= 1 else {
-      throw APIError(.invalidArgument, "momentum must be in [0, 1], got \(momentum)")
-    }
-    guard (runningMean == nil) == (runningVar == nil) else {
-      throw APIError(
-        .invalidArgument, "running_mean and running_var must both be given or both NULL")
-    }
+    try checkNormSettings(eps: eps, momentum: momentum, runningMean, runningVar)
     let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
     let (mean, invstd) = (try output(saveMean, "save_mean"), try output(saveInvstd, "save_invstd"))
     let y = try output(y, "y")
@@ -138,5 +129,78 @@ public func cMaxPool2dBackward(
         .invalidArgument, "argmax[\(i)] = \(argmax[i]) lies outside its \(s.h)×\(s.w) plane")
     }
     ck_maxpool_backward(s.n * s.c, s.h, s.w, oh, ow, argmax, dy, dx)
+  }
+}
+
+/// The fused block needs a 2×2 window in each plane.
+private func pooledPlane(_ s: ImageShape) throws -> Int {
+  guard s.h >= 2, s.w >= 2 else {
+    throw APIError(
+      .invalidArgument, "the planes must be at least 2×2 for a 2×2 pooling, got \(s.h)×\(s.w)")
+  }
+  return Int(s.h / 2) * Int(s.w / 2)
+}
+
+/// eps, momentum and the running statistics (both or neither) as the batch-norm forwards
+/// accept them.
+private func checkNormSettings(
+  eps: Float, momentum: Float, _ runningMean: UnsafeMutablePointer<Float>?,
+  _ runningVar: UnsafeMutablePointer<Float>?
+) throws {
+  guard eps > 0, eps.isFinite else {
+    throw APIError(.invalidArgument, "eps must be a positive finite number, got \(eps)")
+  }
+  guard momentum >= 0, momentum <= 1 else {
+    throw APIError(.invalidArgument, "momentum must be in [0, 1], got \(momentum)")
+  }
+  guard (runningMean == nil) == (runningVar == nil) else {
+    throw APIError(
+      .invalidArgument, "running_mean and running_var must both be given or both NULL")
+  }
+}
+
+@_cdecl("coppice_batchnorm2d_relu_maxpool2_forward")
+public func cBatchNorm2dReLUMaxPool2Forward(
+  _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+  _ beta: UnsafePointer<Float>?, _ eps: Float, _ momentum: Float,
+  _ runningMean: UnsafeMutablePointer<Float>?, _ runningVar: UnsafeMutablePointer<Float>?,
+  _ saveMean: UnsafeMutablePointer<Float>?, _ saveInvstd: UnsafeMutablePointer<Float>?,
+  _ y: UnsafeMutablePointer<Float>?, _ winner: UnsafeMutablePointer<UInt8>?
+) -> Int32 {
+  guarded("coppice_batchnorm2d_relu_maxpool2_forward") {
+    let s = try ImageShape(shape)
+    _ = try pooledPlane(s)
+    try checkNormSettings(eps: eps, momentum: momentum, runningMean, runningVar)
+    let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
+    let (mean, invstd) = (try output(saveMean, "save_mean"), try output(saveInvstd, "save_invstd"))
+    let (y, winner) = (try output(y, "y"), try output(winner, "winner"))
+    ck_batchnorm_relu_maxpool2_forward_train(
+      s.n, s.c, s.h, s.w, x, gamma, beta, eps, momentum, runningMean, runningVar, mean, invstd, y,
+      winner)
+  }
+}
+
+@_cdecl("coppice_batchnorm2d_relu_maxpool2_backward")
+public func cBatchNorm2dReLUMaxPool2Backward(
+  _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+  _ saveMean: UnsafePointer<Float>?, _ saveInvstd: UnsafePointer<Float>?,
+  _ y: UnsafePointer<Float>?, _ winner: UnsafePointer<UInt8>?, _ dy: UnsafePointer<Float>?,
+  _ dx: UnsafeMutablePointer<Float>?, _ dgamma: UnsafeMutablePointer<Float>?,
+  _ dbeta: UnsafeMutablePointer<Float>?
+) -> Int32 {
+  guarded("coppice_batchnorm2d_relu_maxpool2_backward") {
+    let s = try ImageShape(shape)
+    let plane = try pooledPlane(s)
+    let (x, gamma, dy) = (try input(x, "x"), try input(gamma, "gamma"), try input(dy, "dy"))
+    let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
+    let (y, winner) = (try input(y, "y"), try input(winner, "winner"))
+    let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
+    // A forged winner would address a cell outside its window.
+    let count = Int(s.n) * Int(s.c) * plane
+    for i in 0..<count where winner[i] > 3 {
+      throw APIError(.invalidArgument, "winner[\(i)] = \(winner[i]) is not a cell of a 2×2 window")
+    }
+    ck_batchnorm_relu_maxpool2_backward(
+      s.n, s.c, s.h, s.w, x, gamma, mean, invstd, y, winner, dy, dx, dgamma, dbeta)
   }
 }

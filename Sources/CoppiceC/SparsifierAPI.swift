@@ -136,6 +136,7 @@ func defaultSparsifierConfig() -> coppice_sparsifier_config {
   c.restart_optimizer_per_step = d.restartOptimizerPerStep ? 1 : 0
   c.restart_lr_per_step = d.restartLearningRatePerStep ? 1 : 0
   c.restart_warmup_per_step = d.restartWarmupPerStep ? 1 : 0
+  c.warmup_epochs = Int32(TrainingConfig().warmupEpochs)
   c.pgap_merge = DefaultStrings.average
   c.initial_sparsity = d.initialSparsity
   c.pruning_begin_step = Int64(d.pruningBeginStep ?? -1)

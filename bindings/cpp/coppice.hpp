@@ -301,6 +301,12 @@ class SparsifierConfig {
     c_.reference_mask_updates = value ? 1 : 0;
     return *this;
   }
+  /// coppice_train only: linear learning-rate warm-up over the first epochs (and of every GaP
+  /// restart with restart_lr_per_step and restart_warmup_per_step).
+  SparsifierConfig& warmup_epochs(int value) {
+    c_.warmup_epochs = value;
+    return *this;
+  }
 
   std::string method() const { return method_.value_or(std::string()); }
   double sparsity() const noexcept { return c_.sparsity; }
@@ -324,6 +330,7 @@ class SparsifierConfig {
   bool restart_optimizer_per_step() const noexcept { return c_.restart_optimizer_per_step != 0; }
   bool restart_lr_per_step() const noexcept { return c_.restart_lr_per_step != 0; }
   bool restart_warmup_per_step() const noexcept { return c_.restart_warmup_per_step != 0; }
+  int warmup_epochs() const noexcept { return c_.warmup_epochs; }
   std::string pgap_merge() const { return pgap_merge_.value_or(std::string()); }
   double initial_sparsity() const noexcept { return c_.initial_sparsity; }
   int64_t pruning_begin_step() const noexcept { return c_.pruning_begin_step; }

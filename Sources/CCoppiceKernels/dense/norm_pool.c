@@ -68,8 +68,8 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
 }
 
 // Offset of window cell `k` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) in a row
-// of width w.
-static inline int cell_offset(int k, int w) { return (k >> 1) * w + (k & 1); }
+// of width w (only the low two bits of k count, so no winner byte can address outside its window).
+static inline int cell_offset(int k, int w) { return ((k >> 1) & 1) * w + (k & 1); }
 
 // The gradient reaching the batch-norm output of one plane: the pooled gradient at each window's
 // winner where the output is positive, 0 elsewhere (a plane-sized buffer that stays in cache).

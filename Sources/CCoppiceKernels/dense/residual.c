@@ -23,16 +23,28 @@ static int stride_of(const ck_residual_shape *s) {
   return st > 0 ? st : 1;
 }
 
+// Plane sizes, channel offset and stride of a shape, and the images of one part.
+typedef struct {
+  size_t ohw, ihw;
+  int pad, stride, b0, b1;
+} residual_part;
+
+static residual_part part_of(const ck_residual_shape *s, int part, int parts) {
+  residual_part r = {(size_t)s->out_height * s->out_width, (size_t)s->in_height * s->in_width,
+                     channel_pad(s), stride_of(s), 0, 0};
+  ck_job_range(s->batch, part, parts, &r.b0, &r.b1);
+  return r;
+}
+
 /// Images of part `part`: y = relu(body + shortcut(x)).
 CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
-  const size_t ohw = (size_t)s->out_height * s->out_width, ihw = (size_t)s->in_height * s->in_width;
-  const int pad = channel_pad(s), st = stride_of(s);
-  int b0, b1;
-  ck_job_range(s->batch, part, parts, &b0, &b1);
-  for (int b = b0; b < b1; b++) {
+  const residual_part r = part_of(s, part, parts);
+  const size_t ohw = r.ohw, ihw = r.ihw;
+  const int pad = r.pad, st = r.stride;
+  for (int b = r.b0; b < r.b1; b++) {
     for (int o = 0; o < s->out_channels; o++) {
       const float *p = j->body + ((size_t)b * s->out_channels + o) * ohw;
       float *q = j->out + ((size_t)b * s->out_channels + o) * ohw;
@@ -92,11 +104,10 @@ CK_CLONES static void input_gradient_part(void *arg, int part, int parts, float 
   (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
-  const size_t ohw = (size_t)s->out_height * s->out_width, ihw = (size_t)s->in_height * s->in_width;
-  const int pad = channel_pad(s), st = stride_of(s);
-  int b0, b1;
-  ck_job_range(s->batch, part, parts, &b0, &b1);
-  for (int b = b0; b < b1; b++) {
+  const residual_part r = part_of(s, part, parts);
+  const size_t ohw = r.ohw, ihw = r.ihw;
+  const int pad = r.pad, st = r.stride;
+  for (int b = r.b0; b < r.b1; b++) {
     for (int c = 0; c < s->in_channels; c++) {
       const float *gb = j->grad_body + ((size_t)b * s->in_channels + c) * ihw;
       const float *gs = j->grad_sum + ((size_t)b * s->out_channels + c + pad) * ohw;

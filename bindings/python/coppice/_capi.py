@@ -77,6 +77,7 @@ class SparsifierConfig(Structure):
         ("drop_fraction_decay", c_char_p),
         ("update_end_fraction", c_double),
         ("reference_mask_updates", c_int),
+        ("warmup_epochs", c_int),  # coppice_train only
     ]
 
 
@@ -246,6 +247,16 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         status_t,
         [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, _float_p,
          _float_p, _float_p],
+    ),
+    "coppice_batchnorm2d_relu_maxpool2_forward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, c_float, c_float, _float_p, _float_p,
+         _float_p, _float_p, _float_p, c_void_p],
+    ),
+    "coppice_batchnorm2d_relu_maxpool2_backward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, c_void_p, _float_p,
+         _float_p, _float_p, _float_p],
     ),
     "coppice_maxpool2d_output_size": (
         status_t,

@@ -221,6 +221,7 @@ class Model(Handle):
         momentum: Optional[float] = None,
         weight_decay: Optional[float] = None,
         lr_schedule: Optional[str] = None,
+        warmup_epochs: Optional[int] = None,
         seed: Optional[int] = None,
         checkpoint_dir: "str | os.PathLike[str] | None" = None,
         checkpoint_every: int = 1,
@@ -232,7 +233,9 @@ class Model(Handle):
 
         Options left at None keep coppice_train_config_init's defaults: epochs 10,
         batch_size 128, learning_rate 0.05, optimizer "sgd" (or "adamw"), momentum 0.9,
-        weight_decay 5e-4, lr_schedule "cosine" (or "constant"), seed 0, method "dense",
+        weight_decay 5e-4, lr_schedule "cosine" (or "constant"), warmup_epochs 0 (a linear
+        learning-rate warm-up; with restart_lr_per_step and restart_warmup_per_step every GaP
+        restart has it too), seed 0, method "dense",
         sparsity 0.9, rounds 1. `method` ("dense", "static", "oneshot", "gmp", "set", "rigl",
         "cgap", "pgap"), `sparsity` and the other Sparsifier keywords (partitions, rounds,
         gap_step_length, distribution, ...) configure sparse training; here gap_step_length 0
@@ -274,6 +277,8 @@ class Model(Handle):
                 encoded = c_string(value, name)
                 keep.append(encoded)
                 setattr(config, name, encoded)
+        if warmup_epochs is not None:
+            config.sparsity.warmup_epochs = c_int_value(warmup_epochs, "warmup_epochs")
         if seed is not None:
             config.seed = c_int_value(seed, "seed", 64, unsigned=True)
             sparsity_options.setdefault("seed", seed)

@@ -5,7 +5,8 @@ PyTorch does between them: batch norm, ReLU and max-pooling (measured on the ref
 90%: about two thirds of the step). `fuse_blocks(model)` finds, in the model's traced graph
 (torch.fx), every `nn.BatchNorm2d` whose only use is a ReLU, optionally followed by a 2-D max
 pool, and routes each such chain through one autograd function on Coppice's fused kernels
-(`coppice_batchnorm2d_*` with the ReLU folded in, `coppice_maxpool2d_*`). The model object, its
+(`coppice_batchnorm2d_*` with the ReLU folded in, `coppice_maxpool2d_*`; a 2×2 stride-2 pool
+runs with them as one kernel, `coppice_batchnorm2d_relu_maxpool2_*`). The model object, its
 modules, parameters, buffers and state_dict stay as they are; only `model.forward` becomes the
 traced forward with the chains replaced.
 
@@ -48,7 +49,6 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
                 bn: nn.BatchNorm2d, pool: Optional[Pool]) -> torch.Tensor:
         c = x.shape[1]
         shape = _shape(tuple(x.shape))
-        y = torch.empty_like(x)
         mean = torch.empty(c, dtype=torch.float32)
         invstd = torch.empty(c, dtype=torch.float32)
         running_mean = running_var = None
@@ -57,12 +57,25 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
             bn.num_batches_tracked.add_(1)
             momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum
             running_mean, running_var = bn.running_mean, bn.running_var
+        ctx.pool = pool
+        ctx.shape = tuple(x.shape)
+        ctx.fused_pool = pool == (2, 2, 0) and x.shape[2] >= 2 and x.shape[3] >= 2
+        if ctx.fused_pool:
+            # One kernel for the three: the full-size normalised output is never stored.
+            out = torch.empty((x.shape[0], c, x.shape[2] // 2, x.shape[3] // 2),
+                              dtype=torch.float32)
+            winner = torch.empty(out.shape, dtype=torch.uint8)
+            check(capi.coppice_batchnorm2d_relu_maxpool2_forward(
+                shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), float(bn.eps),
+                float(momentum), _ptr(running_mean), _ptr(running_var), mean.data_ptr(),
+                invstd.data_ptr(), out.data_ptr(), winner.data_ptr()))
+            ctx.save_for_backward(x, weight, out, mean, invstd, winner)
+            return out
+        y = torch.empty_like(x)
         check(capi.coppice_batchnorm2d_forward(
             shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), float(bn.eps), float(momentum),
             _ptr(running_mean), _ptr(running_var), mean.data_ptr(), invstd.data_ptr(), 1,
             y.data_ptr()))
-        ctx.pool = pool
-        ctx.shape = tuple(x.shape)
         if pool is None:
             ctx.save_for_backward(x, weight, y, mean, invstd)
             return y
@@ -81,6 +94,15 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
         x, weight, y, mean, invstd, *rest = ctx.saved_tensors
         shape = _shape(ctx.shape)
         dout = dout.contiguous()
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        dgamma = torch.empty_like(weight)
+        dbeta = torch.empty_like(weight)
+        if ctx.fused_pool:
+            check(capi.coppice_batchnorm2d_relu_maxpool2_backward(
+                shape, x.data_ptr(), weight.data_ptr(), mean.data_ptr(), invstd.data_ptr(),
+                y.data_ptr(), rest[0].data_ptr(), dout.data_ptr(), _ptr(dx), dgamma.data_ptr(),
+                dbeta.data_ptr()))
+            return dx, dgamma, dbeta, None, None
         if ctx.pool is None:
             dy = dout
         else:
@@ -88,9 +110,6 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
             dy = torch.empty_like(y)
             check(capi.coppice_maxpool2d_backward(shape, k, s, p, rest[0].data_ptr(),
                                                   dout.data_ptr(), dy.data_ptr()))
-        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        dgamma = torch.empty_like(weight)
-        dbeta = torch.empty_like(weight)
         check(capi.coppice_batchnorm2d_backward(
             shape, x.data_ptr(), weight.data_ptr(), mean.data_ptr(), invstd.data_ptr(),
             dy.data_ptr(), y.data_ptr(), _ptr(dx), dgamma.data_ptr(), dbeta.data_ptr()))

@@ -58,6 +58,8 @@ def c_defaults() -> dict:
         "drop_fraction_decay": s.drop_fraction_decay,
         "update_end_fraction": s.update_end_fraction,
         "reference_mask_updates": s.reference_mask_updates,
+        "warmup_epochs": s.warmup_epochs,
+        "train_warmup_epochs": t.sparsity.warmup_epochs,
         "train_gap_prune": (t.sparsity.gap_prune or b"").decode(),
     }
 
@@ -79,6 +81,7 @@ def test_c_defaults_are_the_documented_ones():
     assert (d["initial_sparsity"], d["pruning_begin_step"], d["pruning_end_step"]) == (0, -1, -1)
     assert d["pruning_frequency"] == 100 and d["update_end_fraction"] == pytest.approx(0.75)
     assert d["drop_fraction_decay"] is None
+    assert d["warmup_epochs"] == d["train_warmup_epochs"] == 0  # the engine's warm-up (coppice_train)
 
 
 def test_python_sparsifier_takes_the_library_defaults():

@@ -213,6 +213,25 @@ def test_train_dense_learns_and_evaluate_agrees_with_predict(data):
     np.testing.assert_allclose(out, logits, rtol=1e-5, atol=1e-5)
 
 
+def test_warmup_epochs_reach_the_engine(data):
+    """coppice_train's warm-up (the sparsifier config's warmup_epochs, coppice_train only): the
+    first epoch trains at a ramping rate, so the run differs from one without warm-up; the same
+    warm-up twice gives the same run; a negative warm-up is refused."""
+    train, test = data
+
+    def losses(**options):
+        model = coppice.Model("mlp", seed=3)
+        result = model.train(train, test, epochs=2, method="dense", batch_size=32,
+                             lr_schedule="constant", **options)
+        model.close()
+        return [e.train_loss for e in result.history]
+
+    plain, warm, again = losses(), losses(warmup_epochs=1), losses(warmup_epochs=1)
+    assert warm == again and warm[0] != plain[0]
+    with pytest.raises(coppice.CoppiceError, match="warmup"):
+        losses(warmup_epochs=-1)
+
+
 def test_callback_can_stop_training_and_its_errors_propagate(data):
     train, test = data
     model = coppice.Model("mlp")

@@ -187,3 +187,32 @@ def test_entry_points_check_their_arguments():
     status = capi.coppice_maxpool2d_backward(shape(2, 3, 4, 4), 2, 2, 0, argmax.data_ptr(),
                                              dy.data_ptr(), y.data_ptr())
     assert status == INVALID_ARGUMENT and "outside" in last_error()
+
+
+def test_fused_pool_entry_points_check_their_arguments():
+    x = torch.randn(2, 3, 5, 4)
+    c = torch.ones(3)
+    out = torch.empty(2, 3, 2, 2)
+    winner = torch.empty(2, 3, 2, 2, dtype=torch.uint8)
+    p, cp = x.data_ptr(), c.data_ptr()
+    fwd = capi.coppice_batchnorm2d_relu_maxpool2_forward
+    assert fwd(shape(2, 3, 5, 4), p, cp, cp, 1e-5, 0.1, None, None, cp, cp, out.data_ptr(),
+               winner.data_ptr()) == 0
+    assert int(winner.max()) <= 3 and float(out.min()) >= 0.0
+    bad = [
+        fwd(shape(2, 3, 1, 4), p, cp, cp, 1e-5, 0.1, None, None, cp, cp, p, p),  # no 2×2 window
+        fwd(shape(2, 3, 5, 4), p, cp, cp, 0.0, 0.1, None, None, cp, cp, p, p),
+        fwd(shape(2, 3, 5, 4), p, cp, cp, 1e-5, 0.1, None, None, cp, cp, p, None),
+        fwd(shape(2, 3, 5, 4), p, cp, cp, 1e-5, 0.1, cp, None, cp, cp, p, p),
+    ]
+    assert all(status == INVALID_ARGUMENT for status in bad), bad
+    # A forged winner byte is refused before anything is written.
+    dx = torch.full_like(x, 7.0)
+    forged = winner.clone()
+    forged[1, 2, 1, 1] = 200
+    g = torch.ones(2, 3, 2, 2)
+    status = capi.coppice_batchnorm2d_relu_maxpool2_backward(
+        shape(2, 3, 5, 4), p, cp, cp, cp, out.data_ptr(), forged.data_ptr(), g.data_ptr(),
+        dx.data_ptr(), cp, cp)
+    assert status == INVALID_ARGUMENT and "winner" in last_error()
+    assert bool((dx == 7.0).all())
