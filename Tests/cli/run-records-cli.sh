@@ -25,7 +25,8 @@ run --method rigl --distribution erk --schedule step --lr-step-epochs 2 --gamma 
   --update-interval 2 --epochs 2 --json "$work/rigl.json"
 run --method dense --epochs 1 --json "$work/dense.json"
 
-"$PYTHON" - "$work" "$("$COPPICE" --version)" <<'EOF' || fail "train --json records"
+# `--version` prints the version, then the run-time instruction sets in parentheses.
+"$PYTHON" - "$work" "$("$COPPICE" --version | cut -d' ' -f1)" <<'EOF' || fail "train --json records"
 import json, sys
 work, version = sys.argv[1], sys.argv[2]
 def load(name):
