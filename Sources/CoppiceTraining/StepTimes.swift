@@ -1,5 +1,4 @@
 import CoppiceEngine
-import Foundation
 
 /// Wall time of each phase of `Trainer.trainStep`, accumulated while attached to a trainer
 /// (`Trainer.stepTimes`); for profiling only.
@@ -40,15 +39,13 @@ public final class StepTimes {
   }
 
   func add(_ phase: Phase, since start: Double) -> Double {
-    let now = Self.now()
+    let now = monotonicSeconds()
     seconds[phase, default: 0] += now - start
     return now
   }
 
   func addStep(since start: Double) {
-    stepSeconds += Self.now() - start
+    stepSeconds += monotonicSeconds() - start
     steps += 1
   }
-
-  static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 }

@@ -75,9 +75,9 @@ struct BenchTrain: ParsableCommand {
     var perRound = [[Double]](repeating: [], count: contenders.count)  // seconds per step
     for _ in 0..<rounds {
       for (i, c) in contenders.enumerated() {
-        let start = monotonicNow()
+        let start = monotonicSeconds()
         for _ in 0..<steps { _ = try c.trainer.trainStep(train: data, indices: indices) }
-        perRound[i].append((monotonicNow() - start) / Double(steps))
+        perRound[i].append((monotonicSeconds() - start) / Double(steps))
       }
     }
 
@@ -276,5 +276,3 @@ func median(_ values: [Double]) -> Double {
   let s = values.sorted()
   return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
-
-func monotonicNow() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }

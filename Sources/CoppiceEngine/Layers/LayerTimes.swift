@@ -36,7 +36,7 @@ public final class LayerTimes {
   }
 }
 
-/// Seconds since an arbitrary start, monotonic.
-@inline(__always) func monotonicSeconds() -> Double {
+/// Seconds since an arbitrary start, monotonic (for timing).
+@inline(__always) public func monotonicSeconds() -> Double {
   Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
 }
