@@ -22,20 +22,9 @@ public final class StepTimes {
 
   public init() {}
 
-  public func reset() {
-    seconds = [:]
-    steps = 0
-    stepSeconds = 0
-  }
-
   /// Seconds per step of a phase (mean over the steps timed).
   public func mean(_ phase: Phase) -> Double {
     steps == 0 ? 0 : (seconds[phase] ?? 0) / Double(steps)
-  }
-
-  /// Mean step time not inside any phase.
-  public var meanUnaccounted: Double {
-    steps == 0 ? 0 : (stepSeconds - seconds.values.reduce(0, +)) / Double(steps)
   }
 
   func add(_ phase: Phase, since start: Double) -> Double {

@@ -249,7 +249,7 @@ public final class Trainer {
     loss: Double, correct: Int
   ) {
     let times = stepTimes
-    let stepStart = monotonicSeconds()
+    let stepStart = times == nil ? 0 : monotonicSeconds()  // the clock is read only when profiling
     var t = stepStart
     /// Closes the current phase (when profiling).
     func mark(_ phase: StepTimes.Phase) { if let times { t = times.add(phase, since: t) } }

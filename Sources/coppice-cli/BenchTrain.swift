@@ -181,42 +181,34 @@ struct BenchTrain: ParsableCommand {
     let rows = layerRows(c.trainer.model.network, scale: perStep)
     let stepMs = phases.stepSeconds * perStep
 
+    /// One row: a name, its forward and backward milliseconds (a phase: one figure), and its
+    /// share of the step.
+    func row(_ name: String, _ split: (forward: Double, backward: Double)?, _ milliseconds: Double)
+    {
+      let label = name.padding(toLength: 43, withPad: " ", startingAt: 0)
+      let figures =
+        split.map { String(format: "%10.3f %12.3f", $0.forward, $0.backward) }
+        ?? String(format: "%23.3f", milliseconds)
+      print("\(label) \(figures) \(String(format: "%6.1f%%", 100 * milliseconds / stepMs))")
+    }
     print("\n\(c.label): \(String(format: "%.2f", stepMs)) ms per step (\(steps) steps profiled)")
     print(
       "layer".padding(toLength: 44, withPad: " ", startingAt: 0) + "forward ms  backward ms   share"
     )
-    for r in rows {
-      print(
-        String(
-          format: "%@ %10.3f %12.3f %6.1f%%",
-          r.name.padding(toLength: 43, withPad: " ", startingAt: 0), r.forward, r.backward,
-          100 * (r.forward + r.backward) / stepMs))
-    }
-    var phaseRecords: [String: Double] = [:]
+    for r in rows { row(r.name, (r.forward, r.backward), r.forward + r.backward) }
     let layerForward = rows.map(\.forward).reduce(0, +)
     let layerBackward = rows.map(\.backward).reduce(0, +)
-    print(
-      String(
-        format: "%@ %10.3f %12.3f %6.1f%%",
-        "layers, all".padding(toLength: 43, withPad: " ", startingAt: 0),
-        layerForward, layerBackward, 100 * (layerForward + layerBackward) / stepMs))
+    row("layers, all", (layerForward, layerBackward), layerForward + layerBackward)
+    var phaseRecords: [String: Double] = [:]
     for phase in StepTimes.Phase.allCases where ![.forward, .backward].contains(phase) {
-      let ms = phases.mean(phase) * 1e3
       guard phases.seconds[phase] != nil else { continue }
+      let ms = phases.mean(phase) * 1e3
       phaseRecords[phase.rawValue] = ms
-      print(
-        String(
-          format: "%@ %23.3f %6.1f%%",
-          phase.rawValue.padding(toLength: 43, withPad: " ", startingAt: 0),
-          ms, 100 * ms / stepMs))
+      row(phase.rawValue, nil, ms)
     }
     let unaccounted = stepMs - layerForward - layerBackward - phaseRecords.values.reduce(0, +)
     phaseRecords["unaccounted"] = unaccounted
-    print(
-      String(
-        format: "%@ %23.3f %6.1f%%",
-        "unaccounted".padding(toLength: 43, withPad: " ", startingAt: 0),
-        unaccounted, 100 * unaccounted / stepMs))
+    row("unaccounted", nil, unaccounted)
     return [
       "label": c.label, "sparsity": c.sparsity, "step_ms": stepMs,
       "layers": rows.map {

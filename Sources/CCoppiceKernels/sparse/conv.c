@@ -209,7 +209,7 @@ int ck_sparse_conv2d_direct_preferred(const ck_conv_shape *s, ck_sparse_op op) {
   geom g = {.C = s->in_channels, .O = s->out_channels, .KH = s->kernel_h, .KW = s->kernel_w,
             .S = s->stride, .PAD = s->padding};
   g.K = g.C * g.KH * g.KW;
-  if (g.K < 16 || !use_direct(&g)) return 0;
+  if (g.K < CK_SP_MIN_SPARSE_COLUMNS || !use_direct(&g)) return 0;
   if (op == CK_SPARSE_OP_FORWARD) return g.O <= DIRECT_FORWARD_MAX_OUT_CHANNELS;
   return (int64_t)g.O * g.K <= DIRECT_BACKWARD_MAX_WEIGHTS;
 }

@@ -45,15 +45,10 @@ double ck_sparse_cost_ratio(ck_sparse_op op, int m, int k, int n, double density
   return c->a * d + c->b / rows + c->c;
 }
 
-// Weights with fewer columns than this stay dense: each output then sums a handful of
-// products, so the sparse format's per-row overhead eats the saving. Measured with
-// `coppice bench kernels` on the cnn's conv1 (K = 9): 0.73–1.08× of dense at 50–98% sparsity.
-#define MIN_SPARSE_COLUMNS 16
-
 /// 1 when the model expects sparse to be faster (with margin); contract in include/ck_sparse.h.
 int ck_sparse_prefer(ck_sparse_op op, int m, int k, int n, double density) {
   if (density >= 1.0) return 0;
-  if (k < MIN_SPARSE_COLUMNS) return 0;
+  if (k < CK_SP_MIN_SPARSE_COLUMNS) return 0;
   return ck_sparse_cost_ratio(op, m, k, n, density) < PREFER_BELOW;
 }
 

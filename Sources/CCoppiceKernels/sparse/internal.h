@@ -38,6 +38,12 @@
 /// the best it supports or NEON (every AArch64 CPU); forcing a lower set on AArch64 gives C.
 enum { CK_SP_ISA_C = 0, CK_SP_ISA_AVX2 = 1, CK_SP_ISA_AVX512 = 2, CK_SP_ISA_NEON = 3 };
 
+/// Weights with fewer columns than this stay dense (ck_sparse_prefer, and no dense convolution
+/// runs on the direct kernels): each output then sums a handful of products, so the sparse
+/// format's per-row overhead eats the saving. Measured with `coppice bench kernels` on the cnn's
+/// conv1 (K = 9): 0.73–1.08× of dense at 50–98% sparsity.
+#define CK_SP_MIN_SPARSE_COLUMNS 16
+
 /// Blocking of the vector kernels, shared with the scratch sizes (ck_sp_*_scratch). A packed
 /// row holds one column tile; the tiles below are the widest of any instruction set.
 #define CK_SP_SPMM_KCHUNK 1024 // rows of X the SpMM packs at once (a multiple of the panel)

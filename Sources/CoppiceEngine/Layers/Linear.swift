@@ -63,10 +63,7 @@ public final class Linear: Layer {
     products.backward(
       x: x.data, dy: dy.data, batch: x.shape[0], weights: weight.value.data, mask: maskSource,
       dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
-    // The sparse path writes the weight gradient at kept positions only (zeros elsewhere).
-    if products.execution.backwardSparse, let target = maskSource as? SparseTarget {
-      target.gradientIsMasked = true
-    }
+    products.execution.reportMaskedGradient(to: maskSource)
     return dx
   }
 }

@@ -1,4 +1,5 @@
 import CCoppiceKernels
+import CoppiceSparsity
 
 /// Where a layer finds the mask of its weight. Sparse-training code attaches one to `Linear`
 /// and `Conv2d` layers; the layer then runs the sparse kernels whenever they are expected to
@@ -32,6 +33,14 @@ public enum SparseDispatch {
 public struct SparseExecutionState: Sendable, Equatable {
   public var forwardSparse = false
   public var backwardSparse = false
+}
+
+extension SparseExecutionState {
+  /// After a backward: the sparse path wrote the weight gradient at kept positions only (zeros
+  /// elsewhere), so a sparsifier target need not mask it again (`gradientIsMasked`).
+  func reportMaskedGradient(to source: MaskSource?) {
+    if backwardSparse, let target = source as? SparseTarget { target.gradientIsMasked = true }
+  }
 }
 
 /// The mask of a layer without one that runs the sparse kernels anyway, because they are
