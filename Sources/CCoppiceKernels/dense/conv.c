@@ -1,6 +1,7 @@
 // Dense 2-D convolution: per image im2col into a thread-private buffer, then one
 // single-threaded OpenBLAS product per image; images are split over OpenMP threads.
 #include "ck_dense.h"
+#include "ck_jobs.h"
 #include "ck_clones.h"
 #include <cblas.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ void ck_conv2d_forward(const ck_conv_shape *s, const float *x, const float *w, c
   const int pointwise = is_pointwise(s);
 #pragma omp parallel num_threads(ck_get_threads())
   {
-    float *col = pointwise ? NULL : malloc(sizeof(float) * (size_t)kdim * hw_out);
+    float *col = pointwise ? NULL : ck_scratch_take((size_t)kdim * hw_out);
 #pragma omp for schedule(static)
     for (int n = 0; n < s->batch; n++) {
       const float *src = x + n * in_image;
@@ -125,7 +126,7 @@ void ck_conv2d_forward(const ck_conv_shape *s, const float *x, const float *w, c
         }
       }
     }
-    free(col);
+    ck_scratch_give(col);
   }
 }
 
@@ -140,7 +141,9 @@ void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, 
   const int pointwise = is_pointwise(s);
   const int threads = ck_get_threads();
   // Thread-private weight-gradient accumulators, reduced at the end.
-  float *acc = calloc((size_t)threads * (wcount + s->out_channels), sizeof(float));
+  const size_t acc_floats = (size_t)threads * (wcount + s->out_channels);
+  float *acc = ck_scratch_take(acc_floats);
+  memset(acc, 0, sizeof(float) * acc_floats);
 #pragma omp parallel num_threads(threads)
   {
     int tid = 0;
@@ -149,8 +152,8 @@ void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, 
 #endif
     float *my_dw = acc + (size_t)tid * (wcount + s->out_channels);
     float *my_db = my_dw + wcount;
-    float *col = pointwise ? NULL : malloc(sizeof(float) * (size_t)kdim * hw_out);
-    float *dcol = malloc(sizeof(float) * (size_t)kdim * hw_out);
+    float *col = pointwise ? NULL : ck_scratch_take((size_t)kdim * hw_out);
+    float *dcol = ck_scratch_take((size_t)kdim * hw_out);
 #pragma omp for schedule(static)
     for (int n = 0; n < s->batch; n++) {
       const float *src = x + n * in_image;
@@ -182,8 +185,8 @@ void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, 
         }
       }
     }
-    free(col);
-    free(dcol);
+    ck_scratch_give(col);
+    ck_scratch_give(dcol);
   }
   // Reduce the per-thread accumulators.
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -200,5 +203,5 @@ void ck_conv2d_backward(const ck_conv_shape *s, const float *x, const float *w, 
       dbias[o] = sum;
     }
   }
-  free(acc);
+  ck_scratch_give(acc);
 }

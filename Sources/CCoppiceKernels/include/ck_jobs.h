@@ -41,6 +41,16 @@ void ck_run_job(int threads, int parts, ck_job_fn body, void *arg, size_t scratc
 /// with free(). NULL when count is 0.
 float *ck_alloc_floats(size_t count);
 
+/// Scratch for one kernel call: a 64-byte aligned buffer of at least `count` floats (contents
+/// undefined), from the buffers earlier calls gave back when one fits, else newly allocated;
+/// NULL when count is 0 or memory is refused. Return it with ck_scratch_give (never free()).
+/// Thread-safe. Kernels use it for per-call buffers, so that a training step does not map and
+/// fault in the same memory again at every call (see jobs/scratch.c).
+float *ck_scratch_take(size_t count);
+/// Gives back a buffer of ck_scratch_take (NULL is allowed). It is kept for later takes while
+/// at most 32 buffers and 256 MiB are idle; otherwise freed.
+void ck_scratch_give(float *buffer);
+
 /// The contiguous range [*begin, *end) of part `part` of `parts` over [0, count).
 void ck_job_range(int count, int part, int parts, int *begin, int *end);
 

@@ -30,13 +30,13 @@ typedef struct {
 /// What each thread of a job runs: claim parts until none is left.
 static void run_parts(void *data) {
   job *j = data;
-  float *scratch = ck_alloc_floats(j->scratch_floats);
+  float *scratch = ck_scratch_take(j->scratch_floats);
   for (;;) {
     const int q = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
     if (q >= j->parts) break;
     j->body(j->arg, q, j->parts, scratch);
   }
-  free(scratch);
+  ck_scratch_give(scratch);
 }
 
 /// A job over parts on the runner or OpenMP; contract in include/ck_jobs.h.

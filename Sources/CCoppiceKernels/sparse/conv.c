@@ -219,6 +219,8 @@ typedef struct {
   const geom *g;
   const padded *d;
   const int64_t *off; // window offsets (direct)
+  const int64_t *dy_off; // backward, direct: offsets of the widened dY rows (o·Nw), so the
+                         // input-gradient product reads them in place
   const ck_sparse *w;
   const float *x, *dy, *bias;
   float *y, *dx;
@@ -280,7 +282,7 @@ CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_spa
     return;
   }
   // Fewer images than threads: one image after another, parallel inside the products.
-  float *src_buf = ck_alloc_floats(in_buf), *yw = ck_alloc_floats(out_buf);
+  float *src_buf = ck_scratch_take(in_buf), *yw = ck_scratch_take(out_buf);
   for (int b = 0; b < g.B; b++) {
     const float *xb = x + (size_t)b * in_img;
     float *yb = y + (size_t)b * out_img;
@@ -297,8 +299,8 @@ CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_spa
       ck_sp_spmm_run(&w->a, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N);
     }
   }
-  free(src_buf);
-  free(yw);
+  ck_scratch_give(src_buf);
+  ck_scratch_give(yw);
   free(off);
 }
 
@@ -355,8 +357,8 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
     if (c->dx) {
       float *dxb = c->dx + (size_t)b * in_img;
       if (c->direct) {
-        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, d->Nw, dyr, d->Nw, NULL, NULL, 0.0f, dcol, d->Nw,
-                          buf);
+        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, d->Nw, dyr, d->Nw, c->dy_off, NULL, 0.0f, dcol,
+                          d->Nw, buf);
         scatter_windows(g, d, c->off, dcol, dxp, dxb);
       } else if (c->pw) {
         ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dxb, g->N, buf);
@@ -387,10 +389,12 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   const int direct = by_image && use_direct(&g);
   const padded d = make_padded(&g);
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
+  int64_t *dy_off = direct && dx ? malloc(sizeof(int64_t) * (size_t)g.O) : NULL;
+  for (int o = 0; dy_off && o < g.O; o++) dy_off[o] = (int64_t)o * d.Nw;
   if (!by_image) {
     // Fewer images than threads: one image after another, parallel inside the products.
-    float *col = (!pw && dw_values) ? ck_alloc_floats((size_t)g.K * g.N) : NULL;
-    float *dcol = (!pw && dx) ? ck_alloc_floats((size_t)g.K * g.N) : NULL;
+    float *col = (!pw && dw_values) ? ck_scratch_take((size_t)g.K * g.N) : NULL;
+    float *dcol = (!pw && dx) ? ck_scratch_take((size_t)g.K * g.N) : NULL;
     double *db = dbias ? calloc((size_t)g.O, sizeof(double)) : NULL;
     for (int b = 0; b < g.B; b++) {
       const float *dyb = dy + (size_t)b * out_img;
@@ -416,8 +420,8 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     }
     if (dbias)
       for (int o = 0; o < g.O; o++) dbias[o] = (float)db[o];
-    free(col);
-    free(dcol);
+    ck_scratch_give(col);
+    ck_scratch_give(dcol);
     free(db);
     return;
   }
@@ -427,7 +431,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   // smaller operand), scattered back through tmap. Partials are added in part order.
   const int use_t = g.O < g.K;
   const ck_sp_mat *sm = use_t ? &w->t : &w->a;
-  float *priv = (dw_values && nnz) ? ck_alloc_floats((size_t)threads * (size_t)nnz) : NULL;
+  float *priv = (dw_values && nnz) ? ck_scratch_take((size_t)threads * (size_t)nnz) : NULL;
   double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
   const size_t nw = direct ? (size_t)d.Nw : (size_t)g.N;
   // Scratch: src (padded image or columns), dcol, dyw, dxp, then the products'.
@@ -441,7 +445,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     if (!pw && dx) dcol_f = (size_t)g.K * g.N;
   }
   size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(sm);
-  conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .dy = dy, .dx = dx,
+  conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy, .dx = dx,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm};
   c.in_buf = aligned16(src_f);
   c.out_buf = aligned16(dcol_f);
@@ -462,7 +466,8 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
       for (int q = 0; q < threads; q++) s += db_priv[(size_t)q * g.O + o];
       dbias[o] = (float)s;
     }
-  free(priv);
+  ck_scratch_give(priv);
   free(db_priv);
   free(off);
+  free(dy_off);
 }

@@ -53,6 +53,8 @@ enum { CK_SP_ISA_C = 0, CK_SP_ISA_AVX2 = 1, CK_SP_ISA_AVX512 = 2, CK_SP_ISA_NEON
 
 typedef struct ck_sp_jit ck_sp_jit;
 
+#define CK_SP_JIT_WINDOWS 4 // windowed compiled products kept per matrix (one per row-offset table)
+
 /// One column-panel CSR matrix (rows × cols). Entry j of segment (p, i) — row i, columns
 /// [p·PANEL, (p+1)·PANEL) — is at j ∈ [ptr[p·rows + i], ptr[p·rows + i + 1]), its column is
 /// p·PANEL + col[j] and its value val[j]. Segments are panel-major, so ptr is monotone and
@@ -65,6 +67,8 @@ typedef struct {
   int64_t *row_prefix; // rows + 1: Σ nnz of rows < i (over all panels), for load balancing
   ck_sp_jit *jit;      // compiled forward product, built lazily (see ck_sp_jit_get)
   int jit_state;       // 0 not tried yet, 1 built, -1 not available for this matrix
+  ck_sp_jit *jit_window[CK_SP_JIT_WINDOWS]; // windowed products (ck_sp_jit_get_windowed)
+  int jit_windows;     // how many of jit_window are built (published with release order)
 } ck_sp_mat;
 
 struct ck_sparse {
@@ -185,6 +189,17 @@ void ck_sp_jit_values_changed(ck_sp_mat *a);
 size_t ck_sp_jit_bytes(const ck_sp_mat *a);
 /// Floats of scratch ck_sp_jit_worker needs.
 size_t ck_sp_jit_scratch(void);
+/// The compiled product of a with the X row offsets xoff (a->cols entries, each X row at
+/// x + xoff[k]) built into its loads, so it reads the rows where they are — the direct
+/// convolution's overlapping windows of a padded image — instead of packing them first. Built
+/// on first use per offset table (thread safe, up to CK_SP_JIT_WINDOWS tables per matrix);
+/// NULL where ck_sp_jit_get would give none, when the offsets do not fit a 32-bit displacement,
+/// or when the matrix already has CK_SP_JIT_WINDOWS other tables.
+const ck_sp_jit *ck_sp_jit_get_windowed(const ck_sp_mat *a, const int64_t *xoff);
+/// ck_sp_spmm_worker with a windowed product (x: the base the offsets are relative to); returns
+/// 0 (nothing done) when r0 or r1 is not the start of one of its row blocks (or the matrix end).
+int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
+                            const float *bias, float beta, float *y, int ldy);
 /// Moves the interior row bounds of a split (parts + 1 entries) to the nearest starts of the
 /// compiled product's row blocks, so every part can run compiled.
 void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds);

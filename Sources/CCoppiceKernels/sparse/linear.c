@@ -210,8 +210,8 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
   ck_sp_split_cols(n, parts, 16, bounds);
   linear_job j = {.w = w, .n = n, .x = x, .dy = dy, .dx = dx, .dw_values = dw_values, .db = db,
                   .bounds = bounds};
-  if (dw_values && parts > 1) j.dw_parts = ck_alloc_floats((size_t)(parts - 1) * nnz);
-  if (db && parts > 1) j.db_parts = ck_alloc_floats((size_t)(parts - 1) * (size_t)M);
+  if (dw_values && parts > 1) j.dw_parts = ck_scratch_take((size_t)(parts - 1) * nnz);
+  if (db && parts > 1) j.db_parts = ck_scratch_take((size_t)(parts - 1) * (size_t)M);
   size_t products = dx ? ck_sp_spmm_scratch(t) : 0;
   if (dw_values && ck_sp_sddmm_scratch(a) > products) products = ck_sp_sddmm_scratch(a);
   ck_run_job(parts, parts, backward_part, &j, (size_t)(M + 2 * K) * CHUNK + products);
@@ -223,6 +223,6 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
     sum_job s = {db, j.db_parts, (size_t)M, parts - 1};
     sum_part(&s, 0, 1, NULL);
   }
-  free(j.db_parts);
-  free(j.dw_parts);
+  ck_scratch_give(j.db_parts);
+  ck_scratch_give(j.dw_parts);
 }

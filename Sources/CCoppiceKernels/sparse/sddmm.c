@@ -54,13 +54,13 @@ void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const
   if (n <= 0 || (double)(nnz + m->rows) * n < 65536.0) threads = 1;
   const int split_cols = threads > 1 && n >= 128 * threads;
   const int nbuf = split_cols ? threads : 1, direct = !use_t;
-  float *tmp = (nbuf - direct) > 0 ? ck_alloc_floats((size_t)(nbuf - direct) * (size_t)nnz) : NULL;
+  float *tmp = (nbuf - direct) > 0 ? ck_scratch_take((size_t)(nbuf - direct) * (size_t)nnz) : NULL;
   const size_t scratch = ck_sp_sddmm_scratch(m);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
     int bounds[nt + 1];
-    float *buf = n > 0 ? ck_alloc_floats(scratch) : NULL;
+    float *buf = n > 0 ? ck_scratch_take(scratch) : NULL;
     if (split_cols) {
       ck_sp_split_cols(n, nt, 16, bounds);
       float *mine;
@@ -81,7 +81,7 @@ void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const
         ck_sp_sddmm_worker(m, bounds[t], bounds[t + 1], 0, n, rowop, ldr, NULL, packop, ldp, NULL,
                            mine, buf);
     }
-    free(buf);
+    ck_scratch_give(buf);
 #pragma omp barrier
     if (direct) {
       if (nbuf > 1) {
@@ -103,7 +103,7 @@ void ck_sparse_sddmm(const ck_sparse *w, int n, const float *dy, int lddy, const
       }
     }
   }
-  free(tmp);
+  ck_scratch_give(tmp);
 }
 
 /// Weight gradient scattered to a dense M×K array; contract in include/ck_sparse.h.
@@ -111,7 +111,7 @@ void ck_sparse_sddmm_dense(const ck_sparse *w, int n, const float *dy, int lddy,
                            int ldx, float beta, float *dw) {
   const ck_sp_mat *a = &w->a;
   const int M = a->rows, K = a->cols;
-  float *v = ck_alloc_floats((size_t)w->nnz + 1);
+  float *v = ck_scratch_take((size_t)w->nnz + 1);
   ck_sparse_sddmm(w, n, dy, lddy, x, ldx, 0.0f, v);
 #pragma omp parallel for schedule(static) num_threads(ck_sp_threads())
   for (int i = 0; i < M; i++) {
@@ -127,5 +127,5 @@ void ck_sparse_sddmm_dense(const ck_sparse *w, int n, const float *dy, int lddy,
       for (int32_t j = a->ptr[s]; j < a->ptr[s + 1]; j++) row[p * P + a->col[j]] = v[j];
     }
   }
-  free(v);
+  ck_scratch_give(v);
 }

@@ -30,6 +30,10 @@ void ck_sp_spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const
                        int ldx, const int64_t *xoff, const float *bias, float beta, float *y,
                        int ldy, float *scratch) {
   if (r0 >= r1 || n0 >= n1) return;
+  if (xoff) { // windows read in place by a product compiled with their offsets
+    const ck_sp_jit *w = ck_sp_jit_get_windowed(a, xoff);
+    if (w && ck_sp_jit_window_worker(w, r0, r1, n0, n1, x, bias, beta, y, ldy)) return;
+  }
   const ck_sp_jit *j = ck_sp_jit_get(a);
   if (j && ck_sp_jit_worker(j, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch)) return;
   ck_sp_kernels()->spmm(a, r0, r1, n0, n1, x, ldx, xoff, bias, beta, y, ldy, scratch);
@@ -45,9 +49,9 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
   if (work < 65536.0) threads = 1;
   const size_t scratch = ck_sp_spmm_scratch(a);
   if (threads == 1) {
-    float *buf = ck_alloc_floats(scratch);
+    float *buf = ck_scratch_take(scratch);
     ck_sp_spmm_worker(a, 0, a->rows, 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
-    free(buf);
+    ck_scratch_give(buf);
     return;
   }
   const int split_cols = n >= 64 * threads;
@@ -55,7 +59,7 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
   {
     const int t = ck_sp_thread_num(), nt = ck_sp_team_size();
     int bounds[nt + 1];
-    float *buf = ck_alloc_floats(scratch);
+    float *buf = ck_scratch_take(scratch);
     if (split_cols) {
       ck_sp_split_cols(n, nt, 16, bounds);
       ck_sp_spmm_worker(a, 0, a->rows, bounds[t], bounds[t + 1], x, ldx, xoff, bias, beta, y, ldy,
@@ -65,7 +69,7 @@ void ck_sp_spmm_run(const ck_sp_mat *a, int n, const float *x, int ldx, const in
       if (j) ck_sp_jit_align_rows(j, nt, bounds);
       ck_sp_spmm_worker(a, bounds[t], bounds[t + 1], 0, n, x, ldx, xoff, bias, beta, y, ldy, buf);
     }
-    free(buf);
+    ck_scratch_give(buf);
   }
 }
 

@@ -47,9 +47,10 @@ static void collect(const ck_sp_mat *a, int i0, int rows, int k0, int k1, seg_en
 }
 
 /// Emits one segment function for the entries s of a block of `rows` rows (<= JIT_ROWS) over a
-/// chunk of nk X rows; val_src[q] := the a->val index of the q-th value in code order.
+/// chunk of nk X rows; val_src[q] := the a->val index of the q-th value in code order. xoff:
+/// the chunk's X row offsets (windowed), or NULL (packed rows ldx_bytes apart).
 static void emit_segment(ck_jit_emitter *e, const seg_entries *s, int rows, int nk,
-                         int32_t *val_src) {
+                         const int64_t *xoff, int32_t *val_src) {
   // Prologue: the lane mask first (through eax), then the pointers and strides.
   ck_jit_mov_load(e, 0, RAX, RDI, offsetof(jit_args, lane_mask));
   ck_jit_kmovw_k1(e, RAX);
@@ -76,20 +77,25 @@ static void emit_segment(ck_jit_emitter *e, const seg_entries *s, int rows, int 
   for (int r = 0; r < rows; r++) ck_jit_zero_zmm(e, r);
   ck_jit_patch(e, from_load);
   ck_jit_patch(e, from_bias);
-  // Body: X rows with entries, in order; rax walks X, r9 walks the values.
+  // Body: X rows with entries, in order; rax walks X (packed) or stays at the tile's column
+  // (windowed: the row offset is the load's displacement); r9 walks the values.
   int at_k = 0;
   int64_t vbase = 0;
   for (int k = 0; k < nk; k++) {
     const int q0 = s->k_start[k], q1 = s->k_start[k + 1];
     if (q0 == q1) continue;
-    if (k - at_k == 1)
-      ck_jit_add_rr(e, RAX, R10);
-    else if (k > at_k) {
-      ck_jit_imul_rri(e, R8, R10, k - at_k);
-      ck_jit_add_rr(e, RAX, R8);
+    if (xoff) {
+      ck_jit_load_zmm(e, 31, RAX, (int32_t)(4 * xoff[k]));
+    } else {
+      if (k - at_k == 1)
+        ck_jit_add_rr(e, RAX, R10);
+      else if (k > at_k) {
+        ck_jit_imul_rri(e, R8, R10, k - at_k);
+        ck_jit_add_rr(e, RAX, R8);
+      }
+      at_k = k;
+      ck_jit_load_zmm(e, 31, RAX, 0);
     }
-    at_k = k;
-    ck_jit_load_zmm(e, 31, RAX, 0);
     for (int q = q0; q < q1; q++) {
       if (q - vbase >= 128) { // keep the value displacement within EVEX disp8 (×4)
         ck_jit_add_ri(e, R9, 512);
@@ -112,12 +118,12 @@ static void emit_segment(ck_jit_emitter *e, const seg_entries *s, int rows, int 
 int ck_jit_generate(const ck_sp_mat *a, ck_sp_jit *j, ck_jit_emitter *e) {
   const int64_t nnz = a->ptr[(size_t)a->npanels * a->rows];
   seg_entries s = {0};
-  s.k_start = malloc(sizeof(int) * (JIT_KCHUNK + 1));
+  s.k_start = malloc(sizeof(int) * ((size_t)j->kchunk + 1));
   s.row = malloc((size_t)nnz + 1);
   s.src = malloc(sizeof(int32_t) * ((size_t)nnz + 1));
   int64_t voff = 0;
   for (int c = 0; c < j->nchunks && s.k_start && s.row && s.src; c++) {
-    const int k0 = c * JIT_KCHUNK, k1 = k0 + JIT_KCHUNK < j->cols ? k0 + JIT_KCHUNK : j->cols;
+    const int k0 = c * j->kchunk, k1 = k0 + j->kchunk < j->cols ? k0 + j->kchunk : j->cols;
     for (int b = 0; b < j->nblocks; b++) {
       const int i0 = ck_jit_block_row(j, b), i1 = ck_jit_block_row(j, b + 1);
       jit_segment *g = &j->seg[(size_t)c * j->nblocks + b];
@@ -128,7 +134,7 @@ int ck_jit_generate(const ck_sp_mat *a, ck_sp_jit *j, ck_jit_emitter *e) {
       g->nnz = s.count;
       g->voff = voff;
       g->code_off = e->n;
-      emit_segment(e, &s, i1 - i0, k1 - k0, j->val_src + voff);
+      emit_segment(e, &s, i1 - i0, k1 - k0, j->xoff ? j->xoff + k0 : NULL, j->val_src + voff);
       g->code_bytes = e->n - g->code_off;
       voff += s.count;
     }

@@ -51,6 +51,7 @@ static void jit_free(ck_sp_jit *j) {
   free(j->seg);
   free(j->val);
   free(j->val_src);
+  free(j->xoff);
   free(j);
 }
 
@@ -64,9 +65,10 @@ static void sync_values(ck_sp_jit *j, const ck_sp_mat *a) {
   for (int64_t q = 0; q < n; q++) v[q] = av[src[q]];
 }
 
-/// The compiled product of a (rows, cols >= 1), or NULL when memory or executable memory is
-/// refused. The code is written, then made read+execute (never writable and executable at once).
-static ck_sp_jit *build_jit(const ck_sp_mat *a) {
+/// The compiled product of a (rows, cols >= 1): packed (xoff NULL) or windowed with the row
+/// offsets xoff (cols entries, copied); NULL when memory or executable memory is refused. The
+/// code is written, then made read+execute (never writable and executable at once).
+static ck_sp_jit *build_jit(const ck_sp_mat *a, const int64_t *xoff) {
   if (a->rows <= 0 || a->cols <= 0) return NULL;
   const int M = a->rows, K = a->cols;
   const int64_t nnz = a->ptr[(size_t)a->npanels * M];
@@ -74,7 +76,8 @@ static ck_sp_jit *build_jit(const ck_sp_mat *a) {
   ck_jit_emitter e = {0};
   if (!j) return NULL;
   j->nblocks = (M + JIT_ROWS - 1) / JIT_ROWS;
-  j->nchunks = (K + JIT_KCHUNK - 1) / JIT_KCHUNK;
+  j->kchunk = xoff ? K : JIT_KCHUNK; // windowed: nothing is packed, so one chunk of all rows
+  j->nchunks = (K + j->kchunk - 1) / j->kchunk;
   j->rows = M;
   j->cols = K;
   j->nnz = nnz;
@@ -82,6 +85,11 @@ static ck_sp_jit *build_jit(const ck_sp_mat *a) {
   j->seg = calloc((size_t)j->nblocks * j->nchunks, sizeof(jit_segment));
   j->val = ck_alloc_floats((size_t)nnz + 16);
   j->val_src = malloc(sizeof(int32_t) * ((size_t)nnz + 1));
+  if (xoff) {
+    j->xoff = malloc(sizeof(int64_t) * (size_t)K);
+    if (!j->xoff) goto fail;
+    memcpy(j->xoff, xoff, sizeof(int64_t) * (size_t)K);
+  }
   if (!j->seg || !j->val || !j->val_src || ck_jit_generate(a, j, &e) != 0) goto fail;
   j->code_bytes = (e.n + 4095) & ~(size_t)4095;
   void *m = mmap(NULL, j->code_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -230,6 +238,47 @@ int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const f
   return 1;
 }
 
+/// Runs a windowed product on whole blocks [r0, r1) × columns [n0, n1); contract in
+/// sparse/internal.h. Tiles are taken in groups of JIT_WINDOW_GROUP; each block runs over the
+/// group's tiles back to back (its code and values stay in L1), and the group's X windows
+/// stay in L1 for the next block.
+int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
+                            const float *bias, float beta, float *y, int ldy) {
+  const int b0 = block_at(j, r0), b1 = block_at(j, r1);
+  if (b0 < 0 || b1 < 0) return 0;
+  if (b0 >= b1 || n0 >= n1) return 1;
+  if (beta != 0.0f) // y := beta·y + bias first; then the code accumulates into y
+    for (int i = r0; i < r1; i++) {
+      float *yr = y + (size_t)i * ldy;
+      const float bi = bias ? bias[i] : 0.0f;
+      for (int c = n0; c < n1; c++) yr[c] = beta * yr[c] + bi;
+    }
+  const int mode = beta != 0.0f ? 2 : bias ? 1 : 0, span = 16 * JIT_WINDOW_GROUP;
+  jit_args arg;
+  arg.ldx_bytes = 0; // unused: the row offsets are in the code
+  arg.ldy_bytes = (int64_t)ldy * 4;
+  arg.mode = mode;
+  for (int g0 = n0; g0 < n1; g0 += span) {
+    const int g1 = g0 + span < n1 ? g0 + span : n1;
+    for (int b = b0; b < b1; b++) {
+      const jit_segment *s = &j->seg[b];
+      if (b + 1 < b1) prefetch_segment(j, s + 1);
+      if (mode == 2 && s->nnz == 0) continue;
+      const segment_fn fn = (segment_fn)(void *)(j->code + s->code_off);
+      arg.bias = bias ? bias + s->i0 : NULL;
+      arg.val = j->val + s->voff;
+      for (int c0 = g0; c0 < g1; c0 += 16) {
+        const int w = g1 - c0 < 16 ? g1 - c0 : 16;
+        arg.lane_mask = (int32_t)((1u << w) - 1);
+        arg.x = x + c0;
+        arg.y = y + (size_t)s->i0 * ldy + c0;
+        call_segment(fn, &arg);
+      }
+    }
+  }
+  return 1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cache inside the format
 // ---------------------------------------------------------------------------------------------
@@ -253,7 +302,7 @@ const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
     state = a->jit_state;
     if (state == 0) {
       const int64_t nnz = a->ptr[(size_t)a->npanels * a->rows];
-      a->jit = (nnz <= JIT_MAX_NNZ && !disabled_by_env()) ? build_jit(a) : NULL;
+      a->jit = (nnz <= JIT_MAX_NNZ && !disabled_by_env()) ? build_jit(a, NULL) : NULL;
       state = a->jit ? 1 : -1;
       __atomic_store_n(&a->jit_state, state, __ATOMIC_RELEASE);
     }
@@ -262,24 +311,63 @@ const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
   return state == 1 ? a->jit : NULL;
 }
 
-/// Frees a's compiled product and lets it be built again; contract in sparse/internal.h.
+/// The windowed product of a for the offsets xoff, built on first use; contract in
+/// sparse/internal.h. Readers look through the published products without the lock (a product
+/// is complete before the count that publishes it is stored, and never changes or goes away
+/// before the format is freed).
+const ck_sp_jit *ck_sp_jit_get_windowed(const ck_sp_mat *a_, const int64_t *xoff) {
+  ck_sp_mat *a = (ck_sp_mat *)a_;
+  if (!ck_sp_jit_get(a)) return NULL; // the same conditions as the packed product
+  const size_t bytes = sizeof(int64_t) * (size_t)a->cols;
+  int n = __atomic_load_n(&a->jit_windows, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < n; i++)
+    if (!memcmp(a->jit_window[i]->xoff, xoff, bytes)) return a->jit_window[i];
+  for (int k = 0; k < a->cols; k++) // each load's displacement is 4·xoff[k], a signed 32 bits
+    if (xoff[k] < 0 || xoff[k] > (INT32_MAX - 64) / 4) return NULL;
+  const ck_sp_jit *found = NULL;
+  pthread_mutex_lock(&build_lock);
+  n = a->jit_windows;
+  for (int i = 0; i < n && !found; i++)
+    if (!memcmp(a->jit_window[i]->xoff, xoff, bytes)) found = a->jit_window[i];
+  if (!found && n < CK_SP_JIT_WINDOWS) {
+    ck_sp_jit *j = build_jit(a, xoff);
+    if (j) {
+      a->jit_window[n] = j;
+      __atomic_store_n(&a->jit_windows, n + 1, __ATOMIC_RELEASE);
+      found = j;
+    }
+  }
+  pthread_mutex_unlock(&build_lock);
+  return found;
+}
+
+/// Frees a's compiled products and lets them be built again; contract in sparse/internal.h.
 void ck_sp_jit_reset(ck_sp_mat *a) {
   jit_free(a->jit);
   a->jit = NULL;
   a->jit_state = 0;
+  for (int i = 0; i < a->jit_windows; i++) jit_free(a->jit_window[i]);
+  a->jit_windows = 0;
 }
 
 /// Recopies a's values into code order; contract in sparse/internal.h.
 void ck_sp_jit_values_changed(ck_sp_mat *a) {
   if (a->jit) sync_values(a->jit, a);
+  for (int i = 0; i < a->jit_windows; i++) sync_values(a->jit_window[i], a);
 }
 
-/// Bytes held by a's compiled product; contract in sparse/internal.h.
-size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
-  const ck_sp_jit *j = a->jit;
-  if (!j) return 0;
+/// Bytes held by one compiled product.
+static size_t jit_bytes(const ck_sp_jit *j) {
   return sizeof *j + j->code_bytes + (sizeof(float) + sizeof(int32_t)) * (size_t)j->nnz +
-         sizeof(jit_segment) * (size_t)j->nblocks * j->nchunks;
+         sizeof(jit_segment) * (size_t)j->nblocks * j->nchunks +
+         (j->xoff ? sizeof(int64_t) * (size_t)j->cols : 0);
+}
+
+/// Bytes held by a's compiled products; contract in sparse/internal.h.
+size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
+  size_t b = a->jit ? jit_bytes(a->jit) : 0;
+  for (int i = 0; i < a->jit_windows; i++) b += jit_bytes(a->jit_window[i]);
+  return b;
 }
 
 #else // no JIT on this platform: ck_sp_jit_get never gives a product, the rest is never used
@@ -296,6 +384,16 @@ size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
   return 0;
 }
 size_t ck_sp_jit_scratch(void) { return 0; }
+const ck_sp_jit *ck_sp_jit_get_windowed(const ck_sp_mat *a, const int64_t *xoff) {
+  (void)a, (void)xoff;
+  return NULL;
+}
+int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
+                            const float *bias, float beta, float *y, int ldy) {
+  (void)j, (void)r0, (void)r1, (void)n0, (void)n1, (void)x, (void)bias, (void)beta, (void)y;
+  (void)ldy;
+  return 0;
+}
 void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
   (void)j, (void)parts, (void)bounds;
 }

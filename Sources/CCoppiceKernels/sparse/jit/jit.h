@@ -20,6 +20,9 @@
 #ifndef JIT_KCHUNK
 #define JIT_KCHUNK 256 // rows of X per segment (a multiple of CK_SPARSE_PANEL)
 #endif
+#ifndef JIT_WINDOW_GROUP
+#define JIT_WINDOW_GROUP 8 // 16-column tiles a windowed product runs block by block
+#endif
 #ifndef JIT_GROUP
 #define JIT_GROUP 16 // 16-column tiles packed together and run segment by segment
 #endif
@@ -49,6 +52,9 @@ typedef struct {
 
 struct ck_sp_jit {
   int nblocks, nchunks, rows, cols;
+  int kchunk;        // X rows per chunk: JIT_KCHUNK, or cols for a windowed product
+  int64_t *xoff;     // windowed product: the X row offsets built into its loads (cols entries);
+                     // NULL for the packed product
   jit_segment *seg;  // nchunks × nblocks, chunk-major
   float *val;        // nnz values in code order
   int32_t *val_src;  // val[q] = a->val[val_src[q]]
@@ -119,10 +125,12 @@ void ck_jit_patch(ck_jit_emitter *e, size_t at);
 // Code generation (codegen.c)
 // ---------------------------------------------------------------------------------------------
 
-/// Emits into e one segment function per (chunk of JIT_KCHUNK X rows, block of rows) of a,
+/// Emits into e one segment function per (chunk of j->kchunk X rows, block of rows) of a,
 /// chunk-major, each entry point 16-byte aligned; fills j->seg (nchunks × nblocks entries) and
 /// j->val_src (nnz entries: the a->val index of each value in code order). j->nblocks,
-/// nchunks, rows and cols must be set and the arrays allocated. Returns 0, or -1 when memory
+/// nchunks, kchunk, rows, cols and xoff must be set and the arrays allocated. Packed (xoff
+/// NULL): a segment reads X row k0 + r at x + r·ldx_bytes. Windowed: it reads X row k at
+/// x + 4·xoff[k], the offset an immediate in the load, and ldx_bytes is unused. Returns 0, or -1 when memory
 /// ran out (then e may hold partial code).
 int ck_jit_generate(const ck_sp_mat *a, ck_sp_jit *j, ck_jit_emitter *e);
 
