@@ -271,6 +271,53 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   free(dwm), free(db), free(dbr), free(dbm);
 }
 
+// One weight in convolutions of many image sizes (more offset tables than the compiled
+// products a matrix keeps, so the later ones fall back to packing), then new values: every
+// result against the reference.
+static void test_conv_geometries(int isa) {
+  omp_set_num_threads(2);
+  ck_sparse_set_isa(isa);
+  const int O = 12, C = 5, K = C * 9;
+  float *w = rand_floats((size_t)O * K), *mask = make_mask(O, K, 0.7, 1);
+  ck_sparse *s = ck_sparse_create(O, K, w, mask);
+  int ok = 1;
+  size_t bytes[12] = {0}; // held by the format after each size of the first round
+  for (int round = 0; round < 2; round++) {
+    if (round == 1) { // values change: every compiled product must follow
+      for (int i = 0; i < O * K; i++) w[i] = 2.0f * w[i] - 0.25f;
+      ck_sparse_update_values(s, w);
+    }
+    for (int hw = 4; hw <= 11; hw++) {
+      ck_conv_shape sh = {3, C, hw, hw + 1, O, 3, 3, 1, 1, hw, hw + 1};
+      const size_t xs = (size_t)3 * C * hw * (hw + 1), ys = (size_t)3 * O * hw * (hw + 1);
+      float *x = rand_floats(xs), *dy = rand_floats(ys);
+      float *y = malloc(sizeof(float) * ys), *yr = malloc(sizeof(float) * ys);
+      float *dx = malloc(sizeof(float) * xs), *dxr = malloc(sizeof(float) * xs);
+      float *dwr = malloc(sizeof(float) * (size_t)O * K), dbr[12];
+      ck_sparse_conv2d_forward(&sh, s, x, NULL, y);
+      ck_sparse_ref_conv2d_forward(&sh, w, mask, x, NULL, yr);
+      ck_sparse_conv2d_backward(&sh, s, x, dy, dx, NULL, NULL);
+      ck_sparse_ref_conv2d_backward(&sh, w, mask, x, dy, dxr, dwr, dbr);
+      if (round == 0) bytes[hw] = ck_sparse_bytes(s);
+      for (size_t i = 0; i < ys; i++) ok = ok && fabsf(y[i] - yr[i]) <= 1e-4f * (1.0f + fabsf(yr[i]));
+      for (size_t i = 0; i < xs; i++)
+        ok = ok && fabsf(dx[i] - dxr[i]) <= 1e-4f * (1.0f + fabsf(dxr[i]));
+      free(x), free(dy), free(y), free(yr), free(dx), free(dxr), free(dwr);
+    }
+  }
+  // With the compiled products: one more windowed product (forward and input gradient) per new
+  // size up to the limit, none after it.
+  if (isa == 2 && ck_sparse_isa() == 2 && bytes[5] > 0) {
+    for (int hw = 5; hw <= 7; hw++) ok = ok && bytes[hw] > bytes[hw - 1];
+    for (int hw = 8; hw <= 11; hw++) ok = ok && bytes[hw] == bytes[7];
+  }
+  if (ok) passed++; else failed++;
+  printf("%s %-14s one weight, 8 image sizes × 2 value sets, isa=%d%s\n", ok ? "ok  " : "FAIL",
+         "conv_sizes", isa, jit_label());
+  ck_sparse_free(s);
+  free(w), free(mask);
+}
+
 // cols × rows copy of a rows × cols array.
 static float *transposed(const float *a, int rows, int cols) {
   float *t = malloc(sizeof(float) * ((size_t)rows * cols + 1));
@@ -536,6 +583,10 @@ int main(void) {
             setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
             test_conv(convs[q], conv_sp[si], threads, isas[qi]);
           }
+  for (int qi = 0; qi < nisas; qi++) {
+    setenv("CK_SPARSE_JIT", "1", 1);
+    test_conv_geometries(isas[qi]);
+  }
   unsetenv("CK_SPARSE_JIT");
   if (nisas == 1) isa_default = isas[0];
   ck_sparse_set_isa(isa_default);
