@@ -221,6 +221,12 @@ typedef struct {
   const int64_t *off; // window offsets (direct)
   const int64_t *dy_off; // backward, direct: offsets of the widened dY rows (o·Nw), so the
                          // input-gradient product reads them in place
+  // Backward as convolutions (backward_flipped): dY's geometry as an input (gf, df), its
+  // window offsets (off_f), the flipped weight, and each padded dY row's offset (dy_rows).
+  const geom *gf;
+  const padded *df;
+  const int64_t *off_f, *dy_rows;
+  const ck_sparse *flip;
   const ck_sparse *w;
   const float *x, *dy, *bias;
   float *y, *dx;
@@ -372,6 +378,42 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
   }
 }
 
+/// The backward of the images of part `part` for a stride-1 "same" convolution (2P = KH − 1 =
+/// KW − 1) with dx wanted: each image's dY is padded once (as the convolution input it is for
+/// dX = conv(dY, W′), conv_flip.c); dX comes out of the compiled forward product of W′ reading
+/// the padded dY's windows in place, and the weight gradient reads the same padded dY, whose
+/// row o from offset P·Wp + P is exactly the widened dY row (zeros past OW). Scratch: padded X
+/// (when the weight gradient is wanted), padded dY, the wide dX, the products'.
+CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *scratch) {
+  const conv_job *c = arg;
+  const geom *g = c->g, *gf = c->gf;
+  const padded *d = c->d, *df = c->df;
+  const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
+  const int64_t nnz = c->w->nnz;
+  const int use_t = c->sm == &c->w->t, nw = (int)c->nw;
+  float *xp = scratch, *dyp = xp + c->in_buf, *dxw = dyp + c->dyw_f, *buf = dxw + c->out_buf;
+  float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
+  double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
+  if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
+  for (int b = part; b < g->B; b += parts) {
+    const float *xb = c->x + (size_t)b * in_img, *dyb = c->dy + (size_t)b * out_img;
+    pad_image(gf, df, dyb, dyp);
+    if (mine) {
+      pad_image(g, d, xb, xp);
+      if (use_t)
+        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xp, d->Wp, c->off, dyp, nw, c->dy_rows, mine,
+                           buf);
+      else
+        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyp, nw, c->dy_rows, xp, d->Wp, c->off, mine,
+                           buf);
+    }
+    ck_sp_spmm_worker(&c->flip->a, 0, g->C, 0, df->Nw, dyp, df->Wp, c->off_f, NULL, 0.0f, dxw,
+                      df->Nw, buf);
+    compact_rows(gf, df, dxw, c->dx + (size_t)b * in_img);
+    if (db) bias_grad_add(g, dyb, db);
+  }
+}
+
 /// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
 /// include/ck_sparse.h.
 CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
@@ -389,7 +431,24 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   const int direct = by_image && use_direct(&g);
   const padded d = make_padded(&g);
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
-  int64_t *dy_off = direct && dx ? malloc(sizeof(int64_t) * (size_t)g.O) : NULL;
+  // dx as a convolution of dY (backward_flipped) where the padding keeps the size.
+  const ck_sparse *flip = NULL;
+  geom gf = g;
+  padded df = d;
+  int64_t *off_f = NULL, *dy_rows = NULL;
+  if (direct && dx && g.KH == g.KW && 2 * g.PAD == g.KH - 1)
+    flip = ck_sp_conv_flipped((ck_sparse *)w, g.KH, g.KW);
+  if (flip) {
+    gf.C = g.O, gf.H = g.OH, gf.W = g.OW, gf.O = g.C, gf.OH = g.H, gf.OW = g.W;
+    gf.K = g.O * g.KH * g.KW, gf.N = g.H * g.W;
+    df = make_padded(&gf);
+    off_f = window_offsets(&gf, &df);
+    dy_rows = malloc(sizeof(int64_t) * (size_t)g.O);
+    if (!off_f || !dy_rows) flip = NULL;
+    for (int o = 0; flip && o < g.O; o++)
+      dy_rows[o] = (int64_t)o * (int64_t)df.plane + (int64_t)g.PAD * df.Wp + g.PAD;
+  }
+  int64_t *dy_off = direct && dx && !flip ? malloc(sizeof(int64_t) * (size_t)g.O) : NULL;
   for (int o = 0; dy_off && o < g.O; o++) dy_off[o] = (int64_t)o * d.Nw;
   if (!by_image) {
     // Fewer images than threads: one image after another, parallel inside the products.
@@ -444,16 +503,23 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     if (!pw && dw_values) src_f = (size_t)g.K * g.N;
     if (!pw && dx) dcol_f = (size_t)g.K * g.N;
   }
-  size_t sc = ck_sp_spmm_scratch(&w->t), sd = ck_sp_sddmm_scratch(sm);
+  if (flip) { // padded X, padded dY, wide dX (backward_flipped)
+    src_f = dw_values ? d.size : 0;
+    dyw_f = df.size;
+    dcol_f = (size_t)g.C * df.Nw;
+    dxp_f = 0;
+  }
+  size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
   conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy, .dx = dx,
-                .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm};
+                .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
+                .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
   c.in_buf = aligned16(src_f);
   c.out_buf = aligned16(dcol_f);
   c.dyw_f = aligned16(dyw_f);
   c.dxp_f = aligned16(dxp_f);
   c.nw = nw;
-  ck_run_job(threads, threads, backward_images, &c,
-                 c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + (sc > sd ? sc : sd));
+  ck_run_job(threads, threads, flip ? backward_flipped : backward_images, &c,
+             c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + (sc > sd ? sc : sd));
   if (priv)
     for (int64_t j = 0; j < nnz; j++) {
       float s = 0.0f;
@@ -470,4 +536,6 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   free(db_priv);
   free(off);
   free(dy_off);
+  free(off_f);
+  free(dy_rows);
 }

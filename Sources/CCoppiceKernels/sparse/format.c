@@ -154,6 +154,7 @@ void ck_sparse_free(ck_sparse *s) {
   mat_free(&s->a);
   mat_free(&s->t);
   free(s->tmap);
+  ck_sp_flip_free(s->flip);
   free(s);
 }
 
@@ -167,6 +168,7 @@ static void sync_transpose(ck_sparse *s) {
   for (int64_t j = 0; j < nnz; j++) tv[j] = av[map[j]];
   ck_sp_jit_values_changed(&s->a);
   ck_sp_jit_values_changed(&s->t);
+  s->values_version++;
 }
 
 /// Refreshes the values from a dense weight; contract in include/ck_sparse.h.
@@ -200,7 +202,7 @@ size_t ck_sparse_bytes(const ck_sparse *s) {
     b += (sizeof(uint16_t) + sizeof(float)) * ((size_t)s->nnz + PAD);
     b += ck_sp_jit_bytes(m[q]);
   }
-  return b + sizeof(int32_t) * ((size_t)s->nnz + 1);
+  return b + sizeof(int32_t) * ((size_t)s->nnz + 1) + ck_sp_flip_bytes(s->flip);
 }
 
 /// dense := values at the kept positions, 0 elsewhere; contract in include/ck_sparse.h.

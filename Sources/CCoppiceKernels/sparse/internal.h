@@ -71,11 +71,15 @@ typedef struct {
   int jit_windows;     // how many of jit_window are built (published with release order)
 } ck_sp_mat;
 
+typedef struct ck_sp_flip ck_sp_flip;
+
 struct ck_sparse {
   ck_sp_mat a;    // W, M×K
   ck_sp_mat t;    // Wᵀ, K×M
   int32_t *tmap;  // t.val[j] = a.val[tmap[j]]
   int64_t nnz;
+  uint64_t values_version; // incremented whenever the values change
+  ck_sp_flip *flip;        // the convolution input gradient's weight (conv_flip.c), or NULL
 };
 
 /// The smaller of a and b.
@@ -172,6 +176,21 @@ extern const ck_sp_isa_kernels ck_sp_kernels_neon;
 int ck_sp_isa_now(void);
 /// The kernels of the instruction set in effect.
 const ck_sp_isa_kernels *ck_sp_kernels(void);
+
+// ---------------------------------------------------------------------------------------------
+// The convolution input gradient's weight (conv_flip.c)
+// ---------------------------------------------------------------------------------------------
+
+/// W′ of a convolution weight s (O × C·kh·kw): C × O·kh·kw with W′[c, (o, kh−1−i, kw−1−j)] =
+/// W[o, (c, i, j)], so that the input gradient of a stride-1 convolution with padding P is the
+/// convolution of dY by W′ with padding kh−1−P. Built on first use and kept in s (thread safe);
+/// its values are brought up to date with s's here. NULL when out of memory, when s has 2^24
+/// or more nonzeros, or when s was first asked for another kernel shape.
+const ck_sparse *ck_sp_conv_flipped(ck_sparse *s, int kh, int kw);
+/// Frees a W′ (with its format; NULL allowed).
+void ck_sp_flip_free(ck_sp_flip *fl);
+/// Bytes held by a W′ (0 for NULL).
+size_t ck_sp_flip_bytes(const ck_sp_flip *fl);
 
 // ---------------------------------------------------------------------------------------------
 // Compiled forward product (jit/)
