@@ -67,22 +67,28 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
 }
 
-// Offset of window cell `k` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) in a row
-// of width w (only the low two bits of k count, so no winner byte can address outside its window).
-static inline int cell_offset(int k, int w) { return ((k >> 1) & 1) * w + (k & 1); }
-
 // The gradient reaching the batch-norm output of one plane: the pooled gradient at each window's
 // winner where the output is positive, 0 elsewhere (a plane-sized buffer that stays in cache).
-static void expand_plane_gradient(int h, int w, const float *y, const uint8_t *winner,
-                                  const float *dy, float *full) {
+// Every element is written once, window row pairs as vectors (no memset, no scattered stores).
+static inline void expand_plane_gradient(int h, int w, const float *y, const uint8_t *winner,
+                                         const float *dy, float *full) {
   const int oh = h / 2, ow = w / 2;
-  memset(full, 0, sizeof(float) * (size_t)h * w);
   for (int oy = 0; oy < oh; oy++) {
+    float *r0 = full + (size_t)(2 * oy) * w, *r1 = r0 + w;
+    const float *yr = y + (size_t)oy * ow, *dr = dy + (size_t)oy * ow;
+    const uint8_t *kr = winner + (size_t)oy * ow;
+#pragma omp simd
     for (int ox = 0; ox < ow; ox++) {
-      const int o = oy * ow + ox;
-      full[2 * oy * w + 2 * ox + cell_offset(winner[o], w)] = y[o] > 0.0f ? dy[o] : 0.0f;
+      const float v = yr[ox] > 0.0f ? dr[ox] : 0.0f;
+      const int k = kr[ox] & 3;
+      r0[2 * ox] = k == 0 ? v : 0.0f;
+      r0[2 * ox + 1] = k == 1 ? v : 0.0f;
+      r1[2 * ox] = k == 2 ? v : 0.0f;
+      r1[2 * ox + 1] = k == 3 ? v : 0.0f;
     }
+    if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f; // a last column no window covers
   }
+  if (h & 1) memset(full + (size_t)(h - 1) * w, 0, sizeof(float) * (size_t)w);
 }
 
 /// Channels of part `part`: dγ, dβ, then dx, as ck_batchnorm_backward over each plane's
