@@ -115,6 +115,26 @@ static void compact_rows(const geom *g, const padded *d, const float *yw, float 
              sizeof(float) * g->OW);
 }
 
+// Outputs at least this wide are written straight in the compact layout by the windowed compiled
+// product (each output row as 16-column tiles, the last one masked); narrower ones waste fewer
+// lanes computed over the padded width and compacted afterwards (OW = 7: 7 of 16 lanes against
+// 7 of 9).
+#define ROWS_MIN_WIDTH 12
+
+/// out (the O = a->rows planes of OH×OW of g) := a times the windows (offsets off) of the padded
+/// image xp: straight into out with the windowed compiled product where it runs and the rows
+/// are wide enough, else over the padded width into `wide` (O × Nw floats), then compacted.
+static void direct_product(const ck_sp_mat *a, const geom *g, const padded *d, const int64_t *off,
+                           const float *xp, const float *bias, float *wide, float *out,
+                           float *buf) {
+  if (g->OW >= ROWS_MIN_WIDTH) {
+    const ck_sp_jit *j = ck_sp_jit_get_windowed(a, off);
+    if (j && ck_sp_jit_window_rows(j, g->OH, g->OW, d->Wp, xp, bias, out, g->N)) return;
+  }
+  ck_sp_spmm_worker(a, 0, a->rows, 0, d->Nw, xp, d->Wp, off, bias, 0.0f, wide, d->Nw, buf);
+  compact_rows(g, d, wide, out);
+}
+
 // dyw[o][oy·Wp + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
 static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
   for (int o = 0; o < g->O; o++)
@@ -251,9 +271,7 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
   float *yb = c->y + (size_t)b * out_img;
   if (c->direct) {
     pad_image(g, c->d, xb, src_buf);
-    ck_sp_spmm_worker(&c->w->a, 0, g->O, 0, c->d->Nw, src_buf, c->d->Wp, c->off, c->bias, 0.0f, yw,
-                      c->d->Nw, buf);
-    compact_rows(g, c->d, yw, yb);
+    direct_product(&c->w->a, g, c->d, c->off, src_buf, c->bias, yw, yb, buf);
   } else {
     const float *src = xb;
     if (!c->pw) {
@@ -407,9 +425,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
         ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyp, nw, c->dy_rows, xp, d->Wp, c->off, mine,
                            buf);
     }
-    ck_sp_spmm_worker(&c->flip->a, 0, g->C, 0, df->Nw, dyp, df->Wp, c->off_f, NULL, 0.0f, dxw,
-                      df->Nw, buf);
-    compact_rows(gf, df, dxw, c->dx + (size_t)b * in_img);
+    direct_product(&c->flip->a, gf, df, c->off_f, dyp, NULL, dxw, c->dx + (size_t)b * in_img, buf);
     if (db) bias_grad_add(g, dyb, db);
   }
 }

@@ -219,6 +219,12 @@ const ck_sp_jit *ck_sp_jit_get_windowed(const ck_sp_mat *a, const int64_t *xoff)
 /// 0 (nothing done) when r0 or r1 is not the start of one of its row blocks (or the matrix end).
 int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
                             const float *bias, float beta, float *y, int ldy);
+/// A windowed product over the output rows of one image: Y[i, oy·ow + ox] (row stride ldy) =
+/// Σ_k a[i,k]·x[xoff[k] + oy·wp + ox] + bias[i] for oy < oh, ox < ow — the direct convolution
+/// computed straight into the compact output (x: the padded image, wp its row width). Returns
+/// 1 (always, with the compiled product; 0 where there is none).
+int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const float *x,
+                          const float *bias, float *y, int ldy);
 /// Moves the interior row bounds of a split (parts + 1 entries) to the nearest starts of the
 /// compiled product's row blocks, so every part can run compiled.
 void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds);

@@ -279,6 +279,38 @@ int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, 
   return 1;
 }
 
+/// Runs a windowed product over an image's output rows; contract in sparse/internal.h. Each
+/// tile is 16 columns of one output row (the last one masked), so the stores land in the
+/// compact layout; groups of JIT_WINDOW_GROUP tiles run block by block as above.
+int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const float *x,
+                          const float *bias, float *y, int ldy) {
+  const int b0 = 0, b1 = j->nblocks;
+  const int tiles_per_row = (ow + 15) / 16, tiles = oh * tiles_per_row;
+  jit_args arg;
+  arg.ldx_bytes = 0; // unused: the row offsets are in the code
+  arg.ldy_bytes = (int64_t)ldy * 4;
+  arg.mode = bias ? 1 : 0;
+  for (int t0 = 0; t0 < tiles; t0 += JIT_WINDOW_GROUP) {
+    const int t1 = t0 + JIT_WINDOW_GROUP < tiles ? t0 + JIT_WINDOW_GROUP : tiles;
+    for (int b = b0; b < b1; b++) {
+      const jit_segment *s = &j->seg[b];
+      if (b + 1 < b1) prefetch_segment(j, s + 1);
+      const segment_fn fn = (segment_fn)(void *)(j->code + s->code_off);
+      arg.bias = bias ? bias + s->i0 : NULL;
+      arg.val = j->val + s->voff;
+      for (int t = t0; t < t1; t++) {
+        const int oy = t / tiles_per_row, ox = 16 * (t % tiles_per_row);
+        const int w = ow - ox < 16 ? ow - ox : 16;
+        arg.lane_mask = (int32_t)((1u << w) - 1);
+        arg.x = x + (size_t)oy * wp + ox;
+        arg.y = y + (size_t)s->i0 * ldy + (size_t)oy * ow + ox;
+        call_segment(fn, &arg);
+      }
+    }
+  }
+  return 1;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cache inside the format
 // ---------------------------------------------------------------------------------------------
@@ -392,6 +424,11 @@ int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, 
                             const float *bias, float beta, float *y, int ldy) {
   (void)j, (void)r0, (void)r1, (void)n0, (void)n1, (void)x, (void)bias, (void)beta, (void)y;
   (void)ldy;
+  return 0;
+}
+int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const float *x,
+                          const float *bias, float *y, int ldy) {
+  (void)j, (void)oh, (void)ow, (void)wp, (void)x, (void)bias, (void)y, (void)ldy;
   return 0;
 }
 void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
