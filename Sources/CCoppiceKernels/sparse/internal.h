@@ -200,6 +200,8 @@ size_t ck_sp_flip_bytes(const ck_sp_flip *fl);
 /// ck_sp_jit_get builds it on first use (thread safe) and returns NULL where it is not used:
 /// no AVX-512 in effect, not x86-64, CK_SPARSE_JIT=0, too many nonzeros, or a failed build.
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a);
+/// 1 when compiled products are made at all (AVX-512 in effect on x86-64, CK_SPARSE_JIT not 0).
+int ck_sp_jit_enabled(void);
 /// Drops the compiled product (when the format is freed).
 void ck_sp_jit_reset(ck_sp_mat *a);
 /// Copies a's values into the compiled product's value order (after a->val changed).

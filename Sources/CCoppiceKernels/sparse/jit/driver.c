@@ -324,6 +324,9 @@ static int disabled_by_env(void) {
   return v && (!strcmp(v, "0") || !strcmp(v, "off"));
 }
 
+/// Whether compiled products are made here; contract in sparse/internal.h.
+int ck_sp_jit_enabled(void) { return ck_sp_isa_now() == CK_SP_ISA_AVX512 && !disabled_by_env(); }
+
 /// The compiled product of a, built on first use under a lock; contract in sparse/internal.h.
 const ck_sp_jit *ck_sp_jit_get(const ck_sp_mat *a_) {
   ck_sp_mat *a = (ck_sp_mat *)a_; // the compiled product is a cache inside the format
@@ -416,6 +419,7 @@ size_t ck_sp_jit_bytes(const ck_sp_mat *a) {
   return 0;
 }
 size_t ck_sp_jit_scratch(void) { return 0; }
+int ck_sp_jit_enabled(void) { return 0; }
 const ck_sp_jit *ck_sp_jit_get_windowed(const ck_sp_mat *a, const int64_t *xoff) {
   (void)a, (void)xoff;
   return NULL;
