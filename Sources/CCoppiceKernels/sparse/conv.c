@@ -6,10 +6,14 @@
 //    of Hp×Wp planes. Computing every output row over the full padded width Wp (OH·Wp outputs,
 //    the last Wp−OW of each row are thrown away), the "column matrix" row of (c, i, j) is just
 //    the window of the padded buffer starting at c·Hp·Wp + i·Wp + j — no im2col at all; the
-//    products read those overlapping windows through a row-offset table. The input gradient
-//    adds each row of Wᵀ·dY back at the same window (col2im becomes K contiguous additions).
-//    Measured on the cnn layers at batch 128 (2 threads, AVX-512, 90% sparsity) this is
-//    2–3× faster than im2col, whose many short row copies cost more than the sparse product.
+//    products read those overlapping windows through a row-offset table (the compiled product
+//    has the offsets in its loads and, for outputs at least ROWS_MIN_WIDTH wide, writes the
+//    compact rows directly: direct_product). The input gradient of a "same" convolution is
+//    the convolution of the padded dY by the flipped weight (conv_flip.c, backward_flipped);
+//    otherwise each row of Wᵀ·dY is added back at its window (col2im as K contiguous
+//    additions). Measured on the cnn layers at batch 128 (2 threads, AVX-512, 90% sparsity)
+//    the direct method was 2–3× faster than im2col already before the compiled windows,
+//    im2col's many short row copies costing more than the sparse product.
 //  * im2col (any stride; forced with CK_SPARSE_CONV=im2col in the environment): per image a
 //    K × (OH·OW) buffer, then the products on it, col2im for the input gradient.
 // Whole images are split over threads when the batch has at least as many images as threads

@@ -21,6 +21,12 @@
 // group's tiles back to back, so the segment's code and values stay in L1 and X and Y in L2.
 // While it computes, the X region of the next pack is prefetched to L2 a little per call.
 //
+// Windowed form (the direct convolution, whose X rows are overlapping windows of one padded
+// image at given offsets): one chunk of all rows, each X row loaded at its offset as the load's
+// displacement from the tile's column, so nothing is packed; built per offset table
+// (ck_sp_jit_get_windowed), run over wide columns (ck_sp_jit_window_worker) or output rows
+// straight into the compact layout (ck_sp_jit_window_rows).
+//
 // The code reads its pointers and strides from an argument block, so one compilation serves any
 // ldx/ldy. It is built lazily by the first product that needs it (ck_sp_jit_get, under a lock),
 // its value copy follows the format's values (ck_sp_jit_values_changed) and it is freed with the
