@@ -187,6 +187,17 @@ void ck_sp_jit_align_rows(const ck_sp_jit *j, int parts, int *bounds) {
   }
 }
 
+/// y[i, c] := beta·y[i, c] + bias[i] (0 without bias) for rows [r0, r1), columns [n0, n1): a
+/// product with beta ≠ 0 starts so, and its code then accumulates into y.
+static void scale_and_bias(int r0, int r1, int n0, int n1, const float *bias, float beta,
+                           float *y, int ldy) {
+  for (int i = r0; i < r1; i++) {
+    float *yr = y + (size_t)i * ldy;
+    const float bi = bias ? bias[i] : 0.0f;
+    for (int c = n0; c < n1; c++) yr[c] = beta * yr[c] + bi;
+  }
+}
+
 /// Runs the compiled product on whole blocks [r0, r1) × columns [n0, n1); contract in
 /// sparse/internal.h.
 int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x, int ldx,
@@ -195,13 +206,7 @@ int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const f
   const int b0 = block_at(j, r0), b1 = block_at(j, r1);
   if (b0 < 0 || b1 < 0) return 0;
   if (b0 >= b1 || n0 >= n1) return 1;
-  if (beta != 0.0f) { // y := beta·y + bias first; then every chunk accumulates into y
-    for (int i = r0; i < r1; i++) {
-      float *yr = y + (size_t)i * ldy;
-      const float bi = bias ? bias[i] : 0.0f;
-      for (int c = n0; c < n1; c++) yr[c] = beta * yr[c] + bi;
-    }
-  }
+  if (beta != 0.0f) scale_and_bias(r0, r1, n0, n1, bias, beta, y, ldy); // then accumulate
   const int first_mode = beta != 0.0f ? 2 : bias ? 1 : 0, span = 16 * JIT_GROUP;
   jit_args arg;
   arg.ldx_bytes = 64; // packed rows
@@ -253,12 +258,7 @@ int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, 
   const int b0 = block_at(j, r0), b1 = block_at(j, r1);
   if (b0 < 0 || b1 < 0) return 0;
   if (b0 >= b1 || n0 >= n1) return 1;
-  if (beta != 0.0f) // y := beta·y + bias first; then the code accumulates into y
-    for (int i = r0; i < r1; i++) {
-      float *yr = y + (size_t)i * ldy;
-      const float bi = bias ? bias[i] : 0.0f;
-      for (int c = n0; c < n1; c++) yr[c] = beta * yr[c] + bi;
-    }
+  if (beta != 0.0f) scale_and_bias(r0, r1, n0, n1, bias, beta, y, ldy); // then accumulate
   const int mode = beta != 0.0f ? 2 : bias ? 1 : 0, span = 16 * JIT_WINDOW_GROUP;
   jit_args arg;
   arg.ldx_bytes = 0; // unused: the row offsets are in the code
