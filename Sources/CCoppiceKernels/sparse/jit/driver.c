@@ -249,58 +249,24 @@ int ck_sp_jit_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const f
   return 1;
 }
 
-/// Runs a windowed product on whole blocks [r0, r1) × columns [n0, n1); contract in
-/// sparse/internal.h. Tiles are taken in groups of JIT_WINDOW_GROUP; each block runs over the
-/// group's tiles back to back (its code and values stay in L1), and the group's X windows
-/// stay in L1 for the next block.
-int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
-                            const float *bias, float beta, float *y, int ldy) {
-  const int b0 = block_at(j, r0), b1 = block_at(j, r1);
-  if (b0 < 0 || b1 < 0) return 0;
-  if (b0 >= b1 || n0 >= n1) return 1;
-  if (beta != 0.0f) scale_and_bias(r0, r1, n0, n1, bias, beta, y, ldy); // then accumulate
-  const int mode = beta != 0.0f ? 2 : bias ? 1 : 0, span = 16 * JIT_WINDOW_GROUP;
-  jit_args arg;
-  arg.ldx_bytes = 0; // unused: the row offsets are in the code
-  arg.ldy_bytes = (int64_t)ldy * 4;
-  arg.mode = mode;
-  for (int g0 = n0; g0 < n1; g0 += span) {
-    const int g1 = g0 + span < n1 ? g0 + span : n1;
-    for (int b = b0; b < b1; b++) {
-      const jit_segment *s = &j->seg[b];
-      if (b + 1 < b1) prefetch_segment(j, s + 1);
-      if (mode == 2 && s->nnz == 0) continue;
-      const segment_fn fn = (segment_fn)(void *)(j->code + s->code_off);
-      arg.bias = bias ? bias + s->i0 : NULL;
-      arg.val = j->val + s->voff;
-      for (int c0 = g0; c0 < g1; c0 += 16) {
-        const int w = g1 - c0 < 16 ? g1 - c0 : 16;
-        arg.lane_mask = (int32_t)((1u << w) - 1);
-        arg.x = x + c0;
-        arg.y = y + (size_t)s->i0 * ldy + c0;
-        call_segment(fn, &arg);
-      }
-    }
-  }
-  return 1;
-}
-
-/// Runs a windowed product over an image's output rows; contract in sparse/internal.h. Each
-/// tile is 16 columns of one output row (the last one masked), so the stores land in the
-/// compact layout; groups of JIT_WINDOW_GROUP tiles run block by block as above.
-int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const float *x,
-                          const float *bias, float *y, int ldy) {
-  const int b0 = 0, b1 = j->nblocks;
+/// Blocks [b0, b1) of a windowed product over oh output rows of ow columns (input rows wp
+/// floats apart, output rows ow apart): each tile is 16 columns of one output row (the last one
+/// masked), tiles are taken in groups of JIT_WINDOW_GROUP, and each block runs over the group's
+/// tiles back to back (its code and values stay in L1) while the group's X windows stay in L1
+/// for the next block. mode as in jit_args.
+static void run_window_tiles(const ck_sp_jit *j, int b0, int b1, int mode, int oh, int ow,
+                             int wp, const float *x, const float *bias, float *y, int ldy) {
   const int tiles_per_row = (ow + 15) / 16, tiles = oh * tiles_per_row;
   jit_args arg;
   arg.ldx_bytes = 0; // unused: the row offsets are in the code
   arg.ldy_bytes = (int64_t)ldy * 4;
-  arg.mode = bias ? 1 : 0;
+  arg.mode = mode;
   for (int t0 = 0; t0 < tiles; t0 += JIT_WINDOW_GROUP) {
     const int t1 = t0 + JIT_WINDOW_GROUP < tiles ? t0 + JIT_WINDOW_GROUP : tiles;
     for (int b = b0; b < b1; b++) {
       const jit_segment *s = &j->seg[b];
       if (b + 1 < b1) prefetch_segment(j, s + 1);
+      if (mode == 2 && s->nnz == 0) continue;
       const segment_fn fn = (segment_fn)(void *)(j->code + s->code_off);
       arg.bias = bias ? bias + s->i0 : NULL;
       arg.val = j->val + s->voff;
@@ -314,6 +280,26 @@ int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const floa
       }
     }
   }
+}
+
+/// Runs a windowed product on whole blocks [r0, r1) × columns [n0, n1) (one "row" of n1 − n0
+/// columns for run_window_tiles); contract in sparse/internal.h.
+int ck_sp_jit_window_worker(const ck_sp_jit *j, int r0, int r1, int n0, int n1, const float *x,
+                            const float *bias, float beta, float *y, int ldy) {
+  const int b0 = block_at(j, r0), b1 = block_at(j, r1);
+  if (b0 < 0 || b1 < 0) return 0;
+  if (b0 >= b1 || n0 >= n1) return 1;
+  if (beta != 0.0f) scale_and_bias(r0, r1, n0, n1, bias, beta, y, ldy); // then accumulate
+  run_window_tiles(j, b0, b1, beta != 0.0f ? 2 : bias ? 1 : 0, 1, n1 - n0, 0, x + n0, bias,
+                   y + n0, ldy);
+  return 1;
+}
+
+/// Runs a windowed product over an image's output rows, straight into the compact layout;
+/// contract in sparse/internal.h.
+int ck_sp_jit_window_rows(const ck_sp_jit *j, int oh, int ow, int wp, const float *x,
+                          const float *bias, float *y, int ldy) {
+  run_window_tiles(j, 0, j->nblocks, bias ? 1 : 0, oh, ow, wp, x, bias, y, ldy);
   return 1;
 }
 
