@@ -572,7 +572,10 @@ int main(void) {
   const ck_conv_shape convs[] = {
       {3, 3, 9, 9, 5, 3, 3, 1, 1, 0, 0},   {2, 4, 7, 8, 6, 3, 3, 2, 0, 0, 0},
       {1, 8, 10, 10, 16, 3, 3, 1, 1, 0, 0}, {5, 16, 6, 6, 12, 1, 1, 1, 0, 0, 0},
-      {4, 16, 14, 14, 32, 3, 3, 1, 1, 0, 0}, {2, 3, 11, 13, 4, 5, 3, 2, 2, 0, 0}};
+      {4, 16, 14, 14, 32, 3, 3, 1, 1, 0, 0}, {2, 3, 11, 13, 4, 5, 3, 2, 2, 0, 0},
+      // Stride 2 with padding, as ResNet-20's stage transitions (the direct method's phase
+      // planes), even and odd sizes.
+      {4, 16, 28, 28, 32, 3, 3, 2, 1, 0, 0}, {3, 5, 15, 9, 7, 3, 3, 2, 1, 0, 0}};
   const int nconvs = sizeof convs / sizeof convs[0];
   const double conv_sp[] = {0.0, 0.5, 0.9, 1.0};
   for (int qi = 0; qi < nisas; qi++)

@@ -53,18 +53,29 @@ static int is_pointwise(const geom *g) {
   return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PAD == 0;
 }
 
-/// 1 when the direct (padded-window) method is used: stride 1, not pointwise, and not
-/// CK_SPARSE_CONV=im2col.
+// Strides the direct method takes (in phase planes above 1). Measured on ResNet-20's stride-2
+// layers at batch 128, 90% sparsity (2 threads, AVX-512): see DIRECT_MAX_STRIDE's use in README
+// figures; larger strides keep im2col (no model here has them).
+#define DIRECT_MAX_STRIDE 2
+
+/// 1 when the direct (padded-window) method is used: not pointwise, stride at most
+/// DIRECT_MAX_STRIDE, and not CK_SPARSE_CONV=im2col.
 static int use_direct(const geom *g) {
-  if (g->S != 1 || is_pointwise(g)) return 0;
+  if (g->S > DIRECT_MAX_STRIDE || is_pointwise(g)) return 0;
   const char *e = getenv("CK_SPARSE_CONV");
   return !(e && !strcmp(e, "im2col"));
 }
 
-// Direct layout: padded planes Hp×Wp, outputs over the padded width (N' = OH·Wp).
+// Direct layout. Stride 1: padded planes Hp×Wp (Hr = Hp, Wr = Wp), outputs over the padded
+// width (Nw = OH·Wp). Stride S > 1: the padded image split into its S×S phases — plane
+// (c, p, q) holds padded rows p, p + S, … and columns q, q + S, … (Hr×Wr each) — so the window
+// of (c, i, j) is again one contiguous run, in phase plane (c, i mod S, j mod S) from row i / S
+// and column j / S, and output row oy reads phase row oy + i / S: outputs over the phase
+// width (Nw = OH·Wr), exactly as in the stride-1 layout.
 typedef struct {
-  int Hp, Wp, Nw;
-  size_t plane, size; // floats per padded plane; buffer floats (with a zero tail for overreads)
+  int Hp, Wp;         // padded image
+  int S, Hr, Wr, Nw;  // stride, rows and row stride of a (phase) plane, wide output columns
+  size_t plane, size; // floats per (phase) plane; buffer floats (with a zero tail for overreads)
 } padded;
 
 /// The padded-plane layout of the direct method for geometry g.
@@ -72,10 +83,20 @@ static padded make_padded(const geom *g) {
   padded d;
   d.Hp = g->H + 2 * g->PAD;
   d.Wp = g->W + 2 * g->PAD;
-  d.Nw = g->OH * d.Wp;
-  d.plane = (size_t)d.Hp * d.Wp;
-  d.size = (size_t)g->C * d.plane + (size_t)g->KW + 64;
+  d.S = g->S;
+  d.Hr = (d.Hp + d.S - 1) / d.S;
+  d.Wr = (d.Wp + d.S - 1) / d.S;
+  d.Nw = g->OH * d.Wr;
+  d.plane = (size_t)d.Hr * d.Wr;
+  d.size = (size_t)g->C * d.S * d.S * d.plane + (size_t)g->KW + 64;
   return d;
+}
+
+/// Start of padded pixel (y, x) of channel c in the direct layout: its phase plane, row, column.
+static size_t layout_index(const padded *d, int c, int y, int x) {
+  const int S = d->S;
+  return ((size_t)c * S * S + (size_t)(y % S) * S + (size_t)(x % S)) * d->plane +
+         (size_t)(y / S) * d->Wr + (size_t)(x / S);
 }
 
 /// Row-offset table of the direct method: entry (c, i, j) = start of that window in the padded
@@ -86,36 +107,78 @@ static int64_t *window_offsets(const geom *g, const padded *d) {
   for (int c = 0; c < g->C; c++)
     for (int i = 0; i < g->KH; i++)
       for (int j = 0; j < g->KW; j++)
-        off[(c * g->KH + i) * g->KW + j] = (int64_t)c * (int64_t)d->plane + (int64_t)i * d->Wp + j;
+        off[(c * g->KH + i) * g->KW + j] = (int64_t)layout_index(d, c, i, j);
   return off;
 }
 
 /// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included. Every
-/// float is written once: the borders are zeroed around the copied rows (zeroing the whole
-/// buffer first wrote the interior twice, as much traffic as the copy).
-static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
-  const int P = g->PAD, W = g->W, Wp = d->Wp;
+/// float is written once: each padded row in one vector loop that selects the image or 0 (masked
+/// loads), no memcpy/memset calls per row — on ResNet-20's 7- to 28-float rows the calls cost
+/// more than the copy (measured per image, 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows).
+CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
+  const int P = g->PAD, W = g->W, H = g->H, Wp = d->Wp;
   for (int c = 0; c < g->C; c++) {
-    float *plane = xp + c * d->plane;
-    const float *src = x + (size_t)c * g->H * W;
-    memset(plane, 0, sizeof(float) * (size_t)P * Wp);
-    for (int y = 0; y < g->H; y++) {
-      float *row = plane + (size_t)(y + P) * Wp;
-      for (int i = 0; i < P; i++) row[i] = 0.0f;
-      memcpy(row + P, src + (size_t)y * W, sizeof(float) * W);
-      for (int i = P + W; i < Wp; i++) row[i] = 0.0f;
+    float *restrict plane = xp + c * d->plane;
+    const float *restrict src = x + (size_t)c * H * W;
+    for (int i = 0; i < P * Wp; i++) plane[i] = 0.0f;
+    for (int y = 0; y < H; y++) {
+      float *restrict row = plane + (size_t)(y + P) * Wp;
+      const float *restrict in = src + (size_t)y * W;
+#pragma omp simd
+      for (int i = 0; i < Wp; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
     }
-    memset(plane + (size_t)(P + g->H) * Wp, 0, sizeof(float) * (size_t)(d->Hp - P - g->H) * Wp);
+    float *restrict below = plane + (size_t)(P + H) * Wp;
+    for (int i = 0; i < (d->Hp - P - H) * Wp; i++) below[i] = 0.0f;
   }
   const size_t used = (size_t)g->C * d->plane;
-  memset(xp + used, 0, sizeof(float) * (d->size - used));
+  for (size_t i = used; i < d->size; i++) xp[i] = 0.0f;
+}
+
+/// xp (d->size floats) := image x (C×H×W) in the phase planes of a stride-S layout (S > 1),
+/// every float written once, zero tail included. Phase (p, q) row r is padded row S·r + p,
+/// columns q, q + S, …: the image's columns S·t + q − P where they exist, else 0.
+CK_CLONES static void phase_image(const geom *g, const padded *d, const float *x, float *xp) {
+  const int S = d->S, P = g->PAD, W = g->W, Wr = d->Wr;
+  for (int c = 0; c < g->C; c++) {
+    const float *src = x + (size_t)c * g->H * W;
+    for (int p = 0; p < S; p++)
+      for (int q = 0; q < S; q++) {
+        float *plane = xp + layout_index(d, c, p, q);
+        // Columns t with 0 <= S·t + q − P < W: [t0, t1).
+        int t0 = P > q ? (P - q + S - 1) / S : 0, t1 = (W - 1 + P - q) / S + 1;
+        if (t1 > Wr) t1 = Wr;
+        if (t0 > t1) t0 = t1;
+        for (int r = 0; r < d->Hr; r++) {
+          const int y = S * r + p - P;
+          float *restrict row = plane + (size_t)r * Wr;
+          if (y < 0 || y >= g->H) {
+            for (int t = 0; t < Wr; t++) row[t] = 0.0f;
+            continue;
+          }
+          const float *restrict in = src + (size_t)y * W;
+          for (int t = 0; t < t0; t++) row[t] = 0.0f;
+          for (int t = t0; t < t1; t++) row[t] = in[S * t + q - P];
+          for (int t = t1; t < Wr; t++) row[t] = 0.0f;
+        }
+      }
+  }
+  const size_t used = (size_t)g->C * S * S * d->plane;
+  for (size_t i = used; i < d->size; i++) xp[i] = 0.0f;
+}
+
+/// xp := image x in the direct layout of its stride (pad_image or phase_image).
+static void layout_image(const geom *g, const padded *d, const float *x, float *xp) {
+  if (d->S == 1)
+    pad_image(g, d, x, xp);
+  else
+    phase_image(g, d, x, xp);
 }
 
 // y[o][oy][ox] = yw[o][oy·Wp + ox] for ox < OW.
 static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
   for (int o = 0; o < g->O; o++)
     for (int oy = 0; oy < g->OH; oy++)
-      memcpy(y + ((size_t)o * g->OH + oy) * g->OW, yw + (size_t)o * d->Nw + (size_t)oy * d->Wp,
+      memcpy(y + ((size_t)o * g->OH + oy) * g->OW, yw + (size_t)o * d->Nw + (size_t)oy * d->Wr,
              sizeof(float) * g->OW);
 }
 
@@ -133,19 +196,19 @@ static void direct_product(const ck_sp_mat *a, const geom *g, const padded *d, c
                            float *buf) {
   if (g->OW >= ROWS_MIN_WIDTH) {
     const ck_sp_jit *j = ck_sp_jit_get_windowed(a, off);
-    if (j && ck_sp_jit_window_rows(j, g->OH, g->OW, d->Wp, xp, bias, out, g->N)) return;
+    if (j && ck_sp_jit_window_rows(j, g->OH, g->OW, d->Wr, xp, bias, out, g->N)) return;
   }
-  ck_sp_spmm_worker(a, 0, a->rows, 0, d->Nw, xp, d->Wp, off, bias, 0.0f, wide, d->Nw, buf);
+  ck_sp_spmm_worker(a, 0, a->rows, 0, d->Nw, xp, d->Wr, off, bias, 0.0f, wide, d->Nw, buf);
   compact_rows(g, d, wide, out);
 }
 
-// dyw[o][oy·Wp + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
+// dyw[o][oy·Wr + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
 static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
   for (int o = 0; o < g->O; o++)
     for (int oy = 0; oy < g->OH; oy++) {
-      float *dst = dyw + (size_t)o * d->Nw + (size_t)oy * d->Wp;
+      float *dst = dyw + (size_t)o * d->Nw + (size_t)oy * d->Wr;
       memcpy(dst, dy + ((size_t)o * g->OH + oy) * g->OW, sizeof(float) * g->OW);
-      memset(dst + g->OW, 0, sizeof(float) * (d->Wp - g->OW));
+      memset(dst + g->OW, 0, sizeof(float) * (d->Wr - g->OW));
     }
 }
 
@@ -158,10 +221,24 @@ static void scatter_windows(const geom *g, const padded *d, const int64_t *off, 
     const float *src = dcol + (size_t)k * d->Nw;
     for (int t = 0; t < d->Nw; t++) dst[t] += src[t];
   }
+  if (d->S == 1) {
+    for (int c = 0; c < g->C; c++)
+      for (int y = 0; y < g->H; y++)
+        memcpy(dx + ((size_t)c * g->H + y) * g->W,
+               dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD, sizeof(float) * g->W);
+    return;
+  }
+  // Phase layout: each padded column's place relative to its row start, once per call.
+  size_t *col_at = malloc(sizeof(size_t) * (size_t)g->W);
+  if (!col_at) return;
+  for (int x = 0; x < g->W; x++) col_at[x] = layout_index(d, 0, 0, x + g->PAD);
   for (int c = 0; c < g->C; c++)
-    for (int y = 0; y < g->H; y++)
-      memcpy(dx + ((size_t)c * g->H + y) * g->W,
-             dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD, sizeof(float) * g->W);
+    for (int y = 0; y < g->H; y++) {
+      const float *row = dxp + layout_index(d, c, y + g->PAD, 0);
+      float *out = dx + ((size_t)c * g->H + y) * g->W;
+      for (int x = 0; x < g->W; x++) out[x] = row[col_at[x]];
+    }
+  free(col_at);
 }
 
 /// col (K × OH·OW) := the column matrix of image x (C×H×W), any stride and padding.
@@ -237,7 +314,9 @@ int ck_sparse_conv2d_direct_preferred(const ck_conv_shape *s, ck_sparse_op op) {
   geom g = {.C = s->in_channels, .O = s->out_channels, .KH = s->kernel_h, .KW = s->kernel_w,
             .S = s->stride, .PAD = s->padding};
   g.K = g.C * g.KH * g.KW;
-  if ((g.K < CK_SP_MIN_SPARSE_COLUMNS && !ck_sp_jit_enabled()) || !use_direct(&g)) return 0;
+  // (Measured for stride 1 only; strided layers keep the dense kernels when dense.)
+  if ((g.K < CK_SP_MIN_SPARSE_COLUMNS && !ck_sp_jit_enabled()) || g.S != 1 || !use_direct(&g))
+    return 0;
   if (op == CK_SPARSE_OP_FORWARD) return g.O <= DIRECT_FORWARD_MAX_OUT_CHANNELS;
   return (int64_t)g.O * g.K <= DIRECT_BACKWARD_MAX_WEIGHTS;
 }
@@ -278,7 +357,7 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
   const float *xb = c->x + (size_t)b * in_img;
   float *yb = c->y + (size_t)b * out_img;
   if (c->direct) {
-    pad_image(g, c->d, xb, src_buf);
+    layout_image(g, c->d, xb, src_buf);
     direct_product(&c->w->a, g, c->d, c->off, src_buf, c->bias, yw, yb, buf);
   } else {
     const float *src = xb;
@@ -319,8 +398,8 @@ CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_spa
     const float *xb = x + (size_t)b * in_img;
     float *yb = y + (size_t)b * out_img;
     if (direct) {
-      pad_image(&g, &d, xb, src_buf);
-      ck_sp_spmm_run(&w->a, d.Nw, src_buf, d.Wp, off, bias, 0.0f, yw, d.Nw);
+      layout_image(&g, &d, xb, src_buf);
+      ck_sp_spmm_run(&w->a, d.Nw, src_buf, d.Wr, off, bias, 0.0f, yw, d.Nw);
       compact_rows(&g, &d, yw, yb);
     } else {
       const float *src = xb;
@@ -371,10 +450,10 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
       widen_rows(g, d, dyb, dyw);
       dyr = dyw;
       if (mine) {
-        pad_image(g, d, xb, src_buf);
+        layout_image(g, d, xb, src_buf);
         xr = src_buf;
         xo = c->off;
-        ldxr = d->Wp;
+        ldxr = d->Wr;
       }
     } else if (!c->pw && mine) {
       im2col(g, xb, src_buf);
@@ -460,7 +539,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   geom gf = g;
   padded df = d;
   int64_t *off_f = NULL, *dy_rows = NULL;
-  if (direct && dx && g.KH == g.KW && 2 * g.PAD == g.KH - 1)
+  if (direct && dx && g.S == 1 && g.KH == g.KW && 2 * g.PAD == g.KH - 1)
     flip = ck_sp_conv_flipped((ck_sparse *)w, g.KH, g.KW);
   if (flip) {
     gf.C = g.O, gf.H = g.OH, gf.W = g.OW, gf.O = g.C, gf.OH = g.H, gf.OW = g.W;
