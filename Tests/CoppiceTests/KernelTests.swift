@@ -147,6 +147,44 @@ final class KernelTests: XCTestCase {
       e[0], (1000 - bn.runningMean[0]) / (bn.runningVar[0] + 1e-5).squareRoot(), accuracy: 1e-2)
   }
 
+  /// The fused BN+ReLU backward that recomputes the ReLU's mask from x gives exactly what the
+  /// backward reading the forward's output gives (including outputs that are exactly 0 and
+  /// values next to the threshold), for one and two threads.
+  func testBatchNormReLUBackwardRecomputesTheForwardMask() {
+    for threads in [1, 2] {
+      Threads.set(threads)
+      let (n, c, hw) = (5, 7, 37)
+      let bn = BatchNorm2d(name: "bn", channels: c, relu: true)
+      let g = randomTensor([c], seed: 31)
+      let b = randomTensor([c], seed: 32)
+      for i in 0..<c {
+        bn.gamma.value[i] = g[i] * 2  // both signs
+        bn.beta.value[i] = b[i]
+      }
+      let x = randomTensor([n, c, hw], seed: 33)
+      for i in stride(from: 0, to: x.count, by: 11) { x[i] = 0 }
+      let y = bn.forward(x, training: true).clone()
+      let dy = randomTensor([n, c, hw], seed: 34)
+      func run(_ recompute: Bool) -> [Float] {
+        let dx = Tensor(shape: [n, c, hw])
+        let dg = Tensor(shape: [c])
+        let db = Tensor(shape: [c])
+        if recompute {
+          ck_batchnorm_relu_backward(
+            Int32(n), Int32(c), Int32(hw), x.data, bn.gamma.value.data, bn.beta.value.data,
+            bn.saveMean.data, bn.saveInvStd.data, dy.data, dx.data, dg.data, db.data)
+        } else {
+          ck_batchnorm_backward(
+            Int32(n), Int32(c), Int32(hw), x.data, bn.gamma.value.data, bn.saveMean.data,
+            bn.saveInvStd.data, dy.data, y.data, dx.data, dg.data, db.data)
+        }
+        return dx.array + dg.array + db.array
+      }
+      XCTAssertEqual(run(true), run(false))
+      XCTAssertGreaterThan(y.array.filter { $0 == 0 }.count, n * c * hw / 4)
+    }
+  }
+
   func testMaxPoolFastPathAgreesWithGeneralPath() {
     let x = randomTensor([3, 2, 8, 6], seed: 8)
     let fast = MaxPool2d(kernelSize: 2).forward(x, training: true).clone()

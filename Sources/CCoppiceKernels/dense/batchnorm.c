@@ -22,6 +22,14 @@ CK_INLINE void affine_channel(int n, int c, int hw, int ch, const float *x, floa
   }
 }
 
+// The affine map x·scale + shift of a normalised channel — one expression, inlined everywhere,
+// so the backward's recomputed ReLU mask (ck_batchnorm_relu_backward) is the forward's exactly.
+CK_INLINE void channel_affine(float gamma, float beta, float mean, float invstd, float *scale,
+                              float *shift) {
+  *scale = gamma * invstd;
+  *shift = beta - mean * *scale;
+}
+
 // The arguments of one batch-norm call, shared by its parts.
 typedef struct {
   int n, c, hw;
@@ -83,8 +91,7 @@ CK_CLONES void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, con
     running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * (float)mean;
     running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * (float)unbiased;
   }
-  *scale_out = gamma[ch] * invstd;
-  *shift_out = beta[ch] - (float)mean * *scale_out;
+  channel_affine(gamma[ch], beta[ch], (float)mean, invstd, scale_out, shift_out);
 }
 
 /// Channels of part `part`: batch statistics, running statistics, normalised output.
@@ -142,7 +149,55 @@ void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *ga
   ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
 }
 
-/// Channels of part `part`: dγ, dβ and dx.
+/// Fused BN+ReLU backward recomputing the ReLU's mask from x; contract in include/ck_dense.h.
+void ck_batchnorm_relu_backward(int n, int c, int hw, const float *x, const float *gamma,
+                                const float *beta, const float *save_mean,
+                                const float *save_invstd, const float *dy, float *dx,
+                                float *dgamma, float *dbeta) {
+  bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
+              (float *)save_invstd, NULL, 1, dy, NULL, dx, dgamma, dbeta};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
+}
+
+// The gradient reaching the normalised value at x: dy, or with a ReLU dy where the output was
+// positive — read from the ReLU's output (mode RELU_READ, r), or recomputed from x
+// (RELU_RECOMPUTE) with the forward's own arithmetic. mode is a constant at every call, so each
+// loop below is compiled once per mode without a branch inside.
+enum { RELU_NONE, RELU_READ, RELU_RECOMPUTE };
+CK_INLINE float relu_gradient(int mode, float r, float x, float dy, float scale, float shift) {
+  if (mode == RELU_READ) return r > 0.0f ? dy : 0.0f;
+  if (mode == RELU_RECOMPUTE) return x * scale + shift > 0.0f ? dy : 0.0f;
+  return dy;
+}
+
+// Σ g and Σ g·(x − mean) over one plane, g the gradient at the normalised values.
+CK_INLINE void plane_sums(int mode, int hw, const float *x, const float *dy, const float *r,
+                          float mean, float scale, float shift, double *sum_dy,
+                          double *sum_dy_xc) {
+  float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+  for (int j = 0; j < hw; j++) {
+    const float g = relu_gradient(mode, mode == RELU_READ ? r[j] : 0.0f, x[j], dy[j], scale, shift);
+    s1 += g;
+    s2 += g * (x[j] - mean);
+  }
+  *sum_dy += s1;
+  *sum_dy_xc += s2;
+}
+
+// dx = k·(count·g − a − (x − mean)·b) over one plane.
+CK_INLINE void plane_dx(int mode, int hw, const float *x, const float *dy, const float *r,
+                        float mean, float scale, float shift, float k, float count, float a,
+                        float b, float *dx) {
+#pragma omp simd
+  for (int j = 0; j < hw; j++) {
+    const float g = relu_gradient(mode, mode == RELU_READ ? r[j] : 0.0f, x[j], dy[j], scale, shift);
+    dx[j] = k * (count * g - a - (x[j] - mean) * b);
+  }
+}
+
+/// Channels of part `part`: dγ, dβ and dx. With a ReLU and no output given (relu_output NULL)
+/// its mask is recomputed from x and β, so each pass reads two arrays instead of three.
 CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const bn_job *j = arg;
@@ -151,32 +206,24 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
   const float *save_invstd = j->save_invstd, *dy = j->dy, *relu_output = j->relu_output;
   float *dx = j->dx, *dgamma = j->dgamma, *dbeta = j->dbeta;
   const float count = (float)n * hw;
+  const int mode = !j->relu ? RELU_NONE : relu_output ? RELU_READ : RELU_RECOMPUTE;
   int c0, c1;
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     const float mean = save_mean[ch], invstd = save_invstd[ch];
+    float scale = 0.0f, shift = 0.0f;
+    if (mode == RELU_RECOMPUTE) channel_affine(gamma[ch], j->beta[ch], mean, invstd, &scale, &shift);
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
-      float s1 = 0.0f, s2 = 0.0f;
-      if (relu_output) {
-        const float *r = relu_output + ((size_t)i * c + ch) * hw;
-#pragma omp simd reduction(+ : s1, s2)
-        for (int j = 0; j < hw; j++) {
-          float gj = r[j] > 0.0f ? g[j] : 0.0f;
-          s1 += gj;
-          s2 += gj * (p[j] - mean);
-        }
-      } else {
-#pragma omp simd reduction(+ : s1, s2)
-        for (int j = 0; j < hw; j++) {
-          s1 += g[j];
-          s2 += g[j] * (p[j] - mean);
-        }
-      }
-      sum_dy += s1;
-      sum_dy_xhat += s2;
+      const float *r = relu_output ? relu_output + ((size_t)i * c + ch) * hw : NULL;
+      if (mode == RELU_READ)
+        plane_sums(RELU_READ, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
+      else if (mode == RELU_RECOMPUTE)
+        plane_sums(RELU_RECOMPUTE, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
+      else
+        plane_sums(RELU_NONE, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
     }
     sum_dy_xhat *= invstd;
     dgamma[ch] = (float)sum_dy_xhat;
@@ -190,15 +237,13 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
       float *q = dx + ((size_t)i * c + ch) * hw;
-      if (relu_output) {
-        const float *r = relu_output + ((size_t)i * c + ch) * hw;
-        for (int j = 0; j < hw; j++) {
-          float gj = r[j] > 0.0f ? g[j] : 0.0f;
-          q[j] = k * (count * gj - a - (p[j] - mean) * b);
-        }
-      } else {
-        for (int j = 0; j < hw; j++) q[j] = k * (count * g[j] - a - (p[j] - mean) * b);
-      }
+      const float *r = relu_output ? relu_output + ((size_t)i * c + ch) * hw : NULL;
+      if (mode == RELU_READ)
+        plane_dx(RELU_READ, hw, p, g, r, mean, scale, shift, k, count, a, b, q);
+      else if (mode == RELU_RECOMPUTE)
+        plane_dx(RELU_RECOMPUTE, hw, p, g, r, mean, scale, shift, k, count, a, b, q);
+      else
+        plane_dx(RELU_NONE, hw, p, g, r, mean, scale, shift, k, count, a, b, q);
     }
   }
 }

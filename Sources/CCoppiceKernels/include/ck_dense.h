@@ -80,6 +80,13 @@ void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float
 void ck_batchnorm_backward(int n, int c, int hw, const float *x, const float *gamma,
                            const float *save_mean, const float *save_invstd, const float *dy,
                            const float *relu_output, float *dx, float *dgamma, float *dbeta);
+/// The fused BN+ReLU's backward without its output: the ReLU's mask is recomputed from x, γ, β
+/// and the saved statistics exactly as the forward computed it (two arrays read per pass
+/// instead of three). γ and β must be the values the forward used.
+void ck_batchnorm_relu_backward(int n, int c, int hw, const float *x, const float *gamma,
+                                const float *beta, const float *save_mean,
+                                const float *save_invstd, const float *dy, float *dx,
+                                float *dgamma, float *dbeta);
 
 /// One channel's batch statistics over x [n, c, hw]: writes save_mean[ch], save_invstd[ch],
 /// updates the running statistics (when not NULL) and returns the affine map

@@ -174,12 +174,15 @@ static void layout_image(const geom *g, const padded *d, const float *x, float *
     phase_image(g, d, x, xp);
 }
 
-// y[o][oy][ox] = yw[o][oy·Wp + ox] for ox < OW.
-static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
+// y[o][oy][ox] = yw[o][oy·Wr + ox] for ox < OW (plain loops: the rows are short, 7 to 28 floats
+// on the models here, where a memcpy call per row costs more than the copy).
+CK_CLONES static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
   for (int o = 0; o < g->O; o++)
-    for (int oy = 0; oy < g->OH; oy++)
-      memcpy(y + ((size_t)o * g->OH + oy) * g->OW, yw + (size_t)o * d->Nw + (size_t)oy * d->Wr,
-             sizeof(float) * g->OW);
+    for (int oy = 0; oy < g->OH; oy++) {
+      float *restrict dst = y + ((size_t)o * g->OH + oy) * g->OW;
+      const float *restrict src = yw + (size_t)o * d->Nw + (size_t)oy * d->Wr;
+      for (int ox = 0; ox < g->OW; ox++) dst[ox] = src[ox];
+    }
 }
 
 // Outputs at least this wide are written straight in the compact layout by the windowed compiled
@@ -203,12 +206,14 @@ static void direct_product(const ck_sp_mat *a, const geom *g, const padded *d, c
 }
 
 // dyw[o][oy·Wr + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
-static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
+CK_CLONES static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
+  const int OW = g->OW, Wr = d->Wr;
   for (int o = 0; o < g->O; o++)
     for (int oy = 0; oy < g->OH; oy++) {
-      float *dst = dyw + (size_t)o * d->Nw + (size_t)oy * d->Wr;
-      memcpy(dst, dy + ((size_t)o * g->OH + oy) * g->OW, sizeof(float) * g->OW);
-      memset(dst + g->OW, 0, sizeof(float) * (d->Wr - g->OW));
+      float *restrict dst = dyw + (size_t)o * d->Nw + (size_t)oy * Wr;
+      const float *restrict src = dy + ((size_t)o * g->OH + oy) * OW;
+#pragma omp simd
+      for (int i = 0; i < Wr; i++) dst[i] = i < OW ? src[i] : 0.0f;
     }
 }
 

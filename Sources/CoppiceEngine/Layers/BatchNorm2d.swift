@@ -75,11 +75,20 @@ public final class BatchNorm2d: StatefulLayer {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
-    ck_batchnorm_backward(
-      Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, gamma.value.data,
-      saveMean.data, saveInvStd.data, dy.data, relu ? output?.data : nil,
-      needsInputGradient ? dx.data : nil,
-      gamma.grad.data, beta.grad.data)
+    let n = Int32(x.shape[0])
+    let hw = Int32(planeSize(x.shape))
+    let dxData = needsInputGradient ? dx.data : nil
+    if relu {
+      // The ReLU's mask recomputed from x (γ and β are still the forward's: the optimizer
+      // steps after the backward), so the output is not read again.
+      ck_batchnorm_relu_backward(
+        n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, saveMean.data,
+        saveInvStd.data, dy.data, dxData, gamma.grad.data, beta.grad.data)
+    } else {
+      ck_batchnorm_backward(
+        n, Int32(channels), hw, x.data, gamma.value.data, saveMean.data, saveInvStd.data,
+        dy.data, nil, dxData, gamma.grad.data, beta.grad.data)
+    }
     return dx
   }
 }
