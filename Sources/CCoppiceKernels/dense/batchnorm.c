@@ -3,6 +3,7 @@
 #include "ck_dense.h"
 #include "ck_jobs.h"
 #include "ck_clones.h"
+#include "plane_prefetch.h"
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
@@ -69,6 +70,7 @@ CK_CLONES void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, con
   double sum = 0.0, sq = 0.0;
   for (int i = 0; i < n; i++) {
     const float *p = x + ((size_t)i * c + ch) * hw;
+    prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
     float s = 0.0f, s2 = 0.0f;
 #pragma omp simd reduction(+ : s, s2)
     for (int j = 0; j < hw; j++) {
@@ -218,6 +220,8 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
       const float *r = relu_output ? relu_output + ((size_t)i * c + ch) * hw : NULL;
+      prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
+      prefetch_plane_ahead(g, i, n, (size_t)c * hw, (size_t)hw);
       if (mode == RELU_READ)
         plane_sums(RELU_READ, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
       else if (mode == RELU_RECOMPUTE)

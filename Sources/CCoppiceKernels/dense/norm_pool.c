@@ -7,6 +7,7 @@
 #include "ck_dense.h"
 #include "ck_jobs.h"
 #include "ck_clones.h"
+#include "plane_prefetch.h"
 #include <math.h>
 #include <string.h>
 
@@ -106,6 +107,7 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
     for (int i = 0; i < n; i++) {
       const size_t plane = (size_t)i * c + ch;
       const float *p = j->x + plane * hw;
+      prefetch_plane_ahead(p, i, n, (size_t)c * hw, hw);
       float *g = scratch + (size_t)i * hw;
       expand_plane_gradient(h, w, j->y + plane * ohw, j->winner + plane * ohw,
                             j->dy + plane * ohw, g);
