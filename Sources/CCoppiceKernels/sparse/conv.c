@@ -111,6 +111,18 @@ static int64_t *window_offsets(const geom *g, const padded *d) {
   return off;
 }
 
+// The images come from the previous layer's output, mostly no longer in cache, and are read in
+// rows of 7–28 floats between which the hardware prefetchers lose the stream: requesting the
+// lines PREFETCH_FLOATS ahead of each row took the cnn's conv2 (32→64 channels, 28×28, 90%,
+// batch 128) forward 2.95 → 2.65 ms and backward 7.4 → 6.7 ms (paired kernel runs; 512 floats
+// ahead gained little, 2048–4096 the same). Prefetches never fault, past the array or not.
+#define PREFETCH_FLOATS 2048
+
+/// Prefetches the `floats` floats PREFETCH_FLOATS after row (one request per 64-byte line).
+CK_INLINE void prefetch_ahead(const float *row, int floats) {
+  for (int q = 0; q < floats; q += 16) __builtin_prefetch(row + PREFETCH_FLOATS + q);
+}
+
 /// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included. Every
 /// float is written once: each padded row in one vector loop that selects the image or 0 (masked
 /// loads), no memcpy/memset calls per row — on ResNet-20's 7- to 28-float rows the calls cost
@@ -124,6 +136,7 @@ CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, 
     for (int y = 0; y < H; y++) {
       float *restrict row = plane + (size_t)(y + P) * Wp;
       const float *restrict in = src + (size_t)y * W;
+      prefetch_ahead(in, W);
 #pragma omp simd
       for (int i = 0; i < Wp; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
     }
@@ -156,6 +169,7 @@ CK_CLONES static void phase_image(const geom *g, const padded *d, const float *x
             continue;
           }
           const float *restrict in = src + (size_t)y * W;
+          if (p == 0 && q == 0) prefetch_ahead(in, W);
           for (int t = 0; t < t0; t++) row[t] = 0.0f;
           for (int t = t0; t < t1; t++) row[t] = in[S * t + q - P];
           for (int t = t1; t < Wr; t++) row[t] = 0.0f;
