@@ -557,7 +557,9 @@ int main(void) {
 
   const int linears[][3] = {{1, 1, 1},   {3, 5, 7},    {17, 130, 33}, {64, 300, 65},
                             {48, 96, 1031}, {33, 64, 1}, {256, 129, 300}, {300, 40, 260},
-                            {5, 1500, 129}, {7, 3, 0}};
+                            {5, 1500, 129}, {7, 3, 0},
+                            // more inputs than the compiled products take in this path
+                            {9, 2100, 70}};
   const int nlinears = sizeof linears / sizeof linears[0];
   for (int qi = 0; qi < nisas; qi++)
     for (int jit = isas[qi] == 2; jit >= 0; jit--)
