@@ -38,6 +38,7 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
     for (int i = 0; i < n; i++) {
       const float *in = j->x + ((size_t)i * c + ch) * hw;
       float *out = j->y + ((size_t)i * c + ch) * ohw;
+      prefetch_plane_ahead_for_write(out, i, n, (size_t)c * ohw, ohw);
       uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
       for (int oy = 0; oy < oh; oy++) {
         const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
