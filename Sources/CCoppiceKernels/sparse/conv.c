@@ -226,6 +226,7 @@ CK_CLONES static void widen_rows(const geom *g, const padded *d, const float *dy
     for (int oy = 0; oy < g->OH; oy++) {
       float *restrict dst = dyw + (size_t)o * d->Nw + (size_t)oy * Wr;
       const float *restrict src = dy + ((size_t)o * g->OH + oy) * OW;
+      prefetch_ahead(src, OW);
 #pragma omp simd
       for (int i = 0; i < Wr; i++) dst[i] = i < OW ? src[i] : 0.0f;
     }
