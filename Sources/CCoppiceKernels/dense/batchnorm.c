@@ -214,7 +214,8 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
   for (int ch = c0; ch < c1; ch++) {
     const float mean = save_mean[ch], invstd = save_invstd[ch];
     float scale = 0.0f, shift = 0.0f;
-    if (mode == RELU_RECOMPUTE) channel_affine(gamma[ch], j->beta[ch], mean, invstd, &scale, &shift);
+    if (mode == RELU_RECOMPUTE)
+      channel_affine(gamma[ch], j->beta[ch], mean, invstd, &scale, &shift);
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;

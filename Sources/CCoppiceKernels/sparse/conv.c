@@ -4,7 +4,8 @@
 // Two ways to feed the products, per image:
 //  * direct (stride 1 and 2, the default there): the image is copied once into a zero-padded
 //    buffer of Hp×Wp planes (stride 2: of its 2×2 phase planes, see `padded`, so every window is
-//    again one contiguous run and everything below holds with the phase width for Wp). Computing every output row over the full padded width Wp (OH·Wp outputs,
+//    again one contiguous run and everything below holds with the phase width for Wp).
+//    Computing every output row over the full padded width Wp (OH·Wp outputs,
 //    the last Wp−OW of each row are thrown away), the "column matrix" row of (c, i, j) is just
 //    the window of the padded buffer starting at c·Hp·Wp + i·Wp + j — no im2col at all; the
 //    products read those overlapping windows through a row-offset table (the compiled product
