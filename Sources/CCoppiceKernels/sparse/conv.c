@@ -81,6 +81,19 @@ typedef struct {
   size_t plane, size; // floats per (phase) plane; buffer floats (with a zero tail for overreads)
 } padded;
 
+// Outputs at least this wide are written straight in the compact layout by the windowed compiled
+// product (each output row as 16-column tiles, the last one masked); narrower ones waste fewer
+// lanes computed over the padded width and compacted afterwards (OW = 7: 7 of 16 lanes against
+// 7 of 9).
+#define ROWS_MIN_WIDTH 12
+
+// Stride 1 with rows at least ROWS_MIN_WIDTH wide: the padded rows are ROW_ALIGN floats apart
+// (zeros past Wp), so that every output row's 16-column tiles and the windows at column 0 of
+// every kernel row start at a multiple of 64 bytes — the compiled product's loads of them do not
+// cross cache lines (jit/codegen.c). Measured at 90%, batch 128: cnn conv2 (28×28) forward and
+// input gradient … (see README), for 32 instead of 30 floats per padded row.
+#define ROW_ALIGN 16
+
 /// The padded-plane layout of the direct method for geometry g.
 static padded make_padded(const geom *g) {
   padded d;
@@ -89,6 +102,7 @@ static padded make_padded(const geom *g) {
   d.S = g->S;
   d.Hr = (d.Hp + d.S - 1) / d.S;
   d.Wr = (d.Wp + d.S - 1) / d.S;
+  if (d.S == 1 && g->OW >= ROWS_MIN_WIDTH) d.Wr = (d.Wp + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
   d.Nw = g->OH * d.Wr;
   d.plane = (size_t)d.Hr * d.Wr;
   d.size = (size_t)g->C * d.S * d.S * d.plane + (size_t)g->KW + 64;
@@ -131,20 +145,20 @@ CK_INLINE void prefetch_ahead(const float *row, int floats) {
 /// loads), no memcpy/memset calls per row — on ResNet-20's 7- to 28-float rows the calls cost
 /// more than the copy (measured per image, 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows).
 CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
-  const int P = g->PAD, W = g->W, H = g->H, Wp = d->Wp;
+  const int P = g->PAD, W = g->W, H = g->H, Wr = d->Wr;
   for (int c = 0; c < g->C; c++) {
     float *restrict plane = xp + c * d->plane;
     const float *restrict src = x + (size_t)c * H * W;
-    for (int i = 0; i < P * Wp; i++) plane[i] = 0.0f;
+    for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
     for (int y = 0; y < H; y++) {
-      float *restrict row = plane + (size_t)(y + P) * Wp;
+      float *restrict row = plane + (size_t)(y + P) * Wr;
       const float *restrict in = src + (size_t)y * W;
       prefetch_ahead(in, W);
 #pragma omp simd
-      for (int i = 0; i < Wp; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
+      for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
     }
-    float *restrict below = plane + (size_t)(P + H) * Wp;
-    for (int i = 0; i < (d->Hp - P - H) * Wp; i++) below[i] = 0.0f;
+    float *restrict below = plane + (size_t)(P + H) * Wr;
+    for (int i = 0; i < (d->Hp - P - H) * Wr; i++) below[i] = 0.0f;
   }
   const size_t used = (size_t)g->C * d->plane;
   for (size_t i = used; i < d->size; i++) xp[i] = 0.0f;
@@ -202,11 +216,6 @@ CK_CLONES static void compact_rows(const geom *g, const padded *d, const float *
     }
 }
 
-// Outputs at least this wide are written straight in the compact layout by the windowed compiled
-// product (each output row as 16-column tiles, the last one masked); narrower ones waste fewer
-// lanes computed over the padded width and compacted afterwards (OW = 7: 7 of 16 lanes against
-// 7 of 9).
-#define ROWS_MIN_WIDTH 12
 
 /// out (the O = a->rows planes of OH×OW of g) := a times the windows (offsets off) of the padded
 /// image xp: straight into out with the windowed compiled product where it runs and the rows
@@ -248,7 +257,7 @@ static void scatter_windows(const geom *g, const padded *d, const int64_t *off, 
     for (int c = 0; c < g->C; c++)
       for (int y = 0; y < g->H; y++)
         memcpy(dx + ((size_t)c * g->H + y) * g->W,
-               dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wp + g->PAD, sizeof(float) * g->W);
+               dxp + c * d->plane + (size_t)(y + g->PAD) * d->Wr + g->PAD, sizeof(float) * g->W);
     return;
   }
   // Phase layout: each padded column's place relative to its row start, once per call.
@@ -529,10 +538,10 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
     if (mine) {
       pad_image(g, d, xb, xp);
       if (use_t)
-        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xp, d->Wp, c->off, dyp, nw, c->dy_rows, mine,
+        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xp, d->Wr, c->off, dyp, nw, c->dy_rows, mine,
                            buf);
       else
-        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyp, nw, c->dy_rows, xp, d->Wp, c->off, mine,
+        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyp, nw, c->dy_rows, xp, d->Wr, c->off, mine,
                            buf);
     }
     direct_product(&c->flip->a, gf, df, c->off_f, dyp, NULL, dxw, c->dx + (size_t)b * in_img, buf);
@@ -572,7 +581,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     dy_rows = malloc(sizeof(int64_t) * (size_t)g.O);
     if (!off_f || !dy_rows) flip = NULL;
     for (int o = 0; flip && o < g.O; o++)
-      dy_rows[o] = (int64_t)o * (int64_t)df.plane + (int64_t)g.PAD * df.Wp + g.PAD;
+      dy_rows[o] = (int64_t)o * (int64_t)df.plane + (int64_t)g.PAD * df.Wr + g.PAD;
   }
   int64_t *dy_off = direct && dx && !flip ? malloc(sizeof(int64_t) * (size_t)g.O) : NULL;
   for (int o = 0; dy_off && o < g.O; o++) dy_off[o] = (int64_t)o * d.Nw;

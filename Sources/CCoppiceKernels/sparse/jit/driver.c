@@ -81,7 +81,8 @@ static ck_sp_jit *build_jit(const ck_sp_mat *a, const int64_t *xoff) {
   ck_sp_jit *j = calloc(1, sizeof *j);
   ck_jit_emitter e = {0};
   if (!j) return NULL;
-  j->nblocks = (M + JIT_ROWS - 1) / JIT_ROWS;
+  const int max_rows = xoff ? JIT_WINDOW_ROWS : JIT_ROWS;
+  j->nblocks = (M + max_rows - 1) / max_rows;
   j->kchunk = xoff ? K : JIT_KCHUNK; // windowed: nothing is packed, so one chunk of all rows
   j->nchunks = (K + j->kchunk - 1) / j->kchunk;
   j->rows = M;

@@ -75,6 +75,21 @@ void ck_jit_load_zmm(ck_jit_emitter *e, int z, int base, int32_t disp) {
 }
 
 /// Encodes the instruction named in sparse/jit/jit.h.
+void ck_jit_load_zmm_full(ck_jit_emitter *e, int z, int base, int32_t disp) {
+  evex(e, 1, 0, z, 0, base, 0, 0, 0, 0);
+  b1(e, 0x10);
+  mem(e, z, base, disp, 64);
+}
+
+/// Encodes the instruction named in sparse/jit/jit.h.
+void ck_jit_valignd(ck_jit_emitter *e, int dst, int hi, int lo, int imm) {
+  evex(e, 3, 1, dst, hi, lo, 1, 0, 0, 0);
+  b1(e, 0x03);
+  modrm_rr(e, dst, lo);
+  b1(e, (uint8_t)imm);
+}
+
+/// Encodes the instruction named in sparse/jit/jit.h.
 void ck_jit_store_zmm(ck_jit_emitter *e, int z, int base) {
   evex(e, 1, 0, z, 0, base, 0, 0, 0, 1);
   b1(e, 0x11);

@@ -17,6 +17,9 @@
 #ifndef JIT_ROWS
 #define JIT_ROWS 30 // accumulator registers zmm0..zmm29 (zmm31 holds the X row)
 #endif
+// The windowed form keeps one row fewer: zmm31 and zmm30 hold two adjacent 16-float runs of the
+// image and zmm29 the window between them (see codegen.c).
+#define JIT_WINDOW_ROWS (JIT_ROWS - 1)
 #ifndef JIT_KCHUNK
 #define JIT_KCHUNK 256 // rows of X per segment (a multiple of CK_SPARSE_PANEL)
 #endif
@@ -103,6 +106,10 @@ void ck_jit_cmp_ri8(ck_jit_emitter *e, int reg, int8_t imm);
 void ck_jit_kmovw_k1(ck_jit_emitter *e, int src);
 /// vmovups zmm{k1}{z}, [base + disp].
 void ck_jit_load_zmm(ck_jit_emitter *e, int z, int base, int32_t disp);
+/// vmovups zmm, [base + disp] (all 16 lanes).
+void ck_jit_load_zmm_full(ck_jit_emitter *e, int z, int base, int32_t disp);
+/// valignd dst, hi, lo, imm8: dst = the 16 dwords from dword imm8 of the 32 dwords hi:lo.
+void ck_jit_valignd(ck_jit_emitter *e, int dst, int hi, int lo, int imm);
 /// vmovups [base]{k1}, zmm.
 void ck_jit_store_zmm(ck_jit_emitter *e, int z, int base);
 /// vfmadd231ps zmm_acc, zmm_x, dword [base + disp]{1to16}.
