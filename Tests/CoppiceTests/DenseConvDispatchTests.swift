@@ -24,8 +24,8 @@ final class DenseConvDispatchTests: XCTestCase {
     let compiled = ck_sparse_isa() == 2 && jit != "0" && jit != "off"
     // (channels in, out, size, stride, whether the direct kernels should run)
     for (cin, cout, size, stride, direct) in [
-      (16, 16, 28, 1, true), (7, 5, 9, 1, true), (32, 64, 14, 1, true), (16, 32, 14, 2, false),
-      (1, 8, 10, 1, compiled),
+      (16, 16, 28, 1, true), (7, 5, 9, 1, true), (32, 64, 14, 1, true), (16, 32, 14, 2, true),
+      (8, 8, 12, 3, false), (1, 8, 10, 1, compiled),
     ] {
       var rng = SeededGenerator(seed: 40)
       let layer = Conv2d(

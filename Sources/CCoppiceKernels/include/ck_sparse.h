@@ -175,9 +175,10 @@ double ck_sparse_cost_ratio(ck_sparse_op op, int m, int k, int n, double density
 /// so that it never gets slower by being sparse.
 int ck_sparse_prefer(ck_sparse_op op, int m, int k, int n, double density);
 
-/// 1 when the sparse convolution's direct kernels (stride 1, not 1×1), even with every weight
-/// kept, are expected to be faster than the dense convolution for this op (a dense layer then
-/// runs them with a full mask, and a masked layer is sparse at any density); see sparse/conv.c.
+/// 1 when the sparse convolution's direct kernels (stride 1 or 2, not 1×1), even with every
+/// weight kept, are expected to be faster than the dense convolution for this op (a dense layer
+/// then runs them with a full mask, and a masked layer is sparse at any density); see
+/// sparse/conv.c.
 int ck_sparse_conv2d_direct_preferred(const ck_conv_shape *shape, ck_sparse_op op);
 
 /// Largest density at which ck_sparse_prefer still chooses sparse for this op and shape.

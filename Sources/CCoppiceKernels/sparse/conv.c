@@ -330,12 +330,15 @@ CK_CLONES static void col2im_add(const geom *g, const float *col, float *dx) {
 // --sparsity 0,0.00001 --profile` (2 threads, AVX-512, batch 128): the forward of every
 // stride-1 3×3 layer of the cnn and ResNet-20 (up to 128 output channels) took 0.55–0.75× the
 // dense time; the backward 0.55–0.65× on ResNet-20's layers and the cnn's conv2 (O·C·9 up to
-// 36,864) but 1.15× on the cnn's conv3 (64→128 channels, O·C·9 = 73,728), where the larger
-// products let sgemm amortise its packing.
+// 36,864) but 1.15× on the cnn's conv3 (64→128 channels, O·C·9 = 73,728; still 1.04× with
+// the aligned window loads), where the larger products let sgemm amortise its packing.
 // Below CK_SP_MIN_SPARSE_COLUMNS (the cnn's conv1, K = 9; ResNet-20's stem, K = 27 is above)
 // only with the compiled products, which read the image's windows in place: cnn conv1 (1→32
 // channels, 28×28, batch 128) forward 0.40 ms against 0.54 ms, weight gradient 0.51 ms
 // against 1.13 ms dense (the generic kernels gain nothing there).
+// ResNet-20's stride-2 layers (phase planes) with every weight kept, forward + backward at
+// batch 128: 16→32 channels 3.97 ms against 7.67 ms dense, 32→64 4.15 against 5.70 ms (with the
+// windows loaded in aligned pairs; `--dispatch alwaysSparse --sparsity 0,0.00001 --profile`).
 #define DIRECT_FORWARD_MAX_OUT_CHANNELS 128
 #define DIRECT_BACKWARD_MAX_WEIGHTS 40000
 
@@ -346,9 +349,7 @@ int ck_sparse_conv2d_direct_preferred(const ck_conv_shape *s, ck_sparse_op op) {
   geom g = {.C = s->in_channels, .O = s->out_channels, .KH = s->kernel_h, .KW = s->kernel_w,
             .S = s->stride, .PAD = s->padding};
   g.K = g.C * g.KH * g.KW;
-  // (Measured for stride 1 only; strided layers keep the dense kernels when dense.)
-  if ((g.K < CK_SP_MIN_SPARSE_COLUMNS && !ck_sp_jit_enabled()) || g.S != 1 || !use_direct(&g))
-    return 0;
+  if ((g.K < CK_SP_MIN_SPARSE_COLUMNS && !ck_sp_jit_enabled()) || !use_direct(&g)) return 0;
   if (op == CK_SPARSE_OP_FORWARD) return g.O <= DIRECT_FORWARD_MAX_OUT_CHANNELS;
   return (int64_t)g.O * g.K <= DIRECT_BACKWARD_MAX_WEIGHTS;
 }
