@@ -23,6 +23,8 @@ public final class Trainer {
   var shuffleRNG: SeededGenerator
   var augmentRNG: SeededGenerator
   private var batchTensor: Tensor?
+  /// Restricts the optimizer to the kept weights of sparse layers.
+  private let keptWeightUpdates = KeptWeightUpdates()
   var layerFLOPs: [(flops: Double, inputGradient: Bool, target: SparseTarget?)] = []
   var epochFLOPs = (actual: 0.0, dense: 0.0)
   /// The epoch stopped part-way by `shouldStop`, continued by the next `fit`.
@@ -283,7 +285,10 @@ public final class Trainer {
     let skipOptimizer = sparsifier?.skipsOptimizerStep ?? false
     sparsifier?.maskGradients()
     mark(.masking)
-    if !skipOptimizer { optimizer.step() }
+    if !skipOptimizer {
+      if let s = sparsifier { keptWeightUpdates.refresh(s, optimizer: optimizer) }
+      optimizer.step()
+    }
     mark(.optimizer)
     if let s = sparsifier, try s.step() {
       optimizer.resetState(afterMaskChangesOf: s)

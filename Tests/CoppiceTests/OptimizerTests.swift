@@ -129,3 +129,124 @@ final class OptimizerTests: XCTestCase {
     XCTAssertThrowsError(try s.validate()) { XCTAssertTrue("\($0)".contains("frequency")) }
   }
 }
+
+/// Updating only a sparse layer's kept weights (`updateOnly`) gives bit for bit what the full
+/// update gives while pruned weights, gradients and state are zero; the trainer hands the
+/// optimizer those positions (`KeptWeightUpdates`).
+final class KeptWeightUpdateTests: XCTestCase {
+  /// A weight tensor (more weights than one parallel chunk) with ~70% of positions pruned.
+  func maskedWeights(count: Int, seed: UInt64) -> (values: [Float], kept: [Int32]) {
+    var rng = SeededGenerator(seed: seed, stream: "weights")
+    var values = [Float](repeating: 0, count: count)
+    var kept: [Int32] = []
+    for i in 0..<count where Float.random(in: 0..<1, using: &rng) < 0.3 {
+      values[i] = Float.random(in: -1..<1, using: &rng)
+      kept.append(Int32(i))
+    }
+    return (values, kept)
+  }
+
+  /// Five steps of `make`'s optimizer over the full tensor and over the kept positions only,
+  /// with fresh gradients (zero at pruned positions) each step: the weights must be equal.
+  func checkKeptOnly(
+    _ make: ([Parameter]) -> Optimizer, file: StaticString = #filePath,
+    line: UInt = #line
+  ) {
+    let count = 70_001
+    let (values, kept) = maskedWeights(count: count, seed: 5)
+    let full = Parameter(
+      name: "w", value: Tensor(shape: [count], values: values), prunable: true, decays: true)
+    let restricted = Parameter(
+      name: "w", value: Tensor(shape: [count], values: values), prunable: true, decays: true)
+    let a = make([full])
+    let b = make([restricted])
+    b.updateOnly(restricted, at: kept)
+    var rng = SeededGenerator(seed: 9, stream: "gradients")
+    for _ in 0..<5 {
+      full.grad.zero()
+      for i in kept { full.grad[Int(i)] = Float.random(in: -1..<1, using: &rng) }
+      restricted.grad.copy(from: full.grad)
+      a.step()
+      b.step()
+    }
+    XCTAssertEqual(
+      (0..<count).map { full.value[$0] }, (0..<count).map { restricted.value[$0] }, file: file,
+      line: line)
+    XCTAssertTrue((0..<count).contains { full.value[$0] != values[$0] }, file: file, line: line)
+  }
+
+  func testSGDOverKeptWeightsEqualsTheFullUpdate() {
+    checkKeptOnly { SGD(parameters: $0, learningRate: 0.1, momentum: 0.9, weightDecay: 5e-4) }
+    checkKeptOnly {
+      SGD(parameters: $0, learningRate: 0.05, momentum: 0.9, weightDecay: 1e-3, nesterov: true)
+    }
+    checkKeptOnly { SGD(parameters: $0, learningRate: 0.1, momentum: 0, weightDecay: 0) }
+  }
+
+  func testAdamWOverKeptWeightsEqualsTheFullUpdate() {
+    checkKeptOnly { AdamW(parameters: $0, learningRate: 1e-3, weightDecay: 0.01) }
+  }
+
+  func testUpdateOnlyNilUpdatesEveryWeightAgain() {
+    let p = Parameter(
+      name: "w", value: Tensor(shape: [3], values: [1, 2, 3]), prunable: true, decays: false)
+    let sgd = SGD(parameters: [p], learningRate: 1, momentum: 0)
+    p.grad.fill(1)
+    sgd.updateOnly(p, at: [1])
+    sgd.step()
+    XCTAssertEqual([p.value[0], p.value[1], p.value[2]], [1, 1, 3])
+    sgd.updateOnly(p, at: nil)
+    sgd.step()
+    XCTAssertEqual([p.value[0], p.value[1], p.value[2]], [0, 0, 2])
+  }
+
+  /// Records what `KeptWeightUpdates` hands the optimizer.
+  final class RecordingOptimizer: Optimizer {
+    var learningRate: Float = 0
+    var stepCount: Int64 = 0
+    var positions: [ObjectIdentifier: [Int32]?] = [:]
+    var calls = 0
+    func step() {}
+    func resetState(of parameter: Parameter, at indices: [Int]) {}
+    func updateOnly(_ parameter: Parameter, at positions: [Int32]?) {
+      self.positions[ObjectIdentifier(parameter)] = .some(positions)
+      calls += 1
+    }
+    var state: [(name: String, tensor: Tensor)] { [] }
+  }
+
+  func testTrainerRestrictsSparseLayersToTheirKeptWeights() throws {
+    let model = ReferenceModel.mlp.build(seed: 1)
+    let targets = model.sparseTargets()
+    let s = try Sparsifier(
+      targets: targets, config: SparsityConfig(method: .staticSparse, sparsity: 0.9),
+      stepsPerEpoch: 10, totalSteps: 100, seed: 1)
+    try s.start()
+    s.reappliesMasks = false
+    let optimizer = RecordingOptimizer()
+    let updates = KeptWeightUpdates()
+    updates.refresh(s, optimizer: optimizer)
+    for t in targets {
+      let kept = (0..<t.count).filter { t.mask[$0] != 0 }.map { Int32($0) }
+      XCTAssertEqual(optimizer.positions[ObjectIdentifier(t.parameter!)], .some(kept), t.name)
+    }
+    // Nothing changed: no new lists. A new mask: a new list for that target only.
+    let calls = optimizer.calls
+    updates.refresh(s, optimizer: optimizer)
+    XCTAssertEqual(optimizer.calls, calls)
+    var mask = targets[0].mask
+    let grown = mask.firstIndex(of: 0)!
+    mask[grown] = 1
+    try targets[0].replaceMask(with: mask)
+    updates.refresh(s, optimizer: optimizer)
+    XCTAssertEqual(optimizer.calls, calls + 1)
+    let list = optimizer.positions[ObjectIdentifier(targets[0].parameter!)]!!
+    XCTAssertTrue(list.contains(Int32(grown)))
+    // Masks re-applied after full updates (state kept across mask changes, P-GaP): no lists.
+    s.reappliesMasks = true
+    updates.refresh(s, optimizer: optimizer)
+    for t in targets {
+      XCTAssertEqual(optimizer.positions[ObjectIdentifier(t.parameter!)], .some(nil), t.name)
+    }
+  }
+}

@@ -167,6 +167,15 @@ void ck_sgd_update(size_t count, float *w, const float *g, float *velocity, floa
 /// AdamW (decoupled weight decay), step t >= 1.
 void ck_adamw_update(size_t count, float *w, const float *g, float *m, float *v, float lr,
                      float beta1, float beta2, float eps, float weight_decay, int64_t t);
+/// The same updates of only the weights at positions at[0..<count] (ascending, distinct; the
+/// velocity or moments are those of the whole tensor). Each updated weight gets exactly the
+/// arithmetic of the full update; `at` NULL updates all `count` weights.
+void ck_sgd_update_at(size_t count, const int32_t *at, float *w, const float *g,
+                      float *velocity, float lr, float momentum, float weight_decay,
+                      int nesterov);
+void ck_adamw_update_at(size_t count, const int32_t *at, float *w, const float *g, float *m,
+                        float *v, float lr, float beta1, float beta2, float eps,
+                        float weight_decay, int64_t t);
 
 /// Inverted dropout: mask[i] = 0 with probability p else 1/(1−p), from a counter-based RNG
 /// keyed by seed; y = x·mask.

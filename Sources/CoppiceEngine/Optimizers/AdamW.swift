@@ -11,6 +11,7 @@ public final class AdamW: Optimizer {
   private let parameters: [Parameter]
   private let m: [Tensor]
   private let v: [Tensor]
+  private var positions: [[Int32]?]
 
   public init(
     parameters: [Parameter], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
@@ -24,15 +25,28 @@ public final class AdamW: Optimizer {
     self.weightDecay = weightDecay
     m = parameters.map { Tensor(shape: $0.shape) }
     v = parameters.map { Tensor(shape: $0.shape) }
+    positions = parameters.map { _ in nil }
   }
 
   public func step() {
     stepCount += 1
     for (i, p) in parameters.enumerated() {
-      ck_adamw_update(
-        p.count, p.value.data, p.grad.data, m[i].data, v[i].data, learningRate, beta1, beta2, eps,
-        p.decays ? weightDecay : 0, stepCount)
+      let decay = p.decays ? weightDecay : 0
+      if let at = positions[i] {
+        ck_adamw_update_at(
+          at.count, at, p.value.data, p.grad.data, m[i].data, v[i].data, learningRate, beta1,
+          beta2, eps, decay, stepCount)
+      } else {
+        ck_adamw_update(
+          p.count, p.value.data, p.grad.data, m[i].data, v[i].data, learningRate, beta1, beta2,
+          eps, decay, stepCount)
+      }
     }
+  }
+
+  public func updateOnly(_ parameter: Parameter, at positions: [Int32]?) {
+    guard let i = parameters.firstIndex(where: { $0 === parameter }) else { return }
+    self.positions[i] = positions
   }
 
   public func resetState(of parameter: Parameter, at indices: [Int]) {

@@ -10,6 +10,7 @@ public final class SGD: Optimizer {
   public var stepCount: Int64 = 0
   private let parameters: [Parameter]
   private let velocity: [Tensor]
+  private var positions: [[Int32]?]
 
   public init(
     parameters: [Parameter], learningRate: Float, momentum: Float = 0.9,
@@ -21,15 +22,28 @@ public final class SGD: Optimizer {
     self.weightDecay = weightDecay
     self.nesterov = nesterov
     velocity = parameters.map { Tensor(shape: $0.shape) }
+    positions = parameters.map { _ in nil }
   }
 
   public func step() {
     stepCount += 1
-    for (p, v) in zip(parameters, velocity) {
-      ck_sgd_update(
-        p.count, p.value.data, p.grad.data, v.data, learningRate, momentum,
-        p.decays ? weightDecay : 0, nesterov ? 1 : 0)
+    for (i, p) in parameters.enumerated() {
+      let decay = p.decays ? weightDecay : 0
+      if let at = positions[i] {
+        ck_sgd_update_at(
+          at.count, at, p.value.data, p.grad.data, velocity[i].data, learningRate, momentum,
+          decay, nesterov ? 1 : 0)
+      } else {
+        ck_sgd_update(
+          p.count, p.value.data, p.grad.data, velocity[i].data, learningRate, momentum, decay,
+          nesterov ? 1 : 0)
+      }
     }
+  }
+
+  public func updateOnly(_ parameter: Parameter, at positions: [Int32]?) {
+    guard let i = parameters.firstIndex(where: { $0 === parameter }) else { return }
+    self.positions[i] = positions
   }
 
   public func resetState(of parameter: Parameter, at indices: [Int]) {
