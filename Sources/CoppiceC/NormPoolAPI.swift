@@ -201,6 +201,6 @@ public func cBatchNorm2dReLUMaxPool2Backward(
       throw APIError(.invalidArgument, "winner[\(i)] = \(winner[i]) is not a cell of a 2×2 window")
     }
     ck_batchnorm_relu_maxpool2_backward(
-      s.n, s.c, s.h, s.w, x, gamma, mean, invstd, y, winner, dy, dx, dgamma, dbeta)
+      s.n, s.c, s.h, s.w, x, gamma, nil, mean, invstd, y, winner, dy, dx, dgamma, dbeta)
   }
 }

@@ -185,6 +185,61 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// The fused BN+ReLU+pool backward with β (sums from the pooled output, dx image by image)
+  /// against the one without (channel by channel, sums from x): the same gradients to rounding,
+  /// on 1 and 2 threads, odd planes, γ of both signs; a channel whose γ is tiny against its β
+  /// sends the call down the channel path (then the two agree exactly).
+  func testBatchNormReLUMaxPoolBackwardByImageMatchesByChannel() {
+    for threads in [1, 2] {
+      Threads.set(threads)
+      for (shape, tinyGamma) in [([5, 7, 9, 6], false), ([3, 4, 8, 8], true)] {
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let layer = BatchNormReLUMaxPool(
+          norm: BatchNorm2d(name: "bn", channels: c, relu: true), pool: MaxPool2d(kernelSize: 2))
+        let g = randomTensor([c], seed: 41)
+        let b = randomTensor([c], seed: 42)
+        for i in 0..<c {
+          layer.norm.gamma.value[i] = 2 * g[i]  // both signs
+          layer.norm.beta.value[i] = b[i]
+        }
+        if tinyGamma { layer.norm.gamma.value[1] = 1e-4 * (abs(b[1]) + 0.1) }
+        let x = randomTensor(shape, seed: 43)
+        let y = layer.forward(x, training: true)
+        let dy = randomTensor(y.shape, seed: 44)
+        func run(beta: Bool) -> (dx: [Float], dg: [Float], db: [Float]) {
+          let dx = Tensor(shape: shape)
+          let (dg, db) = (Tensor(shape: [c]), Tensor(shape: [c]))
+          layer.winners.withUnsafeBufferPointer { win in
+            ck_batchnorm_relu_maxpool2_backward(
+              Int32(n), Int32(c), Int32(h), Int32(w), x.data, layer.norm.gamma.value.data,
+              beta ? layer.norm.beta.value.data : nil, layer.norm.saveMean.data,
+              layer.norm.saveInvStd.data, y.data, win.baseAddress, dy.data, dx.data, dg.data,
+              db.data)
+          }
+          return (dx.array, dg.array, db.array)
+        }
+        let (byImage, byChannel) = (run(beta: true), run(beta: false))
+        if tinyGamma {
+          XCTAssertEqual(byImage.dx, byChannel.dx)
+          XCTAssertEqual(byImage.dg, byChannel.dg)
+          continue
+        }
+        func close(_ a: [Float], _ b: [Float], _ what: String) {
+          let scale = b.map { abs($0) }.max() ?? 1
+          for i in a.indices {
+            XCTAssertEqual(a[i], b[i], accuracy: 1e-5 * max(scale, 1e-3), "\(what)[\(i)]")
+          }
+        }
+        close(byImage.dx, byChannel.dx, "dx")
+        close(byImage.dg, byChannel.dg, "dγ")
+        close(byImage.db, byChannel.db, "dβ")
+        XCTAssertNotEqual(byImage.dg, [Float](repeating: 0, count: c))
+        // Different arithmetic, so some last bits differ: both paths ran.
+        XCTAssertNotEqual(byImage.dx, byChannel.dx)
+      }
+    }
+  }
+
   func testMaxPoolFastPathAgreesWithGeneralPath() {
     let x = randomTensor([3, 2, 8, 6], seed: 8)
     let fast = MaxPool2d(kernelSize: 2).forward(x, training: true).clone()

@@ -108,12 +108,14 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
                                               float *running_var, float *save_mean,
                                               float *save_invstd, float *y, uint8_t *winner);
 /// Its backward from the pooled gradient dy: dγ, dβ and (when not NULL) dx [n, c, h, w]; y and
-/// winner are the forward's outputs.
+/// winner are the forward's outputs. β (may be NULL) is the forward's: with it the batch sums
+/// come from the pooled arrays and dx is written image by image (faster); both ways give the
+/// same gradients to rounding.
 void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float *x,
-                                         const float *gamma, const float *save_mean,
-                                         const float *save_invstd, const float *y,
-                                         const uint8_t *winner, const float *dy, float *dx,
-                                         float *dgamma, float *dbeta);
+                                         const float *gamma, const float *beta,
+                                         const float *save_mean, const float *save_invstd,
+                                         const float *y, const uint8_t *winner, const float *dy,
+                                         float *dx, float *dgamma, float *dbeta);
 
 /// A residual block's end: x [batch, in_channels, in_height, in_width] is the block input,
 /// the body's output and y are [batch, out_channels, out_height, out_width]. Equal shapes: the

@@ -15,7 +15,7 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
-  private var winners: [UInt8] = []
+  private(set) var winners: [UInt8] = []
   /// Whether the last forward ran fused (training) or as the two layers (evaluation).
   private var ranFused = false
 
@@ -64,7 +64,8 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
     winners.withUnsafeBufferPointer { w in
       ck_batchnorm_relu_maxpool2_backward(
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
-        norm.gamma.value.data, norm.saveMean.data, norm.saveInvStd.data, y.data, w.baseAddress,
+        norm.gamma.value.data, norm.beta.value.data, norm.saveMean.data, norm.saveInvStd.data,
+        y.data, w.baseAddress,
         dy.data, needsInputGradient ? dx.data : nil, norm.gamma.grad.data, norm.beta.grad.data)
     }
     return dx
