@@ -189,18 +189,47 @@ public func cBatchNorm2dReLUMaxPool2Backward(
   _ dbeta: UnsafeMutablePointer<Float>?
 ) -> Int32 {
   guarded("coppice_batchnorm2d_relu_maxpool2_backward") {
-    let s = try ImageShape(shape)
-    let plane = try pooledPlane(s)
-    let (x, gamma, dy) = (try input(x, "x"), try input(gamma, "gamma"), try input(dy, "dy"))
-    let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
-    let (y, winner) = (try input(y, "y"), try input(winner, "winner"))
-    let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
-    // A forged winner would address a cell outside its window.
-    let count = Int(s.n) * Int(s.c) * plane
-    for i in 0..<count where winner[i] > 3 {
-      throw APIError(.invalidArgument, "winner[\(i)] = \(winner[i]) is not a cell of a 2×2 window")
-    }
-    ck_batchnorm_relu_maxpool2_backward(
-      s.n, s.c, s.h, s.w, x, gamma, nil, mean, invstd, y, winner, dy, dx, dgamma, dbeta)
+    try normPoolBackward(
+      shape, x, gamma, nil, saveMean, saveInvstd, y, winner, dy, dx, dgamma, dbeta)
   }
+}
+
+@_cdecl("coppice_batchnorm2d_relu_maxpool2_backward_with_beta")
+public func cBatchNorm2dReLUMaxPool2BackwardWithBeta(
+  _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+  _ beta: UnsafePointer<Float>?, _ saveMean: UnsafePointer<Float>?,
+  _ saveInvstd: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
+  _ winner: UnsafePointer<UInt8>?, _ dy: UnsafePointer<Float>?,
+  _ dx: UnsafeMutablePointer<Float>?, _ dgamma: UnsafeMutablePointer<Float>?,
+  _ dbeta: UnsafeMutablePointer<Float>?
+) -> Int32 {
+  guarded("coppice_batchnorm2d_relu_maxpool2_backward_with_beta") {
+    try normPoolBackward(
+      shape, x, gamma, try input(beta, "beta"), saveMean, saveInvstd, y, winner, dy, dx, dgamma,
+      dbeta)
+  }
+}
+
+/// The fused backward's checks and call (`beta` nil: the path without it).
+private func normPoolBackward(
+  _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+  _ beta: UnsafePointer<Float>?, _ saveMean: UnsafePointer<Float>?,
+  _ saveInvstd: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
+  _ winner: UnsafePointer<UInt8>?, _ dy: UnsafePointer<Float>?,
+  _ dx: UnsafeMutablePointer<Float>?, _ dgamma: UnsafeMutablePointer<Float>?,
+  _ dbeta: UnsafeMutablePointer<Float>?
+) throws {
+  let s = try ImageShape(shape)
+  let plane = try pooledPlane(s)
+  let (x, gamma, dy) = (try input(x, "x"), try input(gamma, "gamma"), try input(dy, "dy"))
+  let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
+  let (y, winner) = (try input(y, "y"), try input(winner, "winner"))
+  let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
+  // A forged winner would address a cell outside its window.
+  let count = Int(s.n) * Int(s.c) * plane
+  for i in 0..<count where winner[i] > 3 {
+    throw APIError(.invalidArgument, "winner[\(i)] = \(winner[i]) is not a cell of a 2×2 window")
+  }
+  ck_batchnorm_relu_maxpool2_backward(
+    s.n, s.c, s.h, s.w, x, gamma, beta, mean, invstd, y, winner, dy, dx, dgamma, dbeta)
 }

@@ -258,6 +258,11 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, c_void_p, _float_p,
          _float_p, _float_p, _float_p],
     ),
+    "coppice_batchnorm2d_relu_maxpool2_backward_with_beta": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, c_void_p,
+         _float_p, _float_p, _float_p, _float_p],
+    ),
     "coppice_maxpool2d_output_size": (
         status_t,
         [P(c_int64), c_int64, c_int64, c_int64, P(c_int64), P(c_int64)],

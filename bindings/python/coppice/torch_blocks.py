@@ -69,7 +69,9 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
                 shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), float(bn.eps),
                 float(momentum), _ptr(running_mean), _ptr(running_var), mean.data_ptr(),
                 invstd.data_ptr(), out.data_ptr(), winner.data_ptr()))
-            ctx.save_for_backward(x, weight, out, mean, invstd, winner)
+            # β as the forward used it (the optimizer steps after the backward): with it the
+            # backward takes its batch sums from the pooled output and writes dx image by image.
+            ctx.save_for_backward(x, weight, out, mean, invstd, winner, bias)
             return out
         y = torch.empty_like(x)
         check(capi.coppice_batchnorm2d_forward(
@@ -98,10 +100,11 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
         dgamma = torch.empty_like(weight)
         dbeta = torch.empty_like(weight)
         if ctx.fused_pool:
-            check(capi.coppice_batchnorm2d_relu_maxpool2_backward(
-                shape, x.data_ptr(), weight.data_ptr(), mean.data_ptr(), invstd.data_ptr(),
-                y.data_ptr(), rest[0].data_ptr(), dout.data_ptr(), _ptr(dx), dgamma.data_ptr(),
-                dbeta.data_ptr()))
+            winner, bias = rest
+            check(capi.coppice_batchnorm2d_relu_maxpool2_backward_with_beta(
+                shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), mean.data_ptr(),
+                invstd.data_ptr(), y.data_ptr(), winner.data_ptr(), dout.data_ptr(), _ptr(dx),
+                dgamma.data_ptr(), dbeta.data_ptr()))
             return dx, dgamma, dbeta, None, None
         if ctx.pool is None:
             dy = dout

@@ -216,3 +216,41 @@ def test_fused_pool_entry_points_check_their_arguments():
         dx.data_ptr(), cp, cp)
     assert status == INVALID_ARGUMENT and "winner" in last_error()
     assert bool((dx == 7.0).all())
+    with_beta = capi.coppice_batchnorm2d_relu_maxpool2_backward_with_beta
+    status = with_beta(shape(2, 3, 5, 4), p, cp, cp, cp, cp, out.data_ptr(), forged.data_ptr(),
+                       g.data_ptr(), dx.data_ptr(), cp, cp)
+    assert status == INVALID_ARGUMENT and "winner" in last_error()
+    status = with_beta(shape(2, 3, 5, 4), p, cp, None, cp, cp, out.data_ptr(), winner.data_ptr(),
+                       g.data_ptr(), dx.data_ptr(), cp, cp)
+    assert status == INVALID_ARGUMENT and "beta" in last_error()
+    assert bool((dx == 7.0).all())
+
+
+def test_fused_pool_backward_with_beta_matches_the_one_without():
+    torch.manual_seed(5)
+    x = torch.randn(4, 6, 9, 8)
+    gamma, beta = torch.randn(6), torch.randn(6)  # both signs
+    mean, invstd = torch.empty(6), torch.empty(6)
+    out = torch.empty(4, 6, 4, 4)
+    winner = torch.empty(4, 6, 4, 4, dtype=torch.uint8)
+    assert capi.coppice_batchnorm2d_relu_maxpool2_forward(
+        shape(4, 6, 9, 8), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), 1e-5, 0.1, None, None,
+        mean.data_ptr(), invstd.data_ptr(), out.data_ptr(), winner.data_ptr()) == 0
+    dy = torch.randn(4, 6, 4, 4)
+    results = []
+    for with_beta in (False, True):
+        dx, dg, db = torch.empty_like(x), torch.empty(6), torch.empty(6)
+        if with_beta:
+            status = capi.coppice_batchnorm2d_relu_maxpool2_backward_with_beta(
+                shape(4, 6, 9, 8), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+                mean.data_ptr(), invstd.data_ptr(), out.data_ptr(), winner.data_ptr(),
+                dy.data_ptr(), dx.data_ptr(), dg.data_ptr(), db.data_ptr())
+        else:
+            status = capi.coppice_batchnorm2d_relu_maxpool2_backward(
+                shape(4, 6, 9, 8), x.data_ptr(), gamma.data_ptr(), mean.data_ptr(),
+                invstd.data_ptr(), out.data_ptr(), winner.data_ptr(), dy.data_ptr(),
+                dx.data_ptr(), dg.data_ptr(), db.data_ptr())
+        assert status == 0, last_error()
+        results.append((dx, dg, db))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
