@@ -62,6 +62,25 @@ public func cBatchNorm2dBackward(
   }
 }
 
+@_cdecl("coppice_batchnorm2d_relu_backward")
+public func cBatchNorm2dReLUBackward(
+  _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+  _ beta: UnsafePointer<Float>?, _ saveMean: UnsafePointer<Float>?,
+  _ saveInvstd: UnsafePointer<Float>?, _ dy: UnsafePointer<Float>?,
+  _ dx: UnsafeMutablePointer<Float>?, _ dgamma: UnsafeMutablePointer<Float>?,
+  _ dbeta: UnsafeMutablePointer<Float>?
+) -> Int32 {
+  guarded("coppice_batchnorm2d_relu_backward") {
+    let s = try ImageShape(shape)
+    let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
+    let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
+    let dy = try input(dy, "dy")
+    let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
+    ck_batchnorm_relu_backward(
+      s.n, s.c, s.h * s.w, x, gamma, beta, mean, invstd, dy, dx, dgamma, dbeta)
+  }
+}
+
 /// Output height and width of a max pooling, after checking its window.
 private func poolOutput(_ s: ImageShape, kernel: Int64, stride: Int64, padding: Int64) throws -> (
   Int32, Int32

@@ -248,6 +248,11 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
         [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, _float_p,
          _float_p, _float_p],
     ),
+    "coppice_batchnorm2d_relu_backward": (
+        status_t,
+        [P(c_int64), _float_p, _float_p, _float_p, _float_p, _float_p, _float_p, _float_p,
+         _float_p, _float_p],
+    ),
     "coppice_batchnorm2d_relu_maxpool2_forward": (
         status_t,
         [P(c_int64), _float_p, _float_p, _float_p, c_float, c_float, _float_p, _float_p,

@@ -71,15 +71,18 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
                 invstd.data_ptr(), out.data_ptr(), winner.data_ptr()))
             # β as the forward used it (the optimizer steps after the backward): with it the
             # backward takes its batch sums from the pooled output and writes dx image by image.
-            ctx.save_for_backward(x, weight, out, mean, invstd, winner, bias)
+            # (Every path saves x, γ, β and the statistics first, then what it needs besides.)
+            ctx.save_for_backward(x, weight, bias, mean, invstd, out, winner)
             return out
         y = torch.empty_like(x)
         check(capi.coppice_batchnorm2d_forward(
             shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), float(bn.eps), float(momentum),
             _ptr(running_mean), _ptr(running_var), mean.data_ptr(), invstd.data_ptr(), 1,
             y.data_ptr()))
+        # The backward recomputes the ReLU's mask from x and β (as the forward computed it), so
+        # it reads two full-size arrays per pass instead of three; y itself is not kept.
         if pool is None:
-            ctx.save_for_backward(x, weight, y, mean, invstd)
+            ctx.save_for_backward(x, weight, bias, mean, invstd)
             return y
         k, s, p = pool
         oh, ow = ctypes.c_int64(), ctypes.c_int64()
@@ -88,34 +91,34 @@ class _BatchNormReluPoolFunction(torch.autograd.Function):
         argmax = torch.empty(out.shape, dtype=torch.int32)
         check(capi.coppice_maxpool2d_forward(shape, k, s, p, y.data_ptr(), out.data_ptr(),
                                              argmax.data_ptr()))
-        ctx.save_for_backward(x, weight, y, mean, invstd, argmax)
+        ctx.save_for_backward(x, weight, bias, mean, invstd, argmax)
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> Any:
-        x, weight, y, mean, invstd, *rest = ctx.saved_tensors
+        x, weight, bias, mean, invstd, *rest = ctx.saved_tensors
         shape = _shape(ctx.shape)
         dout = dout.contiguous()
         dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         dgamma = torch.empty_like(weight)
         dbeta = torch.empty_like(weight)
         if ctx.fused_pool:
-            winner, bias = rest
+            out, winner = rest
             check(capi.coppice_batchnorm2d_relu_maxpool2_backward_with_beta(
                 shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), mean.data_ptr(),
-                invstd.data_ptr(), y.data_ptr(), winner.data_ptr(), dout.data_ptr(), _ptr(dx),
+                invstd.data_ptr(), out.data_ptr(), winner.data_ptr(), dout.data_ptr(), _ptr(dx),
                 dgamma.data_ptr(), dbeta.data_ptr()))
             return dx, dgamma, dbeta, None, None
         if ctx.pool is None:
             dy = dout
         else:
             k, s, p = ctx.pool
-            dy = torch.empty_like(y)
+            dy = torch.empty_like(x)
             check(capi.coppice_maxpool2d_backward(shape, k, s, p, rest[0].data_ptr(),
                                                   dout.data_ptr(), dy.data_ptr()))
-        check(capi.coppice_batchnorm2d_backward(
-            shape, x.data_ptr(), weight.data_ptr(), mean.data_ptr(), invstd.data_ptr(),
-            dy.data_ptr(), y.data_ptr(), _ptr(dx), dgamma.data_ptr(), dbeta.data_ptr()))
+        check(capi.coppice_batchnorm2d_relu_backward(
+            shape, x.data_ptr(), weight.data_ptr(), bias.data_ptr(), mean.data_ptr(),
+            invstd.data_ptr(), dy.data_ptr(), _ptr(dx), dgamma.data_ptr(), dbeta.data_ptr()))
         return dx, dgamma, dbeta, None, None
 
 

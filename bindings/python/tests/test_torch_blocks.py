@@ -254,3 +254,35 @@ def test_fused_pool_backward_with_beta_matches_the_one_without():
         results.append((dx, dg, db))
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
+
+
+def test_relu_backward_recomputing_the_mask_equals_the_one_reading_the_output():
+    torch.manual_seed(6)
+    x = torch.randn(3, 5, 7, 6)
+    gamma, beta = torch.randn(5), torch.randn(5)
+    mean, invstd, y = torch.empty(5), torch.empty(5), torch.empty_like(x)
+    assert capi.coppice_batchnorm2d_forward(
+        shape(3, 5, 7, 6), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), 1e-5, 0.1, None, None,
+        mean.data_ptr(), invstd.data_ptr(), 1, y.data_ptr()) == 0
+    dy = torch.randn_like(x)
+    grads = []
+    for recompute in (False, True):
+        dx, dg, db = torch.empty_like(x), torch.empty(5), torch.empty(5)
+        if recompute:
+            status = capi.coppice_batchnorm2d_relu_backward(
+                shape(3, 5, 7, 6), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+                mean.data_ptr(), invstd.data_ptr(), dy.data_ptr(), dx.data_ptr(), dg.data_ptr(),
+                db.data_ptr())
+        else:
+            status = capi.coppice_batchnorm2d_backward(
+                shape(3, 5, 7, 6), x.data_ptr(), gamma.data_ptr(), mean.data_ptr(),
+                invstd.data_ptr(), dy.data_ptr(), y.data_ptr(), dx.data_ptr(), dg.data_ptr(),
+                db.data_ptr())
+        assert status == 0, last_error()
+        grads.append((dx, dg, db))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+    status = capi.coppice_batchnorm2d_relu_backward(
+        shape(3, 5, 7, 6), x.data_ptr(), gamma.data_ptr(), None, mean.data_ptr(),
+        invstd.data_ptr(), dy.data_ptr(), None, dg.data_ptr(), db.data_ptr())
+    assert status == INVALID_ARGUMENT and "beta" in last_error()
