@@ -53,12 +53,10 @@ public func cBatchNorm2dBackward(
   _ dbeta: UnsafeMutablePointer<Float>?
 ) -> Int32 {
   guarded("coppice_batchnorm2d_backward") {
-    let s = try ImageShape(shape)
-    let (x, gamma, dy) = (try input(x, "x"), try input(gamma, "gamma"), try input(dy, "dy"))
-    let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
-    let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
+    let a = try BatchNormGradientArguments(
+      shape, x, gamma, saveMean, saveInvstd, dy, dgamma, dbeta)
     ck_batchnorm_backward(
-      s.n, s.c, s.h * s.w, x, gamma, mean, invstd, dy, reluOutput, dx, dgamma, dbeta)
+      a.n, a.c, a.hw, a.x, a.gamma, a.mean, a.invstd, a.dy, reluOutput, dx, a.dgamma, a.dbeta)
   }
 }
 
@@ -71,13 +69,34 @@ public func cBatchNorm2dReLUBackward(
   _ dbeta: UnsafeMutablePointer<Float>?
 ) -> Int32 {
   guarded("coppice_batchnorm2d_relu_backward") {
-    let s = try ImageShape(shape)
-    let (x, gamma, beta) = (try input(x, "x"), try input(gamma, "gamma"), try input(beta, "beta"))
-    let (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
-    let dy = try input(dy, "dy")
-    let (dgamma, dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
+    let a = try BatchNormGradientArguments(
+      shape, x, gamma, saveMean, saveInvstd, dy, dgamma, dbeta)
+    let beta = try input(beta, "beta")
     ck_batchnorm_relu_backward(
-      s.n, s.c, s.h * s.w, x, gamma, beta, mean, invstd, dy, dx, dgamma, dbeta)
+      a.n, a.c, a.hw, a.x, a.gamma, beta, a.mean, a.invstd, a.dy, dx, a.dgamma, a.dbeta)
+  }
+}
+
+/// The checked arguments both batch-norm backward entry points share.
+private struct BatchNormGradientArguments {
+  let n: Int32, c: Int32, hw: Int32
+  let x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, dy: UnsafePointer<Float>
+  let mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>
+  let dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>
+
+  init(
+    _ shape: UnsafePointer<Int64>?, _ x: UnsafePointer<Float>?, _ gamma: UnsafePointer<Float>?,
+    _ saveMean: UnsafePointer<Float>?, _ saveInvstd: UnsafePointer<Float>?,
+    _ dy: UnsafePointer<Float>?, _ dgamma: UnsafeMutablePointer<Float>?,
+    _ dbeta: UnsafeMutablePointer<Float>?
+  ) throws {
+    let s = try ImageShape(shape)
+    (n, c, hw) = (s.n, s.c, s.h * s.w)
+    (self.x, self.gamma, self.dy) = (
+      try input(x, "x"), try input(gamma, "gamma"), try input(dy, "dy")
+    )
+    (mean, invstd) = (try input(saveMean, "save_mean"), try input(saveInvstd, "save_invstd"))
+    (self.dgamma, self.dbeta) = (try output(dgamma, "dgamma"), try output(dbeta, "dbeta"))
   }
 }
 

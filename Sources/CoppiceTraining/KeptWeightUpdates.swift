@@ -17,33 +17,30 @@ import CoppiceSparsity
 final class KeptWeightUpdates {
   /// The densest mask whose weights are updated through a position list.
   static let maxDensity = 0.5
-  /// Per target, the mask version the optimizer's positions come from (`unrestricted`: it
-  /// updates every weight).
-  private var versions: [Int] = []
-  private static let unrestricted = -1
+  /// Per target, the mask version the optimizer's positions come from; nil: it updates every
+  /// weight (an optimizer's initial state).
+  private var versions: [Int?] = []
 
   /// Brings the optimizer's position lists up to date with the sparsifier's masks.
   func refresh(_ sparsifier: Sparsifier, optimizer: Optimizer) {
     let targets = sparsifier.targets
-    if versions.count != targets.count {
-      versions = Array(repeating: Int.min, count: targets.count)
-    }
+    if versions.count != targets.count { versions = Array(repeating: nil, count: targets.count) }
     for (i, t) in targets.enumerated() {
       guard let parameter = t.parameter else { continue }
       let restrict =
         !sparsifier.reappliesMasks && t.density <= Self.maxDensity && t.count <= Int(Int32.max)
-      let version = restrict ? t.maskVersion : Self.unrestricted
+      let version = restrict ? t.maskVersion : nil
       if versions[i] == version { continue }
       versions[i] = version
-      optimizer.updateOnly(parameter, at: restrict ? Self.keptPositions(t.mask) : nil)
+      optimizer.updateOnly(parameter, at: restrict ? Self.keptPositions(of: t) : nil)
     }
   }
 
-  /// The flat positions where `mask` is 1, ascending.
-  static func keptPositions(_ mask: [UInt8]) -> [Int32] {
+  /// The flat positions `target`'s mask keeps, ascending.
+  static func keptPositions(of target: SparseTarget) -> [Int32] {
     var positions: [Int32] = []
-    positions.reserveCapacity(mask.count)
-    for (i, m) in mask.enumerated() where m != 0 { positions.append(Int32(i)) }
+    positions.reserveCapacity(target.nonzeros)
+    for (i, m) in target.mask.enumerated() where m != 0 { positions.append(Int32(i)) }
     return positions
   }
 }

@@ -20,6 +20,12 @@
 #include <math.h>
 #include <string.h>
 
+// dx = γ·invstd/count · (count·g − Σg − x̂·Σ(g·x̂)) = k·(count·g − a − (x − mean)·b), from the
+// channel's sums Σg and Σg·x̂ (both paths of the backward compute them their own way).
+typedef struct {
+  float k, a, b;
+} dx_coefficients;
+
 typedef struct {
   int n, c, h, w;
   const float *x, *gamma, *beta;
@@ -28,9 +34,10 @@ typedef struct {
   uint8_t *winner;
   const float *dy;
   float *dx, *dgamma, *dbeta;
-  // Backward by image: Σg and Σg·(y − β) per (image, channel), then per channel the
-  // coefficients of dx = k·(count·g − a − (x − mean)·b).
-  float *partial, *k, *a, *b;
+  // Backward by image: Σg and Σg·(y − β) per (image, channel), then each channel's dx
+  // coefficients.
+  float *partial;
+  dx_coefficients *coefficients;
 } norm_pool_job;
 
 /// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
@@ -77,8 +84,7 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
                                               float *running_var, float *save_mean,
                                               float *save_invstd, float *y, uint8_t *winner) {
   norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
-                     save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL,
-                     NULL, NULL, NULL, NULL};
+                     save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL, NULL, NULL};
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
 }
 
@@ -104,6 +110,20 @@ static inline void expand_plane_gradient(int h, int w, const float *y, const uin
     if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f; // a last column no window covers
   }
   if (h & 1) memset(full + (size_t)(h - 1) * w, 0, sizeof(float) * (size_t)w);
+}
+
+/// The coefficients of one channel.
+CK_INLINE dx_coefficients coefficients_of(float gamma, float invstd, float count, double sum_dy,
+                                          double sum_dy_xhat) {
+  return (dx_coefficients){gamma * invstd / count, (float)sum_dy,
+                           (float)sum_dy_xhat * invstd};
+}
+
+/// dx over one plane of x, from its expanded gradient g.
+CK_INLINE void plane_input_gradient(size_t hw, const float *x, const float *g, float mean,
+                                    float count, dx_coefficients f, float *dx) {
+#pragma omp simd
+  for (size_t q = 0; q < hw; q++) dx[q] = f.k * (count * g[q] - f.a - (x[q] - mean) * f.b);
 }
 
 /// Channels of part `part`: dγ, dβ, then dx, as ck_batchnorm_backward over each plane's
@@ -138,16 +158,11 @@ CK_CLONES static void backward_by_channel(void *arg, int part, int parts, float 
     j->dgamma[ch] = (float)sum_dy_xhat;
     j->dbeta[ch] = (float)sum_dy;
     if (!j->dx) continue;
-    // dx = γ·invstd/count · (count·dy − Σdy − x̂·Σ(dy·x̂))
-    const float k = j->gamma[ch] * invstd / count;
-    const float a = (float)sum_dy;
-    const float b = (float)sum_dy_xhat * invstd;
+    const dx_coefficients f = coefficients_of(j->gamma[ch], invstd, count, sum_dy, sum_dy_xhat);
     for (int i = 0; i < n; i++) {
       const size_t plane = (size_t)i * c + ch;
-      const float *p = j->x + plane * hw, *g = scratch + (size_t)i * hw;
-      float *d = j->dx + plane * hw;
-#pragma omp simd
-      for (size_t q = 0; q < hw; q++) d[q] = k * (count * g[q] - a - (p[q] - mean) * b);
+      plane_input_gradient(hw, j->x + plane * hw, scratch + (size_t)i * hw, mean, count, f,
+                           j->dx + plane * hw);
     }
   }
 }
@@ -185,8 +200,8 @@ CK_CLONES static void sums_by_image(void *arg, int part, int parts, float *scrat
     }
 }
 
-/// Images of part `part`: dx = k·(count·g − a − (x − mean)·b), plane by plane in address order
-/// (each plane's expanded gradient in the part's scratch, h·w floats).
+/// Images of part `part`: dx, plane by plane in address order (each plane's expanded gradient in
+/// the part's scratch, h·w floats).
 CK_CLONES static void dx_by_image(void *arg, int part, int parts, float *scratch) {
   const norm_pool_job *j = arg;
   const int c = j->c, h = j->h, w = j->w;
@@ -199,11 +214,8 @@ CK_CLONES static void dx_by_image(void *arg, int part, int parts, float *scratch
       const size_t plane = (size_t)i * c + ch;
       expand_plane_gradient(h, w, j->y + plane * ohw, j->winner + plane * ohw,
                             j->dy + plane * ohw, scratch);
-      const float *p = j->x + plane * hw, *g = scratch;
-      const float mean = j->save_mean[ch], k = j->k[ch], a = j->a[ch], b = j->b[ch];
-      float *d = j->dx + plane * hw;
-#pragma omp simd
-      for (size_t q = 0; q < hw; q++) d[q] = k * (count * g[q] - a - (p[q] - mean) * b);
+      plane_input_gradient(hw, j->x + plane * hw, scratch, j->save_mean[ch], count,
+                           j->coefficients[ch], j->dx + plane * hw);
     }
 }
 
@@ -212,12 +224,11 @@ CK_CLONES static void dx_by_image(void *arg, int part, int parts, float *scratch
 static int backward_by_image(norm_pool_job *j) {
   const int n = j->n, c = j->c;
   const float count = (float)n * (float)j->h * (float)j->w;
-  float *buffer = ck_scratch_take((size_t)n * c * 2 + 3 * (size_t)c);
+  const size_t partials = (size_t)n * c * 2;
+  float *buffer = ck_scratch_take(partials + sizeof(dx_coefficients) / sizeof(float) * c);
   if (!buffer) return 0;
   j->partial = buffer;
-  j->k = buffer + (size_t)n * c * 2;
-  j->a = j->k + c;
-  j->b = j->a + c;
+  j->coefficients = (dx_coefficients *)(buffer + partials);
   ck_run_job(ck_get_threads(), ck_get_threads(), sums_by_image, j, 0);
   for (int ch = 0; ch < c; ch++) {
     double sum_dy = 0.0, sum_dy_yc = 0.0; // image order: the same sums whatever the threads
@@ -229,10 +240,7 @@ static int backward_by_image(norm_pool_job *j) {
     const double sum_dy_xhat = sum_dy_yc / scale * invstd; // Σg·(x − mean)·invstd
     j->dgamma[ch] = (float)sum_dy_xhat;
     j->dbeta[ch] = (float)sum_dy;
-    // dx = γ·invstd/count · (count·dy − Σdy − x̂·Σ(dy·x̂))
-    j->k[ch] = j->gamma[ch] * invstd / count;
-    j->a[ch] = (float)sum_dy;
-    j->b[ch] = (float)sum_dy_xhat * invstd;
+    j->coefficients[ch] = coefficients_of(j->gamma[ch], invstd, count, sum_dy, sum_dy_xhat);
   }
   if (j->dx)
     ck_run_job(ck_get_threads(), ck_get_threads(), dx_by_image, j, (size_t)j->h * j->w);
@@ -248,7 +256,7 @@ void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float
                                          float *dx, float *dgamma, float *dbeta) {
   norm_pool_job j = {n, c, h, w, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
                      (float *)save_invstd, (float *)y, (uint8_t *)winner, dy, dx, dgamma, dbeta,
-                     NULL, NULL, NULL, NULL};
+                     NULL, NULL};
   int by_image = beta != NULL && n > 0 && c > 0;
   for (int ch = 0; by_image && ch < c; ch++)
     by_image = pooled_sums_exact_enough(gamma[ch], beta[ch], save_invstd[ch]);

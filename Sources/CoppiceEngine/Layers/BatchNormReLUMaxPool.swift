@@ -65,8 +65,8 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
       ck_batchnorm_relu_maxpool2_backward(
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
         norm.gamma.value.data, norm.beta.value.data, norm.saveMean.data, norm.saveInvStd.data,
-        y.data, w.baseAddress,
-        dy.data, needsInputGradient ? dx.data : nil, norm.gamma.grad.data, norm.beta.grad.data)
+        y.data, w.baseAddress, dy.data, needsInputGradient ? dx.data : nil, norm.gamma.grad.data,
+        norm.beta.grad.data)
     }
     return dx
   }
