@@ -50,6 +50,60 @@ final class FusedLayerTests: XCTestCase {
     }
   }
 
+  /// A convolution followed by BN+ReLU+pool in a Sequential: the convolution produces the
+  /// batch norm's input gradient plane by plane (`DeferredGradient`) and every gradient is bit
+  /// for bit the one of the two backwards run in turn — sparse (by image, or the whole
+  /// gradient written first on one thread) and dense; a γ tiny against its β falls back to the
+  /// stored gradient.
+  func testConvolutionProducesTheDeferredBatchNormGradient() {
+    defer { SparseDispatch.mode = .automatic }
+    for (threads, mode, tinyGamma) in [
+      (2, SparseDispatch.Mode.alwaysSparse, false), (1, .alwaysSparse, false),
+      (2, .alwaysDense, false), (2, .alwaysSparse, true),
+    ] {
+      Threads.set(threads)
+      SparseDispatch.mode = mode
+      func pair() -> (Conv2d, BatchNormReLUMaxPool, TestMask) {
+        var rng = SeededGenerator(seed: 12)
+        let conv = Conv2d(
+          name: "c", inChannels: 3, outChannels: 5, kernelSize: 3, padding: 1, bias: false,
+          rng: &rng)
+        let mask = TestMask(count: conv.weight.count, density: 0.4, seed: 13)
+        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
+        conv.maskSource = mask
+        let norm = BatchNormReLUMaxPool(
+          norm: normReLU(5, seed: 14), pool: MaxPool2d(kernelSize: 2))
+        if tinyGamma { norm.norm.gamma.value[2] = 1e-6 }
+        return (conv, norm, mask)
+      }
+      let (conv, norm, mask) = pair()
+      let (conv2, norm2, mask2) = pair()
+      _ = (mask, mask2)
+      let net = Sequential([conv, norm])
+      let x = randomTensor([4, 3, 8, 10], seed: 15)
+      let y = net.forward(x, training: true)
+      let y2 = norm2.forward(conv2.forward(x, training: true), training: true)
+      XCTAssertEqual(y.array, y2.array)
+      let dy = randomTensor(y.shape, seed: 16)
+      let deferred = norm2.backwardDeferringInputGradient(dy)
+      XCTAssertEqual(deferred == nil, tinyGamma, "threads \(threads) \(mode)")
+      let dx = net.backward(dy).array
+      let dx2 = conv2.backward(norm2.backward(dy)).array
+      let what = "threads \(threads) \(mode) tiny γ \(tinyGamma)"
+      XCTAssertEqual(dx, dx2, what)
+      XCTAssertEqual(conv.weight.grad.array, conv2.weight.grad.array, what)
+      XCTAssertEqual(norm.norm.gamma.grad.array, norm2.norm.gamma.grad.array, what)
+      XCTAssertEqual(norm.norm.beta.grad.array, norm2.norm.beta.grad.array, what)
+      XCTAssertEqual(conv.execution.backwardSparse, mode == .alwaysSparse, what)
+      if let deferred {
+        let full = Tensor(shape: deferred.shape)
+        deferred.fill(full)
+        XCTAssertEqual(full.array, norm2.backward(dy).array, what)
+      }
+    }
+    Threads.set(2)
+  }
+
   func testBatchNormReLUMaxPoolFiniteDifferences() {
     checkGradients(
       BatchNormReLUMaxPool(norm: normReLU(3, seed: 30), pool: MaxPool2d(kernelSize: 2)),

@@ -227,6 +227,44 @@ done:
   free(aw), free(ax), free(abias), free(ay0), free(ady), free(adx0);
 }
 
+// A plane source over a stored array (its state), as a layer after the convolution would give.
+static void stored_plane(const ck_plane_source *source, int image, int channel, float *out) {
+  const size_t hw = (size_t)source->h * source->w;
+  memcpy(out, (const float *)source->state + ((size_t)image * source->c + channel) * hw,
+         sizeof(float) * hw);
+}
+
+// The backward from a dY plane source must give bit for bit the stored dY's gradients (every
+// path: produced as read, or written in full first); a source of other dimensions writes
+// nothing.
+static void test_conv_sourced(const ck_conv_shape *sh, const ck_sparse *s, const float *x,
+                              const float *dy, const char *ctx) {
+  const size_t xs = (size_t)sh->batch * sh->in_channels * sh->in_height * sh->in_width;
+  const int O = sh->out_channels;
+  const size_t nnz = (size_t)ck_sparse_nnz(s) + 1;
+  float *dx0 = calloc(xs + 1, sizeof(float)), *dx1 = calloc(xs + 1, sizeof(float));
+  float *dw0 = calloc(nnz, sizeof(float)), *dw1 = calloc(nnz, sizeof(float));
+  float *db0 = calloc((size_t)O, sizeof(float)), *db1 = calloc((size_t)O, sizeof(float));
+  ck_plane_source source = {stored_plane, dy, sh->batch, O, sh->out_height, sh->out_width};
+  int ok = 1;
+  for (int variant = 0; variant < 3; variant++) { // all outputs; no bias gradient; no dx
+    float *db_want = variant == 0 ? db0 : NULL, *dx_want = variant == 2 ? NULL : dx0;
+    ck_sparse_conv2d_backward(sh, s, x, dy, dx_want, dw0, db_want);
+    ck_sparse_conv2d_backward_sourced(sh, s, x, &source, dx_want ? dx1 : NULL, dw1,
+                                      db_want ? db1 : NULL);
+    if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
+    ok = ok && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
+    if (db_want) ok = ok && !memcmp(db0, db1, sizeof(float) * (size_t)O);
+  }
+  source.c = O + 1; // wrong dimensions: nothing written
+  for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
+  ck_sparse_conv2d_backward_sourced(sh, s, x, &source, dx1, NULL, NULL);
+  for (size_t i = 0; i < xs; i++) ok = ok && dx1[i] == -7.0f;
+  if (ok) passed++; else failed++;
+  printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_sourced", ctx);
+  free(dx0), free(dx1), free(dw0), free(dw1), free(db0), free(db1);
+}
+
 static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   sh.out_height = (sh.in_height + 2 * sh.padding - sh.kernel_h) / sh.stride + 1;
   sh.out_width = (sh.in_width + 2 * sh.padding - sh.kernel_w) / sh.stride + 1;
@@ -265,6 +303,7 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   ck_sparse_conv2d_backward(&sh, s, x, dy, NULL, dwv, NULL);
   ck_sparse_scatter(s, dwv, dw);
   check("conv_dw_only", ctx, dw, 1, dwr, 1, dwm, 1, (int)ws, 1);
+  test_conv_sourced(&sh, s, x, dy, ctx);
   ck_sparse_free(s);
   free(w), free(mask), free(x), free(bias), free(dy), free(aw), free(ax), free(abias), free(ady);
   free(y), free(yr), free(ym), free(dx), free(dxr), free(dxm), free(dwv), free(dw), free(dwr);

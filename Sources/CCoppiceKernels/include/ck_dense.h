@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ck_jobs.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -116,6 +118,26 @@ void ck_batchnorm_relu_maxpool2_backward(int n, int c, int h, int w, const float
                                          const float *save_mean, const float *save_invstd,
                                          const float *y, const uint8_t *winner, const float *dy,
                                          float *dx, float *dgamma, float *dbeta);
+
+/// What a deferred BN+ReLU+pool backward's dx planes are made from (filled by
+/// ck_batchnorm_relu_maxpool2_backward_deferred; the arrays it names must outlive the source).
+typedef struct {
+  int n, c, h, w;
+  const float *x, *save_mean, *y, *dy;
+  const uint8_t *winner;
+  const float *coefficients; // 3 per channel: dx = k·(count·g − a − (x − mean)·b)
+} ck_norm_pool_gradient;
+
+/// ck_batchnorm_relu_maxpool2_backward with β, but dx is left to `source` (its planes are bit
+/// for bit the ones the backward writes): dγ and dβ are written, `coefficients` (3·c floats)
+/// and `state` filled and `source` set to read them. Returns 1; 0 when dx cannot be made image
+/// by image (a channel's γ too small against its β, n or c 0, no memory) — then nothing is
+/// written and the caller runs ck_batchnorm_relu_maxpool2_backward.
+int ck_batchnorm_relu_maxpool2_backward_deferred(
+    int n, int c, int h, int w, const float *x, const float *gamma, const float *beta,
+    const float *save_mean, const float *save_invstd, const float *y, const uint8_t *winner,
+    const float *dy, float *dgamma, float *dbeta, float *coefficients,
+    ck_norm_pool_gradient *state, ck_plane_source *source);
 
 /// A residual block's end: x [batch, in_channels, in_height, in_width] is the block input,
 /// the body's output and y are [batch, out_channels, out_height, out_width]. Equal shapes: the

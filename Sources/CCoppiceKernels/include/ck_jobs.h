@@ -54,6 +54,20 @@ void ck_scratch_give(float *buffer);
 /// The contiguous range [*begin, *end) of part `part` of `parts` over [0, count).
 void ck_job_range(int count, int part, int parts, int *begin, int *end);
 
+/// A tensor [n, c, h, w] that is not stored but produced plane by plane by whoever reads it:
+/// plane(source, image, channel, out) writes that plane (h·w floats) to out. It lets a
+/// convolution's backward compute its output gradient — the input gradient of the layer after
+/// it — one plane at a time while it reads it, so that gradient is never written to memory in
+/// full and read back (ck_sparse_conv2d_backward_sourced).
+typedef struct ck_plane_source {
+  void (*plane)(const struct ck_plane_source *source, int image, int channel, float *out);
+  const void *state; // what `plane` reads; must outlive every call
+  int n, c, h, w;
+} ck_plane_source;
+
+/// dst [n, c, h, w] := every plane of `source` (images over up to `threads` threads).
+void ck_plane_source_fill(const ck_plane_source *source, int threads, float *dst);
+
 #ifdef __cplusplus
 }
 #endif

@@ -153,6 +153,15 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias);
 
+/// ck_sparse_conv2d_backward with dY produced plane by plane by `dy` (batch × out_channels
+/// planes of OH×OW; nothing is written when its dimensions differ from the shape's). Where the
+/// backward reads dY once — by image over threads, dx wanted, a stride-1 "same" convolution —
+/// each plane is produced into cache as it is needed and dY is never stored; elsewhere it is
+/// produced in full first. The gradients are bit for bit those of the stored dY.
+void ck_sparse_conv2d_backward_sourced(const ck_conv_shape *shape, const ck_sparse *w,
+                                       const float *x, const ck_plane_source *dy, float *dx,
+                                       float *dw_values, float *dbias);
+
 // ---------------------------------------------------------------------------------------------
 // Dense/sparse dispatch
 // ---------------------------------------------------------------------------------------------

@@ -140,28 +140,54 @@ CK_INLINE void prefetch_ahead(const float *row, int floats) {
   for (int q = 0; q < floats; q += 16) __builtin_prefetch(row + PREFETCH_FLOATS + q);
 }
 
-/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included. Every
-/// float is written once: each padded row in one vector loop that selects the image or 0 (masked
+/// Padded plane `plane` (d->plane floats) := the H×W plane src, zero border included. Every float
+/// is written once: each padded row in one vector loop that selects the image or 0 (masked
 /// loads), no memcpy/memset calls per row — on ResNet-20's 7- to 28-float rows the calls cost
 /// more than the copy (measured per image, 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows).
-CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
+/// `prefetch`: src is in memory, request its lines ahead of each row (not for a plane in cache).
+CK_INLINE void pad_plane(const geom *g, const padded *d, const float *src, float *plane,
+                         int prefetch) {
   const int P = g->PAD, W = g->W, H = g->H, Wr = d->Wr;
-  for (int c = 0; c < g->C; c++) {
-    float *restrict plane = xp + c * d->plane;
-    const float *restrict src = x + (size_t)c * H * W;
-    for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
-    for (int y = 0; y < H; y++) {
-      float *restrict row = plane + (size_t)(y + P) * Wr;
-      const float *restrict in = src + (size_t)y * W;
-      prefetch_ahead(in, W);
+  for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
+  for (int y = 0; y < H; y++) {
+    float *restrict row = plane + (size_t)(y + P) * Wr;
+    const float *restrict in = src + (size_t)y * W;
+    if (prefetch) prefetch_ahead(in, W);
 #pragma omp simd
-      for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
-    }
-    float *restrict below = plane + (size_t)(P + H) * Wr;
-    for (int i = 0; i < (d->Hp - P - H) * Wr; i++) below[i] = 0.0f;
+    for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
   }
-  const size_t used = (size_t)g->C * d->plane;
-  for (size_t i = used; i < d->size; i++) xp[i] = 0.0f;
+  float *restrict below = plane + (size_t)(P + H) * Wr;
+  for (int i = 0; i < (d->Hp - P - H) * Wr; i++) below[i] = 0.0f;
+}
+
+/// The zero tail of a padded buffer past its planes (`planes` of d->plane floats).
+static void zero_tail(const padded *d, size_t planes, float *xp) {
+  for (size_t i = planes * d->plane; i < d->size; i++) xp[i] = 0.0f;
+}
+
+/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included.
+CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
+  for (int c = 0; c < g->C; c++)
+    pad_plane(g, d, x + (size_t)c * g->H * g->W, xp + c * d->plane, 1);
+  zero_tail(d, (size_t)g->C, xp);
+}
+
+/// xp := image b of a plane source (C planes of H×W) in zero-padded planes, each plane produced
+/// into `tmp` (H·W floats, stays in cache) and padded from there; db[c] += the plane's sum
+/// when db is not NULL.
+CK_CLONES static void pad_source_image(const geom *g, const padded *d, const ck_plane_source *s,
+                                       int b, float *tmp, float *xp, double *db) {
+  const int hw = g->H * g->W;
+  for (int c = 0; c < g->C; c++) {
+    s->plane(s, b, c, tmp);
+    pad_plane(g, d, tmp, xp + c * d->plane, 0);
+    if (db) {
+      float sum = 0.0f;
+      for (int q = 0; q < hw; q++) sum += tmp[q];
+      db[c] += sum;
+    }
+  }
+  zero_tail(d, (size_t)g->C, xp);
 }
 
 /// xp (d->size floats) := image x (C×H×W) in the phase planes of a stride-S layout (S > 1),
@@ -369,6 +395,7 @@ typedef struct {
   const ck_sparse *flip;
   const ck_sparse *w;
   const float *x, *dy, *bias;
+  const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
   float *y, *dx;
   int direct, pw;
   size_t in_buf, out_buf; // per-image buffers in the scratch (floats, multiples of 16)
@@ -529,13 +556,17 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
   const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
   const int64_t nnz = c->w->nnz;
   const int use_t = c->sm == &c->w->t, nw = (int)c->nw;
-  float *xp = scratch, *dyp = xp + c->in_buf, *dxw = dyp + c->dyw_f, *buf = dxw + c->out_buf;
+  float *xp = scratch, *dyp = xp + c->in_buf, *dxw = dyp + c->dyw_f;
+  float *dy_plane = dxw + c->out_buf, *buf = dy_plane + c->dxp_f; // dy_plane: a source's
   float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
   double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
   for (int b = part; b < g->B; b += parts) {
-    const float *xb = c->x + (size_t)b * in_img, *dyb = c->dy + (size_t)b * out_img;
-    pad_image(gf, df, dyb, dyp);
+    const float *xb = c->x + (size_t)b * in_img;
+    if (c->dy_source)
+      pad_source_image(gf, df, c->dy_source, b, dy_plane, dyp, db);
+    else
+      pad_image(gf, df, c->dy + (size_t)b * out_img, dyp);
     if (mine) {
       pad_image(g, d, xb, xp);
       if (use_t)
@@ -546,14 +577,24 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
                            buf);
     }
     direct_product(&c->flip->a, gf, df, c->off_f, dyp, NULL, dxw, c->dx + (size_t)b * in_img, buf);
-    if (db) bias_grad_add(g, dyb, db);
+    if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
   }
 }
 
-/// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
-/// include/ck_sparse.h.
-CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
-                               const float *dy, float *dx, float *dw_values, float *dbias) {
+/// Whether backward_flipped runs for geometry g: the direct method by image, dx wanted, a
+/// stride-1 "same" convolution with a square kernel.
+static int flips(const geom *g, int threads, int want_dx) {
+  return threads > 1 && g->B >= threads && use_direct(g) && want_dx && g->S == 1 &&
+         g->KH == g->KW && 2 * g->PAD == g->KH - 1;
+}
+
+/// The backward from dY stored (dy) or produced plane by plane (dy_source, dy NULL): the
+/// backward_flipped path reads each plane once, as it is produced; any other path reads dY more
+/// than once, so it is produced in full first.
+CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
+                                    const float *x, const float *dy,
+                                    const ck_plane_source *dy_source, float *dx,
+                                    float *dw_values, float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
@@ -572,8 +613,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   geom gf = g;
   padded df = d;
   int64_t *off_f = NULL, *dy_rows = NULL;
-  if (direct && dx && g.S == 1 && g.KH == g.KW && 2 * g.PAD == g.KH - 1)
-    flip = ck_sp_conv_flipped((ck_sparse *)w, g.KH, g.KW);
+  if (flips(&g, threads, dx != NULL)) flip = ck_sp_conv_flipped((ck_sparse *)w, g.KH, g.KW);
   if (flip) {
     gf.C = g.O, gf.H = g.OH, gf.W = g.OW, gf.O = g.C, gf.OH = g.H, gf.OW = g.W;
     gf.K = g.O * g.KH * g.KW, gf.N = g.H * g.W;
@@ -583,6 +623,19 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     if (!off_f || !dy_rows) flip = NULL;
     for (int o = 0; flip && o < g.O; o++)
       dy_rows[o] = (int64_t)o * (int64_t)df.plane + (int64_t)g.PAD * df.Wr + g.PAD;
+  }
+  float *dy_full = NULL;
+  if (dy_source && !flip) {
+    dy_full = ck_scratch_take((size_t)g.B * g.O * g.N);
+    if (!dy_full) {
+      free(off);
+      free(off_f);
+      free(dy_rows);
+      return;
+    }
+    ck_plane_source_fill(dy_source, threads, dy_full);
+    dy = dy_full;
+    dy_source = NULL;
   }
   int64_t *dy_off = direct && dx && !flip ? malloc(sizeof(int64_t) * (size_t)g.O) : NULL;
   for (int o = 0; dy_off && o < g.O; o++) dy_off[o] = (int64_t)o * d.Nw;
@@ -617,6 +670,7 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
       for (int o = 0; o < g.O; o++) dbias[o] = (float)db[o];
     ck_scratch_give(col);
     ck_scratch_give(dcol);
+    ck_scratch_give(dy_full);
     free(db);
     return;
   }
@@ -639,14 +693,15 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
     if (!pw && dw_values) src_f = (size_t)g.K * g.N;
     if (!pw && dx) dcol_f = (size_t)g.K * g.N;
   }
-  if (flip) { // padded X, padded dY, wide dX (backward_flipped)
+  if (flip) { // padded X, padded dY, wide dX, a source's dY plane (backward_flipped)
     src_f = dw_values ? d.size : 0;
     dyw_f = df.size;
     dcol_f = (size_t)g.C * df.Nw;
-    dxp_f = 0;
+    dxp_f = dy_source ? (size_t)g.N : 0;
   }
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
-  conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy, .dx = dx,
+  conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
+                .dy_source = flip ? dy_source : NULL, .dx = dx,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
                 .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
   c.in_buf = aligned16(src_f);
@@ -674,4 +729,22 @@ CK_CLONES void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sp
   free(dy_off);
   free(off_f);
   free(dy_rows);
+  ck_scratch_give(dy_full);
+}
+
+/// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
+/// include/ck_sparse.h.
+void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
+                               const float *dy, float *dx, float *dw_values, float *dbias) {
+  conv_backward(shape, w, x, dy, NULL, dx, dw_values, dbias);
+}
+
+/// The same from a dY plane source; contract in include/ck_sparse.h.
+void ck_sparse_conv2d_backward_sourced(const ck_conv_shape *shape, const ck_sparse *w,
+                                       const float *x, const ck_plane_source *dy, float *dx,
+                                       float *dw_values, float *dbias) {
+  geom g;
+  if (make_geom(shape, w, &g) != 0) return;
+  if (dy->n != g.B || dy->c != g.O || dy->h != g.OH || dy->w != g.OW) return;
+  conv_backward(shape, w, x, NULL, dy, dx, dw_values, dbias);
 }

@@ -5,7 +5,7 @@ import CCoppiceKernels
 /// (`ck_batchnorm_relu_maxpool2_*`), so the pair reads and writes far less memory. The two
 /// layers keep their own parameters, buffers and names; evaluation runs them one after the
 /// other.
-public final class BatchNormReLUMaxPool: StatefulLayer {
+public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
   public let norm: BatchNorm2d
   public let pool: MaxPool2d
   public var needsInputGradient: Bool {
@@ -15,9 +15,20 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
-  private(set) var winners: [UInt8] = []
+  /// Each pooling window's winning cell (the forward's), at a fixed address: a deferred
+  /// gradient reads it after `backwardDeferringInputGradient` returns.
+  private var winnerBuffer = UnsafeMutableBufferPointer<UInt8>(start: nil, count: 0)
+  var winners: [UInt8] { Array(winnerBuffer) }
   /// Whether the last forward ran fused (training) or as the two layers (evaluation).
   private var ranFused = false
+  /// A deferred backward's per-channel dx coefficients and the state its planes are made from.
+  private var coefficients: Tensor?
+  private let deferredState = UnsafeMutablePointer<ck_norm_pool_gradient>.allocate(capacity: 1)
+
+  deinit {
+    deferredState.deallocate()
+    winnerBuffer.deallocate()
+  }
 
   /// `norm` must have its ReLU fused and `pool` be a 2×2 window with stride 2 and no padding.
   public init(norm: BatchNorm2d, pool: MaxPool2d) {
@@ -43,8 +54,13 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
     let y = Tensor.reuse(output, shape: outputShape(for: x.shape))
     output = y
     input = x
-    if winners.count != y.count { winners = [UInt8](repeating: 0, count: y.count) }
-    winners.withUnsafeMutableBufferPointer { w in
+    if winnerBuffer.count != y.count {
+      winnerBuffer.deallocate()
+      winnerBuffer = .allocate(capacity: y.count)
+      winnerBuffer.initialize(repeating: 0)
+    }
+    do {
+      let w = winnerBuffer
       ck_batchnorm_relu_maxpool2_forward_train(
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
         norm.gamma.value.data, norm.beta.value.data, norm.eps, norm.momentum,
@@ -61,7 +77,8 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
     }
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
-    winners.withUnsafeBufferPointer { w in
+    do {
+      let w = winnerBuffer
       ck_batchnorm_relu_maxpool2_backward(
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
         norm.gamma.value.data, norm.beta.value.data, norm.saveMean.data, norm.saveInvStd.data,
@@ -69,5 +86,38 @@ public final class BatchNormReLUMaxPool: StatefulLayer {
         norm.beta.grad.data)
     }
     return dx
+  }
+
+  /// With the forward's β the input gradient is made image by image from the pooled arrays,
+  /// so it can be produced plane by plane by the convolution before this layer
+  /// (`ck_batchnorm_relu_maxpool2_backward_deferred`): the full-size gradient is never
+  /// stored. Nil when the backward runs channel by channel (a γ tiny against its β),
+  /// in evaluation mode, or when no input gradient is wanted.
+  func backwardDeferringInputGradient(_ dy: Tensor) -> DeferredGradient? {
+    guard ranFused, needsInputGradient, let x = input, let y = output else { return nil }
+    let k = Tensor.reuse(coefficients, shape: [3 * norm.channels])
+    coefficients = k
+    var source = ck_plane_source()
+    let w = winnerBuffer
+    let deferred =
+      ck_batchnorm_relu_maxpool2_backward_deferred(
+        Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
+        norm.gamma.value.data, norm.beta.value.data, norm.saveMean.data, norm.saveInvStd.data,
+        y.data, w.baseAddress, dy.data, norm.gamma.grad.data, norm.beta.grad.data, k.data,
+        deferredState, &source)
+    guard deferred != 0 else { return nil }
+    return DeferredGradient(source: source, owner: DeferredInputs(layer: self, gradOutput: dy))
+  }
+}
+
+/// What a deferred norm-pool gradient reads: the layer's arrays (input, output, winners,
+/// statistics, coefficients; replaced only by its next forward or backward) and the pooled
+/// gradient the caller passed in.
+private final class DeferredInputs {
+  let layer: BatchNormReLUMaxPool
+  let gradOutput: Tensor
+  init(layer: BatchNormReLUMaxPool, gradOutput: Tensor) {
+    self.layer = layer
+    self.gradOutput = gradOutput
   }
 }

@@ -2,7 +2,7 @@ import CCoppiceKernels
 import CoppiceSparsity
 
 /// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
-public final class Conv2d: Layer {
+public final class Conv2d: Layer, DeferredGradientConsumer {
   public let name: String
   public let inChannels: Int
   public let outChannels: Int
@@ -83,12 +83,22 @@ public final class Conv2d: Layer {
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
+    backward(.stored(dy.data))
+  }
+
+  /// The backward with dY produced plane by plane as the sparse kernels read it (stored first
+  /// on the dense path).
+  func backward(_ dy: DeferredGradient) -> Tensor {
+    dy.withSource { backward(.produced($0)) }
+  }
+
+  private func backward(_ dy: Conv2dProducts.OutputGradient) -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
     products.backward(
-      shape: s, x: x.data, dy: dy.data, weights: weight.value.data, mask: maskSource,
+      shape: s, x: x.data, dy: dy, weights: weight.value.data, mask: maskSource,
       dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
     products.execution.reportMaskedGradient(to: maskSource)
     return dx

@@ -15,6 +15,8 @@ public final class Conv2dProducts {
   private lazy var format = SparseWeightFormat(
     rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
   private var unusedWeightGradient: Tensor?
+  /// A produced output gradient written in full for the dense backward.
+  private var producedGradient: Tensor?
   private lazy var fullMask = FullMask(count: outChannels * inChannels * kernelHeight * kernelWidth)
 
   public init(inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int) {
@@ -55,10 +57,31 @@ public final class Conv2dProducts {
     ck_conv2d_forward(&s, x, weights, bias, y)
   }
 
+  /// The output gradient a backward reads: stored, or produced plane by plane by a source
+  /// (`ck_plane_source`, e.g. the next layer's deferred input gradient).
+  public enum OutputGradient {
+    case stored(UnsafePointer<Float>)
+    case produced(UnsafePointer<ck_plane_source>)
+  }
+
   /// Gradients of the last forward: dx (NCHW), dw (OIHW) and db [out], each written when not
   /// nil; dw as in `LinearProducts.backward` (kept positions only on the sparse path).
   public func backward(
     shape: ck_conv_shape, x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+    weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
+    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+    maskWeightGradient: Bool = false
+  ) {
+    backward(
+      shape: shape, x: x, dy: .stored(dy), weights: weights, mask: mask, dx: dx, dw: dw, db: db,
+      maskWeightGradient: maskWeightGradient)
+  }
+
+  /// The same for an output gradient stored or produced: the sparse kernels produce each
+  /// plane as they read it (`ck_sparse_conv2d_backward_sourced`); the dense path has it
+  /// written in full first.
+  public func backward(
+    shape: ck_conv_shape, x: UnsafePointer<Float>, dy: OutputGradient,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
     dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
     maskWeightGradient: Bool = false
@@ -70,13 +93,29 @@ public final class Conv2dProducts {
     {
       format.refresh(weights: weights, source: mask)
       let values = dw == nil ? nil : format.gradientValues()
-      ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)
+      switch dy {
+      case .stored(let dy): ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)
+      case .produced(let source):
+        ck_sparse_conv2d_backward_sourced(&s, format.handle, x, source, dx, values, db)
+      }
       if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
       execution.backwardSparse = true
       return
     }
     let gradient = dw ?? weightGradientScratch()
-    ck_conv2d_backward(&s, x, weights, dy, dx, gradient, db)
+    switch dy {
+    case .stored(let dy): ck_conv2d_backward(&s, x, weights, dy, dx, gradient, db)
+    case .produced(let source):
+      let full = Tensor.reuse(
+        producedGradient,
+        shape: [
+          Int(source.pointee.n), Int(source.pointee.c), Int(source.pointee.h),
+          Int(source.pointee.w),
+        ])
+      producedGradient = full
+      ck_plane_source_fill(source, ck_get_threads(), full.data)
+      ck_conv2d_backward(&s, x, weights, full.data, dx, gradient, db)
+    }
     if maskWeightGradient, let mask, !mask.needsDenseGradient, let dw {
       SparseWeightFormat.zero(dw, outside: mask)
     }

@@ -51,19 +51,30 @@ public final class Sequential: Layer {
     return h
   }
 
+  /// Layers in reverse order; where an `InputGradientDeferring` layer follows a
+  /// `DeferredGradientConsumer` (a batch norm + ReLU + pool after a convolution), the
+  /// convolution produces the batch norm's input gradient plane by plane as it reads it.
   public func backward(_ dy: Tensor) -> Tensor {
     var g = dy
-    guard let times else {
-      for layer in layers.reversed() { g = layer.backward(g) }
-      return g
-    }
     var seconds = [Double](repeating: 0, count: layers.count)
-    for (i, layer) in layers.enumerated().reversed() {
-      let start = monotonicSeconds()
-      g = layer.backward(g)
+    var i = layers.count - 1
+    while i >= 0 {
+      var start = monotonicSeconds()
+      if i > 0, let consumer = layers[i - 1] as? DeferredGradientConsumer,
+        let deferring = layers[i] as? InputGradientDeferring,
+        let deferred = deferring.backwardDeferringInputGradient(g)
+      {
+        seconds[i] = monotonicSeconds() - start
+        start = monotonicSeconds()
+        g = consumer.backward(deferred)
+        i -= 1
+      } else {
+        g = layers[i].backward(g)
+      }
       seconds[i] = monotonicSeconds() - start
+      i -= 1
     }
-    times.addBackward(seconds)
+    times?.addBackward(seconds)
     return g
   }
 

@@ -1,0 +1,44 @@
+import CCoppiceKernels
+
+/// An input gradient that a layer did not write but describes plane by plane
+/// (`ck_plane_source`), for the layer before it to produce while its backward reads it: the
+/// full-size gradient is then never written to memory and read back. `Sequential` hands one
+/// over when an `InputGradientDeferring` layer follows a `DeferredGradientConsumer`.
+public final class DeferredGradient {
+  /// Batch × channels × height × width.
+  public let shape: [Int]
+  let source: ck_plane_source
+  /// Keeps alive whatever the source reads.
+  private let owner: AnyObject
+
+  init(source: ck_plane_source, owner: AnyObject) {
+    self.source = source
+    self.owner = owner
+    shape = [Int(source.n), Int(source.c), Int(source.h), Int(source.w)]
+  }
+
+  /// Runs `body` with a pointer to the source (valid only inside it).
+  func withSource<R>(_ body: (UnsafePointer<ck_plane_source>) -> R) -> R {
+    withUnsafePointer(to: source) { body($0) }
+  }
+
+  /// Writes the gradient in full into `t` (of `shape`).
+  public func fill(_ t: Tensor) {
+    precondition(t.shape == shape, "DeferredGradient: fill \(t.shape), expected \(shape)")
+    withSource { ck_plane_source_fill($0, ck_get_threads(), t.data) }
+  }
+}
+
+/// A layer whose backward can leave its input gradient to the layer before it.
+protocol InputGradientDeferring: Layer {
+  /// The parameter gradients as `backward(_:)` writes them, and the input gradient as a
+  /// source instead of a tensor; nil when it cannot be deferred (nothing written: call
+  /// `backward(_:)`).
+  func backwardDeferringInputGradient(_ gradOutput: Tensor) -> DeferredGradient?
+}
+
+/// A layer whose backward can read its output gradient from a `DeferredGradient`.
+protocol DeferredGradientConsumer: Layer {
+  /// `backward(_:)` for the gradient `gradOutput` describes.
+  func backward(_ gradOutput: DeferredGradient) -> Tensor
+}
