@@ -104,6 +104,62 @@ final class FusedLayerTests: XCTestCase {
     Threads.set(2)
   }
 
+  /// A batch norm (with and without ReLU) before a convolution in a Sequential: the batch norm
+  /// leaves its output to the convolution (`DeferredActivation`), which maps the input as it
+  /// reads it, and outputs, running statistics and every gradient are bit for bit the two
+  /// layers' run in turn — sparse by image, sparse on one thread (the input mapped in full
+  /// first), dense; evaluation runs the layers unfused.
+  func testConvolutionAppliesTheDeferredBatchNorm() {
+    defer { SparseDispatch.mode = .automatic }
+    for (threads, mode, relu) in [
+      (2, SparseDispatch.Mode.alwaysSparse, true), (2, .alwaysSparse, false),
+      (1, .alwaysSparse, true), (2, .alwaysDense, true),
+    ] {
+      Threads.set(threads)
+      SparseDispatch.mode = mode
+      func pair() -> (BatchNorm2d, Conv2d, TestMask) {
+        let bn = BatchNorm2d(name: "bn", channels: 4, relu: relu)
+        let g = randomTensor([4], seed: 17)
+        for i in 0..<4 {
+          bn.gamma.value[i] = 1.5 * g[i]  // both signs
+          bn.beta.value[i] = 0.3 * Float(i) - 0.4
+        }
+        var rng = SeededGenerator(seed: 18)
+        let conv = Conv2d(
+          name: "c", inChannels: 4, outChannels: 6, kernelSize: 3, padding: 1, rng: &rng)
+        let mask = TestMask(count: conv.weight.count, density: 0.3, seed: 19)
+        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
+        conv.maskSource = mask
+        return (bn, conv, mask)
+      }
+      let (bn, conv, mask) = pair()
+      let (bn2, conv2, mask2) = pair()
+      _ = (mask, mask2)
+      let net = Sequential([bn, conv])
+      let what = "threads \(threads) \(mode) relu \(relu)"
+      for step in 0..<2 {
+        let x = randomTensor([3, 4, 7, 9], seed: 20 + UInt64(step))
+        let y = net.forward(x, training: true)
+        let y2 = conv2.forward(bn2.forward(x, training: true), training: true)
+        XCTAssertEqual(y.array, y2.array, what)
+        XCTAssertEqual(bn.runningMean.array, bn2.runningMean.array, what)
+        XCTAssertEqual(bn.runningVar.array, bn2.runningVar.array, what)
+        let dy = randomTensor(y.shape, seed: 22)
+        XCTAssertEqual(net.backward(dy).array, bn2.backward(conv2.backward(dy)).array, what)
+        XCTAssertEqual(conv.weight.grad.array, conv2.weight.grad.array, what)
+        XCTAssertEqual(conv.bias!.grad.array, conv2.bias!.grad.array, what)
+        XCTAssertEqual(bn.gamma.grad.array, bn2.gamma.grad.array, what)
+        XCTAssertEqual(bn.beta.grad.array, bn2.beta.grad.array, what)
+        XCTAssertEqual(conv.execution.forwardSparse, mode == .alwaysSparse, what)
+      }
+      let x = randomTensor([2, 4, 7, 9], seed: 23)
+      XCTAssertEqual(
+        net.forward(x, training: false).array,
+        conv2.forward(bn2.forward(x, training: false), training: false).array, what)
+    }
+    Threads.set(2)
+  }
+
   func testBatchNormReLUMaxPoolFiniteDifferences() {
     checkGradients(
       BatchNormReLUMaxPool(norm: normReLU(3, seed: 30), pool: MaxPool2d(kernelSize: 2)),

@@ -234,35 +234,64 @@ static void stored_plane(const ck_plane_source *source, int image, int channel, 
          sizeof(float) * hw);
 }
 
-// The backward from a dY plane source must give bit for bit the stored dY's gradients (every
-// path: produced as read, or written in full first); a source of other dimensions writes
+// The fused entry points against the plain ones on stored tensors, bit for bit (every path:
+// mapped/produced as read, or made in full first): the forward of map(x) and the backward of
+// map(x) with dY stored or produced by a source, for a map with and without ReLU. x is put on
+// a grid and the maps use powers of two, so x·scale + shift is exact with or without a fused
+// multiply-add. Misused calls (both dY forms or neither, a source of other dimensions) write
 // nothing.
-static void test_conv_sourced(const ck_conv_shape *sh, const ck_sparse *s, const float *x,
-                              const float *dy, const char *ctx) {
-  const size_t xs = (size_t)sh->batch * sh->in_channels * sh->in_height * sh->in_width;
-  const int O = sh->out_channels;
+static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const float *x0,
+                            const float *dy, const char *ctx) {
+  const int C = sh->in_channels, O = sh->out_channels;
+  const size_t hw = (size_t)sh->in_height * sh->in_width, xs = (size_t)sh->batch * C * hw;
+  const size_t ys = (size_t)sh->batch * O * sh->out_height * sh->out_width;
   const size_t nnz = (size_t)ck_sparse_nnz(s) + 1;
+  float *x = malloc(sizeof(float) * (xs + 1)), *xm = malloc(sizeof(float) * (xs + 1));
+  float *scale = malloc(sizeof(float) * C), *shift = malloc(sizeof(float) * C);
+  float *y0 = calloc(ys + 1, sizeof(float)), *y1 = calloc(ys + 1, sizeof(float));
   float *dx0 = calloc(xs + 1, sizeof(float)), *dx1 = calloc(xs + 1, sizeof(float));
   float *dw0 = calloc(nnz, sizeof(float)), *dw1 = calloc(nnz, sizeof(float));
   float *db0 = calloc((size_t)O, sizeof(float)), *db1 = calloc((size_t)O, sizeof(float));
+  for (size_t i = 0; i < xs; i++) x[i] = roundf(x0[i] * 64.0f) / 64.0f;
+  const float scales[] = {0.5f, 2.0f, -1.0f, 0.25f, -0.5f};
+  for (int c = 0; c < C; c++) scale[c] = scales[c % 5], shift[c] = (float)(c % 7 - 3) / 8.0f;
   ck_plane_source source = {stored_plane, dy, sh->batch, O, sh->out_height, sh->out_width};
   int ok = 1;
-  for (int variant = 0; variant < 3; variant++) { // all outputs; no bias gradient; no dx
-    float *db_want = variant == 0 ? db0 : NULL, *dx_want = variant == 2 ? NULL : dx0;
-    ck_sparse_conv2d_backward(sh, s, x, dy, dx_want, dw0, db_want);
-    ck_sparse_conv2d_backward_sourced(sh, s, x, &source, dx_want ? dx1 : NULL, dw1,
+  for (int relu = 0; relu <= 1; relu++) {
+    const ck_channel_affine map = {scale, shift, relu};
+    for (size_t i = 0; i < xs; i++) {
+      const float v = x[i] * scale[(i / hw) % (size_t)C] + shift[(i / hw) % (size_t)C];
+      xm[i] = relu && v < 0.0f ? 0.0f : v;
+    }
+    ck_sparse_conv2d_forward(sh, s, xm, NULL, y0);
+    ck_sparse_conv2d_forward_mapped(sh, s, x, &map, NULL, y1);
+    ok = ok && !memcmp(y0, y1, sizeof(float) * ys);
+    // all outputs; no bias gradient; no dx — dY stored and produced, x mapped and not
+    for (int variant = 0; variant < 6; variant++) {
+      float *db_want = variant % 3 == 0 ? db0 : NULL, *dx_want = variant % 3 == 2 ? NULL : dx0;
+      const int produced = variant >= 3;
+      ck_sparse_conv2d_backward(sh, s, xm, dy, dx_want, dw0, db_want);
+      ck_sparse_conv2d_backward_fused(sh, s, x, &map, produced ? NULL : dy,
+                                      produced ? &source : NULL, dx_want ? dx1 : NULL, dw1,
                                       db_want ? db1 : NULL);
-    if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
-    ok = ok && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
-    if (db_want) ok = ok && !memcmp(db0, db1, sizeof(float) * (size_t)O);
+      if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
+      ok = ok && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
+      if (db_want) ok = ok && !memcmp(db0, db1, sizeof(float) * (size_t)O);
+    }
   }
-  source.c = O + 1; // wrong dimensions: nothing written
+  ck_sparse_conv2d_backward(sh, s, x, dy, dx0, dw0, NULL); // unmapped, from a source
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, dw1, NULL);
+  ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
   for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
-  ck_sparse_conv2d_backward_sourced(sh, s, x, &source, dx1, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL);
+  source.c = O + 1;
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL);
   for (size_t i = 0; i < xs; i++) ok = ok && dx1[i] == -7.0f;
   if (ok) passed++; else failed++;
-  printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_sourced", ctx);
-  free(dx0), free(dx1), free(dw0), free(dw1), free(db0), free(db1);
+  printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_fused", ctx);
+  free(x), free(xm), free(scale), free(shift), free(y0), free(y1), free(dx0), free(dx1);
+  free(dw0), free(dw1), free(db0), free(db1);
 }
 
 static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
@@ -303,7 +332,7 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   ck_sparse_conv2d_backward(&sh, s, x, dy, NULL, dwv, NULL);
   ck_sparse_scatter(s, dwv, dw);
   check("conv_dw_only", ctx, dw, 1, dwr, 1, dwm, 1, (int)ws, 1);
-  test_conv_sourced(&sh, s, x, dy, ctx);
+  test_conv_fused(&sh, s, x, dy, ctx);
   ck_sparse_free(s);
   free(w), free(mask), free(x), free(bias), free(dy), free(aw), free(ax), free(abias), free(ady);
   free(y), free(yr), free(ym), free(dx), free(dxr), free(dxm), free(dwv), free(dw), free(dwr);

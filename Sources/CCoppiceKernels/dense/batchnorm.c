@@ -116,6 +116,59 @@ CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *
   }
 }
 
+typedef struct {
+  int n, c, hw;
+  const float *x, *gamma, *beta;
+  float eps, momentum;
+  float *running_mean, *running_var, *save_mean, *save_invstd, *scale, *shift;
+} statistics_job;
+
+/// Channels of part `part`: batch and running statistics, the affine map.
+static void statistics_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const statistics_job *j = arg;
+  int c0, c1;
+  ck_job_range(j->c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++)
+    ck_batchnorm_channel_statistics(j->n, j->c, j->hw, ch, j->x, j->gamma, j->beta, j->eps,
+                                    j->momentum, j->running_mean, j->running_var, j->save_mean,
+                                    j->save_invstd, j->scale + ch, j->shift + ch);
+}
+
+/// Statistics without the output; contract in include/ck_dense.h.
+void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x, const float *gamma,
+                                   const float *beta, float eps, float momentum,
+                                   float *running_mean, float *running_var, float *save_mean,
+                                   float *save_invstd, float *scale, float *shift) {
+  statistics_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var,
+                      save_mean, save_invstd, scale, shift};
+  ck_run_job(ck_get_threads(), ck_get_threads(), statistics_part, &j, 0);
+}
+
+typedef struct {
+  int n, c, hw;
+  const float *x;
+  const ck_channel_affine *map;
+  float *y;
+} apply_job;
+
+CK_CLONES static void apply_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const apply_job *j = arg;
+  int c0, c1;
+  ck_job_range(j->c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++)
+    affine_channel(j->n, j->c, j->hw, ch, j->x, j->map->scale[ch], j->map->shift[ch], j->y,
+                   j->map->relu);
+}
+
+/// A channel affine map over a whole tensor; contract in include/ck_dense.h.
+void ck_channel_affine_apply(int n, int c, int hw, const float *x, const ck_channel_affine *map,
+                             float *y) {
+  apply_job j = {n, c, hw, x, map, y};
+  ck_run_job(ck_get_threads(), ck_get_threads(), apply_part, &j, 0);
+}
+
 /// Batch-norm forward with the running statistics; contract in include/ck_dense.h.
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,

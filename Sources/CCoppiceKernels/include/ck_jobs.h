@@ -58,7 +58,7 @@ void ck_job_range(int count, int part, int parts, int *begin, int *end);
 /// plane(source, image, channel, out) writes that plane (h·w floats) to out. It lets a
 /// convolution's backward compute its output gradient — the input gradient of the layer after
 /// it — one plane at a time while it reads it, so that gradient is never written to memory in
-/// full and read back (ck_sparse_conv2d_backward_sourced).
+/// full and read back (ck_sparse_conv2d_backward_fused).
 typedef struct ck_plane_source {
   void (*plane)(const struct ck_plane_source *source, int image, int channel, float *out);
   const void *state; // what `plane` reads; must outlive every call
@@ -67,6 +67,16 @@ typedef struct ck_plane_source {
 
 /// dst [n, c, h, w] := every plane of `source` (images over up to `threads` threads).
 void ck_plane_source_fill(const ck_plane_source *source, int threads, float *dst);
+
+/// A per-channel affine map y = x·scale[ch] + shift[ch], then max(y, 0) when relu is set: a
+/// batch norm's (+ ReLU's) output left for its reader to compute as it reads the input
+/// (ck_sparse_conv2d_forward_mapped), so the normalised tensor is never stored. Everything
+/// that applies it computes exactly `float v = x * scale + shift; v > 0 ? v : 0` (bit for bit
+/// the batch norm's own output).
+typedef struct {
+  const float *scale, *shift;
+  int relu;
+} ck_channel_affine;
 
 #ifdef __cplusplus
 }

@@ -153,14 +153,24 @@ void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, co
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias);
 
-/// ck_sparse_conv2d_backward with dY produced plane by plane by `dy` (batch × out_channels
-/// planes of OH×OW; nothing is written when its dimensions differ from the shape's). Where the
-/// backward reads dY once — by image over threads, dx wanted, a stride-1 "same" convolution —
-/// each plane is produced into cache as it is needed and dY is never stored; elsewhere it is
-/// produced in full first. The gradients are bit for bit those of the stored dY.
-void ck_sparse_conv2d_backward_sourced(const ck_conv_shape *shape, const ck_sparse *w,
-                                       const float *x, const ck_plane_source *dy, float *dx,
-                                       float *dw_values, float *dbias);
+/// ck_sparse_conv2d_forward of map(x) (a batch norm's output left unstored, ck_channel_affine;
+/// bit for bit the forward of the mapped tensor). Direct stride-1 convolutions by image apply
+/// the map as they pad each image; other paths map the batch into scratch first.
+void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *bias, float *y);
+
+/// ck_sparse_conv2d_backward with the input map(x) when x_map is not NULL (the forward's), and
+/// dY either stored (dy) or produced plane by plane (dy_source, batch × out_channels planes of
+/// OH×OW): exactly one of the two, else nothing is written (nor when the source's dimensions
+/// differ from the shape's). Where the backward reads dY once — by image over threads, dx
+/// wanted, a stride-1 "same" convolution — each plane is produced into cache as it is needed
+/// and x is mapped as it is padded; elsewhere dY and map(x) are made in full first. The
+/// gradients are bit for bit those of the stored tensors.
+void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *dy, const ck_plane_source *dy_source,
+                                     float *dx, float *dw_values, float *dbias);
 
 // ---------------------------------------------------------------------------------------------
 // Dense/sparse dispatch

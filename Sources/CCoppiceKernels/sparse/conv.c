@@ -140,21 +140,41 @@ CK_INLINE void prefetch_ahead(const float *row, int floats) {
   for (int q = 0; q < floats; q += 16) __builtin_prefetch(row + PREFETCH_FLOATS + q);
 }
 
-/// Padded plane `plane` (d->plane floats) := the H×W plane src, zero border included. Every float
-/// is written once: each padded row in one vector loop that selects the image or 0 (masked
-/// loads), no memcpy/memset calls per row — on ResNet-20's 7- to 28-float rows the calls cost
-/// more than the copy (measured per image, 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows).
-/// `prefetch`: src is in memory, request its lines ahead of each row (not for a plane in cache).
+/// Padded plane `plane` (d->plane floats) := the H×W plane src, or map(src) for channel ch when
+/// map is not NULL, zero border included. Every float is written once: each padded row in one
+/// vector loop that selects the image or 0 (masked loads), no memcpy/memset calls per row — on
+/// ResNet-20's 7- to 28-float rows the calls cost more than the copy (measured per image,
+/// 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows). `prefetch`: src is in memory, request
+/// its lines ahead of each row (not for a plane in cache).
 CK_INLINE void pad_plane(const geom *g, const padded *d, const float *src, float *plane,
-                         int prefetch) {
+                         int prefetch, const ck_channel_affine *map, int ch) {
   const int P = g->PAD, W = g->W, H = g->H, Wr = d->Wr;
+  const float scale = map ? map->scale[ch] : 1.0f, shift = map ? map->shift[ch] : 0.0f;
+  const int relu = map && map->relu;
   for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
   for (int y = 0; y < H; y++) {
     float *restrict row = plane + (size_t)(y + P) * Wr;
     const float *restrict in = src + (size_t)y * W;
     if (prefetch) prefetch_ahead(in, W);
+    if (!map) {
 #pragma omp simd
-    for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
+      for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
+    } else if (relu) { // the batch norm's expression (ck_channel_affine)
+#pragma omp simd
+      for (int i = 0; i < Wr; i++) {
+        const int inside = (unsigned)(i - P) < (unsigned)W;
+        float v = (inside ? in[i - P] : 0.0f) * scale + shift;
+        v = v > 0.0f ? v : 0.0f;
+        row[i] = inside ? v : 0.0f;
+      }
+    } else {
+#pragma omp simd
+      for (int i = 0; i < Wr; i++) {
+        const int inside = (unsigned)(i - P) < (unsigned)W;
+        const float v = (inside ? in[i - P] : 0.0f) * scale + shift;
+        row[i] = inside ? v : 0.0f;
+      }
+    }
   }
   float *restrict below = plane + (size_t)(P + H) * Wr;
   for (int i = 0; i < (d->Hp - P - H) * Wr; i++) below[i] = 0.0f;
@@ -165,10 +185,12 @@ static void zero_tail(const padded *d, size_t planes, float *xp) {
   for (size_t i = planes * d->plane; i < d->size; i++) xp[i] = 0.0f;
 }
 
-/// xp (d->size floats) := image x (C×H×W) in zero-padded planes, zero tail included.
-CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp) {
+/// xp (d->size floats) := image x (C×H×W), or map(x) when map is not NULL, in zero-padded
+/// planes, zero tail included.
+CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp,
+                                const ck_channel_affine *map) {
   for (int c = 0; c < g->C; c++)
-    pad_plane(g, d, x + (size_t)c * g->H * g->W, xp + c * d->plane, 1);
+    pad_plane(g, d, x + (size_t)c * g->H * g->W, xp + c * d->plane, 1, map, c);
   zero_tail(d, (size_t)g->C, xp);
 }
 
@@ -180,7 +202,7 @@ CK_CLONES static void pad_source_image(const geom *g, const padded *d, const ck_
   const int hw = g->H * g->W;
   for (int c = 0; c < g->C; c++) {
     s->plane(s, b, c, tmp);
-    pad_plane(g, d, tmp, xp + c * d->plane, 0);
+    pad_plane(g, d, tmp, xp + c * d->plane, 0, NULL, c);
     if (db) {
       float sum = 0.0f;
       for (int q = 0; q < hw; q++) sum += tmp[q];
@@ -226,7 +248,7 @@ CK_CLONES static void phase_image(const geom *g, const padded *d, const float *x
 /// xp := image x in the direct layout of its stride (pad_image or phase_image).
 static void layout_image(const geom *g, const padded *d, const float *x, float *xp) {
   if (d->S == 1)
-    pad_image(g, d, x, xp);
+    pad_image(g, d, x, xp, NULL);
   else
     phase_image(g, d, x, xp);
 }
@@ -396,6 +418,7 @@ typedef struct {
   const ck_sparse *w;
   const float *x, *dy, *bias;
   const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
+  const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
   float *y, *dx;
   int direct, pw;
   size_t in_buf, out_buf; // per-image buffers in the scratch (floats, multiples of 16)
@@ -417,7 +440,10 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
   const float *xb = c->x + (size_t)b * in_img;
   float *yb = c->y + (size_t)b * out_img;
   if (c->direct) {
-    layout_image(g, c->d, xb, src_buf);
+    if (c->x_map)
+      pad_image(g, c->d, xb, src_buf, c->x_map);
+    else
+      layout_image(g, c->d, xb, src_buf);
     direct_product(&c->w->a, g, c->d, c->off, src_buf, c->bias, yw, yb, buf);
   } else {
     const float *src = xb;
@@ -432,24 +458,74 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
 /// Floats rounded up to a multiple of 16 (64 bytes), so buffers cut from one scratch stay aligned.
 static size_t aligned16(size_t floats) { return (floats + 15) / 16 * 16; }
 
-/// Sparse convolution forward; contract in include/ck_sparse.h.
-CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
-                              const float *bias, float *y) {
+typedef struct {
+  const geom *g;
+  const float *x;
+  const ck_channel_affine *map;
+  float *mapped;
+} map_job;
+
+CK_CLONES static void map_images(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const map_job *j = arg;
+  const geom *g = j->g;
+  const size_t hw = (size_t)g->H * g->W;
+  int b0, b1;
+  ck_job_range(g->B, part, parts, &b0, &b1);
+  for (size_t p = (size_t)b0 * g->C; p < (size_t)b1 * g->C; p++) {
+    const int ch = (int)(p % (size_t)g->C);
+    const float scale = j->map->scale[ch], shift = j->map->shift[ch];
+    const float *restrict in = j->x + p * hw;
+    float *restrict out = j->mapped + p * hw;
+    if (j->map->relu) {
+      for (size_t q = 0; q < hw; q++) {
+        float v = in[q] * scale + shift; // the batch norm's expression (ck_channel_affine)
+        out[q] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+      for (size_t q = 0; q < hw; q++) out[q] = in[q] * scale + shift;
+    }
+  }
+}
+
+/// map(x) for the whole batch in scratch (ck_scratch_give it), for the paths that do not map
+/// as they pad; NULL when out of memory.
+static float *mapped_input(const geom *g, const float *x, const ck_channel_affine *map,
+                           int threads) {
+  float *mapped = ck_scratch_take((size_t)g->B * g->C * g->H * g->W);
+  if (!mapped) return NULL;
+  map_job j = {g, x, map, mapped};
+  ck_run_job(threads, threads, map_images, &j, 0);
+  return mapped;
+}
+
+/// Sparse convolution forward of x or map(x) (x_map not NULL).
+CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *w,
+                                   const float *x, const ck_channel_affine *x_map,
+                                   const float *bias, float *y) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || g.B == 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
   const int pw = is_pointwise(&g), direct = use_direct(&g);
   const padded d = make_padded(&g);
+  const int threads = ck_sp_threads(), by_image = threads > 1 && g.B >= threads;
+  // The map is applied as each image is padded (direct, stride 1, by image), else up front.
+  float *mapped = NULL;
+  if (x_map && !(by_image && direct && g.S == 1)) {
+    if (!(mapped = mapped_input(&g, x, x_map, threads))) return;
+    x = mapped;
+    x_map = NULL;
+  }
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
   // Per-image buffers: the padded image and the wide output (direct) or the column matrix.
   const size_t in_buf = aligned16(direct ? d.size : (pw ? 0 : (size_t)g.K * g.N));
   const size_t out_buf = aligned16(direct ? (size_t)g.O * d.Nw : 0);
-  const int threads = ck_sp_threads();
-  if (threads > 1 && g.B >= threads) { // images over threads, each image a part
-    conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .bias = bias, .y = y,
-                  .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf};
+  if (by_image) { // images over threads, each image a part
+    conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .x_map = x_map, .bias = bias,
+                  .y = y, .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf};
     ck_run_job(threads, g.B, forward_image, &c, in_buf + out_buf + ck_sp_spmm_scratch(&w->a));
     free(off);
+    ck_scratch_give(mapped);
     return;
   }
   // Fewer images than threads: one image after another, parallel inside the products.
@@ -473,6 +549,20 @@ CK_CLONES void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_spa
   ck_scratch_give(src_buf);
   ck_scratch_give(yw);
   free(off);
+  ck_scratch_give(mapped);
+}
+
+/// Sparse convolution forward; contract in include/ck_sparse.h.
+void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
+                              const float *bias, float *y) {
+  conv_forward(shape, w, x, NULL, bias, y);
+}
+
+/// The same of a mapped input; contract in include/ck_sparse.h.
+void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *bias, float *y) {
+  conv_forward(shape, w, x, x_map, bias, y);
 }
 
 /// db[o] += Σ of output plane o of one image's dY (O planes of N).
@@ -566,9 +656,9 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
     if (c->dy_source)
       pad_source_image(gf, df, c->dy_source, b, dy_plane, dyp, db);
     else
-      pad_image(gf, df, c->dy + (size_t)b * out_img, dyp);
+      pad_image(gf, df, c->dy + (size_t)b * out_img, dyp, NULL);
     if (mine) {
-      pad_image(g, d, xb, xp);
+      pad_image(g, d, xb, xp, c->x_map);
       if (use_t)
         ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xp, d->Wr, c->off, dyp, nw, c->dy_rows, mine,
                            buf);
@@ -592,8 +682,8 @@ static int flips(const geom *g, int threads, int want_dx) {
 /// backward_flipped path reads each plane once, as it is produced; any other path reads dY more
 /// than once, so it is produced in full first.
 CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
-                                    const float *x, const float *dy,
-                                    const ck_plane_source *dy_source, float *dx,
+                                    const float *x, const ck_channel_affine *x_map,
+                                    const float *dy, const ck_plane_source *dy_source, float *dx,
                                     float *dw_values, float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0) return;
@@ -624,6 +714,19 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
     for (int o = 0; flip && o < g.O; o++)
       dy_rows[o] = (int64_t)o * (int64_t)df.plane + (int64_t)g.PAD * df.Wr + g.PAD;
   }
+  // x is read for the weight gradient only: mapped as padded on the flipped path, else first.
+  float *mapped = NULL;
+  if (!dw_values) x_map = NULL;
+  if (x_map && !flip) {
+    if (!(mapped = mapped_input(&g, x, x_map, threads))) {
+      free(off);
+      free(off_f);
+      free(dy_rows);
+      return;
+    }
+    x = mapped;
+    x_map = NULL;
+  }
   float *dy_full = NULL;
   if (dy_source && !flip) {
     dy_full = ck_scratch_take((size_t)g.B * g.O * g.N);
@@ -631,6 +734,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
       free(off);
       free(off_f);
       free(dy_rows);
+      ck_scratch_give(mapped);
       return;
     }
     ck_plane_source_fill(dy_source, threads, dy_full);
@@ -671,6 +775,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
     ck_scratch_give(col);
     ck_scratch_give(dcol);
     ck_scratch_give(dy_full);
+    ck_scratch_give(mapped);
     free(db);
     return;
   }
@@ -701,7 +806,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   }
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
   conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
-                .dy_source = flip ? dy_source : NULL, .dx = dx,
+                .dy_source = flip ? dy_source : NULL, .x_map = x_map, .dx = dx,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
                 .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
   c.in_buf = aligned16(src_f);
@@ -730,21 +835,25 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   free(off_f);
   free(dy_rows);
   ck_scratch_give(dy_full);
+  ck_scratch_give(mapped);
 }
 
 /// Sparse convolution backward (dx, weight gradient in value order, dbias); contract in
 /// include/ck_sparse.h.
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
-  conv_backward(shape, w, x, dy, NULL, dx, dw_values, dbias);
+  conv_backward(shape, w, x, NULL, dy, NULL, dx, dw_values, dbias);
 }
 
-/// The same from a dY plane source; contract in include/ck_sparse.h.
-void ck_sparse_conv2d_backward_sourced(const ck_conv_shape *shape, const ck_sparse *w,
-                                       const float *x, const ck_plane_source *dy, float *dx,
-                                       float *dw_values, float *dbias) {
+/// The same of a mapped input and/or from a dY plane source; contract in include/ck_sparse.h.
+void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *dy, const ck_plane_source *dy_source,
+                                     float *dx, float *dw_values, float *dbias) {
   geom g;
-  if (make_geom(shape, w, &g) != 0) return;
-  if (dy->n != g.B || dy->c != g.O || dy->h != g.OH || dy->w != g.OW) return;
-  conv_backward(shape, w, x, NULL, dy, dx, dw_values, dbias);
+  if (make_geom(shape, w, &g) != 0 || (dy == NULL) == (dy_source == NULL)) return;
+  if (dy_source && (dy_source->n != g.B || dy_source->c != g.O || dy_source->h != g.OH ||
+                    dy_source->w != g.OW))
+    return;
+  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dw_values, dbias);
 }

@@ -3,7 +3,7 @@ import CCoppiceKernels
 /// Batch normalisation per channel of NCHW input (or per feature of [N, C] input).
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
 /// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
-public final class BatchNorm2d: StatefulLayer {
+public final class BatchNorm2d: StatefulLayer, OutputDeferring {
   public let name: String
   public let channels: Int
   public let eps: Float
@@ -19,6 +19,9 @@ public final class BatchNorm2d: StatefulLayer {
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
+  /// The last deferred forward's map y = x·scale + shift, per channel.
+  private lazy var mapScale = Tensor(shape: [channels])
+  private lazy var mapShift = Tensor(shape: [channels])
 
   public init(
     name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1, relu: Bool = false
@@ -69,6 +72,19 @@ public final class BatchNorm2d: StatefulLayer {
         runningVar.data, y.data, relu ? 1 : 0)
     }
     return y
+  }
+
+  /// The training forward without writing the output: the batch and running statistics, and
+  /// the map from the input to the output for the next layer to apply as it reads the input
+  /// (`ck_batchnorm_statistics_train`). The backward needs only the input, so it is unchanged.
+  func forwardDeferringOutput(_ x: Tensor) -> DeferredActivation {
+    precondition(x.shape.count >= 2 && x.shape[1] == channels, "\(name): input \(x.shape)")
+    input = x
+    ck_batchnorm_statistics_train(
+      Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, gamma.value.data,
+      beta.value.data, eps, momentum, runningMean.data, runningVar.data, saveMean.data,
+      saveInvStd.data, mapScale.data, mapShift.data)
+    return DeferredActivation(input: x, scale: mapScale, shift: mapShift, relu: relu)
   }
 
   public func backward(_ dy: Tensor) -> Tensor {

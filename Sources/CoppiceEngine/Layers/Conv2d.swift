@@ -2,7 +2,7 @@ import CCoppiceKernels
 import CoppiceSparsity
 
 /// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
-public final class Conv2d: Layer, DeferredGradientConsumer {
+public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationConsumer {
   public let name: String
   public let inChannels: Int
   public let outChannels: Int
@@ -18,6 +18,10 @@ public final class Conv2d: Layer, DeferredGradientConsumer {
   public var execution: SparseExecutionState { products.execution }
   private let products: Conv2dProducts
   private var input: Tensor?
+  /// The map the last forward applied to `input` as it read it (a deferred batch norm), if any.
+  private var inputMap: DeferredActivation?
+  /// A deferred input written in full (for the dense kernels).
+  private var mappedInput: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
 
@@ -70,15 +74,39 @@ public final class Conv2d: Layer, DeferredGradientConsumer {
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
+    forward(x, map: nil)
+  }
+
+  /// The training forward of a deferred input: the sparse kernels apply its map as they read
+  /// it (forward and weight gradient) when both products run sparse; otherwise it is written
+  /// in full first and kept for the backward, as a stored input would be.
+  func forward(_ x: DeferredActivation) -> Tensor {
+    let input = x.input
+    precondition(input.shape.count == 4, "\(name): input \(input.shape)")
+    let s = convShape(batch: input.shape[0], height: input.shape[2], width: input.shape[3])
+    if products.runsSparse(shape: s, mask: maskSource) {
+      return forward(input, map: x)
+    }
+    let full = Tensor.reuse(mappedInput, shape: input.shape)
+    mappedInput = full
+    x.fill(full)
+    return forward(full, map: nil)
+  }
+
+  private func forward(_ x: Tensor, map: DeferredActivation?) -> Tensor {
     precondition(x.shape.count == 4 && x.shape[1] == inChannels, "\(name): input \(x.shape)")
     let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let y = Tensor.reuse(
       output, shape: [x.shape[0], outChannels, Int(s.out_height), Int(s.out_width)])
     output = y
     input = x
-    products.forward(
-      shape: s, x: x.data, weights: weight.value.data, bias: bias?.value.data, mask: maskSource,
-      y: y.data)
+    inputMap = map
+    func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
+      products.forward(
+        shape: s, x: x.data, xMap: xMap, weights: weight.value.data, bias: bias?.value.data,
+        mask: maskSource, y: y.data)
+    }
+    if let map { map.withMap { run($0) } } else { run(nil) }
     return y
   }
 
@@ -97,9 +125,12 @@ public final class Conv2d: Layer, DeferredGradientConsumer {
     let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
-    products.backward(
-      shape: s, x: x.data, dy: dy, weights: weight.value.data, mask: maskSource,
-      dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
+    func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
+      products.backward(
+        shape: s, x: x.data, xMap: xMap, dy: dy, weights: weight.value.data, mask: maskSource,
+        dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
+    }
+    if let inputMap { inputMap.withMap { run($0) } } else { run(nil) }
     products.execution.reportMaskedGradient(to: maskSource)
     return dx
   }

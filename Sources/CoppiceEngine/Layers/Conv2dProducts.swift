@@ -15,8 +15,9 @@ public final class Conv2dProducts {
   private lazy var format = SparseWeightFormat(
     rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
   private var unusedWeightGradient: Tensor?
-  /// A produced output gradient written in full for the dense backward.
+  /// A produced output gradient and a mapped input written in full for the dense kernels.
   private var producedGradient: Tensor?
+  private var mappedInput: Tensor?
   private lazy var fullMask = FullMask(count: outChannels * inChannels * kernelHeight * kernelWidth)
 
   public init(inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int) {
@@ -38,23 +39,47 @@ public final class Conv2dProducts {
     return plan
   }
 
-  /// y = conv(x, W) + bias for the batch of `shape` (finished by `ck_conv_shape_finish`).
-  /// `weights` must be zero outside the mask (nil mask: a dense layer); the sparse form's
-  /// values are refreshed from them here.
+  /// Whether both the forward and the backward of `shape` run on the sparse kernels (the
+  /// decisions `forward` and `backward` make, the full mask of the direct kernels included).
+  public func runsSparse(shape s: ck_conv_shape, mask: MaskSource?) -> Bool {
+    let forward = (mask ?? directMask(s, .forward)).map { plan(shape: s, mask: $0).forwardSparse }
+    let backward = (mask ?? directMask(s, .inputGradient, .weightGradient)).map {
+      plan(shape: s, mask: $0).backwardSparse
+    }
+    return forward == true && backward == true
+  }
+
+  /// y = conv(x, W) + bias for the batch of `shape` (finished by `ck_conv_shape_finish`), of
+  /// map(x) when `xMap` is given (the sparse kernels apply it as they read x; the dense path
+  /// writes map(x) in full first). `weights` must be zero outside the mask (nil mask: a dense
+  /// layer); the sparse form's values are refreshed from them here.
   public func forward(
-    shape: ck_conv_shape, x: UnsafePointer<Float>, weights: UnsafePointer<Float>,
-    bias: UnsafePointer<Float>?, mask: MaskSource?, y: UnsafeMutablePointer<Float>
+    shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>? = nil,
+    weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mask: MaskSource?,
+    y: UnsafeMutablePointer<Float>
   ) {
     var s = shape
     format.fresh = false
     execution.forwardSparse = false
     if let mask = mask ?? directMask(s, .forward), plan(shape: s, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
-      ck_sparse_conv2d_forward(&s, format.handle, x, bias, y)
+      ck_sparse_conv2d_forward_mapped(&s, format.handle, x, xMap, bias, y)
       execution.forwardSparse = true
       return
     }
-    ck_conv2d_forward(&s, x, weights, bias, y)
+    ck_conv2d_forward(&s, mapped(x, xMap, shape: s), weights, bias, y)
+  }
+
+  /// x, or map(x) written in full into a buffer of this object when a map is given.
+  private func mapped(
+    _ x: UnsafePointer<Float>, _ xMap: UnsafePointer<ck_channel_affine>?, shape s: ck_conv_shape
+  ) -> UnsafePointer<Float> {
+    guard let xMap else { return x }
+    let shape = [Int(s.batch), Int(s.in_channels), Int(s.in_height), Int(s.in_width)]
+    let full = Tensor.reuse(mappedInput, shape: shape)
+    mappedInput = full
+    ck_channel_affine_apply(s.batch, s.in_channels, s.in_height * s.in_width, x, xMap, full.data)
+    return UnsafePointer(full.data)
   }
 
   /// The output gradient a backward reads: stored, or produced plane by plane by a source
@@ -73,15 +98,16 @@ public final class Conv2dProducts {
     maskWeightGradient: Bool = false
   ) {
     backward(
-      shape: shape, x: x, dy: .stored(dy), weights: weights, mask: mask, dx: dx, dw: dw, db: db,
-      maskWeightGradient: maskWeightGradient)
+      shape: shape, x: x, xMap: nil, dy: .stored(dy), weights: weights, mask: mask, dx: dx,
+      dw: dw, db: db, maskWeightGradient: maskWeightGradient)
   }
 
-  /// The same for an output gradient stored or produced: the sparse kernels produce each
-  /// plane as they read it (`ck_sparse_conv2d_backward_sourced`); the dense path has it
-  /// written in full first.
+  /// The same for the forward's input map(x) (`xMap`, as the forward's) and an output gradient
+  /// stored or produced: the sparse kernels map x and produce each dY plane as they read them
+  /// (`ck_sparse_conv2d_backward_fused`); the dense path has both written in full first.
   public func backward(
-    shape: ck_conv_shape, x: UnsafePointer<Float>, dy: OutputGradient,
+    shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>?,
+    dy: OutputGradient,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
     dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
     maskWeightGradient: Bool = false
@@ -94,15 +120,17 @@ public final class Conv2dProducts {
       format.refresh(weights: weights, source: mask)
       let values = dw == nil ? nil : format.gradientValues()
       switch dy {
-      case .stored(let dy): ck_sparse_conv2d_backward(&s, format.handle, x, dy, dx, values, db)
+      case .stored(let dy):
+        ck_sparse_conv2d_backward_fused(&s, format.handle, x, xMap, dy, nil, dx, values, db)
       case .produced(let source):
-        ck_sparse_conv2d_backward_sourced(&s, format.handle, x, source, dx, values, db)
+        ck_sparse_conv2d_backward_fused(&s, format.handle, x, xMap, nil, source, dx, values, db)
       }
       if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
       execution.backwardSparse = true
       return
     }
     let gradient = dw ?? weightGradientScratch()
+    let x = mapped(x, xMap, shape: s)
     switch dy {
     case .stored(let dy): ck_conv2d_backward(&s, x, weights, dy, dx, gradient, db)
     case .produced(let source):

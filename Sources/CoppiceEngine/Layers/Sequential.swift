@@ -35,19 +35,31 @@ public final class Sequential: Layer {
     return total
   }
 
+  /// Layers in order; in training, where an `OutputDeferring` layer precedes a
+  /// `DeferredActivationConsumer` (a batch norm before a convolution), the convolution applies
+  /// the batch norm's map as it reads the batch norm's input, which is never normalised in
+  /// full.
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     var h = x
-    guard let times else {
-      for layer in layers { h = layer.forward(h, training: training) }
-      return h
-    }
     var seconds = [Double](repeating: 0, count: layers.count)
-    for (i, layer) in layers.enumerated() {
-      let start = monotonicSeconds()
-      h = layer.forward(h, training: training)
+    var i = 0
+    while i < layers.count {
+      var start = monotonicSeconds()
+      if training, i + 1 < layers.count, let deferring = layers[i] as? OutputDeferring,
+        let consumer = layers[i + 1] as? DeferredActivationConsumer
+      {
+        let deferred = deferring.forwardDeferringOutput(h)
+        seconds[i] = monotonicSeconds() - start
+        start = monotonicSeconds()
+        h = consumer.forward(deferred)
+        i += 1
+      } else {
+        h = layers[i].forward(h, training: training)
+      }
       seconds[i] = monotonicSeconds() - start
+      i += 1
     }
-    times.addForward(seconds)
+    times?.addForward(seconds)
     return h
   }
 
