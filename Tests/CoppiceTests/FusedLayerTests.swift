@@ -1,3 +1,4 @@
+import CCoppiceKernels
 import XCTest
 
 @testable import CoppiceEngine
@@ -158,6 +159,45 @@ final class FusedLayerTests: XCTestCase {
         conv2.forward(bn2.forward(x, training: false), training: false).array, what)
     }
     Threads.set(2)
+  }
+
+  /// A residual block whose body ends in a batch norm adds that batch norm's output without it
+  /// being stored (`ck_residual_relu_forward_mapped`): outputs and running statistics bit for
+  /// bit those of the body's output added in turn, identity and option-A shortcuts.
+  func testResidualBlockAddsTheDeferredBatchNorm() {
+    for (inChannels, stride) in [(4, 1), (2, 2)] {
+      func block() -> ResidualBlock {
+        var rng = SeededGenerator(seed: 24)
+        return ResidualBlock(
+          body: Sequential([
+            Conv2d(
+              name: "a", inChannels: inChannels, outChannels: 4, kernelSize: 3, stride: stride,
+              padding: 1, bias: false, rng: &rng),
+            normReLU(4, seed: 25),
+            Conv2d(
+              name: "b", inChannels: 4, outChannels: 4, kernelSize: 3, padding: 1, bias: false,
+              rng: &rng),
+            BatchNorm2d(name: "bn2", channels: 4),
+          ]))
+      }
+      let (fused, reference) = (block(), block())
+      (reference.body.layers[3] as! BatchNorm2d).gamma.value.fill(0.7)
+      (fused.body.layers[3] as! BatchNorm2d).gamma.value.fill(0.7)
+      let x = randomTensor([3, inChannels, 8, 6], seed: 26)
+      let y = fused.forward(x, training: true)
+      let body = reference.body.forward(x, training: true)
+      let expected = Tensor(shape: body.shape)
+      var s = ck_residual_shape(
+        batch: 3, in_channels: Int32(inChannels), in_height: 8, in_width: 6, out_channels: 4,
+        out_height: Int32(body.shape[2]), out_width: Int32(body.shape[3]))
+      ck_residual_relu_forward(&s, body.data, x.data, expected.data)
+      XCTAssertEqual(y.array, expected.array, "stride \(stride)")
+      for (a, b) in zip(fused.body.layers, reference.body.layers) {
+        guard let a = a as? BatchNorm2d, let b = b as? BatchNorm2d else { continue }
+        XCTAssertEqual(a.runningMean.array, b.runningMean.array)
+        XCTAssertEqual(a.runningVar.array, b.runningVar.array)
+      }
+    }
   }
 
   func testBatchNormReLUMaxPoolFiniteDifferences() {

@@ -10,6 +10,7 @@
 typedef struct {
   ck_residual_shape s;
   const float *body, *x, *y, *dy, *grad_body, *grad_sum;
+  const ck_channel_affine *body_map; // forward: the body's output is map(body)
   float *out, *grad_sum_out, *dx;
 } residual_job;
 
@@ -36,9 +37,25 @@ static residual_part part_of(const ck_residual_shape *s, int part, int parts) {
   return r;
 }
 
-/// Images of part `part`: y = relu(body + shortcut(x)).
+/// plane := map(body plane) of channel o, the batch norm's expression (ck_channel_affine).
+CK_INLINE void map_plane(const ck_channel_affine *map, int o, size_t n, const float *in,
+                         float *plane) {
+  const float scale = map->scale[o], shift = map->shift[o];
+  if (map->relu) {
+#pragma omp simd
+    for (size_t t = 0; t < n; t++) {
+      float v = in[t] * scale + shift;
+      plane[t] = v > 0.0f ? v : 0.0f;
+    }
+  } else {
+#pragma omp simd
+    for (size_t t = 0; t < n; t++) plane[t] = in[t] * scale + shift;
+  }
+}
+
+/// Images of part `part`: y = relu(body + shortcut(x)), body mapped first (into the part's
+/// scratch, one plane) when a map is given.
 CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
   const residual_job *j = arg;
   const ck_residual_shape *s = &j->s;
   const residual_part r = part_of(s, part, parts);
@@ -47,6 +64,10 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
   for (int b = r.b0; b < r.b1; b++) {
     for (int o = 0; o < s->out_channels; o++) {
       const float *p = j->body + ((size_t)b * s->out_channels + o) * ohw;
+      if (j->body_map) {
+        map_plane(j->body_map, o, ohw, p, scratch);
+        p = scratch;
+      }
       float *q = j->out + ((size_t)b * s->out_channels + o) * ohw;
       const int c = o - pad;
       if (c < 0 || c >= s->in_channels) {  // a zero channel of the shortcut
@@ -81,6 +102,15 @@ void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, con
                               float *y) {
   residual_job j = {.s = *s, .body = body, .x = x, .out = y};
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
+}
+
+/// Residual-block output of a mapped body; contract in include/ck_dense.h.
+void ck_residual_relu_forward_mapped(const ck_residual_shape *s, const float *body,
+                                     const ck_channel_affine *body_map, const float *x,
+                                     float *y) {
+  residual_job j = {.s = *s, .body = body, .body_map = body_map, .x = x, .out = y};
+  ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j,
+             (size_t)s->out_height * s->out_width);
 }
 
 /// Images of part `part`: the gradient at the sum (ReLU backward).

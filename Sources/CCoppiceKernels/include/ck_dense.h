@@ -159,6 +159,11 @@ typedef struct {
 /// y = relu(body + shortcut(x)), one pass.
 void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, const float *x,
                               float *y);
+/// y = relu(map(body) + shortcut(x)), one pass: the body's last batch norm left unstored
+/// (ck_channel_affine), bit for bit the sum with its output.
+void ck_residual_relu_forward_mapped(const ck_residual_shape *s, const float *body,
+                                     const ck_channel_affine *body_map, const float *x,
+                                     float *y);
 /// grad_sum = dy where y > 0, else 0 (the gradient reaching the body and the shortcut).
 void ck_residual_relu_backward(const ck_residual_shape *s, const float *y, const float *dy,
                                float *grad_sum);

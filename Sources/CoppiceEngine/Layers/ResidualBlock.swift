@@ -22,8 +22,18 @@ public final class ResidualBlock: Layer {
     body.forwardFLOPs(inputShape: inputShape)
   }
 
+  /// In training, when the body ends in a batch norm, its output is not stored: the sum
+  /// applies the batch norm's map as it reads the body's last input.
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     inputShape = x.shape
+    if training && body.defersLastOutput {
+      let b = body.forwardDeferringLastOutput(x)
+      let y = Tensor.reuse(output, shape: b.input.shape)
+      output = y
+      var s = residualShape(input: x.shape, output: b.input.shape)
+      b.withMap { ck_residual_relu_forward_mapped(&s, b.input.data, $0, x.data, y.data) }
+      return y
+    }
     let b = body.forward(x, training: training)
     let y = Tensor.reuse(output, shape: b.shape)
     output = y

@@ -40,12 +40,40 @@ public final class Sequential: Layer {
   /// the batch norm's map as it reads the batch norm's input, which is never normalised in
   /// full.
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
-    var h = x
     var seconds = [Double](repeating: 0, count: layers.count)
+    let y = forward(x, training: training, layers: layers.count, seconds: &seconds)
+    times?.addForward(seconds)
+    return y
+  }
+
+  /// Whether `forwardDeferringLastOutput` may be called.
+  var defersLastOutput: Bool { layers.last is OutputDeferring }
+
+  /// The training forward with the last layer's output left to the caller as a
+  /// `DeferredActivation` (the last layer must be `OutputDeferring`): a residual block adds
+  /// its body's last batch norm output without it being stored.
+  func forwardDeferringLastOutput(_ x: Tensor) -> DeferredActivation {
+    guard let last = layers.last as? OutputDeferring else {
+      preconditionFailure("Sequential: the last layer does not defer its output")
+    }
+    var seconds = [Double](repeating: 0, count: layers.count)
+    let h = forward(x, training: true, layers: layers.count - 1, seconds: &seconds)
+    let start = monotonicSeconds()
+    let deferred = last.forwardDeferringOutput(h)
+    seconds[layers.count - 1] = monotonicSeconds() - start
+    times?.addForward(seconds)
+    return deferred
+  }
+
+  /// The first `count` layers, each one's wall time in `seconds`.
+  private func forward(_ x: Tensor, training: Bool, layers count: Int, seconds: inout [Double])
+    -> Tensor
+  {
+    var h = x
     var i = 0
-    while i < layers.count {
+    while i < count {
       var start = monotonicSeconds()
-      if training, i + 1 < layers.count, let deferring = layers[i] as? OutputDeferring,
+      if training, i + 1 < count, let deferring = layers[i] as? OutputDeferring,
         let consumer = layers[i + 1] as? DeferredActivationConsumer
       {
         let deferred = deferring.forwardDeferringOutput(h)
@@ -59,7 +87,6 @@ public final class Sequential: Layer {
       seconds[i] = monotonicSeconds() - start
       i += 1
     }
-    times?.addForward(seconds)
     return h
   }
 
