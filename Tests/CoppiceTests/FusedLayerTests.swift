@@ -162,10 +162,16 @@ final class FusedLayerTests: XCTestCase {
   }
 
   /// A residual block whose body ends in a batch norm adds that batch norm's output without it
-  /// being stored (`ck_residual_relu_forward_mapped`): outputs and running statistics bit for
-  /// bit those of the body's output added in turn, identity and option-A shortcuts.
+  /// being stored (`ck_residual_relu_forward_mapped`), and with the identity shortcut its
+  /// body's first convolution adds the shortcut's gradient to its input gradient: outputs,
+  /// running statistics and gradients bit for bit those of the separate passes, identity and
+  /// option-A shortcuts, sparse and dense.
   func testResidualBlockAddsTheDeferredBatchNorm() {
-    for (inChannels, stride) in [(4, 1), (2, 2)] {
+    defer { SparseDispatch.mode = .automatic }
+    for (inChannels, stride, mode) in [
+      (4, 1, SparseDispatch.Mode.alwaysSparse), (4, 1, .alwaysDense), (2, 2, .alwaysSparse),
+    ] {
+      SparseDispatch.mode = mode
       func block() -> ResidualBlock {
         var rng = SeededGenerator(seed: 24)
         return ResidualBlock(
@@ -192,6 +198,18 @@ final class FusedLayerTests: XCTestCase {
         out_height: Int32(body.shape[2]), out_width: Int32(body.shape[3]))
       ck_residual_relu_forward(&s, body.data, x.data, expected.data)
       XCTAssertEqual(y.array, expected.array, "stride \(stride)")
+      // Backward: the body's first convolution adds the shortcut's gradient (identity).
+      let dy = randomTensor(y.shape, seed: 27)
+      let dx = fused.backward(dy)
+      let gs = Tensor(shape: y.shape)
+      ck_residual_relu_backward(&s, expected.data, dy.data, gs.data)
+      let gb = reference.body.backward(gs)
+      let dxExpected = Tensor(shape: x.shape)
+      ck_residual_input_gradient(&s, gb.data, gs.data, dxExpected.data)
+      XCTAssertEqual(dx.array, dxExpected.array, "stride \(stride)")
+      for (a, b) in zip(fused.parameters, reference.parameters) {
+        XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name)")
+      }
       for (a, b) in zip(fused.body.layers, reference.body.layers) {
         guard let a = a as? BatchNorm2d, let b = b as? BatchNorm2d else { continue }
         XCTAssertEqual(a.runningMean.array, b.runningMean.array)

@@ -272,7 +272,7 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
       const int produced = variant >= 3;
       ck_sparse_conv2d_backward(sh, s, xm, dy, dx_want, dw0, db_want);
       ck_sparse_conv2d_backward_fused(sh, s, x, &map, produced ? NULL : dy,
-                                      produced ? &source : NULL, dx_want ? dx1 : NULL, dw1,
+                                      produced ? &source : NULL, dx_want ? dx1 : NULL, NULL, dw1,
                                       db_want ? db1 : NULL);
       if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
       ok = ok && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
@@ -280,13 +280,19 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
     }
   }
   ck_sparse_conv2d_backward(sh, s, x, dy, dx0, dw0, NULL); // unmapped, from a source
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, dw1, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, dw1, NULL);
   ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
+  // An addend: dx + add, the addition as a separate pass would do it.
+  for (size_t i = 0; i < xs; i++) xm[i] = x0[i] * 0.5f - 0.25f, dx0[i] += xm[i];
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, dx1, xm, NULL, NULL);
+  ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, xm, NULL, NULL);
+  ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
   for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL);
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL, NULL);
   source.c = O + 1;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, NULL);
   for (size_t i = 0; i < xs; i++) ok = ok && dx1[i] == -7.0f;
   if (ok) passed++; else failed++;
   printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_fused", ctx);

@@ -165,12 +165,15 @@ void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse
 /// OH×OW): exactly one of the two, else nothing is written (nor when the source's dimensions
 /// differ from the shape's). Where the backward reads dY once — by image over threads, dx
 /// wanted, a stride-1 "same" convolution — each plane is produced into cache as it is needed
-/// and x is mapped as it is padded; elsewhere dY and map(x) are made in full first. The
-/// gradients are bit for bit those of the stored tensors.
+/// and x is mapped as it is padded; elsewhere dY and map(x) are made in full first. dx_add
+/// (NULL, or x's shape) is added to dx image by image while it is in cache (a residual block's
+/// shortcut gradient): dx = input gradient + dx_add. The gradients are bit for bit those of the
+/// stored tensors and a separate addition.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
-                                     float *dx, float *dw_values, float *dbias);
+                                     float *dx, const float *dx_add, float *dw_values,
+                                     float *dbias);
 
 // ---------------------------------------------------------------------------------------------
 // Dense/sparse dispatch

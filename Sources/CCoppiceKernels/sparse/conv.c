@@ -419,6 +419,7 @@ typedef struct {
   const float *x, *dy, *bias;
   const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
   const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
+  const float *dx_add;              // backward: added to dx image by image (or NULL)
   float *y, *dx;
   int direct, pw;
   size_t in_buf, out_buf; // per-image buffers in the scratch (floats, multiples of 16)
@@ -575,6 +576,13 @@ static void bias_grad_add(const geom *g, const float *dy_img, double *db) {
   }
 }
 
+/// dx_img += add_img over one image (n floats), while the image's dx is still in cache; the
+/// sum is the one a separate pass would compute (dx + add, one addition per element).
+CK_CLONES static void add_image(size_t n, const float *add_img, float *dx_img) {
+#pragma omp simd
+  for (size_t t = 0; t < n; t++) dx_img[t] += add_img[t];
+}
+
 /// Backward of the images of part `part` (images part, part + parts, …) into the part's
 /// partial sums. Scratch as laid out by ck_sparse_conv2d_backward.
 CK_CLONES static void backward_images(void *arg, int part, int parts, float *scratch) {
@@ -628,6 +636,7 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
         memset(dxb, 0, sizeof(float) * in_img);
         col2im_add(g, dcol, dxb);
       }
+      if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
     }
     if (db) bias_grad_add(g, dyb, db);
   }
@@ -667,6 +676,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
                            buf);
     }
     direct_product(&c->flip->a, gf, df, c->off_f, dyp, NULL, dxw, c->dx + (size_t)b * in_img, buf);
+    if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, c->dx + (size_t)b * in_img);
     if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
   }
 }
@@ -684,7 +694,7 @@ static int flips(const geom *g, int threads, int want_dx) {
 CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
                                     const float *x, const ck_channel_affine *x_map,
                                     const float *dy, const ck_plane_source *dy_source, float *dx,
-                                    float *dw_values, float *dbias) {
+                                    const float *dx_add, float *dw_values, float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
@@ -767,6 +777,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
           memset(dxb, 0, sizeof(float) * in_img);
           col2im_add(&g, dcol, dxb);
         }
+        if (dx_add) add_image(in_img, dx_add + (size_t)b * in_img, dxb);
       }
       if (db) bias_grad_add(&g, dyb, db);
     }
@@ -806,7 +817,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   }
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
   conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
-                .dy_source = flip ? dy_source : NULL, .x_map = x_map, .dx = dx,
+                .dy_source = flip ? dy_source : NULL, .x_map = x_map, .dx = dx, .dx_add = dx_add,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
                 .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
   c.in_buf = aligned16(src_f);
@@ -842,18 +853,19 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
 /// include/ck_sparse.h.
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
-  conv_backward(shape, w, x, NULL, dy, NULL, dx, dw_values, dbias);
+  conv_backward(shape, w, x, NULL, dy, NULL, dx, NULL, dw_values, dbias);
 }
 
 /// The same of a mapped input and/or from a dY plane source; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
-                                     float *dx, float *dw_values, float *dbias) {
+                                     float *dx, const float *dx_add, float *dw_values,
+                                     float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || (dy == NULL) == (dy_source == NULL)) return;
   if (dy_source && (dy_source->n != g.B || dy_source->c != g.O || dy_source->h != g.OH ||
                     dy_source->w != g.OW))
     return;
-  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dw_values, dbias);
+  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dx_add, dw_values, dbias);
 }

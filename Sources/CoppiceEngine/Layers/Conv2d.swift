@@ -2,7 +2,9 @@ import CCoppiceKernels
 import CoppiceSparsity
 
 /// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
-public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationConsumer {
+public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationConsumer,
+  InputGradientAccumulating
+{
   public let name: String
   public let inChannels: Int
   public let outChannels: Int
@@ -111,24 +113,32 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
-    backward(.stored(dy.data))
+    backward(.stored(dy.data), adding: nil)
+  }
+
+  func backward(_ dy: Tensor, addingToInputGradient addend: Tensor?) -> Tensor {
+    backward(.stored(dy.data), adding: addend)
   }
 
   /// The backward with dY produced plane by plane as the sparse kernels read it (stored first
   /// on the dense path).
-  func backward(_ dy: DeferredGradient) -> Tensor {
-    dy.withSource { backward(.produced($0)) }
+  func backward(_ dy: DeferredGradient, addingToInputGradient addend: Tensor?) -> Tensor {
+    dy.withSource { backward(.produced($0), adding: addend) }
   }
 
-  private func backward(_ dy: Conv2dProducts.OutputGradient) -> Tensor {
+  private func backward(_ dy: Conv2dProducts.OutputGradient, adding addend: Tensor?) -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let dx = Tensor.reuse(gradInput, shape: x.shape)
     gradInput = dx
+    if let addend {
+      precondition(addend.shape == x.shape, "\(name): input-gradient addend \(addend.shape)")
+    }
     func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
       products.backward(
         shape: s, x: x.data, xMap: xMap, dy: dy, weights: weight.value.data, mask: maskSource,
-        dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
+        dx: needsInputGradient ? dx.data : nil, dxAdd: addend.map { UnsafePointer($0.data) },
+        dw: weight.grad.data, db: bias?.grad.data)
     }
     if let inputMap { inputMap.withMap { run($0) } } else { run(nil) }
     products.execution.reportMaskedGradient(to: maskSource)

@@ -99,18 +99,20 @@ public final class Conv2dProducts {
   ) {
     backward(
       shape: shape, x: x, xMap: nil, dy: .stored(dy), weights: weights, mask: mask, dx: dx,
-      dw: dw, db: db, maskWeightGradient: maskWeightGradient)
+      dxAdd: nil, dw: dw, db: db, maskWeightGradient: maskWeightGradient)
   }
 
   /// The same for the forward's input map(x) (`xMap`, as the forward's) and an output gradient
   /// stored or produced: the sparse kernels map x and produce each dY plane as they read them
   /// (`ck_sparse_conv2d_backward_fused`); the dense path has both written in full first.
+  /// `dxAdd` (x's shape) is added to dx: by the sparse kernels image by image as they write
+  /// it, on the dense path afterwards.
   public func backward(
     shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>?,
     dy: OutputGradient,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
-    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
-    maskWeightGradient: Bool = false
+    dxAdd: UnsafePointer<Float>?, dw: UnsafeMutablePointer<Float>?,
+    db: UnsafeMutablePointer<Float>?, maskWeightGradient: Bool = false
   ) {
     var s = shape
     execution.backwardSparse = false
@@ -121,9 +123,11 @@ public final class Conv2dProducts {
       let values = dw == nil ? nil : format.gradientValues()
       switch dy {
       case .stored(let dy):
-        ck_sparse_conv2d_backward_fused(&s, format.handle, x, xMap, dy, nil, dx, values, db)
+        ck_sparse_conv2d_backward_fused(
+          &s, format.handle, x, xMap, dy, nil, dx, dxAdd, values, db)
       case .produced(let source):
-        ck_sparse_conv2d_backward_fused(&s, format.handle, x, xMap, nil, source, dx, values, db)
+        ck_sparse_conv2d_backward_fused(
+          &s, format.handle, x, xMap, nil, source, dx, dxAdd, values, db)
       }
       if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
       execution.backwardSparse = true
@@ -143,6 +147,9 @@ public final class Conv2dProducts {
       producedGradient = full
       ck_plane_source_fill(source, ck_get_threads(), full.data)
       ck_conv2d_backward(&s, x, weights, full.data, dx, gradient, db)
+    }
+    if let dx, let dxAdd {
+      ck_add_inplace(Int(s.batch * s.in_channels * s.in_height * s.in_width), dxAdd, dx)
     }
     if maskWeightGradient, let mask, !mask.needsDenseGradient, let dw {
       SparseWeightFormat.zero(dw, outside: mask)

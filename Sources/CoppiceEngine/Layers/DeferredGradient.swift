@@ -39,6 +39,16 @@ protocol InputGradientDeferring: Layer {
 
 /// A layer whose backward can read its output gradient from a `DeferredGradient`.
 protocol DeferredGradientConsumer: Layer {
-  /// `backward(_:)` for the gradient `gradOutput` describes.
-  func backward(_ gradOutput: DeferredGradient) -> Tensor
+  /// `backward(_:)` for the gradient `gradOutput` describes (and `addend` added to the input
+  /// gradient, as `InputGradientAccumulating`).
+  func backward(_ gradOutput: DeferredGradient, addingToInputGradient addend: Tensor?) -> Tensor
+}
+
+/// A layer whose backward can add a tensor to its input gradient as it writes it (a residual
+/// block's shortcut gradient added by the body's first convolution while each image's input
+/// gradient is in cache, instead of in a separate pass over both).
+protocol InputGradientAccumulating: Layer {
+  /// `backward(_:)` with `addend` (of the input's shape) added to the input gradient, when
+  /// `needsInputGradient` (else the same as `backward(_:)`).
+  func backward(_ gradOutput: Tensor, addingToInputGradient addend: Tensor?) -> Tensor
 }

@@ -48,6 +48,16 @@ public final class ResidualBlock: Layer {
     gradSum = gs
     var s = residualShape(input: inputShape, output: y.shape)
     ck_residual_relu_backward(&s, y.data, dy.data, gs.data)
+    // With the identity shortcut the body's first convolution adds the shortcut's gradient
+    // to its input gradient while each image of it is in cache.
+    if inputShape == y.shape {
+      let (gb, added) = body.backward(gs, addingToInputGradient: gs)
+      if added { return gb }
+      let dx = Tensor.reuse(gradInput, shape: inputShape)
+      gradInput = dx
+      ck_residual_input_gradient(&s, gb.data, gs.data, dx.data)
+      return dx
+    }
     let gb = body.backward(gs)
     let dx = Tensor.reuse(gradInput, shape: inputShape)
     gradInput = dx

@@ -94,19 +94,36 @@ public final class Sequential: Layer {
   /// `DeferredGradientConsumer` (a batch norm + ReLU + pool after a convolution), the
   /// convolution produces the batch norm's input gradient plane by plane as it reads it.
   public func backward(_ dy: Tensor) -> Tensor {
+    backward(dy, addingToInputGradient: nil).gradient
+  }
+
+  /// The backward with `addend` (the input's shape) added to the input gradient by the first
+  /// layer as it writes it, when that layer is `InputGradientAccumulating` and computes one
+  /// (`added`); otherwise the caller adds it.
+  func backward(_ dy: Tensor, addingToInputGradient addend: Tensor?) -> (
+    gradient: Tensor, added: Bool
+  ) {
     var g = dy
+    var added = false
     var seconds = [Double](repeating: 0, count: layers.count)
     var i = layers.count - 1
     while i >= 0 {
       var start = monotonicSeconds()
+      // The addend goes to layer 0 when it can take it.
+      let first = i == 0 || (i == 1 && layers[0] is DeferredGradientConsumer)
+      let addend = first && layers[0].needsInputGradient ? addend : nil
       if i > 0, let consumer = layers[i - 1] as? DeferredGradientConsumer,
         let deferring = layers[i] as? InputGradientDeferring,
         let deferred = deferring.backwardDeferringInputGradient(g)
       {
         seconds[i] = monotonicSeconds() - start
         start = monotonicSeconds()
-        g = consumer.backward(deferred)
+        g = consumer.backward(deferred, addingToInputGradient: i == 1 ? addend : nil)
+        added = added || (i == 1 && addend != nil)
         i -= 1
+      } else if i == 0, let addend, let accumulating = layers[0] as? InputGradientAccumulating {
+        g = accumulating.backward(g, addingToInputGradient: addend)
+        added = true
       } else {
         g = layers[i].backward(g)
       }
@@ -114,7 +131,7 @@ public final class Sequential: Layer {
       i -= 1
     }
     times?.addBackward(seconds)
-    return g
+    return (g, added)
   }
 
   /// Every layer, depth first (for collecting running buffers and descriptions).
