@@ -86,7 +86,7 @@ final class FusedLayerTests: XCTestCase {
       let y2 = norm2.forward(conv2.forward(x, training: true), training: true)
       XCTAssertEqual(y.array, y2.array)
       let dy = randomTensor(y.shape, seed: 16)
-      let deferred = norm2.backwardDeferringInputGradient(dy)
+      let deferred = norm2.backwardDeferringInputGradient(dy, to: conv2)
       XCTAssertEqual(deferred == nil, tinyGamma, "threads \(threads) \(mode)")
       let dx = net.backward(dy).array
       let dx2 = conv2.backward(norm2.backward(dy)).array
@@ -216,6 +216,54 @@ final class FusedLayerTests: XCTestCase {
         XCTAssertEqual(a.runningVar.array, b.runningVar.array)
       }
     }
+  }
+
+  /// A first convolution (no input gradient) followed by a batch norm (with and without ReLU):
+  /// the batch norm's input gradient is produced plane by plane by the convolution's weight
+  /// gradient, only for output channels that keep a weight, and every gradient is bit for bit
+  /// the two backwards' in turn — sparse by image, sparse on one thread, dense. A convolution
+  /// that computes its own input gradient gets the stored gradient (no deferral).
+  func testFirstConvolutionProducesTheDeferredBatchNormGradient() {
+    defer { SparseDispatch.mode = .automatic }
+    for (threads, mode, relu) in [
+      (2, SparseDispatch.Mode.alwaysSparse, true), (2, .alwaysSparse, false),
+      (1, .alwaysSparse, true), (2, .alwaysDense, true),
+    ] {
+      Threads.set(threads)
+      SparseDispatch.mode = mode
+      func pair() -> (Conv2d, BatchNorm2d, TestMask) {
+        var rng = SeededGenerator(seed: 28)
+        let conv = Conv2d(
+          name: "c", inChannels: 1, outChannels: 6, kernelSize: 3, padding: 1, bias: false,
+          rng: &rng)
+        conv.needsInputGradient = false
+        let mask = TestMask(count: conv.weight.count, density: 0.15, seed: 29)
+        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
+        conv.maskSource = mask
+        let bn = BatchNorm2d(name: "bn", channels: 6, relu: relu)
+        for i in 0..<6 { bn.beta.value[i] = 0.2 * Float(i) - 0.5 }
+        return (conv, bn, mask)
+      }
+      let (conv, bn, mask) = pair()
+      let (conv2, bn2, mask2) = pair()
+      _ = (mask, mask2)
+      XCTAssertTrue(mask.mask.count == 54 && mask.density < 0.5)
+      let net = Sequential([conv, bn])
+      let x = randomTensor([4, 1, 9, 7], seed: 30)
+      let y = net.forward(x, training: true)
+      XCTAssertEqual(y.array, bn2.forward(conv2.forward(x, training: true), training: true).array)
+      let dy = randomTensor(y.shape, seed: 31)
+      _ = net.backward(dy)
+      _ = conv2.backward(bn2.backward(dy))
+      let what = "threads \(threads) \(mode) relu \(relu)"
+      XCTAssertEqual(conv.weight.grad.array, conv2.weight.grad.array, what)
+      XCTAssertEqual(bn.gamma.grad.array, bn2.gamma.grad.array, what)
+      XCTAssertEqual(bn.beta.grad.array, bn2.beta.grad.array, what)
+      XCTAssertNotNil(bn2.backwardDeferringInputGradient(dy, to: conv2), what)
+      conv2.needsInputGradient = true
+      XCTAssertNil(bn2.backwardDeferringInputGradient(dy, to: conv2), what)
+    }
+    Threads.set(2)
   }
 
   func testBatchNormReLUMaxPoolFiniteDifferences() {

@@ -40,6 +40,7 @@ typedef struct {
   int relu;
   const float *dy, *relu_output;
   float *dx, *dgamma, *dbeta;
+  struct bn_dx_coefficients *coefficients_out; // backward: each channel's, when not NULL
 } bn_job;
 
 CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch);
@@ -251,46 +252,66 @@ CK_INLINE void plane_dx(int mode, int hw, const float *x, const float *dy, const
   }
 }
 
+/// The batch sums of channel ch: Σg and Σg·x̂ (the latter scaled by invstd as dγ), and the
+/// affine map the recomputed ReLU mask uses (mode RELU_RECOMPUTE).
+CK_INLINE void channel_sums(const bn_job *j, int mode, int ch, float *scale, float *shift,
+                            double *sum_dy, double *sum_dy_xhat) {
+  const int n = j->n, c = j->c, hw = j->hw;
+  const float mean = j->save_mean[ch], invstd = j->save_invstd[ch];
+  *scale = 0.0f, *shift = 0.0f;
+  if (mode == RELU_RECOMPUTE) channel_affine(j->gamma[ch], j->beta[ch], mean, invstd, scale, shift);
+  double s_dy = 0.0, s_dy_xhat = 0.0;
+  for (int i = 0; i < n; i++) {
+    const float *p = j->x + ((size_t)i * c + ch) * hw;
+    const float *g = j->dy + ((size_t)i * c + ch) * hw;
+    const float *r = j->relu_output ? j->relu_output + ((size_t)i * c + ch) * hw : NULL;
+    prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
+    prefetch_plane_ahead(g, i, n, (size_t)c * hw, (size_t)hw);
+    if (mode == RELU_READ)
+      plane_sums(RELU_READ, hw, p, g, r, mean, *scale, *shift, &s_dy, &s_dy_xhat);
+    else if (mode == RELU_RECOMPUTE)
+      plane_sums(RELU_RECOMPUTE, hw, p, g, r, mean, *scale, *shift, &s_dy, &s_dy_xhat);
+    else
+      plane_sums(RELU_NONE, hw, p, g, r, mean, *scale, *shift, &s_dy, &s_dy_xhat);
+  }
+  *sum_dy = s_dy;
+  *sum_dy_xhat = s_dy_xhat * invstd;
+}
+
+// The dx coefficients of one channel (dx = k·(count·g − a − (x − mean)·b)), with the ReLU's
+// affine map: the numbers a deferred backward's planes are made from.
+typedef struct bn_dx_coefficients {
+  float k, a, b, scale, shift;
+} bn_dx_coefficients;
+
 /// Channels of part `part`: dγ, dβ and dx. With a ReLU and no output given (relu_output NULL)
 /// its mask is recomputed from x and β, so each pass reads two arrays instead of three.
+/// With coefficients_out, each channel's dx coefficients too (dx may then be NULL: deferred).
 CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
   const bn_job *j = arg;
   const int n = j->n, c = j->c, hw = j->hw;
   const float *x = j->x, *gamma = j->gamma, *save_mean = j->save_mean;
   const float *save_invstd = j->save_invstd, *dy = j->dy, *relu_output = j->relu_output;
   float *dx = j->dx, *dgamma = j->dgamma, *dbeta = j->dbeta;
+  (void)scratch;
   const float count = (float)n * hw;
   const int mode = !j->relu ? RELU_NONE : relu_output ? RELU_READ : RELU_RECOMPUTE;
   int c0, c1;
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     const float mean = save_mean[ch], invstd = save_invstd[ch];
-    float scale = 0.0f, shift = 0.0f;
-    if (mode == RELU_RECOMPUTE)
-      channel_affine(gamma[ch], j->beta[ch], mean, invstd, &scale, &shift);
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int i = 0; i < n; i++) {
-      const float *p = x + ((size_t)i * c + ch) * hw;
-      const float *g = dy + ((size_t)i * c + ch) * hw;
-      const float *r = relu_output ? relu_output + ((size_t)i * c + ch) * hw : NULL;
-      prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
-      prefetch_plane_ahead(g, i, n, (size_t)c * hw, (size_t)hw);
-      if (mode == RELU_READ)
-        plane_sums(RELU_READ, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
-      else if (mode == RELU_RECOMPUTE)
-        plane_sums(RELU_RECOMPUTE, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
-      else
-        plane_sums(RELU_NONE, hw, p, g, r, mean, scale, shift, &sum_dy, &sum_dy_xhat);
-    }
-    sum_dy_xhat *= invstd;
+    float scale, shift;
+    double sum_dy, sum_dy_xhat;
+    channel_sums(j, mode, ch, &scale, &shift, &sum_dy, &sum_dy_xhat);
     dgamma[ch] = (float)sum_dy_xhat;
     dbeta[ch] = (float)sum_dy;
-    if (!dx) continue;
     // dx = γ·invstd/count · (count·dy − Σdy − x̂·Σ(dy·x̂))
     const float k = gamma[ch] * invstd / count;
     const float a = (float)sum_dy;
     const float b = (float)sum_dy_xhat * invstd;
+    if (j->coefficients_out)
+      j->coefficients_out[ch] = (struct bn_dx_coefficients){k, a, b, scale, shift};
+    if (!dx) continue;
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;
       const float *g = dy + ((size_t)i * c + ch) * hw;
@@ -304,4 +325,36 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
         plane_dx(RELU_NONE, hw, p, g, r, mean, scale, shift, k, count, a, b, q);
     }
   }
+}
+
+/// ck_plane_source.plane of a deferred batch-norm backward: dx of plane (image, channel).
+CK_CLONES static void batchnorm_source_plane(const ck_plane_source *source, int image,
+                                             int channel, float *out) {
+  const ck_batchnorm_gradient *s = source->state;
+  const bn_dx_coefficients f = ((const bn_dx_coefficients *)(const void *)s->coefficients)[channel];
+  const size_t plane = ((size_t)image * s->c + channel) * s->hw;
+  const float count = (float)s->n * s->hw, mean = s->save_mean[channel];
+  if (s->relu)
+    plane_dx(RELU_RECOMPUTE, s->hw, s->x + plane, s->dy + plane, NULL, mean, f.scale, f.shift,
+             f.k, count, f.a, f.b, out);
+  else
+    plane_dx(RELU_NONE, s->hw, s->x + plane, s->dy + plane, NULL, mean, f.scale, f.shift, f.k,
+             count, f.a, f.b, out);
+}
+
+/// Deferred batch-norm backward; contract in include/ck_dense.h.
+int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
+                                   const float *beta, const float *save_mean,
+                                   const float *save_invstd, const float *dy, float *dgamma,
+                                   float *dbeta, float *coefficients,
+                                   ck_batchnorm_gradient *state, ck_plane_source *source) {
+  if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return 0;
+  const int hw = h * w;
+  bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
+              (float *)save_invstd, NULL, beta != NULL, dy, NULL, NULL, dgamma, dbeta,
+              (bn_dx_coefficients *)(void *)coefficients};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
+  *state = (ck_batchnorm_gradient){n, c, hw, beta != NULL, x, dy, save_mean, coefficients};
+  *source = (ck_plane_source){batchnorm_source_plane, state, n, c, h, w};
+  return 1;
 }

@@ -100,6 +100,26 @@ void ck_batchnorm_relu_backward(int n, int c, int hw, const float *x, const floa
                                 const float *save_invstd, const float *dy, float *dx,
                                 float *dgamma, float *dbeta);
 
+/// What a deferred batch-norm backward's dx planes are made from (filled by
+/// ck_batchnorm_backward_deferred; the arrays it names must outlive the source).
+typedef struct {
+  int n, c, hw, relu;
+  const float *x, *dy, *save_mean;
+  const float *coefficients; // 5 per channel
+} ck_batchnorm_gradient;
+
+/// ck_batchnorm_backward (β NULL) or ck_batchnorm_relu_backward (β given: the fused ReLU's
+/// mask recomputed) for x, dy [n, c, h, w], but dx is left to `source`, whose planes are bit for
+/// bit the dx the backward writes: dγ and dβ are written, `coefficients` (5·c floats) and
+/// `state` filled and `source` set to read them. For a reader that needs only some planes (a
+/// first convolution's weight gradient reads only the planes of output channels that keep a
+/// weight). Returns 1; 0 when a size is not positive (nothing written).
+int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
+                                   const float *beta, const float *save_mean,
+                                   const float *save_invstd, const float *dy, float *dgamma,
+                                   float *dbeta, float *coefficients,
+                                   ck_batchnorm_gradient *state, ck_plane_source *source);
+
 /// One channel's batch statistics over x [n, c, hw]: writes save_mean[ch], save_invstd[ch],
 /// updates the running statistics (when not NULL) and returns the affine map
 /// y = x·scale + shift that normalises the channel. Shared by the batch-norm kernels.

@@ -279,17 +279,35 @@ static void direct_product(const ck_sp_mat *a, const geom *g, const padded *d, c
   compact_rows(g, d, wide, out);
 }
 
+// dyw row o [oy·Wr + ox] = plane [oy][ox] for ox < OW, 0 in the thrown-away columns
+// (`prefetch`: the plane is in memory, request its lines ahead of each row).
+CK_INLINE void widen_plane(const geom *g, const padded *d, const float *plane, float *row,
+                           int prefetch) {
+  const int OW = g->OW, Wr = d->Wr;
+  for (int oy = 0; oy < g->OH; oy++) {
+    float *restrict dst = row + (size_t)oy * Wr;
+    const float *restrict src = plane + (size_t)oy * OW;
+    if (prefetch) prefetch_ahead(src, OW);
+#pragma omp simd
+    for (int i = 0; i < Wr; i++) dst[i] = i < OW ? src[i] : 0.0f;
+  }
+}
+
 // dyw[o][oy·Wr + ox] = dy[o][oy][ox] for ox < OW, 0 in the thrown-away columns.
 CK_CLONES static void widen_rows(const geom *g, const padded *d, const float *dy, float *dyw) {
-  const int OW = g->OW, Wr = d->Wr;
   for (int o = 0; o < g->O; o++)
-    for (int oy = 0; oy < g->OH; oy++) {
-      float *restrict dst = dyw + (size_t)o * d->Nw + (size_t)oy * Wr;
-      const float *restrict src = dy + ((size_t)o * g->OH + oy) * OW;
-      prefetch_ahead(src, OW);
-#pragma omp simd
-      for (int i = 0; i < Wr; i++) dst[i] = i < OW ? src[i] : 0.0f;
-    }
+    widen_plane(g, d, dy + (size_t)o * g->N, dyw + (size_t)o * d->Nw, 1);
+}
+
+// widen_rows of image b of a plane source, each plane produced into `tmp` (N floats) — only the
+// rows of output channels that keep a weight (used[o]; the products read no other row).
+CK_CLONES static void widen_source_rows(const geom *g, const padded *d, const ck_plane_source *s,
+                                        int b, const uint8_t *used, float *tmp, float *dyw) {
+  for (int o = 0; o < g->O; o++) {
+    if (!used[o]) continue;
+    s->plane(s, b, o, tmp);
+    widen_plane(g, d, tmp, dyw + (size_t)o * d->Nw, 0);
+  }
 }
 
 // dx_image = the interior of Σ_k window_k(dcol[k]) (dcol rows over the padded width).
@@ -420,6 +438,8 @@ typedef struct {
   const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
   const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
   const float *dx_add;              // backward: added to dx image by image (or NULL)
+  const uint8_t *rows_used;         // backward_images with a dY source: rows that keep a weight
+  size_t plane_f;                   // backward with a dY source: floats of its plane buffer
   float *y, *dx;
   int direct, pw;
   size_t in_buf, out_buf; // per-image buffers in the scratch (floats, multiples of 16)
@@ -593,19 +613,24 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
   const int64_t nnz = c->w->nnz;
   const int use_t = c->sm == &c->w->t;
   float *src_buf = scratch, *dcol = src_buf + c->in_buf, *dyw = dcol + c->out_buf;
-  float *dxp = dyw + c->dyw_f, *buf = dxp + c->dxp_f;
+  float *dxp = dyw + c->dyw_f, *dy_plane = dxp + c->dxp_f, *buf = dy_plane + c->plane_f;
   float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
   double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
+  if (c->dy_source) memset(dyw, 0, sizeof(float) * c->dyw_f); // rows never produced stay 0
   const int nw = (int)c->nw;
   for (int b = part; b < g->B; b += parts) {
-    const float *xb = c->x + (size_t)b * in_img, *dyb = c->dy + (size_t)b * out_img;
+    const float *xb = c->x + (size_t)b * in_img;
+    const float *dyb = c->dy_source ? NULL : c->dy + (size_t)b * out_img;
     // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
     const float *dyr = dyb, *xr = xb;
     const int64_t *xo = NULL;
     int ldxr = nw;
     if (c->direct) {
-      widen_rows(g, d, dyb, dyw);
+      if (c->dy_source)
+        widen_source_rows(g, d, c->dy_source, b, c->rows_used, dy_plane, dyw);
+      else
+        widen_rows(g, d, dyb, dyw);
       dyr = dyw;
       if (mine) {
         layout_image(g, d, xb, src_buf);
@@ -656,7 +681,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
   const int64_t nnz = c->w->nnz;
   const int use_t = c->sm == &c->w->t, nw = (int)c->nw;
   float *xp = scratch, *dyp = xp + c->in_buf, *dxw = dyp + c->dyw_f;
-  float *dy_plane = dxw + c->out_buf, *buf = dy_plane + c->dxp_f; // dy_plane: a source's
+  float *dy_plane = dxw + c->out_buf, *buf = dy_plane + c->plane_f; // dy_plane: a source's
   float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
   double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
@@ -737,8 +762,19 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
     x = mapped;
     x_map = NULL;
   }
+  // A dY source is read as produced where each image's dY is read once: the flipped path, and
+  // the direct path by image without a bias gradient — there only the rows of output channels
+  // that keep a weight are produced (the products read no other). Elsewhere it is made in full.
+  const int source_direct = dy_source && !flip && direct && !dbias;
+  uint8_t *rows_used = source_direct ? malloc((size_t)g.O) : NULL;
+  for (int o = 0; rows_used && o < g.O; o++) {
+    int64_t kept = 0;
+    for (int p = 0; p < w->a.npanels; p++)
+      kept += w->a.ptr[(size_t)p * g.O + o + 1] - w->a.ptr[(size_t)p * g.O + o];
+    rows_used[o] = kept > 0;
+  }
   float *dy_full = NULL;
-  if (dy_source && !flip) {
+  if (dy_source && !flip && !rows_used) {
     dy_full = ck_scratch_take((size_t)g.B * g.O * g.N);
     if (!dy_full) {
       free(off);
@@ -809,15 +845,16 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
     if (!pw && dw_values) src_f = (size_t)g.K * g.N;
     if (!pw && dx) dcol_f = (size_t)g.K * g.N;
   }
-  if (flip) { // padded X, padded dY, wide dX, a source's dY plane (backward_flipped)
+  if (flip) { // padded X, padded dY, wide dX (backward_flipped)
     src_f = dw_values ? d.size : 0;
     dyw_f = df.size;
     dcol_f = (size_t)g.C * df.Nw;
-    dxp_f = dy_source ? (size_t)g.N : 0;
+    dxp_f = 0;
   }
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
   conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
-                .dy_source = flip ? dy_source : NULL, .x_map = x_map, .dx = dx, .dx_add = dx_add,
+                .dy_source = dy_source, .x_map = x_map, .dx = dx, .dx_add = dx_add,
+                .rows_used = rows_used,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
                 .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
   c.in_buf = aligned16(src_f);
@@ -825,8 +862,9 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   c.dyw_f = aligned16(dyw_f);
   c.dxp_f = aligned16(dxp_f);
   c.nw = nw;
+  c.plane_f = dy_source ? aligned16((size_t)g.N) : 0;
   ck_run_job(threads, threads, flip ? backward_flipped : backward_images, &c,
-             c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + (sc > sd ? sc : sd));
+             c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + c.plane_f + (sc > sd ? sc : sd));
   if (priv)
     for (int64_t j = 0; j < nnz; j++) {
       float s = 0.0f;
@@ -845,6 +883,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   free(dy_off);
   free(off_f);
   free(dy_rows);
+  free(rows_used);
   ck_scratch_give(dy_full);
   ck_scratch_give(mapped);
 }

@@ -3,7 +3,7 @@ import CCoppiceKernels
 /// Batch normalisation per channel of NCHW input (or per feature of [N, C] input).
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
 /// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
-public final class BatchNorm2d: StatefulLayer, OutputDeferring {
+public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDeferring {
   public let name: String
   public let channels: Int
   public let eps: Float
@@ -22,6 +22,11 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring {
   /// The last deferred forward's map y = x·scale + shift, per channel.
   private lazy var mapScale = Tensor(shape: [channels])
   private lazy var mapShift = Tensor(shape: [channels])
+  /// A deferred backward's per-channel dx coefficients and the state its planes are made from.
+  private lazy var coefficients = Tensor(shape: [5 * channels])
+  private let deferredState = UnsafeMutablePointer<ck_batchnorm_gradient>.allocate(capacity: 1)
+
+  deinit { deferredState.deallocate() }
 
   public init(
     name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1, relu: Bool = false
@@ -106,5 +111,35 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring {
         dy.data, nil, dxData, gamma.grad.data, beta.grad.data)
     }
     return dx
+  }
+
+  /// The input gradient left to a layer before this one that computes no input gradient of
+  /// its own (a model's first convolution, which needs dx only for its weight gradient and
+  /// only in the planes of output channels that keep a weight): the batch sums are taken here
+  /// and the planes produced as it reads them (`ck_batchnorm_backward_deferred`). A layer that
+  /// also computes its input gradient reads every plane anyway, and the stored gradient costs
+  /// it no more: nil then, as for a 2-D input.
+  func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
+    guard let x = input, x.shape.count == 4, needsInputGradient, !consumer.needsInputGradient
+    else { return nil }
+    var source = ck_plane_source()
+    let deferred = ck_batchnorm_backward_deferred(
+      Int32(x.shape[0]), Int32(channels), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
+      gamma.value.data, relu ? beta.value.data : nil, saveMean.data, saveInvStd.data, dy.data,
+      gamma.grad.data, beta.grad.data, coefficients.data, deferredState, &source)
+    guard deferred != 0 else { return nil }
+    return DeferredGradient(
+      source: source, owner: DeferredBatchNormInputs(layer: self, gradOutput: dy))
+  }
+}
+
+/// What a deferred batch-norm gradient reads: the layer's arrays (input, statistics,
+/// coefficients; replaced only by its next forward or backward) and the caller's gradient.
+private final class DeferredBatchNormInputs {
+  let layer: BatchNorm2d
+  let gradOutput: Tensor
+  init(layer: BatchNorm2d, gradOutput: Tensor) {
+    self.layer = layer
+    self.gradOutput = gradOutput
   }
 }

@@ -93,7 +93,7 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
   /// (`ck_batchnorm_relu_maxpool2_backward_deferred`): the full-size gradient is never
   /// stored. Nil when the backward runs channel by channel (a γ tiny against its β),
   /// in evaluation mode, or when no input gradient is wanted.
-  func backwardDeferringInputGradient(_ dy: Tensor) -> DeferredGradient? {
+  func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
     guard ranFused, needsInputGradient, let x = input, let y = output else { return nil }
     let k = Tensor.reuse(coefficients, shape: [3 * norm.channels])
     coefficients = k

@@ -32,9 +32,10 @@ public final class DeferredGradient {
 /// A layer whose backward can leave its input gradient to the layer before it.
 protocol InputGradientDeferring: Layer {
   /// The parameter gradients as `backward(_:)` writes them, and the input gradient as a
-  /// source instead of a tensor; nil when it cannot be deferred (nothing written: call
-  /// `backward(_:)`).
-  func backwardDeferringInputGradient(_ gradOutput: Tensor) -> DeferredGradient?
+  /// source instead of a tensor, for `consumer` (the layer before); nil when it is not
+  /// deferred (nothing written: call `backward(_:)`).
+  func backwardDeferringInputGradient(_ gradOutput: Tensor, to consumer: Layer)
+    -> DeferredGradient?
 }
 
 /// A layer whose backward can read its output gradient from a `DeferredGradient`.

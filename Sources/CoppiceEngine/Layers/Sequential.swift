@@ -114,7 +114,7 @@ public final class Sequential: Layer {
       let addend = first && layers[0].needsInputGradient ? addend : nil
       if i > 0, let consumer = layers[i - 1] as? DeferredGradientConsumer,
         let deferring = layers[i] as? InputGradientDeferring,
-        let deferred = deferring.backwardDeferringInputGradient(g)
+        let deferred = deferring.backwardDeferringInputGradient(g, to: consumer)
       {
         seconds[i] = monotonicSeconds() - start
         start = monotonicSeconds()
