@@ -22,7 +22,11 @@ final class FusedLayerTests: XCTestCase {
   /// Same outputs and running statistics as BatchNorm2d+ReLU then MaxPool2d, the same
   /// gradients to rounding; even and odd planes, with ties (constant regions) and without.
   func testBatchNormReLUMaxPoolMatchesTheTwoLayers() {
-    for shape in [[4, 3, 6, 8], [3, 5, 7, 5], [2, 64, 28, 28], [1, 2, 2, 2]] {
+    // Planes up to 32 wide run the window vectors (all rows but the last), others the loops.
+    for shape in [
+      [4, 3, 6, 8], [3, 5, 7, 5], [2, 64, 28, 28], [1, 2, 2, 2], [3, 6, 14, 14], [2, 3, 12, 32],
+      [2, 3, 9, 30], [2, 2, 6, 34],
+    ] {
       let channels = shape[1]
       let fused = BatchNormReLUMaxPool(
         norm: normReLU(channels, seed: 21), pool: MaxPool2d(kernelSize: 2))
