@@ -16,6 +16,9 @@ public final class Sequential: Layer {
 
   public init(_ layers: [Layer]) { self.layers = layers }
 
+  /// The wall clock when profiling (`times` set), else 0: unprofiled steps read no clock.
+  private func clock() -> Double { times == nil ? 0 : monotonicSeconds() }
+
   public var description: String {
     "Sequential(" + layers.map(\.description).joined(separator: ", ") + ")"
   }
@@ -58,9 +61,9 @@ public final class Sequential: Layer {
     }
     var seconds = [Double](repeating: 0, count: layers.count)
     let h = forward(x, training: true, layers: layers.count - 1, seconds: &seconds)
-    let start = monotonicSeconds()
+    let start = clock()
     let deferred = last.forwardDeferringOutput(h)
-    seconds[layers.count - 1] = monotonicSeconds() - start
+    seconds[layers.count - 1] = clock() - start
     times?.addForward(seconds)
     return deferred
   }
@@ -72,19 +75,19 @@ public final class Sequential: Layer {
     var h = x
     var i = 0
     while i < count {
-      var start = monotonicSeconds()
+      var start = clock()
       if training, i + 1 < count, let deferring = layers[i] as? OutputDeferring,
         let consumer = layers[i + 1] as? DeferredActivationConsumer
       {
         let deferred = deferring.forwardDeferringOutput(h)
-        seconds[i] = monotonicSeconds() - start
-        start = monotonicSeconds()
+        seconds[i] = clock() - start
+        start = clock()
         h = consumer.forward(deferred)
         i += 1
       } else {
         h = layers[i].forward(h, training: training)
       }
-      seconds[i] = monotonicSeconds() - start
+      seconds[i] = clock() - start
       i += 1
     }
     return h
@@ -108,7 +111,7 @@ public final class Sequential: Layer {
     var seconds = [Double](repeating: 0, count: layers.count)
     var i = layers.count - 1
     while i >= 0 {
-      var start = monotonicSeconds()
+      var start = clock()
       // The addend goes to layer 0 when it can take it.
       let first = i == 0 || (i == 1 && layers[0] is DeferredGradientConsumer)
       let addend = first && layers[0].needsInputGradient ? addend : nil
@@ -116,8 +119,8 @@ public final class Sequential: Layer {
         let deferring = layers[i] as? InputGradientDeferring,
         let deferred = deferring.backwardDeferringInputGradient(g, to: consumer)
       {
-        seconds[i] = monotonicSeconds() - start
-        start = monotonicSeconds()
+        seconds[i] = clock() - start
+        start = clock()
         g = consumer.backward(deferred, addingToInputGradient: i == 1 ? addend : nil)
         added = added || (i == 1 && addend != nil)
         i -= 1
@@ -127,7 +130,7 @@ public final class Sequential: Layer {
       } else {
         g = layers[i].backward(g)
       }
-      seconds[i] = monotonicSeconds() - start
+      seconds[i] = clock() - start
       i -= 1
     }
     times?.addBackward(seconds)
