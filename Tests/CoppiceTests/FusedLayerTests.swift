@@ -19,6 +19,21 @@ final class FusedLayerTests: XCTestCase {
     return bn
   }
 
+  /// A 3×3 "same" convolution whose weight is masked by a random `TestMask` of `density`
+  /// (returned too: the layer holds its mask weakly).
+  private func maskedConv(
+    _ inChannels: Int, _ outChannels: Int, bias: Bool = false, density: Double, seed: UInt64
+  ) -> (Conv2d, TestMask) {
+    var rng = SeededGenerator(seed: seed)
+    let conv = Conv2d(
+      name: "c", inChannels: inChannels, outChannels: outChannels, kernelSize: 3, padding: 1,
+      bias: bias, rng: &rng)
+    let mask = TestMask(count: conv.weight.count, density: density, seed: seed + 1)
+    for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
+    conv.maskSource = mask
+    return (conv, mask)
+  }
+
   /// Same outputs and running statistics as BatchNorm2d+ReLU then MaxPool2d, the same
   /// gradients to rounding; even and odd planes, with ties (constant regions) and without.
   func testBatchNormReLUMaxPoolMatchesTheTwoLayers() {
@@ -69,13 +84,7 @@ final class FusedLayerTests: XCTestCase {
       Threads.set(threads)
       SparseDispatch.mode = mode
       func pair() -> (Conv2d, BatchNormReLUMaxPool, TestMask) {
-        var rng = SeededGenerator(seed: 12)
-        let conv = Conv2d(
-          name: "c", inChannels: 3, outChannels: 5, kernelSize: 3, padding: 1, bias: false,
-          rng: &rng)
-        let mask = TestMask(count: conv.weight.count, density: 0.4, seed: 13)
-        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
-        conv.maskSource = mask
+        let (conv, mask) = maskedConv(3, 5, density: 0.4, seed: 12)
         let norm = BatchNormReLUMaxPool(
           norm: normReLU(5, seed: 14), pool: MaxPool2d(kernelSize: 2))
         if tinyGamma { norm.norm.gamma.value[2] = 1e-6 }
@@ -129,12 +138,7 @@ final class FusedLayerTests: XCTestCase {
           bn.gamma.value[i] = 1.5 * g[i]  // both signs
           bn.beta.value[i] = 0.3 * Float(i) - 0.4
         }
-        var rng = SeededGenerator(seed: 18)
-        let conv = Conv2d(
-          name: "c", inChannels: 4, outChannels: 6, kernelSize: 3, padding: 1, rng: &rng)
-        let mask = TestMask(count: conv.weight.count, density: 0.3, seed: 19)
-        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
-        conv.maskSource = mask
+        let (conv, mask) = maskedConv(4, 6, bias: true, density: 0.3, seed: 18)
         return (bn, conv, mask)
       }
       let (bn, conv, mask) = pair()
@@ -236,14 +240,8 @@ final class FusedLayerTests: XCTestCase {
       Threads.set(threads)
       SparseDispatch.mode = mode
       func pair() -> (Conv2d, BatchNorm2d, TestMask) {
-        var rng = SeededGenerator(seed: 28)
-        let conv = Conv2d(
-          name: "c", inChannels: 1, outChannels: 6, kernelSize: 3, padding: 1, bias: false,
-          rng: &rng)
+        let (conv, mask) = maskedConv(1, 6, density: 0.15, seed: 28)
         conv.needsInputGradient = false
-        let mask = TestMask(count: conv.weight.count, density: 0.15, seed: 29)
-        for i in 0..<conv.weight.count where mask.mask[i] == 0 { conv.weight.value[i] = 0 }
-        conv.maskSource = mask
         let bn = BatchNorm2d(name: "bn", channels: 6, relu: relu)
         for i in 0..<6 { bn.beta.value[i] = 0.2 * Float(i) - 0.5 }
         return (conv, bn, mask)

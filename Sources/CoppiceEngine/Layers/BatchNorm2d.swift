@@ -128,18 +128,6 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
       gamma.value.data, relu ? beta.value.data : nil, saveMean.data, saveInvStd.data, dy.data,
       gamma.grad.data, beta.grad.data, coefficients.data, deferredState, &source)
     guard deferred != 0 else { return nil }
-    return DeferredGradient(
-      source: source, owner: DeferredBatchNormInputs(layer: self, gradOutput: dy))
-  }
-}
-
-/// What a deferred batch-norm gradient reads: the layer's arrays (input, statistics,
-/// coefficients; replaced only by its next forward or backward) and the caller's gradient.
-private final class DeferredBatchNormInputs {
-  let layer: BatchNorm2d
-  let gradOutput: Tensor
-  init(layer: BatchNorm2d, gradOutput: Tensor) {
-    self.layer = layer
-    self.gradOutput = gradOutput
+    return DeferredGradient(source: source, keepingAlive: self, dy)
   }
 }

@@ -106,18 +106,6 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
         y.data, w.baseAddress, dy.data, norm.gamma.grad.data, norm.beta.grad.data, k.data,
         deferredState, &source)
     guard deferred != 0 else { return nil }
-    return DeferredGradient(source: source, owner: DeferredInputs(layer: self, gradOutput: dy))
-  }
-}
-
-/// What a deferred norm-pool gradient reads: the layer's arrays (input, output, winners,
-/// statistics, coefficients; replaced only by its next forward or backward) and the pooled
-/// gradient the caller passed in.
-private final class DeferredInputs {
-  let layer: BatchNormReLUMaxPool
-  let gradOutput: Tensor
-  init(layer: BatchNormReLUMaxPool, gradOutput: Tensor) {
-    self.layer = layer
-    self.gradOutput = gradOutput
+    return DeferredGradient(source: source, keepingAlive: self, dy)
   }
 }

@@ -8,12 +8,13 @@ public final class DeferredGradient {
   /// Batch × channels × height × width.
   public let shape: [Int]
   let source: ck_plane_source
-  /// Keeps alive whatever the source reads.
-  private let owner: AnyObject
+  /// Keeps alive whatever the source reads (the producing layer's arrays and the gradient it
+  /// was given).
+  private let owners: [AnyObject]
 
-  init(source: ck_plane_source, owner: AnyObject) {
+  init(source: ck_plane_source, keepingAlive owners: AnyObject...) {
     self.source = source
-    self.owner = owner
+    self.owners = owners
     shape = [Int(source.n), Int(source.c), Int(source.h), Int(source.w)]
   }
 
