@@ -140,22 +140,66 @@ CK_INLINE void prefetch_ahead(const float *row, int floats) {
   for (int q = 0; q < floats; q += 16) __builtin_prefetch(row + PREFETCH_FLOATS + q);
 }
 
+// Rows narrower than 16 floats (ResNet-20's 7×7 planes: 9-float padded rows) leave the
+// auto-vectoriser's 16-lane loops unused, so such a padded row is made from one 16-float load
+// shifted by the padding (GCC/Clang vector extensions, SIMD on every target) and stored whole:
+// the floats past the row land in the next row, which is written after it. Only where the load
+// stays inside the readable source; every lane computes the scalar loops' expression.
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define ROW_VECTORS 1
+typedef float f16v __attribute__((vector_size(64)));
+typedef int32_t i16v __attribute__((vector_size(64)));
+// Macros, not functions: no 64-byte vector crosses a call (whose ABI would differ between the
+// instruction-set clones).
+#define LOAD16(p) __extension__({ f16v v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define STORE16(p, v) do { const f16v t_ = (v); memcpy((p), &t_, sizeof t_); } while (0)
+#define SELECT16(m, a, b) ((f16v)(((m) & (i16v)(a)) | (~(m) & (i16v)(b))))
+
+/// A padded row (padding 1) of the W (< 16) floats at `in` (16 read), mapped when `map`: 16
+/// floats stored at row (zero, the row, zeros).
+CK_INLINE void pad_row16(const float *in, float *row, int W, const ck_channel_affine *map,
+                         float scale, float shift) {
+  const i16v lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const f16v zero = {0}, in16 = LOAD16(in);
+  f16v v = __builtin_shufflevector(zero, in16, 0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
+                                   28, 29, 30);
+  if (map) {
+    v = v * scale + shift; // the batch norm's expression (ck_channel_affine)
+    if (map->relu) v = SELECT16(v > 0.0f, v, zero);
+  }
+  STORE16(row, SELECT16((lane >= 1) & (lane <= W), v, zero));
+}
+#else
+#define ROW_VECTORS 0
+#endif
+
 /// Padded plane `plane` (d->plane floats) := the H×W plane src, or map(src) for channel ch when
 /// map is not NULL, zero border included. Every float is written once: each padded row in one
 /// vector loop that selects the image or 0 (masked loads), no memcpy/memset calls per row — on
 /// ResNet-20's 7- to 28-float rows the calls cost more than the copy (measured per image,
 /// 16×28×28 to 64×7×7: 1.6–3× faster than memcpy rows). `prefetch`: src is in memory, request
-/// its lines ahead of each row (not for a plane in cache).
-CK_INLINE void pad_plane(const geom *g, const padded *d, const float *src, float *plane,
-                         int prefetch, const ck_channel_affine *map, int ch) {
+/// its lines ahead of each row (not for a plane in cache). `readable`: floats that may be read
+/// from src on (at least H·W).
+CK_INLINE void pad_plane(const geom *g, const padded *d, const float *src, size_t readable,
+                         float *plane, int prefetch, const ck_channel_affine *map, int ch) {
   const int P = g->PAD, W = g->W, H = g->H, Wr = d->Wr;
   const float scale = map ? map->scale[ch] : 1.0f, shift = map ? map->shift[ch] : 0.0f;
   const int relu = map && map->relu;
+  // One vector per row: padding 1, rows under 16 floats whose spill (16 − Wr floats) stays
+  // inside the plane's next row.
+  const int row_vectors = ROW_VECTORS && P == 1 && Wr >= 8 && Wr <= 16;
+  (void)readable;
   for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
   for (int y = 0; y < H; y++) {
     float *restrict row = plane + (size_t)(y + P) * Wr;
     const float *restrict in = src + (size_t)y * W;
     if (prefetch) prefetch_ahead(in, W);
+#if ROW_VECTORS
+    if (row_vectors && (size_t)y * W + 16 <= readable) {
+      pad_row16(in, row, W, map, scale, shift);
+      continue;
+    }
+#endif
     if (!map) {
 #pragma omp simd
       for (int i = 0; i < Wr; i++) row[i] = (unsigned)(i - P) < (unsigned)W ? in[i - P] : 0.0f;
@@ -189,8 +233,9 @@ static void zero_tail(const padded *d, size_t planes, float *xp) {
 /// planes, zero tail included.
 CK_CLONES static void pad_image(const geom *g, const padded *d, const float *x, float *xp,
                                 const ck_channel_affine *map) {
-  for (int c = 0; c < g->C; c++)
-    pad_plane(g, d, x + (size_t)c * g->H * g->W, xp + c * d->plane, 1, map, c);
+  const size_t hw = (size_t)g->H * g->W;
+  for (int c = 0; c < g->C; c++) // the image's later planes may be read too
+    pad_plane(g, d, x + (size_t)c * hw, (size_t)(g->C - c) * hw, xp + c * d->plane, 1, map, c);
   zero_tail(d, (size_t)g->C, xp);
 }
 
@@ -202,7 +247,7 @@ CK_CLONES static void pad_source_image(const geom *g, const padded *d, const ck_
   const int hw = g->H * g->W;
   for (int c = 0; c < g->C; c++) {
     s->plane(s, b, c, tmp);
-    pad_plane(g, d, tmp, xp + c * d->plane, 0, NULL, c);
+    pad_plane(g, d, tmp, (size_t)hw, xp + c * d->plane, 0, NULL, c);
     if (db) {
       float sum = 0.0f;
       for (int q = 0; q < hw; q++) sum += tmp[q];
@@ -256,10 +301,22 @@ static void layout_image(const geom *g, const padded *d, const float *x, float *
 // y[o][oy][ox] = yw[o][oy·Wr + ox] for ox < OW (plain loops: the rows are short, 7 to 28 floats
 // on the models here, where a memcpy call per row costs more than the copy).
 CK_CLONES static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
+  // Rows under 16 floats as one 16-float copy each (the spill lands in the next row, written
+  // after it), where the copy stays inside the wide buffer and the image's output.
+  const int row_vectors = ROW_VECTORS && g->OW < 16;
+  const float *yw_end = yw + (size_t)g->O * d->Nw;
+  float *y_end = y + (size_t)g->O * g->OH * g->OW;
+  (void)row_vectors, (void)yw_end, (void)y_end;
   for (int o = 0; o < g->O; o++)
     for (int oy = 0; oy < g->OH; oy++) {
       float *restrict dst = y + ((size_t)o * g->OH + oy) * g->OW;
       const float *restrict src = yw + (size_t)o * d->Nw + (size_t)oy * d->Wr;
+#if ROW_VECTORS
+      if (row_vectors && src + 16 <= yw_end && dst + 16 <= y_end) {
+        STORE16(dst, LOAD16(src));
+        continue;
+      }
+#endif
       for (int ox = 0; ox < g->OW; ox++) dst[ox] = src[ox];
     }
 }
