@@ -205,11 +205,16 @@ size_t ck_sparse_bytes(const ck_sparse *s) {
   return b + sizeof(int32_t) * ((size_t)s->nnz + 1) + ck_sp_flip_bytes(s->flip);
 }
 
+// Below this many dense weights a scatter or gather is done on the calling thread: a parallel
+// region costs more than the work (the cnn's conv1, conv2 and fc2 every step).
+#define SCATTER_PARALLEL_MIN 65536
+
 /// dense := values at the kept positions, 0 elsewhere; contract in include/ck_sparse.h.
 void ck_sparse_scatter(const ck_sparse *s, const float *values, float *dense) {
   const ck_sp_mat *a = &s->a;
   const int M = a->rows, K = a->cols;
-#pragma omp parallel for schedule(static) num_threads(ck_sp_threads())
+#pragma omp parallel for schedule(static) num_threads(ck_sp_threads()) \
+    if ((int64_t)M * K > SCATTER_PARALLEL_MIN)
   for (int i = 0; i < M; i++) {
     float *row = dense + (size_t)i * K;
     memset(row, 0, sizeof(float) * K);
@@ -224,7 +229,8 @@ void ck_sparse_scatter(const ck_sparse *s, const float *values, float *dense) {
 void ck_sparse_gather(const ck_sparse *s, const float *dense, float *values) {
   const ck_sp_mat *a = &s->a;
   const int M = a->rows, K = a->cols;
-#pragma omp parallel for schedule(static) num_threads(ck_sp_threads())
+#pragma omp parallel for schedule(static) num_threads(ck_sp_threads()) \
+    if ((int64_t)M * K > SCATTER_PARALLEL_MIN)
   for (int i = 0; i < M; i++) {
     const float *row = dense + (size_t)i * K;
     for (int p = 0; p < a->npanels; p++) {
