@@ -4,22 +4,15 @@
 #include "ck_jobs.h"
 #include "ck_clones.h"
 #include "plane_prefetch.h"
+#include "ck_affine.h"
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
 CK_INLINE void affine_channel(int n, int c, int hw, int ch, const float *x, float scale,
-                          float shift, float *y, int relu) {
+                              float shift, float *y, int relu) {
   for (int i = 0; i < n; i++) {
-    const float *p = x + ((size_t)i * c + ch) * hw;
-    float *q = y + ((size_t)i * c + ch) * hw;
-    if (relu) {
-      for (int j = 0; j < hw; j++) {
-        float v = p[j] * scale + shift;
-        q[j] = v > 0.0f ? v : 0.0f;
-      }
-    } else {
-      for (int j = 0; j < hw; j++) q[j] = p[j] * scale + shift;
-    }
+    const size_t plane = ((size_t)i * c + ch) * hw;
+    ck_affine_run((size_t)hw, x + plane, scale, shift, relu, y + plane);
   }
 }
 
@@ -31,6 +24,12 @@ CK_INLINE void channel_affine(float gamma, float beta, float mean, float invstd,
   *shift = beta - mean * *scale;
 }
 
+// The dx coefficients of one channel (dx = k·(count·g − a − (x − mean)·b)), with the ReLU's
+// affine map: the numbers a deferred backward's planes are made from.
+typedef struct {
+  float k, a, b, scale, shift;
+} bn_dx_coefficients;
+
 // The arguments of one batch-norm call, shared by its parts.
 typedef struct {
   int n, c, hw;
@@ -40,7 +39,7 @@ typedef struct {
   int relu;
   const float *dy, *relu_output;
   float *dx, *dgamma, *dbeta;
-  struct bn_dx_coefficients *coefficients_out; // backward: each channel's, when not NULL
+  bn_dx_coefficients *coefficients_out; // backward: each channel's, when not NULL
 } bn_job;
 
 CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch);
@@ -278,22 +277,16 @@ CK_INLINE void channel_sums(const bn_job *j, int mode, int ch, float *scale, flo
   *sum_dy_xhat = s_dy_xhat * invstd;
 }
 
-// The dx coefficients of one channel (dx = k·(count·g − a − (x − mean)·b)), with the ReLU's
-// affine map: the numbers a deferred backward's planes are made from.
-typedef struct bn_dx_coefficients {
-  float k, a, b, scale, shift;
-} bn_dx_coefficients;
-
 /// Channels of part `part`: dγ, dβ and dx. With a ReLU and no output given (relu_output NULL)
 /// its mask is recomputed from x and β, so each pass reads two arrays instead of three.
 /// With coefficients_out, each channel's dx coefficients too (dx may then be NULL: deferred).
 CK_CLONES static void backward_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
   const bn_job *j = arg;
   const int n = j->n, c = j->c, hw = j->hw;
   const float *x = j->x, *gamma = j->gamma, *save_mean = j->save_mean;
   const float *save_invstd = j->save_invstd, *dy = j->dy, *relu_output = j->relu_output;
   float *dx = j->dx, *dgamma = j->dgamma, *dbeta = j->dbeta;
-  (void)scratch;
   const float count = (float)n * hw;
   const int mode = !j->relu ? RELU_NONE : relu_output ? RELU_READ : RELU_RECOMPUTE;
   int c0, c1;
@@ -310,7 +303,7 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
     const float a = (float)sum_dy;
     const float b = (float)sum_dy_xhat * invstd;
     if (j->coefficients_out)
-      j->coefficients_out[ch] = (struct bn_dx_coefficients){k, a, b, scale, shift};
+      j->coefficients_out[ch] = (bn_dx_coefficients){k, a, b, scale, shift};
     if (!dx) continue;
     for (int i = 0; i < n; i++) {
       const float *p = x + ((size_t)i * c + ch) * hw;

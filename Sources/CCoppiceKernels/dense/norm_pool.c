@@ -23,6 +23,7 @@
 #include "ck_jobs.h"
 #include "ck_clones.h"
 #include "plane_prefetch.h"
+#include "ck_vector16.h"
 #include <math.h>
 #include <string.h>
 
@@ -51,24 +52,7 @@ typedef struct {
 // outputs stored 16 at a time — lanes past the row land in the next row's outputs, which are
 // written after them. The last rows of a plane, and rows whose loads would pass the end of the
 // arrays, take the scalar loop. Every lane computes exactly the scalar expression.
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define WINDOW_VECTORS 1
-// The vector helpers are always inlined into the instruction-set clones (no vector crosses a
-// call, so the ABI note about 64-byte vectors does not apply).
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float f16v __attribute__((vector_size(64)));
-typedef int32_t i16v __attribute__((vector_size(64)));
-typedef uint8_t u16v __attribute__((vector_size(16)));
-
-CK_INLINE f16v load16(const float *p) {
-  f16v v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-CK_INLINE void store16(float *p, f16v v) { memcpy(p, &v, sizeof v); }
-/// m ? a : b lane by lane (m: −1 or 0).
-CK_INLINE f16v select16(i16v m, f16v a, f16v b) { return (f16v)((m & (i16v)a) | (~m & (i16v)b)); }
-CK_INLINE i16v select16i(i16v m, i16v a, i16v b) { return (m & a) | (~m & b); }
+#if CK_VECTOR16
 #define EVEN16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
 #define ODD16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
 #define LOW_PAIRS 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
@@ -78,22 +62,22 @@ CK_INLINE i16v select16i(i16v m, i16v a, i16v b) { return (m & a) | (~m & b); }
 /// (ReLU of the maximum of x·scale + shift) and the winning cell, as the scalar loop.
 CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift, float *out,
                           uint8_t *win) {
-  const f16v a0 = load16(r0) * scale + shift, b0 = load16(r0 + 16) * scale + shift;
-  const f16v a1 = load16(r1) * scale + shift, b1 = load16(r1 + 16) * scale + shift;
-  f16v m1 = __builtin_shufflevector(a0, b0, EVEN16), b = __builtin_shufflevector(a0, b0, ODD16);
-  f16v m2 = __builtin_shufflevector(a1, b1, EVEN16), d = __builtin_shufflevector(a1, b1, ODD16);
-  const i16v zero = {0}, one = zero + 1, two = zero + 2, three = zero + 3;
-  i16v mask = b > m1;
-  m1 = select16(mask, b, m1);
-  i16v k1 = select16i(mask, one, zero);
+  const ck_f16v a0 = CK_LOAD16(r0) * scale + shift, b0 = CK_LOAD16(r0 + 16) * scale + shift;
+  const ck_f16v a1 = CK_LOAD16(r1) * scale + shift, b1 = CK_LOAD16(r1 + 16) * scale + shift;
+  ck_f16v m1 = __builtin_shufflevector(a0, b0, EVEN16), b = __builtin_shufflevector(a0, b0, ODD16);
+  ck_f16v m2 = __builtin_shufflevector(a1, b1, EVEN16), d = __builtin_shufflevector(a1, b1, ODD16);
+  const ck_i16v zero = {0}, one = zero + 1, two = zero + 2, three = zero + 3;
+  ck_i16v mask = b > m1;
+  m1 = CK_SELECT16(mask, b, m1);
+  ck_i16v k1 = CK_SELECT16I(mask, one, zero);
   mask = d > m2;
-  m2 = select16(mask, d, m2);
-  const i16v k2 = select16i(mask, three, two);
+  m2 = CK_SELECT16(mask, d, m2);
+  const ck_i16v k2 = CK_SELECT16I(mask, three, two);
   mask = m2 > m1;
-  m1 = select16(mask, m2, m1);
-  k1 = select16i(mask, k2, k1);
-  store16(out, select16(m1 > 0.0f, m1, (f16v){0}));
-  const u16v k = __builtin_convertvector(k1, u16v);
+  m1 = CK_SELECT16(mask, m2, m1);
+  k1 = CK_SELECT16I(mask, k2, k1);
+  CK_STORE16(out, CK_SELECT16(m1 > 0.0f, m1, (ck_f16v){0}));
+  const ck_u16v k = __builtin_convertvector(k1, ck_u16v);
   memcpy(win, &k, sizeof k);
 }
 
@@ -103,23 +87,21 @@ CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift
 CK_INLINE void dx16(const float *y, const float *dy, const uint8_t *winner, const float *x0,
                         const float *x1, float mean, float count, float k, float a, float b,
                         float *dx0, float *dx1) {
-  u16v kb;
+  ck_u16v kb;
   memcpy(&kb, winner, sizeof kb);
-  const i16v cell = __builtin_convertvector(kb, i16v) & 3, zero = {0};
-  const f16v v = select16(load16(y) > 0.0f, load16(dy), (f16v){0});
-  const f16v g0 = select16(cell == zero, v, (f16v){0}), g1 = select16(cell == zero + 1, v, (f16v){0});
-  const f16v g2 = select16(cell == zero + 2, v, (f16v){0}), g3 = select16(cell == zero + 3, v, (f16v){0});
-  const f16v r0lo = __builtin_shufflevector(g0, g1, LOW_PAIRS);
-  const f16v r0hi = __builtin_shufflevector(g0, g1, HIGH_PAIRS);
-  const f16v r1lo = __builtin_shufflevector(g2, g3, LOW_PAIRS);
-  const f16v r1hi = __builtin_shufflevector(g2, g3, HIGH_PAIRS);
-  store16(dx0, k * (count * r0lo - a - (load16(x0) - mean) * b));
-  store16(dx0 + 16, k * (count * r0hi - a - (load16(x0 + 16) - mean) * b));
-  store16(dx1, k * (count * r1lo - a - (load16(x1) - mean) * b));
-  store16(dx1 + 16, k * (count * r1hi - a - (load16(x1 + 16) - mean) * b));
+  const ck_i16v cell = __builtin_convertvector(kb, ck_i16v) & 3, zero = {0};
+  const ck_f16v v = CK_SELECT16(CK_LOAD16(y) > 0.0f, CK_LOAD16(dy), (ck_f16v){0});
+  const ck_f16v g0 = CK_SELECT16(cell == zero, v, (ck_f16v){0}), g1 = CK_SELECT16(cell == zero + 1, v, (ck_f16v){0});
+  const ck_f16v g2 = CK_SELECT16(cell == zero + 2, v, (ck_f16v){0}), g3 = CK_SELECT16(cell == zero + 3, v, (ck_f16v){0});
+  const ck_f16v r0lo = __builtin_shufflevector(g0, g1, LOW_PAIRS);
+  const ck_f16v r0hi = __builtin_shufflevector(g0, g1, HIGH_PAIRS);
+  const ck_f16v r1lo = __builtin_shufflevector(g2, g3, LOW_PAIRS);
+  const ck_f16v r1hi = __builtin_shufflevector(g2, g3, HIGH_PAIRS);
+  CK_STORE16(dx0, k * (count * r0lo - a - (CK_LOAD16(x0) - mean) * b));
+  CK_STORE16(dx0 + 16, k * (count * r0hi - a - (CK_LOAD16(x0 + 16) - mean) * b));
+  CK_STORE16(dx1, k * (count * r1lo - a - (CK_LOAD16(x1) - mean) * b));
+  CK_STORE16(dx1 + 16, k * (count * r1hi - a - (CK_LOAD16(x1 + 16) - mean) * b));
 }
-#else
-#define WINDOW_VECTORS 0
 #endif
 
 /// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
@@ -145,7 +127,7 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
       uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
       for (int oy = 0; oy < oh; oy++) {
         const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
-#if WINDOW_VECTORS
+#if CK_VECTOR16
         // 32 columns read from r1 (inside x) and 16 outputs written (inside the plane).
         if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
           pool16(r0, r1, scale, shift, out + (size_t)oy * ow, win + (size_t)oy * ow);
@@ -304,13 +286,12 @@ CK_INLINE void norm_pool_dx_plane(const ck_norm_pool_gradient *s, int i, int ch,
   const uint8_t *winner = s->winner + plane * ohw;
   const float count = (float)s->n * (float)hw, mean = s->save_mean[ch];
   int vector_rows = 0;
-#if WINDOW_VECTORS
-  // Pairs whose 16 pooled reads stay inside the pooled arrays, whose 32-column x reads stay
-  // inside x, and whose stores stay inside the plane.
+#if CK_VECTOR16
+  // Pairs whose 32-column x reads and stores stay inside the plane and whose 16 pooled reads
+  // stay inside the pooled arrays.
   if (!(w & 1) && w <= 32) {
     while (vector_rows < oh && (size_t)(2 * vector_rows + 1) * w + 32 <= hw &&
-           plane * ohw + (size_t)vector_rows * ow + 16 <= planes * ohw &&
-           (plane * hw + (size_t)(2 * vector_rows + 1) * w + 32 <= planes * hw))
+           plane * ohw + (size_t)vector_rows * ow + 16 <= planes * ohw)
       vector_rows++;
     for (int oy = 0; oy < vector_rows; oy++) {
       const size_t r = (size_t)(2 * oy) * w, p = (size_t)oy * ow;

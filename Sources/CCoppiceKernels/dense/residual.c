@@ -5,6 +5,7 @@
 #include "ck_dense.h"
 #include "ck_jobs.h"
 #include "ck_clones.h"
+#include "ck_affine.h"
 #include <string.h>
 
 typedef struct {
@@ -37,22 +38,6 @@ static residual_part part_of(const ck_residual_shape *s, int part, int parts) {
   return r;
 }
 
-/// plane := map(body plane) of channel o, the batch norm's expression (ck_channel_affine).
-CK_INLINE void map_plane(const ck_channel_affine *map, int o, size_t n, const float *in,
-                         float *plane) {
-  const float scale = map->scale[o], shift = map->shift[o];
-  if (map->relu) {
-#pragma omp simd
-    for (size_t t = 0; t < n; t++) {
-      float v = in[t] * scale + shift;
-      plane[t] = v > 0.0f ? v : 0.0f;
-    }
-  } else {
-#pragma omp simd
-    for (size_t t = 0; t < n; t++) plane[t] = in[t] * scale + shift;
-  }
-}
-
 /// Images of part `part`: y = relu(body + shortcut(x)), body mapped first (into the part's
 /// scratch, one plane) when a map is given.
 CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
@@ -65,7 +50,8 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
     for (int o = 0; o < s->out_channels; o++) {
       const float *p = j->body + ((size_t)b * s->out_channels + o) * ohw;
       if (j->body_map) {
-        map_plane(j->body_map, o, ohw, p, scratch);
+        ck_affine_run(ohw, p, j->body_map->scale[o], j->body_map->shift[o], j->body_map->relu,
+                      scratch);
         p = scratch;
       }
       float *q = j->out + ((size_t)b * s->out_channels + o) * ohw;

@@ -25,6 +25,9 @@
 // are processed one after another with the parallel products.
 #include "sparse/internal.h"
 
+#include "ck_affine.h"
+#include "ck_vector16.h"
+
 #include <string.h>
 
 typedef struct {
@@ -142,35 +145,24 @@ CK_INLINE void prefetch_ahead(const float *row, int floats) {
 
 // Rows narrower than 16 floats (ResNet-20's 7×7 planes: 9-float padded rows) leave the
 // auto-vectoriser's 16-lane loops unused, so such a padded row is made from one 16-float load
-// shifted by the padding (GCC/Clang vector extensions, SIMD on every target) and stored whole:
+// shifted by the padding (ck_vector16.h) and stored whole:
 // the floats past the row land in the next row, which is written after it. Only where the load
 // stays inside the readable source; every lane computes the scalar loops' expression.
-#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
-#define ROW_VECTORS 1
-typedef float f16v __attribute__((vector_size(64)));
-typedef int32_t i16v __attribute__((vector_size(64)));
-// Macros, not functions: no 64-byte vector crosses a call (whose ABI would differ between the
-// instruction-set clones).
-#define LOAD16(p) __extension__({ f16v v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define STORE16(p, v) do { const f16v t_ = (v); memcpy((p), &t_, sizeof t_); } while (0)
-#define SELECT16(m, a, b) ((f16v)(((m) & (i16v)(a)) | (~(m) & (i16v)(b))))
-
+#if CK_VECTOR16
 /// A padded row (padding 1) of the W (< 16) floats at `in` (16 read), mapped when `map`: 16
 /// floats stored at row (zero, the row, zeros).
 CK_INLINE void pad_row16(const float *in, float *row, int W, const ck_channel_affine *map,
                          float scale, float shift) {
-  const i16v lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  const f16v zero = {0}, in16 = LOAD16(in);
-  f16v v = __builtin_shufflevector(zero, in16, 0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
+  const ck_i16v lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const ck_f16v zero = {0}, in16 = CK_LOAD16(in);
+  ck_f16v v = __builtin_shufflevector(zero, in16, 0, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
                                    28, 29, 30);
   if (map) {
     v = v * scale + shift; // the batch norm's expression (ck_channel_affine)
-    if (map->relu) v = SELECT16(v > 0.0f, v, zero);
+    if (map->relu) v = CK_SELECT16(v > 0.0f, v, zero);
   }
-  STORE16(row, SELECT16((lane >= 1) & (lane <= W), v, zero));
+  CK_STORE16(row, CK_SELECT16((lane >= 1) & (lane <= W), v, zero));
 }
-#else
-#define ROW_VECTORS 0
 #endif
 
 /// Padded plane `plane` (d->plane floats) := the H×W plane src, or map(src) for channel ch when
@@ -187,14 +179,14 @@ CK_INLINE void pad_plane(const geom *g, const padded *d, const float *src, size_
   const int relu = map && map->relu;
   // One vector per row: padding 1, rows under 16 floats whose spill (16 − Wr floats) stays
   // inside the plane's next row.
-  const int row_vectors = ROW_VECTORS && P == 1 && Wr >= 8 && Wr <= 16;
+  const int row_vectors = CK_VECTOR16 && P == 1 && Wr >= 8 && Wr <= 16;
   (void)readable;
   for (int i = 0; i < P * Wr; i++) plane[i] = 0.0f;
   for (int y = 0; y < H; y++) {
     float *restrict row = plane + (size_t)(y + P) * Wr;
     const float *restrict in = src + (size_t)y * W;
     if (prefetch) prefetch_ahead(in, W);
-#if ROW_VECTORS
+#if CK_VECTOR16
     if (row_vectors && (size_t)y * W + 16 <= readable) {
       pad_row16(in, row, W, map, scale, shift);
       continue;
@@ -303,7 +295,7 @@ static void layout_image(const geom *g, const padded *d, const float *x, float *
 CK_CLONES static void compact_rows(const geom *g, const padded *d, const float *yw, float *y) {
   // Rows under 16 floats as one 16-float copy each (the spill lands in the next row, written
   // after it), where the copy stays inside the wide buffer and the image's output.
-  const int row_vectors = ROW_VECTORS && g->OW < 16;
+  const int row_vectors = CK_VECTOR16 && g->OW < 16;
   const float *yw_end = yw + (size_t)g->O * d->Nw;
   float *y_end = y + (size_t)g->O * g->OH * g->OW;
   (void)row_vectors, (void)yw_end, (void)y_end;
@@ -311,9 +303,9 @@ CK_CLONES static void compact_rows(const geom *g, const padded *d, const float *
     for (int oy = 0; oy < g->OH; oy++) {
       float *restrict dst = y + ((size_t)o * g->OH + oy) * g->OW;
       const float *restrict src = yw + (size_t)o * d->Nw + (size_t)oy * d->Wr;
-#if ROW_VECTORS
+#if CK_VECTOR16
       if (row_vectors && src + 16 <= yw_end && dst + 16 <= y_end) {
-        STORE16(dst, LOAD16(src));
+        CK_STORE16(dst, CK_LOAD16(src));
         continue;
       }
 #endif
@@ -552,17 +544,8 @@ CK_CLONES static void map_images(void *arg, int part, int parts, float *scratch)
   ck_job_range(g->B, part, parts, &b0, &b1);
   for (size_t p = (size_t)b0 * g->C; p < (size_t)b1 * g->C; p++) {
     const int ch = (int)(p % (size_t)g->C);
-    const float scale = j->map->scale[ch], shift = j->map->shift[ch];
-    const float *restrict in = j->x + p * hw;
-    float *restrict out = j->mapped + p * hw;
-    if (j->map->relu) {
-      for (size_t q = 0; q < hw; q++) {
-        float v = in[q] * scale + shift; // the batch norm's expression (ck_channel_affine)
-        out[q] = v > 0.0f ? v : 0.0f;
-      }
-    } else {
-      for (size_t q = 0; q < hw; q++) out[q] = in[q] * scale + shift;
-    }
+    ck_affine_run(hw, j->x + p * hw, j->map->scale[ch], j->map->shift[ch], j->map->relu,
+                  j->mapped + p * hw);
   }
 }
 
@@ -770,9 +753,10 @@ static int flips(const geom *g, int threads, int want_dx) {
          g->KH == g->KW && 2 * g->PAD == g->KH - 1;
 }
 
-/// The backward from dY stored (dy) or produced plane by plane (dy_source, dy NULL): the
-/// backward_flipped path reads each plane once, as it is produced; any other path reads dY more
-/// than once, so it is produced in full first.
+/// The backward from dY stored (dy) or produced plane by plane (dy_source, dy NULL), of x or
+/// map(x) (x_map), with dx_add added to dx. Where each image's dY is read once (the flipped path;
+/// the direct path by image without a bias gradient) its planes are produced as they are read,
+/// and x is mapped as it is padded on the flipped path; elsewhere both are made in full first.
 CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
                                     const float *x, const ck_channel_affine *x_map,
                                     const float *dy, const ck_plane_source *dy_source, float *dx,

@@ -109,22 +109,25 @@ public final class Sequential: Layer {
     var g = dy
     var added = false
     var seconds = [Double](repeating: 0, count: layers.count)
+    // The addend for layer j: only the first layer takes it, and only when it computes dx.
+    func addendFor(_ j: Int) -> Tensor? {
+      j == 0 && layers[0].needsInputGradient ? addend : nil
+    }
     var i = layers.count - 1
     while i >= 0 {
       var start = clock()
-      // The addend goes to layer 0 when it can take it.
-      let first = i == 0 || (i == 1 && layers[0] is DeferredGradientConsumer)
-      let addend = first && layers[0].needsInputGradient ? addend : nil
       if i > 0, let consumer = layers[i - 1] as? DeferredGradientConsumer,
         let deferring = layers[i] as? InputGradientDeferring,
         let deferred = deferring.backwardDeferringInputGradient(g, to: consumer)
       {
         seconds[i] = clock() - start
         start = clock()
-        g = consumer.backward(deferred, addingToInputGradient: i == 1 ? addend : nil)
-        added = added || (i == 1 && addend != nil)
+        g = consumer.backward(deferred, addingToInputGradient: addendFor(i - 1))
+        added = added || addendFor(i - 1) != nil
         i -= 1
-      } else if i == 0, let addend, let accumulating = layers[0] as? InputGradientAccumulating {
+      } else if let addend = addendFor(i),
+        let accumulating = layers[i] as? InputGradientAccumulating
+      {
         g = accumulating.backward(g, addingToInputGradient: addend)
         added = true
       } else {
