@@ -304,9 +304,11 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   sh.out_height = (sh.in_height + 2 * sh.padding - sh.kernel_h) / sh.stride + 1;
   sh.out_width = (sh.in_width + 2 * sh.padding - sh.kernel_w) / sh.stride + 1;
   char ctx[200];
-  snprintf(ctx, sizeof ctx, "B=%d C=%d %dx%d O=%d k=%dx%d s=%d p=%d sp=%.2f thr=%d isa=%d%s",
+  const char *sddmm = getenv("CK_SPARSE_SDDMM");
+  snprintf(ctx, sizeof ctx, "B=%d C=%d %dx%d O=%d k=%dx%d s=%d p=%d sp=%.2f thr=%d isa=%d%s%s",
            sh.batch, sh.in_channels, sh.in_height, sh.in_width, sh.out_channels, sh.kernel_h,
-           sh.kernel_w, sh.stride, sh.padding, sparsity, threads, isa, jit_label());
+           sh.kernel_w, sh.stride, sh.padding, sparsity, threads, isa, jit_label(),
+           sddmm ? " sddmm=windows" : "");
   omp_set_num_threads(threads);
   ck_sparse_set_isa(isa);
   const int O = sh.out_channels, K = sh.in_channels * sh.kernel_h * sh.kernel_w;
@@ -654,14 +656,22 @@ int main(void) {
       {4, 16, 28, 28, 32, 3, 3, 2, 1, 0, 0}, {3, 5, 15, 9, 7, 3, 3, 2, 1, 0, 0}};
   const int nconvs = sizeof convs / sizeof convs[0];
   const double conv_sp[] = {0.0, 0.5, 0.9, 1.0};
-  for (int qi = 0; qi < nisas; qi++)
-    for (int jit = isas[qi] == 2; jit >= 0; jit--)
-      for (int threads = min_threads; threads <= 2; threads++)
-        for (int q = 0; q < nconvs; q++)
-          for (int si = 0; si < 4; si++) {
-            setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
-            test_conv(convs[q], conv_sp[si], threads, isas[qi]);
-          }
+  // The direct method's weight gradient on its own choice of SDDMM, then on the windowed one
+  // everywhere (CK_SPARSE_SDDMM; the label says which).
+  for (int windows = 0; windows <= 1; windows++)
+    for (int qi = 0; qi < nisas; qi++)
+      for (int jit = isas[qi] == 2; jit >= 0; jit--)
+        for (int threads = min_threads; threads <= 2; threads++)
+          for (int q = 0; q < nconvs; q++)
+            for (int si = 0; si < 4; si++) {
+              setenv("CK_SPARSE_JIT", jit ? "1" : "0", 1);
+              if (windows)
+                setenv("CK_SPARSE_SDDMM", "windows", 1);
+              else
+                unsetenv("CK_SPARSE_SDDMM");
+              test_conv(convs[q], conv_sp[si], threads, isas[qi]);
+            }
+  unsetenv("CK_SPARSE_SDDMM");
   for (int qi = 0; qi < nisas; qi++) {
     setenv("CK_SPARSE_JIT", "1", 1);
     test_conv_geometries(isas[qi]);

@@ -497,6 +497,9 @@ typedef struct {
   float *priv;            // backward: per-part weight-gradient partials (nnz each), or NULL
   double *db_priv;        // backward: per-part bias-gradient partials (O each), or NULL
   const ck_sp_mat *sm;    // backward: the structure the weight gradient is computed with
+  const ck_sp_window_entries *win; // backward, direct: W's entries for the windowed SDDMM
+  size_t lanes_f;                  // backward, direct: floats of its per-lane accumulators
+  int block; // backward, direct: images per block (the X and dY buffers are per image)
 } conv_job;
 
 /// Forward of image `part` (one part per image). Scratch: the padded image or column matrix,
@@ -652,59 +655,74 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
   const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
   const int64_t nnz = c->w->nnz;
   const int use_t = c->sm == &c->w->t;
-  float *src_buf = scratch, *dcol = src_buf + c->in_buf, *dyw = dcol + c->out_buf;
-  float *dxp = dyw + c->dyw_f, *dy_plane = dxp + c->dxp_f, *buf = dy_plane + c->plane_f;
+  float *src_buf = scratch, *dyw = src_buf + c->in_buf * c->block;
+  float *dcol = dyw + c->dyw_f * c->block, *dxp = dcol + c->out_buf;
+  float *dy_plane = dxp + c->dxp_f, *lanes = dy_plane + c->plane_f, *buf = lanes + c->lanes_f;
   float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
   double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
-  if (c->dy_source) memset(dyw, 0, sizeof(float) * c->dyw_f); // rows never produced stay 0
+  if (c->lanes_f) memset(lanes, 0, sizeof(float) * c->lanes_f);
+  if (c->dy_source) // rows never produced stay 0
+    memset(dyw, 0, sizeof(float) * c->dyw_f * (size_t)c->block);
   const int nw = (int)c->nw;
-  for (int b = part; b < g->B; b += parts) {
-    const float *xb = c->x + (size_t)b * in_img;
-    const float *dyb = c->dy_source ? NULL : c->dy + (size_t)b * out_img;
-    // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
-    const float *dyr = dyb, *xr = xb;
-    const int64_t *xo = NULL;
-    int ldxr = nw;
-    if (c->direct) {
-      if (c->dy_source)
-        widen_source_rows(g, d, c->dy_source, b, c->rows_used, dy_plane, dyw);
-      else
-        widen_rows(g, d, dyb, dyw);
-      dyr = dyw;
-      if (mine) {
-        layout_image(g, d, xb, src_buf);
-        xr = src_buf;
-        xo = c->off;
-        ldxr = d->Wr;
-      }
-    } else if (!c->pw && mine) {
-      im2col(g, xb, src_buf);
-      xr = src_buf;
-    }
-    if (mine) {
-      if (use_t)
-        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xr, ldxr, xo, dyr, nw, NULL, mine, buf);
-      else
-        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyr, nw, NULL, xr, ldxr, xo, mine, buf);
-    }
-    if (c->dx) {
-      float *dxb = c->dx + (size_t)b * in_img;
+  // Blocks of c->block images (the direct method with the windowed SDDMM; else 1), the weight
+  // gradient of the block after its images are laid out.
+  for (int b0 = part; b0 < g->B; b0 += parts * c->block) {
+    int images = 0;
+    for (int b = b0; b < g->B && images < c->block; b += parts, images++) {
+      const float *xb = c->x + (size_t)b * in_img;
+      const float *dyb = c->dy_source ? NULL : c->dy + (size_t)b * out_img;
+      float *srci = src_buf + c->in_buf * images, *dywi = dyw + c->dyw_f * images;
+      // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
+      const float *dyr = dyb, *xr = xb;
+      const int64_t *xo = NULL;
+      int ldxr = nw;
       if (c->direct) {
-        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, d->Nw, dyr, d->Nw, c->dy_off, NULL, 0.0f, dcol,
-                          d->Nw, buf);
-        scatter_windows(g, d, c->off, dcol, dxp, dxb);
-      } else if (c->pw) {
-        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dxb, g->N, buf);
-      } else {
-        ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dcol, g->N, buf);
-        memset(dxb, 0, sizeof(float) * in_img);
-        col2im_add(g, dcol, dxb);
+        if (c->dy_source)
+          widen_source_rows(g, d, c->dy_source, b, c->rows_used, dy_plane, dywi);
+        else
+          widen_rows(g, d, dyb, dywi);
+        dyr = dywi;
+        if (mine) {
+          layout_image(g, d, xb, srci);
+          xr = srci;
+          xo = c->off;
+          ldxr = d->Wr;
+        }
+      } else if (!c->pw && mine) {
+        im2col(g, xb, srci);
+        xr = srci;
       }
-      if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
+      if (mine && !c->win) {
+        if (use_t)
+          ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xr, ldxr, xo, dyr, nw, NULL, mine, buf);
+        else
+          ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyr, nw, NULL, xr, ldxr, xo, mine, buf);
+      }
+      if (c->dx) {
+        float *dxb = c->dx + (size_t)b * in_img;
+        if (c->direct) {
+          ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, d->Nw, dyr, d->Nw, c->dy_off, NULL, 0.0f, dcol,
+                            d->Nw, buf);
+          scatter_windows(g, d, c->off, dcol, dxp, dxb);
+        } else if (c->pw) {
+          ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dxb, g->N,
+                            buf);
+        } else {
+          ck_sp_spmm_worker(&c->w->t, 0, g->K, 0, g->N, dyb, g->N, NULL, NULL, 0.0f, dcol, g->N,
+                            buf);
+          memset(dxb, 0, sizeof(float) * in_img);
+          col2im_add(g, dcol, dxb);
+        }
+        if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
+      }
+      if (db) bias_grad_add(g, dyb, db);
     }
-    if (db) bias_grad_add(g, dyb, db);
+    if (mine && c->win)
+      ck_sp_kernels()->sddmm_windows(c->win, images, nw, dyw, nw, NULL, c->dyw_f, src_buf,
+                                     c->in_buf, lanes);
   }
+  if (mine && c->win) ck_sp_lanes_sum(nnz, lanes, mine);
 }
 
 /// The backward of the images of part `part` for a stride-1 "same" convolution (2P = KH − 1 =
@@ -720,30 +738,85 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
   const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
   const int64_t nnz = c->w->nnz;
   const int use_t = c->sm == &c->w->t, nw = (int)c->nw;
-  float *xp = scratch, *dyp = xp + c->in_buf, *dxw = dyp + c->dyw_f;
-  float *dy_plane = dxw + c->out_buf, *buf = dy_plane + c->plane_f; // dy_plane: a source's
+  float *xp = scratch, *dyp = xp + c->in_buf * c->block, *dxw = dyp + c->dyw_f * c->block;
+  float *dy_plane = dxw + c->out_buf, *lanes = dy_plane + c->plane_f; // dy_plane: a source's
+  float *buf = lanes + c->lanes_f;
   float *mine = c->priv ? c->priv + (size_t)part * (size_t)nnz : NULL;
   double *db = c->db_priv ? c->db_priv + (size_t)part * g->O : NULL;
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
-  for (int b = part; b < g->B; b += parts) {
-    const float *xb = c->x + (size_t)b * in_img;
-    if (c->dy_source)
-      pad_source_image(gf, df, c->dy_source, b, dy_plane, dyp, db);
-    else
-      pad_image(gf, df, c->dy + (size_t)b * out_img, dyp, NULL);
-    if (mine) {
-      pad_image(g, d, xb, xp, c->x_map);
-      if (use_t)
-        ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xp, d->Wr, c->off, dyp, nw, c->dy_rows, mine,
-                           buf);
+  if (c->lanes_f) memset(lanes, 0, sizeof(float) * c->lanes_f);
+  // Blocks of c->block images: padded one after another, then the weight gradient of the block.
+  for (int b0 = part; b0 < g->B; b0 += parts * c->block) {
+    int images = 0;
+    for (int b = b0; b < g->B && images < c->block; b += parts, images++) {
+      float *xpi = xp + c->in_buf * images, *dypi = dyp + c->dyw_f * images;
+      float *dxb = c->dx + (size_t)b * in_img;
+      if (c->dy_source)
+        pad_source_image(gf, df, c->dy_source, b, dy_plane, dypi, db);
       else
-        ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dyp, nw, c->dy_rows, xp, d->Wr, c->off, mine,
-                           buf);
+        pad_image(gf, df, c->dy + (size_t)b * out_img, dypi, NULL);
+      if (mine) pad_image(g, d, c->x + (size_t)b * in_img, xpi, c->x_map);
+      if (mine && !c->win) {
+        if (use_t)
+          ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xpi, d->Wr, c->off, dypi, nw, c->dy_rows,
+                             mine, buf);
+        else
+          ck_sp_sddmm_worker(c->sm, 0, g->O, 0, nw, dypi, nw, c->dy_rows, xpi, d->Wr, c->off,
+                             mine, buf);
+      }
+      direct_product(&c->flip->a, gf, df, c->off_f, dypi, NULL, dxw, dxb, buf);
+      if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
+      if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
     }
-    direct_product(&c->flip->a, gf, df, c->off_f, dyp, NULL, dxw, c->dx + (size_t)b * in_img, buf);
-    if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, c->dx + (size_t)b * in_img);
-    if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
+    if (mine && c->win)
+      ck_sp_kernels()->sddmm_windows(c->win, images, nw, dyp, nw, c->dy_rows, c->dyw_f, xp,
+                                     c->in_buf, lanes);
   }
+  if (mine && c->win) ck_sp_lanes_sum(nnz, lanes, mine);
+}
+
+// The windowed SDDMM keeps each group of entries' accumulators in registers over a block of
+// images of at least SDDMM_BLOCK_COLUMNS wide columns (at most SDDMM_BLOCK_MAX images), and
+// takes W's entries by blocks of channels whose padded planes in the block of images fit in
+// SDDMM_CACHE_FLOATS (L1), so that every row's entries in a block read X from L1.
+#define SDDMM_BLOCK_COLUMNS 512
+#define SDDMM_BLOCK_MAX 8
+#define SDDMM_CACHE_FLOATS 6144
+
+// The packed SDDMM holds a tile of one row of its structure (W's, or Wᵀ's when it has more rows)
+// in registers for that row's entries: with fewer than SDDMM_WINDOW_ENTRIES per row on average
+// the tile is loaded for too few products, and the windowed SDDMM is faster; with more, its
+// unaligned window loads and scattered accumulators lose. Weight gradient alone, batch 128,
+// 2 threads, 5 interleaved runs each (scratch harness; the host was noisy): ResNet-20's 16→16
+// at 28×28 (1.6 entries per row of Wᵀ at 90%, 0.8 at 95%) 0.74–1.04 → 0.59–0.77 ms at 90%,
+// 0.70–0.83 → 0.59–0.76 ms at 95%; 32→32 at 14×14 (3.2 and 1.6) even at 90%, 0.51–0.55 →
+// 0.47–0.50 ms at 95%; 64→64 at 7×7 (6.4) 0.73–0.79 → 1.0–1.2 ms, the cnn's 64→128 at 14×14
+// 2.4–3.3 → 3.1–4.0 ms at 90%.
+#define SDDMM_WINDOW_ENTRIES 3.0
+
+/// 1 when the direct method's weight gradient runs on the windowed SDDMM: few entries per row
+/// (above), or forced by CK_SPARSE_SDDMM=windows|packed in the environment (for tests).
+static int sddmm_by_windows(const ck_sparse *w, const geom *g) {
+  const char *e = getenv("CK_SPARSE_SDDMM");
+  if (e && !strcmp(e, "windows")) return 1;
+  if (e && !strcmp(e, "packed")) return 0;
+  const int rows = g->O < g->K ? g->K : g->O;
+  return (double)w->nnz < SDDMM_WINDOW_ENTRIES * rows;
+}
+
+/// Images per block of the windowed SDDMM for layout d.
+static int sddmm_block(const padded *d) {
+  const int b = (SDDMM_BLOCK_COLUMNS + d->Nw - 1) / d->Nw;
+  return b < 1 ? 1 : b > SDDMM_BLOCK_MAX ? SDDMM_BLOCK_MAX : b;
+}
+
+/// Columns of W per block of the windowed SDDMM: whole channels (KH·KW columns each).
+static int sddmm_block_columns(const geom *g, const padded *d, int block) {
+  const size_t per_channel = (size_t)d->S * d->S * d->plane * (size_t)block;
+  size_t channels = SDDMM_CACHE_FLOATS / per_channel;
+  if (channels < 1) channels = 1;
+  if (channels > (size_t)g->C) channels = (size_t)g->C;
+  return (int)channels * g->KH * g->KW;
 }
 
 /// Whether backward_flipped runs for geometry g: the direct method by image, dx wanted, a
@@ -871,7 +944,14 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   // its own partial array, in the order of the structure it is computed with: W's (X
   // windows/columns packed, dY rows in registers) when M >= K, else Wᵀ's (dY packed, the
   // smaller operand), scattered back through tmap. Partials are added in part order.
-  const int use_t = g.O < g.K;
+  // The direct paths sum it per lane over W's entries by blocks of channels (the windowed
+  // SDDMM) over blocks of images.
+  const int block = direct && dw_values ? sddmm_block(&d) : 1;
+  ck_sp_window_entries win = {0};
+  const int windows =
+      direct && dw_values && nnz && sddmm_by_windows(w, &g) &&
+      ck_sp_window_entries_make(&w->a, off, sddmm_block_columns(&g, &d, block), &win) == 0;
+  const int use_t = !windows && g.O < g.K;
   const ck_sp_mat *sm = use_t ? &w->t : &w->a;
   float *priv = (dw_values && nnz) ? ck_scratch_take((size_t)threads * (size_t)nnz) : NULL;
   double *db_priv = dbias ? calloc((size_t)threads * g.O, sizeof(double)) : NULL;
@@ -904,8 +984,12 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   c.dxp_f = aligned16(dxp_f);
   c.nw = nw;
   c.plane_f = dy_source ? aligned16((size_t)g.N) : 0;
+  c.win = windows ? &win : NULL;
+  c.lanes_f = windows ? (size_t)nnz * CK_SP_LANES : 0;
+  c.block = windows ? block : 1;
   ck_run_job(threads, threads, flip ? backward_flipped : backward_images, &c,
-             c.in_buf + c.out_buf + c.dyw_f + c.dxp_f + c.plane_f + (sc > sd ? sc : sd));
+             (c.in_buf + c.dyw_f) * c.block + c.out_buf + c.dxp_f + c.plane_f + c.lanes_f +
+                 (sc > sd ? sc : sd));
   if (priv)
     for (int64_t j = 0; j < nnz; j++) {
       float s = 0.0f;
@@ -919,6 +1003,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
       dbias[o] = (float)s;
     }
   ck_scratch_give(priv);
+  if (windows) ck_sp_window_entries_free(&win);
   free(db_priv);
   free(off);
   free(dy_off);

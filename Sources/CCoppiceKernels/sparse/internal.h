@@ -143,6 +143,31 @@ void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, cons
                         int lddy, const int64_t *dyoff, const float *x, int ldx,
                         const int64_t *xoff, float *acc, float *scratch);
 
+/// Lanes of the windowed SDDMM's per-entry accumulators (the widest vector of any instruction
+/// set; narrower sets use the first lanes and leave the rest as they are).
+#define CK_SP_LANES 16
+
+/// W's kept entries listed for the windowed SDDMM in segments: segment s is entries
+/// [start[s], start[s + 1]) of row row[s], each with its position in value order (value) and
+/// the start of its X row (off, as xoff of ck_sp_sddmm_worker: a window of the padded image).
+/// Segments go by blocks of columns, and by row within a block, so that the X rows one block
+/// reads stay in cache while every row's entries in it go by.
+typedef struct {
+  int segments;
+  int32_t *row;   // segments
+  int32_t *start; // segments + 1
+  int32_t *value; // nnz
+  int64_t *off;   // nnz
+} ck_sp_window_entries;
+
+/// Builds the segments of W's entries (a, all panels) by blocks of block_cols columns (≥ 1)
+/// with X row k at xoff[k]; 0, or -1 when out of memory (e then holds nothing to free). Freed
+/// with ck_sp_window_entries_free.
+int ck_sp_window_entries_make(const ck_sp_mat *a, const int64_t *xoff, int block_cols,
+                              ck_sp_window_entries *e);
+/// Frees a table made by ck_sp_window_entries_make.
+void ck_sp_window_entries_free(ck_sp_window_entries *e);
+
 // ---------------------------------------------------------------------------------------------
 // Instruction set variants (isa.c, arch/)
 // ---------------------------------------------------------------------------------------------
@@ -158,7 +183,18 @@ typedef struct {
   void (*sddmm)(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const float *dy, int lddy,
                 const int64_t *dyoff, const float *x, int ldx, const int64_t *xoff, float *acc,
                 float *scratch);
+  /// The windowed SDDMM of `images` images: for every entry e of row i in the table,
+  /// lanes[value[e]·CK_SP_LANES + l] += Σ_b Σ_{n ≡ l} dy_bi[n]·x_b[off[e] + n] over n in
+  /// [0, nw), lane l of the instruction set's vectors (n mod its width), with x_b = x + b·x_step
+  /// and dy_bi = dy + b·dy_step + (dyoff ? dyoff[i] : i·lddy). The accumulators stay per lane
+  /// across calls (no horizontal sum per image); ck_sp_lanes_sum adds them up at the end.
+  void (*sddmm_windows)(const ck_sp_window_entries *e, int images, int nw, const float *dy,
+                        int lddy, const int64_t *dyoff, size_t dy_step, const float *x,
+                        size_t x_step, float *lanes);
 } ck_sp_isa_kernels;
+
+/// acc[j] += Σ_l lanes[j·CK_SP_LANES + l] for j < n (the lanes in order, a fixed sum order).
+void ck_sp_lanes_sum(int64_t n, const float *lanes, float *acc);
 
 /// Portable C (arch/portable.c), AVX2 (arch/x86/avx2.c), AVX-512 (arch/x86/avx512.c), NEON
 /// (arch/arm/neon.c).

@@ -27,6 +27,66 @@ void ck_sp_sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1, cons
   ck_sp_kernels()->sddmm(a, r0, r1, n0, n1, dy, lddy, dyoff, x, ldx, xoff, acc, scratch);
 }
 
+/// The entry table of the windowed SDDMM; contract in sparse/internal.h.
+int ck_sp_window_entries_make(const ck_sp_mat *a, const int64_t *xoff, int block_cols,
+                              ck_sp_window_entries *e) {
+  const int64_t nnz = a->ptr[(size_t)a->npanels * a->rows];
+  const int blocks = (a->cols + block_cols - 1) / block_cols;
+  const size_t most = (size_t)a->rows * (size_t)blocks, n1 = nnz > 0 ? (size_t)nnz : 1;
+  e->row = malloc(sizeof(int32_t) * most);
+  e->start = malloc(sizeof(int32_t) * (most + 1));
+  e->value = malloc(sizeof(int32_t) * n1);
+  e->off = malloc(sizeof(int64_t) * n1);
+  if (!e->row || !e->start || !e->value || !e->off) {
+    ck_sp_window_entries_free(e);
+    return -1;
+  }
+  int32_t n = 0;
+  int segments = 0;
+  for (int k0 = 0; k0 < a->cols; k0 += block_cols) {
+    const int k1 = ck_sp_imin(a->cols, k0 + block_cols);
+    for (int i = 0; i < a->rows; i++) {
+      const int32_t first = n;
+      for (int p = k0 / P; p <= (k1 - 1) / P; p++) {
+        const size_t s = (size_t)p * a->rows + i;
+        for (int32_t j = a->ptr[s]; j < a->ptr[s + 1]; j++) {
+          const int k = p * P + a->col[j];
+          if (k < k0 || k >= k1) continue;
+          e->value[n] = j;
+          e->off[n++] = xoff[k];
+        }
+      }
+      if (n > first) {
+        e->row[segments] = i;
+        e->start[segments++] = first;
+      }
+    }
+  }
+  e->start[segments] = n;
+  e->segments = segments;
+  return 0;
+}
+
+/// Frees an entry table; contract in sparse/internal.h.
+void ck_sp_window_entries_free(ck_sp_window_entries *e) {
+  free(e->row);
+  free(e->start);
+  free(e->value);
+  free(e->off);
+  e->row = e->start = e->value = NULL;
+  e->off = NULL;
+}
+
+/// Adds up the per-lane accumulators; contract in sparse/internal.h.
+void ck_sp_lanes_sum(int64_t n, const float *lanes, float *acc) {
+  for (int64_t j = 0; j < n; j++) {
+    const float *l = lanes + (size_t)j * CK_SP_LANES;
+    float s = 0.0f;
+    for (int q = 0; q < CK_SP_LANES; q++) s += l[q];
+    acc[j] += s;
+  }
+}
+
 // values of rows [r0, r1) := beta·values (0 when beta == 0, without reading them).
 static void scale_rows(const ck_sp_mat *a, int r0, int r1, float beta, float *v) {
   for (int p = 0; p < a->npanels; p++) {

@@ -50,4 +50,22 @@ static void sddmm_c(const ck_sp_mat *a, int r0, int r1, int n0, int n1, const fl
   }
 }
 
-const ck_sp_isa_kernels ck_sp_kernels_portable = {spmm_c, sddmm_c};
+/// The ck_sp_isa_kernels.sddmm_windows in plain C (contract in sparse/internal.h): lane l of
+/// an entry sums the products at n ≡ l (mod CK_SP_LANES).
+static void sddmm_windows_c(const ck_sp_window_entries *e, int images, int nw, const float *dy,
+                            int lddy, const int64_t *dyoff, size_t dy_step, const float *x,
+                            size_t x_step, float *lanes) {
+  for (int sg = 0; sg < e->segments; sg++) {
+    const int i = e->row[sg];
+    const float *d = dyoff ? dy + dyoff[i] : dy + (size_t)i * lddy;
+    for (int32_t q = e->start[sg]; q < e->start[sg + 1]; q++) {
+      float *l = lanes + (size_t)e->value[q] * CK_SP_LANES;
+      for (int b = 0; b < images; b++) {
+        const float *db = d + (size_t)b * dy_step, *xr = x + (size_t)b * x_step + e->off[q];
+        for (int n = 0; n < nw; n++) l[n % CK_SP_LANES] += db[n] * xr[n];
+      }
+    }
+  }
+}
+
+const ck_sp_isa_kernels ck_sp_kernels_portable = {spmm_c, sddmm_c, sddmm_windows_c};

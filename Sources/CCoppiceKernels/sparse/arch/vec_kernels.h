@@ -230,4 +230,74 @@ CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n
   }
 }
 
-const ck_sp_isa_kernels CK_VEC_KERNELS = {spmm_worker, sddmm_worker};
+// ---------------------------------------------------------------------------------------------
+// Windowed SDDMM: the entries of a row of W in registers, one vector accumulator each
+// ---------------------------------------------------------------------------------------------
+
+#define WINDOW_GROUP 8 // entries whose accumulators are in registers at once (8 FMA chains)
+_Static_assert(VEC_WIDTH <= CK_SP_LANES, "vector wider than the SDDMM's lanes");
+
+/// g (≤ WINDOW_GROUP) entries of one row over `images` images: accumulators loaded from their
+/// lanes (acc[e]); per image b, dY row d + b·dy_step (one load per column vector, shared by the
+/// g entries) times each entry's X row xs[e] + b·x_step over [0, nw) — the last vector on the
+/// lanes lm; stored back. g is a constant after inlining.
+CK_VEC_TARGET static inline __attribute__((always_inline)) void
+window_group(const int g, int images, const float *d, size_t dy_step, const float *const *xs,
+             size_t x_step, int nw, vec_mask lm, float *const *acc) {
+  vec s[WINDOW_GROUP];
+  for (int e = 0; e < g; e++) s[e] = VEC(load)(acc[e]);
+  for (int b = 0; b < images; b++) {
+    const float *db = d + (size_t)b * dy_step;
+    const size_t xb = (size_t)b * x_step;
+    int n = 0;
+    for (; n + VEC_WIDTH <= nw; n += VEC_WIDTH) {
+      const vec dv = VEC(loadu)(db + n);
+      for (int e = 0; e < g; e++) s[e] = VEC(fmadd)(dv, VEC(loadu)(xs[e] + xb + n), s[e]);
+    }
+    if (n < nw) {
+      const vec dv = vec_maskz_load(db + n, lm);
+      for (int e = 0; e < g; e++)
+        s[e] = VEC(fmadd)(dv, vec_maskz_load(xs[e] + xb + n, lm), s[e]);
+    }
+  }
+  for (int e = 0; e < g; e++) VEC(store)(acc[e], s[e]);
+}
+
+/// The ck_sp_isa_kernels.sddmm_windows of this instruction set (contract in
+/// sparse/internal.h): each row's entries in groups of WINDOW_GROUP, over all the images.
+CK_VEC_TARGET static void sddmm_windows(const ck_sp_window_entries *e, int images, int nw,
+                                        const float *dy, int lddy, const int64_t *dyoff,
+                                        size_t dy_step, const float *x, size_t x_step,
+                                        float *lanes) {
+  const vec_mask lm = vec_first(nw % VEC_WIDTH ? nw % VEC_WIDTH : VEC_WIDTH);
+  for (int sg = 0; sg < e->segments; sg++) {
+    const int i = e->row[sg];
+    const float *d = dyoff ? dy + dyoff[i] : dy + (size_t)i * lddy;
+    // The segment's entries in groups of about equal size (10 = 5 + 5, not 8 + 2: a group of g
+    // is g chains of dependent FMAs, too few to cover the FMA latency when g is small).
+    const int32_t n = e->start[sg + 1] - e->start[sg];
+    const int32_t groups = (n + WINDOW_GROUP - 1) / WINDOW_GROUP;
+    for (int32_t t = 0, q = e->start[sg]; t < groups; t++) {
+      const int g = (int)((n * (t + 1)) / groups - (n * t) / groups);
+      const float *xs[WINDOW_GROUP];
+      float *acc[WINDOW_GROUP];
+      for (int u = 0; u < g; u++) {
+        xs[u] = x + e->off[q + u];
+        acc[u] = lanes + (size_t)e->value[q + u] * CK_SP_LANES;
+      }
+      switch (g) { // one inlined copy per group size
+      case 8: window_group(8, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 7: window_group(7, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 6: window_group(6, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 5: window_group(5, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 4: window_group(4, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 3: window_group(3, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      case 2: window_group(2, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      default: window_group(1, images, d, dy_step, xs, x_step, nw, lm, acc); break;
+      }
+      q += g;
+    }
+  }
+}
+
+const ck_sp_isa_kernels CK_VEC_KERNELS = {spmm_worker, sddmm_worker, sddmm_windows};
