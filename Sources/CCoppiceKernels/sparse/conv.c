@@ -787,11 +787,11 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
 // in registers for that row's entries: with fewer than SDDMM_WINDOW_ENTRIES per row on average
 // the tile is loaded for too few products, and the windowed SDDMM is faster; with more, its
 // unaligned window loads and scattered accumulators lose. Weight gradient alone, batch 128,
-// 2 threads, 5 interleaved runs each (scratch harness; the host was noisy): ResNet-20's 16→16
-// at 28×28 (1.6 entries per row of Wᵀ at 90%, 0.8 at 95%) 0.74–1.04 → 0.59–0.77 ms at 90%,
-// 0.70–0.83 → 0.59–0.76 ms at 95%; 32→32 at 14×14 (3.2 and 1.6) even at 90%, 0.51–0.55 →
-// 0.47–0.50 ms at 95%; 64→64 at 7×7 (6.4) 0.73–0.79 → 1.0–1.2 ms, the cnn's 64→128 at 14×14
-// 2.4–3.3 → 3.1–4.0 ms at 90%.
+// 2 threads, 7 interleaved runs each (scratch harness; noisy host): ResNet-20's 16→16 at 28×28
+// (1.6 entries per row of Wᵀ at 90%, 0.8 at 95%) 0.92–1.05 → 0.72–0.81 ms at 90% (the whole
+// backward 1.10–1.55 → 1.00–1.31 ms), 0.58–0.84 → 0.46–0.65 ms at 95%; 32→32 at 14×14 (3.2 and
+// 1.6) even at 90%, 0.47–0.51 → 0.46–0.47 ms at 95%; 64→64 at 7×7 (6.4) 0.46–0.72 → 0.91–0.98
+// ms and the cnn's 64→128 at 14×14 2.4–3.3 → 3.1–4.0 ms at 90%.
 #define SDDMM_WINDOW_ENTRIES 3.0
 
 /// 1 when the direct method's weight gradient runs on the windowed SDDMM: few entries per row
