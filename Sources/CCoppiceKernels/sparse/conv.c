@@ -581,6 +581,10 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
     x_map = NULL;
   }
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
+  if (direct && !off) { // out of memory: as for the mapped input above
+    ck_scratch_give(mapped);
+    return;
+  }
   // Per-image buffers: the padded image and the wide output (direct) or the column matrix.
   const size_t in_buf = aligned16(direct ? d.size : (pw ? 0 : (size_t)g.K * g.N));
   const size_t out_buf = aligned16(direct ? (size_t)g.O * d.Nw : 0);
@@ -847,6 +851,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   const int direct = by_image && use_direct(&g);
   const padded d = make_padded(&g);
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
+  if (direct && !off) return; // out of memory: as for the other buffers below
   // dx as a convolution of dY (backward_flipped) where the padding keeps the size.
   const ck_sparse *flip = NULL;
   geom gf = g;
