@@ -13,8 +13,9 @@ struct BenchKernels: ParsableCommand {
       product: forward Y = W·X, input_grad dX = Wᵀ·dY, weight_grad dW = dY·Xᵀ (at kept \
       positions for the sparse kernel), and backward = both gradients. The mask has exactly \
       round(M·K·s) zeros at random positions. Times are the median of --reps runs after a \
-      warm-up. The reference cnn's convolutions at batch 128 run end to end through the \
-      convolution API (dense ck_conv2d_* against ck_sparse_conv2d_*); their shape is \
+      warm-up. The reference cnn's convolutions (or, with --conv-model resnet20, ResNet-20's \
+      three stride-1 layer shapes) at batch 128 run end to end through the convolution API \
+      (dense ck_conv2d_* against ck_sparse_conv2d_*); their shape is \
       [Cout, Cin·9, batch·OH·OW]. The sparse-kernel issue's acceptance bars are checked \
       outside the product, from --json: scripts/check-kernel-bars.py (make bench runs it).
       """)
@@ -31,6 +32,8 @@ struct BenchKernels: ParsableCommand {
   @Option(help: "Timed runs per measurement (the median is reported).") var reps = 5
   @Flag(help: "Also run the cnn conv layers (alone: only them).") var conv = false
   @Flag(help: "Skip the cnn conv layers.") var noConv = false
+  @Option(help: "Whose conv layers --conv runs: cnn, or resnet20 (its stride-1 layer shapes).")
+  var convModel: ConvModel = .cnn
   @Option(help: "Write one JSON record per measurement to this file.") var json: String?
   @Option(help: "Write the table as Markdown to this file.") var markdown: String?
 
@@ -46,6 +49,17 @@ struct BenchKernels: ParsableCommand {
     ConvLayerSpec(name: "cnn.conv2", inChannels: 32, outChannels: 64, size: 28),
     ConvLayerSpec(name: "cnn.conv3", inChannels: 64, outChannels: 128, size: 14),
   ]
+  /// ResNet-20's stride-1 convolutions (each stage's shape; the stride-2 ones are not timed).
+  static let resnet20ConvLayers = [
+    ConvLayerSpec(name: "resnet20.layer1", inChannels: 16, outChannels: 16, size: 28),
+    ConvLayerSpec(name: "resnet20.layer2", inChannels: 32, outChannels: 32, size: 14),
+    ConvLayerSpec(name: "resnet20.layer3", inChannels: 64, outChannels: 64, size: 7),
+  ]
+
+  /// The models whose convolution shapes --conv times.
+  enum ConvModel: String, ExpressibleByArgument, CaseIterable {
+    case cnn, resnet20
+  }
 
   func validate() throws {
     for s in sparsities where !(s >= 0 && s < 1) {
@@ -90,7 +104,7 @@ struct BenchKernels: ParsableCommand {
       }
     }
     if runConv {
-      for layer in Self.cnnConvLayers {
+      for layer in convModel == .cnn ? Self.cnnConvLayers : Self.resnet20ConvLayers {
         benchConvolution(layer, sparsities: sparsityList, rng: &rng) { row in
           rows.append(row)
           print(Self.tableRow(row))
@@ -196,7 +210,7 @@ struct BenchKernels: ParsableCommand {
     }
   }
 
-  /// Times one cnn convolution at batch 128: the engine's dense convolution against the
+  /// Times one convolution at batch 128: the engine's dense convolution against the
   /// sparse convolution, forward and backward (input and weight gradients).
   func benchConvolution(
     _ layer: ConvLayerSpec, sparsities: [Double], rng: inout SeededGenerator,
