@@ -145,30 +145,6 @@ void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x, const f
   ck_run_job(ck_get_threads(), ck_get_threads(), statistics_part, &j, 0);
 }
 
-typedef struct {
-  int n, c, hw;
-  const float *x;
-  const ck_channel_affine *map;
-  float *y;
-} apply_job;
-
-CK_CLONES static void apply_part(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
-  const apply_job *j = arg;
-  int c0, c1;
-  ck_job_range(j->c, part, parts, &c0, &c1);
-  for (int ch = c0; ch < c1; ch++)
-    affine_channel(j->n, j->c, j->hw, ch, j->x, j->map->scale[ch], j->map->shift[ch], j->y,
-                   j->map->relu);
-}
-
-/// A channel affine map over a whole tensor; contract in include/ck_dense.h.
-void ck_channel_affine_apply(int n, int c, int hw, const float *x, const ck_channel_affine *map,
-                             float *y) {
-  apply_job j = {n, c, hw, x, map, y};
-  ck_run_job(ck_get_threads(), ck_get_threads(), apply_part, &j, 0);
-}
-
 /// Batch-norm forward with the running statistics; contract in include/ck_dense.h.
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,

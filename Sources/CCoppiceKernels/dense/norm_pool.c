@@ -329,24 +329,6 @@ CK_CLONES static void norm_pool_source_plane(const ck_plane_source *source, int 
   norm_pool_dx_plane(s, image, channel, out);
 }
 
-typedef struct {
-  const ck_norm_pool_gradient *s;
-  float *dx;
-} dx_job;
-
-/// Images of part `part`: dx, plane by plane in address order.
-CK_CLONES static void dx_by_image(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
-  const dx_job *j = arg;
-  const ck_norm_pool_gradient *s = j->s;
-  const size_t hw = (size_t)s->h * s->w;
-  int i0, i1;
-  ck_job_range(s->n, part, parts, &i0, &i1);
-  for (int i = i0; i < i1; i++)
-    for (int ch = 0; ch < s->c; ch++)
-      norm_pool_dx_plane(s, i, ch, j->dx + ((size_t)i * s->c + ch) * hw);
-}
-
 /// The batch sums of the backward by image (β given, every channel's sums exact enough from
 /// the pooled output): dγ, dβ and each channel's dx coefficients (c entries); 0 when the
 /// partial sums' buffer could not be had.
@@ -387,10 +369,10 @@ static int backward_by_image(norm_pool_job *j) {
     ck_scratch_give(coefficients);
     return 0;
   }
-  if (j->dx) {
+  if (j->dx) { // the deferred backward's planes, written in full
     const ck_norm_pool_gradient s = gradient_state(j, coefficients);
-    dx_job dj = {&s, j->dx};
-    ck_run_job(ck_get_threads(), ck_get_threads(), dx_by_image, &dj, 0);
+    const ck_plane_source source = {norm_pool_source_plane, &s, j->n, j->c, j->h, j->w};
+    ck_plane_source_fill(&source, ck_get_threads(), j->dx);
   }
   ck_scratch_give(coefficients);
   return 1;

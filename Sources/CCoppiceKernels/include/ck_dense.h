@@ -82,9 +82,6 @@ void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x, const f
                                    const float *beta, float eps, float momentum,
                                    float *running_mean, float *running_var, float *save_mean,
                                    float *save_invstd, float *scale, float *shift);
-/// y [n, c, hw] := map(x): bit for bit ck_batchnorm_forward_train's y for the map it returned.
-void ck_channel_affine_apply(int n, int c, int hw, const float *x, const ck_channel_affine *map,
-                             float *y);
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
                                const float *running_var, float *y, int relu);

@@ -78,6 +78,11 @@ typedef struct {
   int relu;
 } ck_channel_affine;
 
+/// y [n, c, hw] := map(x) (images over up to `threads` threads): bit for bit the batch norm's
+/// own output for the map its statistics returned (ck_batchnorm_statistics_train).
+void ck_channel_affine_apply(int n, int c, int hw, const float *x, const ck_channel_affine *map,
+                             int threads, float *y);
+
 #ifdef __cplusplus
 }
 #endif

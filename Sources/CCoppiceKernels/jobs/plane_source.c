@@ -1,5 +1,6 @@
 // Writing out a plane source (ck_plane_source, include/ck_jobs.h) in full, for the readers that
-// need the whole tensor (the dense convolution, the sparse one's paths that read dY twice).
+// need the whole tensor (the dense convolution, the sparse one's paths that read dY twice, the
+// BN+ReLU+pool backward's stored dx).
 #include "ck_jobs.h"
 
 typedef struct {

@@ -531,35 +531,12 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
 /// Floats rounded up to a multiple of 16 (64 bytes), so buffers cut from one scratch stay aligned.
 static size_t aligned16(size_t floats) { return (floats + 15) / 16 * 16; }
 
-typedef struct {
-  const geom *g;
-  const float *x;
-  const ck_channel_affine *map;
-  float *mapped;
-} map_job;
-
-CK_CLONES static void map_images(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
-  const map_job *j = arg;
-  const geom *g = j->g;
-  const size_t hw = (size_t)g->H * g->W;
-  int b0, b1;
-  ck_job_range(g->B, part, parts, &b0, &b1);
-  for (size_t p = (size_t)b0 * g->C; p < (size_t)b1 * g->C; p++) {
-    const int ch = (int)(p % (size_t)g->C);
-    ck_affine_run(hw, j->x + p * hw, j->map->scale[ch], j->map->shift[ch], j->map->relu,
-                  j->mapped + p * hw);
-  }
-}
-
 /// map(x) for the whole batch in scratch (ck_scratch_give it), for the paths that do not map
 /// as they pad; NULL when out of memory.
 static float *mapped_input(const geom *g, const float *x, const ck_channel_affine *map,
                            int threads) {
   float *mapped = ck_scratch_take((size_t)g->B * g->C * g->H * g->W);
-  if (!mapped) return NULL;
-  map_job j = {g, x, map, mapped};
-  ck_run_job(threads, threads, map_images, &j, 0);
+  if (mapped) ck_channel_affine_apply(g->B, g->C, g->H * g->W, x, map, threads, mapped);
   return mapped;
 }
 
@@ -886,12 +863,8 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   // that keep a weight are produced (the products read no other). Elsewhere it is made in full.
   const int source_direct = dy_source && !flip && direct && !dbias;
   uint8_t *rows_used = source_direct ? malloc((size_t)g.O) : NULL;
-  for (int o = 0; rows_used && o < g.O; o++) {
-    int64_t kept = 0;
-    for (int p = 0; p < w->a.npanels; p++)
-      kept += w->a.ptr[(size_t)p * g.O + o + 1] - w->a.ptr[(size_t)p * g.O + o];
-    rows_used[o] = kept > 0;
-  }
+  for (int o = 0; rows_used && o < g.O; o++)
+    rows_used[o] = w->a.row_prefix[o + 1] > w->a.row_prefix[o];
   float *dy_full = NULL;
   if (dy_source && !flip && !rows_used) {
     dy_full = ck_scratch_take((size_t)g.B * g.O * g.N);

@@ -78,7 +78,8 @@ public final class Conv2dProducts {
     let shape = [Int(s.batch), Int(s.in_channels), Int(s.in_height), Int(s.in_width)]
     let full = Tensor.reuse(mappedInput, shape: shape)
     mappedInput = full
-    ck_channel_affine_apply(s.batch, s.in_channels, s.in_height * s.in_width, x, xMap, full.data)
+    ck_channel_affine_apply(
+      s.batch, s.in_channels, s.in_height * s.in_width, x, xMap, ck_get_threads(), full.data)
     return UnsafePointer(full.data)
   }
 

@@ -34,7 +34,8 @@ public final class DeferredActivation {
     let hw = input.shape.dropFirst(2).reduce(1, *)
     withMap {
       ck_channel_affine_apply(
-        Int32(input.shape[0]), Int32(input.shape[1]), Int32(hw), input.data, $0, t.data)
+        Int32(input.shape[0]), Int32(input.shape[1]), Int32(hw), input.data, $0,
+        ck_get_threads(), t.data)
     }
   }
 }
