@@ -118,6 +118,54 @@ final class FusedLayerTests: XCTestCase {
     Threads.set(2)
   }
 
+  /// conv → BN(+ReLU) → conv → BN+ReLU in a Sequential: the second convolution's backward
+  /// hands each image of its input gradient to the batch norm before it, which takes its sums
+  /// there (`imageSumsObserver`) instead of in a pass of its own; every gradient is bit for bit
+  /// the one of the layers run one by one (sparse by image, on one thread, and dense, where the
+  /// batch norm takes the sums itself), with and without ReLU, and whether the batch norm's
+  /// input gradient is written (a first convolution wanting its input gradient) or deferred.
+  func testConvolutionTakesTheBatchNormSumsOfItsInputGradient() {
+    defer {
+      SparseDispatch.mode = .automatic
+      Threads.set(2)
+    }
+    for (threads, mode, relu, firstWantsDX) in [
+      (2, SparseDispatch.Mode.alwaysSparse, true, true), (2, .alwaysSparse, false, true),
+      (2, .alwaysSparse, true, false), (1, .alwaysSparse, true, true),
+      (2, .alwaysDense, true, true),
+    ] {
+      Threads.set(threads)
+      SparseDispatch.mode = mode
+      func layers() -> [Layer] {
+        let (c1, m1) = maskedConv(3, 6, density: 0.5, seed: 40)
+        let (c2, m2) = maskedConv(6, 5, density: 0.4, seed: 42)
+        masks.append(contentsOf: [m1, m2])
+        let bn1 = relu ? normReLU(6, seed: 44) : BatchNorm2d(name: "bn", channels: 6)
+        let bn2 = BatchNormReLUMaxPool(norm: normReLU(5, seed: 46), pool: MaxPool2d(kernelSize: 2))
+        c1.needsInputGradient = firstWantsDX
+        return [c1, bn1, c2, bn2]
+      }
+      var masks: [TestMask] = []
+      let fused = layers()
+      let alone = layers()
+      let net = Sequential(fused)
+      let x = randomTensor([4, 3, 8, 10], seed: 48)
+      let y = net.forward(x, training: true)
+      let y2 = alone.reduce(x) { $1.forward($0, training: true) }
+      let what = "threads \(threads) \(mode) relu \(relu) dx \(firstWantsDX)"
+      XCTAssertEqual(y.array, y2.array, what)
+      let dy = randomTensor(y.shape, seed: 49)
+      let dx = net.backward(dy)
+      let dx2 = alone.reversed().reduce(dy) { $1.backward($0) }
+      if firstWantsDX { XCTAssertEqual(dx.array, dx2.array, what) }
+      XCTAssertEqual((fused[1] as! BatchNorm2d).usedTakenSums, mode == .alwaysSparse, what)
+      XCTAssertFalse((alone[1] as! BatchNorm2d).usedTakenSums, what)
+      for (a, b) in zip(fused.flatMap(\.parameters), alone.flatMap(\.parameters)) {
+        XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(what)")
+      }
+    }
+  }
+
   /// A batch norm (with and without ReLU) before a convolution in a Sequential: the batch norm
   /// leaves its output to the convolution (`DeferredActivation`), which maps the input as it
   /// reads it, and outputs, running statistics and every gradient are bit for bit the two

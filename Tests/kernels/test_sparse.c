@@ -234,6 +234,20 @@ static void stored_plane(const ck_plane_source *source, int image, int channel, 
          sizeof(float) * hw);
 }
 
+// An image observer that copies each image it is given and counts the times (threads give
+// distinct images, so the counts need no lock).
+typedef struct {
+  float *copy;
+  int *times;
+  size_t image_floats;
+} image_copy;
+
+static void copy_image(const ck_image_observer *observer, int image, const float *values) {
+  const image_copy *c = observer->state;
+  memcpy(c->copy + (size_t)image * c->image_floats, values, sizeof(float) * c->image_floats);
+  c->times[image]++;
+}
+
 // The fused entry points against the plain ones on stored tensors, bit for bit (every path:
 // mapped/produced as read, or made in full first): the forward of map(x) and the backward of
 // map(x) with dY stored or produced by a source, for a map with and without ReLU. x is put on
@@ -272,27 +286,41 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
       const int produced = variant >= 3;
       ck_sparse_conv2d_backward(sh, s, xm, dy, dx_want, dw0, db_want);
       ck_sparse_conv2d_backward_fused(sh, s, x, &map, produced ? NULL : dy,
-                                      produced ? &source : NULL, dx_want ? dx1 : NULL, NULL, dw1,
-                                      db_want ? db1 : NULL);
+                                      produced ? &source : NULL, dx_want ? dx1 : NULL, NULL, NULL,
+                                      dw1, db_want ? db1 : NULL);
       if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
       ok = ok && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
       if (db_want) ok = ok && !memcmp(db0, db1, sizeof(float) * (size_t)O);
     }
   }
   ck_sparse_conv2d_backward(sh, s, x, dy, dx0, dw0, NULL); // unmapped, from a source
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, dw1, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, dw1, NULL);
   ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
   // An addend: dx + add, the addition as a separate pass would do it.
   for (size_t i = 0; i < xs; i++) xm[i] = x0[i] * 0.5f - 0.25f, dx0[i] += xm[i];
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, dx1, xm, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, dx1, xm, NULL, NULL, NULL);
   ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, xm, NULL, NULL);
-  ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
+  // An observer is given every finished image of dx once (addend included), dY stored or
+  // produced; none without dx.
+  for (int produced = 0; produced <= 1; produced++) {
+    float *seen = malloc(sizeof(float) * xs);
+    int *times = calloc((size_t)sh->batch, sizeof(int));
+    image_copy copy = {seen, times, xs / (size_t)sh->batch};
+    const ck_image_observer observer = {copy_image, &copy};
+    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, produced ? NULL : dy, produced ? &source : NULL,
+                                    dx1, xm, &observer, NULL, NULL);
+    ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dx1, seen, sizeof(float) * xs);
+    for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 1;
+    memset(times, 0, sizeof(int) * (size_t)sh->batch);
+    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, NULL, NULL, &observer, dw1, NULL);
+    for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 0;
+    free(seen), free(times);
+  }
   for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL, NULL);
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL, NULL, NULL);
   source.c = O + 1;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, NULL, NULL);
   for (size_t i = 0; i < xs; i++) ok = ok && dx1[i] == -7.0f;
   if (ok) passed++; else failed++;
   printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_fused", ctx);

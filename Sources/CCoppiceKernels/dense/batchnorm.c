@@ -40,6 +40,7 @@ typedef struct {
   const float *dy, *relu_output;
   float *dx, *dgamma, *dbeta;
   bn_dx_coefficients *coefficients_out; // backward: each channel's, when not NULL
+  const float *image_sums; // backward: each plane's two sums, taken already (or NULL)
 } bn_job;
 
 CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch);
@@ -236,6 +237,15 @@ CK_INLINE void channel_sums(const bn_job *j, int mode, int ch, float *scale, flo
   *scale = 0.0f, *shift = 0.0f;
   if (mode == RELU_RECOMPUTE) channel_affine(j->gamma[ch], j->beta[ch], mean, invstd, scale, shift);
   double s_dy = 0.0, s_dy_xhat = 0.0;
+  if (j->image_sums) { // taken by the producer of dy (ck_batchnorm_image_sums_observer)
+    for (int i = 0; i < n; i++) {
+      s_dy += j->image_sums[2 * ((size_t)i * c + ch)];
+      s_dy_xhat += j->image_sums[2 * ((size_t)i * c + ch) + 1];
+    }
+    *sum_dy = s_dy;
+    *sum_dy_xhat = s_dy_xhat * invstd;
+    return;
+  }
   for (int i = 0; i < n; i++) {
     const float *p = j->x + ((size_t)i * c + ch) * hw;
     const float *g = j->dy + ((size_t)i * c + ch) * hw;
@@ -296,6 +306,47 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
   }
 }
 
+/// The backward with each plane's sums taken already; contract in include/ck_dense.h.
+void ck_batchnorm_backward_summed(int n, int c, int hw, const float *x, const float *gamma,
+                                  const float *beta, const float *save_mean,
+                                  const float *save_invstd, const float *image_sums,
+                                  const float *dy, float *dx, float *dgamma, float *dbeta) {
+  bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
+              (float *)save_invstd, NULL, beta != NULL, dy, NULL, dx, dgamma, dbeta,
+              NULL, image_sums};
+  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
+}
+
+/// ck_image_observer.image of ck_batchnorm_image_sums_observer: the two sums of each plane of
+/// one image of dy, exactly as channel_sums takes them.
+CK_CLONES static void image_sums(const ck_image_observer *observer, int image,
+                                 const float *dy) {
+  const ck_batchnorm_image_sums *s = observer->state;
+  const int c = s->c, hw = s->hw, mode = s->beta ? RELU_RECOMPUTE : RELU_NONE;
+  for (int ch = 0; ch < c; ch++) {
+    const float mean = s->save_mean[ch];
+    float scale = 0.0f, shift = 0.0f;
+    if (mode == RELU_RECOMPUTE)
+      channel_affine(s->gamma[ch], s->beta[ch], mean, s->save_invstd[ch], &scale, &shift);
+    const size_t plane = ((size_t)image * c + ch) * hw;
+    double s1 = 0.0, s2 = 0.0; // each receives one float sum, exactly
+    if (mode == RELU_RECOMPUTE)
+      plane_sums(RELU_RECOMPUTE, hw, s->x + plane, dy + (size_t)ch * hw, NULL, mean, scale,
+                 shift, &s1, &s2);
+    else
+      plane_sums(RELU_NONE, hw, s->x + plane, dy + (size_t)ch * hw, NULL, mean, scale, shift,
+                 &s1, &s2);
+    s->sums[2 * ((size_t)image * c + ch)] = (float)s1;
+    s->sums[2 * ((size_t)image * c + ch) + 1] = (float)s2;
+  }
+}
+
+/// The observer that takes a batch norm's per-plane sums; contract in include/ck_dense.h.
+void ck_batchnorm_image_sums_observer(const ck_batchnorm_image_sums *state,
+                                      ck_image_observer *observer) {
+  *observer = (ck_image_observer){image_sums, state};
+}
+
 /// ck_plane_source.plane of a deferred batch-norm backward: dx of plane (image, channel).
 CK_CLONES static void batchnorm_source_plane(const ck_plane_source *source, int image,
                                              int channel, float *out) {
@@ -314,14 +365,15 @@ CK_CLONES static void batchnorm_source_plane(const ck_plane_source *source, int 
 /// Deferred batch-norm backward; contract in include/ck_dense.h.
 int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
                                    const float *beta, const float *save_mean,
-                                   const float *save_invstd, const float *dy, float *dgamma,
-                                   float *dbeta, float *coefficients,
-                                   ck_batchnorm_gradient *state, ck_plane_source *source) {
+                                   const float *save_invstd, const float *image_sums,
+                                   const float *dy, float *dgamma, float *dbeta,
+                                   float *coefficients, ck_batchnorm_gradient *state,
+                                   ck_plane_source *source) {
   if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return 0;
   const int hw = h * w;
   bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
               (float *)save_invstd, NULL, beta != NULL, dy, NULL, NULL, dgamma, dbeta,
-              (bn_dx_coefficients *)(void *)coefficients};
+              (bn_dx_coefficients *)(void *)coefficients, image_sums};
   ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
   *state = (ck_batchnorm_gradient){n, c, hw, beta != NULL, x, dy, save_mean, coefficients};
   *source = (ck_plane_source){batchnorm_source_plane, state, n, c, h, w};

@@ -110,12 +110,39 @@ typedef struct {
 /// bit the dx the backward writes: dγ and dβ are written, `coefficients` (5·c floats) and
 /// `state` filled and `source` set to read them. For a reader that needs only some planes (a
 /// first convolution's weight gradient reads only the planes of output channels that keep a
-/// weight). Returns 1; 0 when a size is not positive (nothing written).
+/// weight). image_sums: NULL, or the sums of every plane taken already by the producer of dy
+/// (ck_batchnorm_image_sums_observer; no pass over x and dy then). Returns 1; 0 when a size is
+/// not positive (nothing written).
 int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
                                    const float *beta, const float *save_mean,
-                                   const float *save_invstd, const float *dy, float *dgamma,
-                                   float *dbeta, float *coefficients,
-                                   ck_batchnorm_gradient *state, ck_plane_source *source);
+                                   const float *save_invstd, const float *image_sums,
+                                   const float *dy, float *dgamma, float *dbeta,
+                                   float *coefficients, ck_batchnorm_gradient *state,
+                                   ck_plane_source *source);
+
+/// The sums a batch norm's backward takes over every plane of x and dy — Σ g and Σ g·(x − mean)
+/// with g = dy, or with a fused ReLU (β given) dy where x·scale + shift > 0 — taken image by
+/// image by whoever produces dy while each image is in cache (a convolution's backward,
+/// ck_sparse_conv2d_backward_fused's dx_observer), so the backward needs no pass of its own
+/// for them. x, γ, β, the saved statistics: the forward's (β NULL: no ReLU).
+typedef struct {
+  int n, c, hw;
+  const float *x, *gamma, *beta, *save_mean, *save_invstd;
+  float *sums; // written: 2·n·c floats, the two sums of plane (image, channel) at 2·(image·c + channel)
+} ck_batchnorm_image_sums;
+
+/// observer := takes the sums of each image of dy it is given into state->sums (bit for bit
+/// the float sums the backward's own pass takes per plane).
+void ck_batchnorm_image_sums_observer(const ck_batchnorm_image_sums *state,
+                                      ck_image_observer *observer);
+
+/// ck_batchnorm_backward (β NULL) or ck_batchnorm_relu_backward (β given) with the sums of every
+/// plane taken already (image_sums, as filled by ck_batchnorm_image_sums_observer): one pass,
+/// bit for bit the results of the two-pass backward.
+void ck_batchnorm_backward_summed(int n, int c, int hw, const float *x, const float *gamma,
+                                  const float *beta, const float *save_mean,
+                                  const float *save_invstd, const float *image_sums,
+                                  const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /// One channel's batch statistics over x [n, c, hw]: writes save_mean[ch], save_invstd[ch],
 /// updates the running statistics (when not NULL) and returns the affine map

@@ -68,6 +68,16 @@ typedef struct ck_plane_source {
 /// dst [n, c, h, w] := every plane of `source` (images over up to `threads` threads).
 void ck_plane_source_fill(const ck_plane_source *source, int threads, float *dst);
 
+/// Something that reads each image of a tensor as its producer finishes it, while the image is
+/// still in cache: image(observer, image, values) with the image's values (c·h·w floats, NCHW).
+/// A convolution's backward hands each image of its input gradient to the batch norm before it,
+/// which takes its per-channel sums there instead of in a pass of its own over the whole tensor
+/// (ck_batchnorm_image_sums_observer). Called from any thread, each image once.
+typedef struct ck_image_observer {
+  void (*image)(const struct ck_image_observer *observer, int image, const float *values);
+  const void *state; // what `image` reads and writes; must outlive every call
+} ck_image_observer;
+
 /// A per-channel affine map y = x·scale[ch] + shift[ch], then max(y, 0) when relu is set: a
 /// batch norm's (+ ReLU's) output left for its reader to compute as it reads the input
 /// (ck_sparse_conv2d_forward_mapped), so the normalised tensor is never stored. Everything

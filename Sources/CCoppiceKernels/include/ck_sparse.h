@@ -167,12 +167,16 @@ void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse
 /// wanted, a stride-1 "same" convolution — each plane is produced into cache as it is needed
 /// and x is mapped as it is padded; elsewhere dY and map(x) are made in full first. dx_add
 /// (NULL, or x's shape) is added to dx image by image while it is in cache (a residual block's
-/// shortcut gradient): dx = input gradient + dx_add. The gradients are bit for bit those of the
-/// stored tensors and a separate addition.
+/// shortcut gradient): dx = input gradient + dx_add. dx_observer (NULL, or used only when dx
+/// is wanted) is given each image of dx once it is final, dx_add included, while it is in
+/// cache (from any thread; e.g. the batch norm before takes its sums there,
+/// ck_batchnorm_image_sums_observer). The gradients are bit for bit those of the stored
+/// tensors and a separate addition.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
-                                     float *dx, const float *dx_add, float *dw_values,
+                                     float *dx, const float *dx_add,
+                                     const ck_image_observer *dx_observer, float *dw_values,
                                      float *dbias);
 
 // ---------------------------------------------------------------------------------------------

@@ -487,6 +487,7 @@ typedef struct {
   const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
   const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
   const float *dx_add;              // backward: added to dx image by image (or NULL)
+  const ck_image_observer *dx_observer; // backward: given each finished dx image (or NULL)
   const uint8_t *rows_used;         // backward_images with a dY source: rows that keep a weight
   size_t plane_f;                   // backward with a dY source: floats of its plane buffer
   float *y, *dx;
@@ -696,6 +697,7 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
           col2im_add(g, dcol, dxb);
         }
         if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
+        if (c->dx_observer) c->dx_observer->image(c->dx_observer, b, dxb);
       }
       if (db) bias_grad_add(g, dyb, db);
     }
@@ -747,6 +749,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
       }
       direct_product(&c->flip->a, gf, df, c->off_f, dypi, NULL, dxw, dxb, buf);
       if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
+      if (c->dx_observer) c->dx_observer->image(c->dx_observer, b, dxb);
       if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
     }
     if (mine && c->win)
@@ -814,7 +817,8 @@ static int flips(const geom *g, int threads, int want_dx) {
 CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
                                     const float *x, const ck_channel_affine *x_map,
                                     const float *dy, const ck_plane_source *dy_source, float *dx,
-                                    const float *dx_add, float *dw_values, float *dbias) {
+                                    const float *dx_add, const ck_image_observer *dx_observer,
+                                    float *dw_values, float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
@@ -906,6 +910,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
           col2im_add(&g, dcol, dxb);
         }
         if (dx_add) add_image(in_img, dx_add + (size_t)b * in_img, dxb);
+        if (dx_observer) dx_observer->image(dx_observer, b, dxb);
       }
       if (db) bias_grad_add(&g, dyb, db);
     }
@@ -953,6 +958,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
   conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
                 .dy_source = dy_source, .x_map = x_map, .dx = dx, .dx_add = dx_add,
+                .dx_observer = dx ? dx_observer : NULL,
                 .rows_used = rows_used,
                 .direct = direct, .pw = pw, .priv = priv, .db_priv = db_priv, .sm = sm,
                 .gf = &gf, .df = &df, .off_f = off_f, .dy_rows = dy_rows, .flip = flip};
@@ -996,19 +1002,20 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
 /// include/ck_sparse.h.
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
-  conv_backward(shape, w, x, NULL, dy, NULL, dx, NULL, dw_values, dbias);
+  conv_backward(shape, w, x, NULL, dy, NULL, dx, NULL, NULL, dw_values, dbias);
 }
 
 /// The same of a mapped input and/or from a dY plane source; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
-                                     float *dx, const float *dx_add, float *dw_values,
+                                     float *dx, const float *dx_add,
+                                     const ck_image_observer *dx_observer, float *dw_values,
                                      float *dbias) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || (dy == NULL) == (dy_source == NULL)) return;
   if (dy_source && (dy_source->n != g.B || dy_source->c != g.O || dy_source->h != g.OH ||
                     dy_source->w != g.OW))
     return;
-  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dx_add, dw_values, dbias);
+  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dx_add, dx_observer, dw_values, dbias);
 }

@@ -25,8 +25,22 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   /// A deferred backward's per-channel dx coefficients and the state its planes are made from.
   private lazy var coefficients = Tensor(shape: [5 * channels])
   private let deferredState = UnsafeMutablePointer<ck_batchnorm_gradient>.allocate(capacity: 1)
+  /// Each plane's backward sums, taken by the producer of the output gradient
+  /// (`imageSumsObserver`), and the state and observer that take them (fixed addresses).
+  private lazy var imageSums = Tensor(shape: [0])
+  private let imageSumsState = UnsafeMutablePointer<ck_batchnorm_image_sums>.allocate(capacity: 1)
+  private let imageSumsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
+  /// Set when the producer of the next backward's output gradient took `imageSums` (cleared by
+  /// that backward).
+  var imageSumsTaken = false
+  /// Whether the last backward used sums taken by the producer (for tests and profiles).
+  private(set) var usedTakenSums = false
 
-  deinit { deferredState.deallocate() }
+  deinit {
+    deferredState.deallocate()
+    imageSumsState.deallocate()
+    imageSumsTaker.deallocate()
+  }
 
   public init(
     name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1, relu: Bool = false
@@ -92,6 +106,29 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     return DeferredActivation(input: x, scale: mapScale, shift: mapShift, relu: relu)
   }
 
+  /// An observer for the layer that produces the next backward's output gradient (the
+  /// convolution after this batch norm): given each finished image of it, it takes that image's
+  /// sums for the backward (`ck_batchnorm_image_sums_observer`), which then skips its own pass
+  /// over x and dy. Set `imageSumsTaken` when the producer gave it every image. nil when the
+  /// last forward was not a training forward of NCHW input.
+  func imageSumsObserver() -> UnsafePointer<ck_image_observer>? {
+    guard let x = input, x.shape.count == 4, x.shape[1] == channels else { return nil }
+    imageSums = Tensor.reuse(imageSums, shape: [2 * x.shape[0] * channels])
+    imageSumsState.pointee = ck_batchnorm_image_sums(
+      n: Int32(x.shape[0]), c: Int32(channels), hw: Int32(planeSize(x.shape)), x: x.data,
+      gamma: gamma.value.data, beta: relu ? UnsafePointer(beta.value.data) : nil,
+      save_mean: saveMean.data, save_invstd: saveInvStd.data, sums: imageSums.data)
+    ck_batchnorm_image_sums_observer(imageSumsState, imageSumsTaker)
+    return UnsafePointer(imageSumsTaker)
+  }
+
+  /// The sums `imageSumsObserver` took for this backward, or nil (clears `imageSumsTaken`).
+  private func takenSums() -> UnsafePointer<Float>? {
+    defer { imageSumsTaken = false }
+    usedTakenSums = imageSumsTaken
+    return imageSumsTaken ? UnsafePointer(imageSums.data) : nil
+  }
+
   public func backward(_ dy: Tensor) -> Tensor {
     guard let x = input else { preconditionFailure("\(name): backward before forward") }
     let dx = Tensor.reuse(gradInput, shape: x.shape)
@@ -99,7 +136,11 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     let n = Int32(x.shape[0])
     let hw = Int32(planeSize(x.shape))
     let dxData = needsInputGradient ? dx.data : nil
-    if relu {
+    if let sums = takenSums() {
+      ck_batchnorm_backward_summed(
+        n, Int32(channels), hw, x.data, gamma.value.data, relu ? beta.value.data : nil,
+        saveMean.data, saveInvStd.data, sums, dy.data, dxData, gamma.grad.data, beta.grad.data)
+    } else if relu {
       // The ReLU's mask recomputed from x (γ and β are still the forward's: the optimizer
       // steps after the backward), so the output is not read again.
       ck_batchnorm_relu_backward(
@@ -125,8 +166,9 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     var source = ck_plane_source()
     let deferred = ck_batchnorm_backward_deferred(
       Int32(x.shape[0]), Int32(channels), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
-      gamma.value.data, relu ? beta.value.data : nil, saveMean.data, saveInvStd.data, dy.data,
-      gamma.grad.data, beta.grad.data, coefficients.data, deferredState, &source)
+      gamma.value.data, relu ? beta.value.data : nil, saveMean.data, saveInvStd.data,
+      takenSums(), dy.data, gamma.grad.data, beta.grad.data, coefficients.data, deferredState,
+      &source)
     guard deferred != 0 else { return nil }
     return DeferredGradient(source: source, keepingAlive: self, dy)
   }

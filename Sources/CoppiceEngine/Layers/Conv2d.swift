@@ -26,6 +26,10 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
   private var mappedInput: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
+  /// Given each finished image of the next backward's input gradient, when set (the batch norm
+  /// before takes its sums there; `Sequential`). `observedInputGradient`: whether it was.
+  var inputGradientObserver: UnsafePointer<ck_image_observer>?
+  var observedInputGradient: Bool { products.observedInputGradient }
 
   public init(
     name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -138,7 +142,7 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
       products.backward(
         shape: s, x: x.data, xMap: xMap, dy: dy, weights: weight.value.data, mask: maskSource,
         dx: needsInputGradient ? dx.data : nil, dxAdd: addend.map { UnsafePointer($0.data) },
-        dw: weight.grad.data, db: bias?.grad.data)
+        dxObserver: inputGradientObserver, dw: weight.grad.data, db: bias?.grad.data)
     }
     if let inputMap { inputMap.withMap { run($0) } } else { run(nil) }
     products.execution.reportMaskedGradient(to: maskSource)

@@ -12,6 +12,9 @@ public final class Conv2dProducts {
   public let kernelWidth: Int
   /// Which kernels the last forward and backward used.
   public private(set) var execution = SparseExecutionState()
+  /// Whether the last backward gave every image of dx to its `dxObserver` (the sparse kernels
+  /// do; the dense path does not).
+  public private(set) var observedInputGradient = false
   private lazy var format = SparseWeightFormat(
     rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
   private var unusedWeightGradient: Tensor?
@@ -105,18 +108,21 @@ public final class Conv2dProducts {
 
   /// The same for the forward's input map(x) (`xMap`, as the forward's) and an output gradient
   /// stored or produced: the sparse kernels map x and produce each dY plane as they read them
-  /// (`ck_sparse_conv2d_backward_fused`); the dense path has both written in full first.
+  /// (`ck_sparse_conv2d_backward_fused`); the dense path has both written in full first. The
+  /// sparse kernels give each finished image of dx to `dxObserver` (`observedInputGradient`).
   /// `dxAdd` (x's shape) is added to dx: by the sparse kernels image by image as they write
   /// it, on the dense path afterwards.
   public func backward(
     shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>?,
     dy: OutputGradient,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
-    dxAdd: UnsafePointer<Float>?, dw: UnsafeMutablePointer<Float>?,
-    db: UnsafeMutablePointer<Float>?, maskWeightGradient: Bool = false
+    dxAdd: UnsafePointer<Float>?, dxObserver: UnsafePointer<ck_image_observer>? = nil,
+    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
+    maskWeightGradient: Bool = false
   ) {
     var s = shape
     execution.backwardSparse = false
+    observedInputGradient = false
     if let mask = mask ?? directMask(s, .inputGradient, .weightGradient),
       plan(shape: s, mask: mask).backwardSparse
     {
@@ -125,11 +131,12 @@ public final class Conv2dProducts {
       switch dy {
       case .stored(let dy):
         ck_sparse_conv2d_backward_fused(
-          &s, format.handle, x, xMap, dy, nil, dx, dxAdd, values, db)
+          &s, format.handle, x, xMap, dy, nil, dx, dxAdd, dxObserver, values, db)
       case .produced(let source):
         ck_sparse_conv2d_backward_fused(
-          &s, format.handle, x, xMap, nil, source, dx, dxAdd, values, db)
+          &s, format.handle, x, xMap, nil, source, dx, dxAdd, dxObserver, values, db)
       }
+      observedInputGradient = dx != nil && dxObserver != nil
       if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
       execution.backwardSparse = true
       return

@@ -95,7 +95,9 @@ public final class Sequential: Layer {
 
   /// Layers in reverse order; where an `InputGradientDeferring` layer follows a
   /// `DeferredGradientConsumer` (a batch norm + ReLU + pool after a convolution), the
-  /// convolution produces the batch norm's input gradient plane by plane as it reads it.
+  /// convolution produces the batch norm's input gradient plane by plane as it reads it; where
+  /// a convolution follows a batch norm, the convolution hands each finished image of its input
+  /// gradient to the batch norm, which takes its sums there (`observeInputGradient`).
   public func backward(_ dy: Tensor) -> Tensor {
     backward(dy, addingToInputGradient: nil).gradient
   }
@@ -122,22 +124,44 @@ public final class Sequential: Layer {
       {
         seconds[i] = clock() - start
         start = clock()
+        let observed = observeInputGradient(ofLayer: i - 1)
         g = consumer.backward(deferred, addingToInputGradient: addendFor(i - 1))
+        observed()
         added = added || addendFor(i - 1) != nil
         i -= 1
       } else if let addend = addendFor(i),
         let accumulating = layers[i] as? InputGradientAccumulating
       {
+        let observed = observeInputGradient(ofLayer: i)
         g = accumulating.backward(g, addingToInputGradient: addend)
+        observed()
         added = true
       } else {
+        let observed = observeInputGradient(ofLayer: i)
         g = layers[i].backward(g)
+        observed()
       }
       seconds[i] = clock() - start
       i -= 1
     }
     times?.addBackward(seconds)
     return (g, added)
+  }
+
+  /// When layer j is a convolution that computes its input gradient and layer j − 1 a batch
+  /// norm, lets the convolution's next backward hand each finished image of that gradient (the
+  /// batch norm's output gradient) to the batch norm, which takes its backward's sums there
+  /// instead of in a pass of its own over its input and that gradient. Returns what to call
+  /// after that backward (it tells the batch norm whether every image was given).
+  private func observeInputGradient(ofLayer j: Int) -> () -> Void {
+    guard j >= 1, let conv = layers[j] as? Conv2d, conv.needsInputGradient,
+      let norm = layers[j - 1] as? BatchNorm2d, let observer = norm.imageSumsObserver()
+    else { return {} }
+    conv.inputGradientObserver = observer
+    return {
+      norm.imageSumsTaken = conv.observedInputGradient
+      conv.inputGradientObserver = nil
+    }
   }
 
   /// Every layer, depth first (for collecting running buffers and descriptions).
