@@ -122,8 +122,9 @@ final class FusedLayerTests: XCTestCase {
   /// hands each image of its input gradient to the batch norm before it, which takes its sums
   /// there (`imageSumsObserver`) instead of in a pass of its own; every gradient is bit for bit
   /// the one of the layers run one by one (sparse by image, on one thread, and dense, where the
-  /// batch norm takes the sums itself), with and without ReLU, and whether the batch norm's
-  /// input gradient is written (a first convolution wanting its input gradient) or deferred.
+  /// batch norm takes the sums itself), with and without ReLU, for a first convolution that
+  /// wants its input gradient or not (the batch norm's input gradient is then produced plane
+  /// by plane as the first convolution reads it, `backwardDeferringInputGradient`, either way).
   func testConvolutionTakesTheBatchNormSumsOfItsInputGradient() {
     defer {
       SparseDispatch.mode = .automatic

@@ -154,14 +154,17 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     return dx
   }
 
-  /// The input gradient left to a layer before this one that computes no input gradient of
-  /// its own (a model's first convolution, which needs dx only for its weight gradient and
-  /// only in the planes of output channels that keep a weight): the batch sums are taken here
-  /// and the planes produced as it reads them (`ck_batchnorm_backward_deferred`). A layer that
-  /// also computes its input gradient reads every plane anyway, and the stored gradient costs
-  /// it no more: nil then, as for a 2-D input.
+  /// The input gradient left to the layer before this one, its planes produced as it reads
+  /// them (`ck_batchnorm_backward_deferred`): when that layer computes no input gradient of its
+  /// own (a model's first convolution, which needs dx only for its weight gradient and only in
+  /// the planes of output channels that keep a weight), or when the producer of dy took the
+  /// batch sums (`imageSumsTaken`) — then nothing is read here, and the planes are made from x
+  /// and dy as the layer reads them instead of being written and read back (ResNet-20's block
+  /// convolutions). Otherwise the stored gradient costs a layer that reads every plane no more
+  /// than the two reads of each plane: nil then, as for a 2-D input.
   func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
-    guard let x = input, x.shape.count == 4, needsInputGradient, !consumer.needsInputGradient
+    guard let x = input, x.shape.count == 4, needsInputGradient,
+      !consumer.needsInputGradient || imageSumsTaken
     else { return nil }
     var source = ck_plane_source()
     let deferred = ck_batchnorm_backward_deferred(
