@@ -118,9 +118,10 @@ final class FusedLayerTests: XCTestCase {
     Threads.set(2)
   }
 
-  /// conv → BN(+ReLU) → conv → BN+ReLU in a Sequential: the second convolution's backward
-  /// hands each image of its input gradient to the batch norm before it, which takes its sums
-  /// there (`imageSumsObserver`) instead of in a pass of its own; every gradient is bit for bit
+  /// conv → BN(+ReLU) → conv → BN+ReLU+pool → conv in a Sequential: the second and third
+  /// convolutions' backwards hand each image of their input gradient to the layer before them,
+  /// which takes its sums there (`imageSumsObserver`) instead of in a pass of its own; every
+  /// gradient is bit for bit
   /// the one of the layers run one by one (sparse by image, on one thread, and dense, where the
   /// batch norm takes the sums itself), with and without ReLU, for a first convolution that
   /// wants its input gradient or not (the batch norm's input gradient is then produced plane
@@ -143,8 +144,10 @@ final class FusedLayerTests: XCTestCase {
         masks.append(contentsOf: [m1, m2])
         let bn1 = relu ? normReLU(6, seed: 44) : BatchNorm2d(name: "bn", channels: 6)
         let bn2 = BatchNormReLUMaxPool(norm: normReLU(5, seed: 46), pool: MaxPool2d(kernelSize: 2))
+        let (c3, m3) = maskedConv(5, 4, density: 0.5, seed: 47)
+        masks.append(m3)
         c1.needsInputGradient = firstWantsDX
-        return [c1, bn1, c2, bn2]
+        return [c1, bn1, c2, bn2, c3]
       }
       var masks: [TestMask] = []
       let fused = layers()
@@ -161,6 +164,9 @@ final class FusedLayerTests: XCTestCase {
       if firstWantsDX { XCTAssertEqual(dx.array, dx2.array, what) }
       XCTAssertEqual((fused[1] as! BatchNorm2d).usedTakenSums, mode == .alwaysSparse, what)
       XCTAssertFalse((alone[1] as! BatchNorm2d).usedTakenSums, what)
+      XCTAssertEqual(
+        (fused[3] as! BatchNormReLUMaxPool).usedTakenSums, mode == .alwaysSparse, what)
+      XCTAssertFalse((alone[3] as! BatchNormReLUMaxPool).usedTakenSums, what)
       for (a, b) in zip(fused.flatMap(\.parameters), alone.flatMap(\.parameters)) {
         XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(what)")
       }

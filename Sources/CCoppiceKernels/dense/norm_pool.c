@@ -248,29 +248,50 @@ static int pooled_sums_exact_enough(float gamma, float beta, float invstd) {
          fabsf(beta) <= 1024.0f * fabsf(gamma);
 }
 
-/// Images of part `part`: per (image, channel), Σg and Σg·(y − β) over the pooled plane (g: the
-/// pooled gradient where the output is positive).
+/// One image's Σg and Σg·(y − β) per channel over its pooled planes (g: the pooled gradient
+/// where the output is positive): y, dy the image's c planes of ohw, partial its 2·c sums.
+CK_INLINE void image_partial_sums(int c, size_t ohw, const float *y, const float *dy,
+                                  const float *beta, float *partial) {
+  for (int ch = 0; ch < c; ch++) {
+    const float *yc = y + (size_t)ch * ohw, *dyc = dy + (size_t)ch * ohw, b = beta[ch];
+    float s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+    for (size_t q = 0; q < ohw; q++) {
+      const float g = yc[q] > 0.0f ? dyc[q] : 0.0f;
+      s1 += g;
+      s2 += g * (yc[q] - b);
+    }
+    partial[2 * ch] = s1;
+    partial[2 * ch + 1] = s2;
+  }
+}
+
+/// Images of part `part`: every image's partial sums (image_partial_sums).
 CK_CLONES static void sums_by_image(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const norm_pool_job *j = arg;
   const int c = j->c;
-  const size_t ohw = (size_t)(j->h / 2) * (j->w / 2);
+  const size_t ohw = (size_t)(j->h / 2) * (j->w / 2), image = (size_t)c * ohw;
   int i0, i1;
   ck_job_range(j->n, part, parts, &i0, &i1);
   for (int i = i0; i < i1; i++)
-    for (int ch = 0; ch < c; ch++) {
-      const size_t plane = (size_t)i * c + ch;
-      const float *y = j->y + plane * ohw, *dy = j->dy + plane * ohw, beta = j->beta[ch];
-      float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-      for (size_t q = 0; q < ohw; q++) {
-        const float g = y[q] > 0.0f ? dy[q] : 0.0f;
-        s1 += g;
-        s2 += g * (y[q] - beta);
-      }
-      j->partial[2 * plane] = s1;
-      j->partial[2 * plane + 1] = s2;
-    }
+    image_partial_sums(c, ohw, j->y + (size_t)i * image, j->dy + (size_t)i * image, j->beta,
+                       j->partial + 2 * (size_t)i * c);
+}
+
+/// ck_image_observer.image of ck_norm_pool_image_sums_observer.
+CK_CLONES static void observed_image_sums(const ck_image_observer *observer, int image,
+                                          const float *dy) {
+  const ck_norm_pool_image_sums *s = observer->state;
+  const size_t ohw = (size_t)(s->h / 2) * (s->w / 2);
+  image_partial_sums(s->c, ohw, s->y + (size_t)image * s->c * ohw, dy, s->beta,
+                     s->sums + 2 * (size_t)image * s->c);
+}
+
+/// The observer that takes the backward's per-image sums; contract in include/ck_dense.h.
+void ck_norm_pool_image_sums_observer(const ck_norm_pool_image_sums *state,
+                                      ck_image_observer *observer) {
+  *observer = (ck_image_observer){observed_image_sums, state};
 }
 
 /// dx of plane (i, ch) into out (h·w floats): the expanded gradient, then dx over it in place.
@@ -330,15 +351,20 @@ CK_CLONES static void norm_pool_source_plane(const ck_plane_source *source, int 
 }
 
 /// The batch sums of the backward by image (β given, every channel's sums exact enough from
-/// the pooled output): dγ, dβ and each channel's dx coefficients (c entries); 0 when the
-/// partial sums' buffer could not be had.
-static int sums_and_coefficients(norm_pool_job *j, dx_coefficients *coefficients) {
+/// the pooled output): dγ, dβ and each channel's dx coefficients (c entries), from the
+/// per-image sums taken already (image_sums) or taken here; 0 when the partial sums' buffer
+/// could not be had.
+static int sums_and_coefficients(norm_pool_job *j, const float *image_sums,
+                                 dx_coefficients *coefficients) {
   const int n = j->n, c = j->c;
   const float count = (float)n * (float)j->h * (float)j->w;
-  float *partial = ck_scratch_take((size_t)n * c * 2);
-  if (!partial) return 0;
-  j->partial = partial;
-  ck_run_job(ck_get_threads(), ck_get_threads(), sums_by_image, j, 0);
+  float *taken = image_sums ? NULL : ck_scratch_take((size_t)n * c * 2);
+  if (!image_sums && !taken) return 0;
+  const float *partial = image_sums ? image_sums : taken;
+  if (taken) {
+    j->partial = taken;
+    ck_run_job(ck_get_threads(), ck_get_threads(), sums_by_image, j, 0);
+  }
   for (int ch = 0; ch < c; ch++) {
     double sum_dy = 0.0, sum_dy_yc = 0.0; // image order: the same sums whatever the threads
     for (int i = 0; i < n; i++) {
@@ -351,7 +377,7 @@ static int sums_and_coefficients(norm_pool_job *j, dx_coefficients *coefficients
     j->dbeta[ch] = (float)sum_dy;
     coefficients[ch] = coefficients_of(j->gamma[ch], invstd, count, sum_dy, sum_dy_xhat);
   }
-  ck_scratch_give(partial);
+  ck_scratch_give(taken);
   j->partial = NULL;
   return 1;
 }
@@ -365,7 +391,7 @@ static ck_norm_pool_gradient gradient_state(const norm_pool_job *j, const float 
 /// The backward by image; 0 when its buffer could not be had.
 static int backward_by_image(norm_pool_job *j) {
   float *coefficients = ck_scratch_take(3 * (size_t)j->c);
-  if (!coefficients || !sums_and_coefficients(j, (dx_coefficients *)coefficients)) {
+  if (!coefficients || !sums_and_coefficients(j, NULL, (dx_coefficients *)coefficients)) {
     ck_scratch_give(coefficients);
     return 0;
   }
@@ -391,13 +417,13 @@ static int by_image_possible(int n, int c, const float *gamma, const float *beta
 int ck_batchnorm_relu_maxpool2_backward_deferred(
     int n, int c, int h, int w, const float *x, const float *gamma, const float *beta,
     const float *save_mean, const float *save_invstd, const float *y, const uint8_t *winner,
-    const float *dy, float *dgamma, float *dbeta, float *coefficients,
+    const float *image_sums, const float *dy, float *dgamma, float *dbeta, float *coefficients,
     ck_norm_pool_gradient *state, ck_plane_source *source) {
   if (!by_image_possible(n, c, gamma, beta, save_invstd)) return 0;
   norm_pool_job j = {n, c, h, w, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
                      (float *)save_invstd, (float *)y, (uint8_t *)winner, dy, NULL, dgamma, dbeta,
                      NULL};
-  if (!sums_and_coefficients(&j, (dx_coefficients *)coefficients)) return 0;
+  if (!sums_and_coefficients(&j, image_sums, (dx_coefficients *)coefficients)) return 0;
   *state = gradient_state(&j, coefficients);
   *source = (ck_plane_source){norm_pool_source_plane, state, n, c, h, w};
   return 1;

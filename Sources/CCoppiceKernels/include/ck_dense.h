@@ -186,12 +186,29 @@ typedef struct {
 /// for bit the ones the backward writes): dγ and dβ are written, `coefficients` (3·c floats)
 /// and `state` filled and `source` set to read them. Returns 1; 0 when dx cannot be made image
 /// by image (a channel's γ too small against its β, n or c 0, no memory) — then nothing is
-/// written and the caller runs ck_batchnorm_relu_maxpool2_backward.
+/// written and the caller runs ck_batchnorm_relu_maxpool2_backward. image_sums: NULL, or the
+/// per-image sums taken already by the producer of dy (ck_norm_pool_image_sums_observer; no
+/// pass over y and dy then).
 int ck_batchnorm_relu_maxpool2_backward_deferred(
     int n, int c, int h, int w, const float *x, const float *gamma, const float *beta,
     const float *save_mean, const float *save_invstd, const float *y, const uint8_t *winner,
-    const float *dy, float *dgamma, float *dbeta, float *coefficients,
+    const float *image_sums, const float *dy, float *dgamma, float *dbeta, float *coefficients,
     ck_norm_pool_gradient *state, ck_plane_source *source);
+
+/// The per-image sums a BN+ReLU+pool backward by image takes over its pooled output y and the
+/// pooled gradient dy (Σg and Σg·(y − β) per plane, g = dy where y > 0), taken image by image by
+/// the producer of dy while each image is in cache (the next convolution's backward, whose input
+/// y is, ck_sparse_conv2d_backward_fused's dx_observer).
+typedef struct {
+  int n, c, h, w;         // the layer's input dimensions (y: n × c × h/2 × w/2)
+  const float *y, *beta;  // the forward's pooled output and β
+  float *sums;            // written: 2·n·c floats, per image its channels' two sums
+} ck_norm_pool_image_sums;
+
+/// observer := takes each image's sums of dy it is given into state->sums (bit for bit the
+/// backward's own).
+void ck_norm_pool_image_sums_observer(const ck_norm_pool_image_sums *state,
+                                      ck_image_observer *observer);
 
 /// A residual block's end: x [batch, in_channels, in_height, in_width] is the block input,
 /// the body's output and y are [batch, out_channels, out_height, out_width]. Equal shapes: the

@@ -3,7 +3,9 @@ import CCoppiceKernels
 /// Batch normalisation per channel of NCHW input (or per feature of [N, C] input).
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
 /// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
-public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDeferring {
+public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDeferring,
+  ImageSumsTaking
+{
   public let name: String
   public let channels: Int
   public let eps: Float

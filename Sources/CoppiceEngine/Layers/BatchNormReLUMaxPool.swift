@@ -5,7 +5,7 @@ import CCoppiceKernels
 /// (`ck_batchnorm_relu_maxpool2_*`), so the pair reads and writes far less memory. The two
 /// layers keep their own parameters, buffers and names; evaluation runs them one after the
 /// other.
-public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
+public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, ImageSumsTaking {
   public let norm: BatchNorm2d
   public let pool: MaxPool2d
   public var needsInputGradient: Bool {
@@ -24,9 +24,19 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
   /// A deferred backward's per-channel dx coefficients and the state its planes are made from.
   private var coefficients: Tensor?
   private let deferredState = UnsafeMutablePointer<ck_norm_pool_gradient>.allocate(capacity: 1)
+  /// Each image's backward sums, taken by the producer of the output gradient
+  /// (`imageSumsObserver`), and the state and observer that take them (fixed addresses).
+  private var imageSums = Tensor(shape: [0])
+  private let imageSumsState = UnsafeMutablePointer<ck_norm_pool_image_sums>.allocate(capacity: 1)
+  private let imageSumsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
+  var imageSumsTaken = false
+  /// Whether the last backward used sums taken by the producer (for tests and profiles).
+  private(set) var usedTakenSums = false
 
   deinit {
     deferredState.deallocate()
+    imageSumsState.deallocate()
+    imageSumsTaker.deallocate()
     winnerBuffer.deallocate()
   }
 
@@ -71,6 +81,7 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
   }
 
   public func backward(_ dy: Tensor) -> Tensor {
+    imageSumsTaken = false  // the stored backward takes its own sums
     guard ranFused else { return norm.backward(pool.backward(dy)) }
     guard let x = input, let y = output else {
       preconditionFailure("\(norm.name): backward before forward")
@@ -93,7 +104,29 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
   /// (`ck_batchnorm_relu_maxpool2_backward_deferred`): the full-size gradient is never
   /// stored. Nil when the backward runs channel by channel (a γ tiny against its β),
   /// in evaluation mode, or when no input gradient is wanted.
+  /// Takes the sums of the backward by image (`ck_norm_pool_image_sums_observer`) from each
+  /// image of the output gradient its producer (the convolution after this layer, which reads
+  /// this layer's output as its input) gives it; used by `backwardDeferringInputGradient`. nil
+  /// after an evaluation forward.
+  func imageSumsObserver() -> UnsafePointer<ck_image_observer>? {
+    guard ranFused, let x = input, let y = output else { return nil }
+    imageSums = Tensor.reuse(imageSums, shape: [2 * x.shape[0] * norm.channels])
+    imageSumsState.pointee = ck_norm_pool_image_sums(
+      n: Int32(x.shape[0]), c: Int32(x.shape[1]), h: Int32(x.shape[2]), w: Int32(x.shape[3]),
+      y: y.data, beta: norm.beta.value.data, sums: imageSums.data)
+    ck_norm_pool_image_sums_observer(imageSumsState, imageSumsTaker)
+    return UnsafePointer(imageSumsTaker)
+  }
+
+  /// The sums `imageSumsObserver` took for this backward, or nil (clears `imageSumsTaken`).
+  private func takenSums() -> UnsafePointer<Float>? {
+    defer { imageSumsTaken = false }
+    usedTakenSums = imageSumsTaken
+    return imageSumsTaken ? UnsafePointer(imageSums.data) : nil
+  }
+
   func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
+    let sums = takenSums()
     guard ranFused, needsInputGradient, let x = input, let y = output else { return nil }
     let k = Tensor.reuse(coefficients, shape: [3 * norm.channels])
     coefficients = k
@@ -103,7 +136,7 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring {
       ck_batchnorm_relu_maxpool2_backward_deferred(
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
         norm.gamma.value.data, norm.beta.value.data, norm.saveMean.data, norm.saveInvStd.data,
-        y.data, w.baseAddress, dy.data, norm.gamma.grad.data, norm.beta.grad.data, k.data,
+        y.data, w.baseAddress, sums, dy.data, norm.gamma.grad.data, norm.beta.grad.data, k.data,
         deferredState, &source)
     guard deferred != 0 else { return nil }
     return DeferredGradient(source: source, keepingAlive: self, dy)

@@ -46,6 +46,18 @@ protocol DeferredGradientConsumer: Layer {
   func backward(_ gradOutput: DeferredGradient, addingToInputGradient addend: Tensor?) -> Tensor
 }
 
+/// A layer whose backward takes sums over its output gradient (a batch norm's Σg and Σg·x̂):
+/// the layer that produces that gradient (the convolution after it) can take them image by
+/// image while each image is in cache, through `imageSumsObserver`, so the backward needs no
+/// pass of its own for them.
+protocol ImageSumsTaking: Layer {
+  /// An observer to give every finished image of the next backward's output gradient, or nil
+  /// when the last forward was not a training forward it can take sums for.
+  func imageSumsObserver() -> UnsafePointer<ck_image_observer>?
+  /// Set by the producer when it gave the observer every image (cleared by the backward).
+  var imageSumsTaken: Bool { get set }
+}
+
 /// A layer whose backward can add a tensor to its input gradient as it writes it (a residual
 /// block's shortcut gradient added by the body's first convolution while each image's input
 /// gradient is in cache, instead of in a separate pass over both).

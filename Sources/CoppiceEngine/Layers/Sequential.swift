@@ -155,7 +155,7 @@ public final class Sequential: Layer {
   /// after that backward (it tells the batch norm whether every image was given).
   private func observeInputGradient(ofLayer j: Int) -> () -> Void {
     guard j >= 1, let conv = layers[j] as? Conv2d, conv.needsInputGradient,
-      let norm = layers[j - 1] as? BatchNorm2d, let observer = norm.imageSumsObserver()
+      let norm = layers[j - 1] as? ImageSumsTaking, let observer = norm.imageSumsObserver()
     else { return {} }
     conv.inputGradientObserver = observer
     return {
