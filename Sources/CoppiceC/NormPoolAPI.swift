@@ -40,7 +40,7 @@ public func cBatchNorm2dForward(
     let y = try output(y, "y")
     ck_batchnorm_forward_train(
       s.n, s.c, s.h * s.w, x, gamma, beta, eps, momentum, runningMean, runningVar, mean, invstd,
-      y, relu != 0 ? 1 : 0)
+      nil, y, relu != 0 ? 1 : 0)
   }
 }
 
@@ -213,8 +213,8 @@ public func cBatchNorm2dReLUMaxPool2Forward(
     let (mean, invstd) = (try output(saveMean, "save_mean"), try output(saveInvstd, "save_invstd"))
     let (y, winner) = (try output(y, "y"), try output(winner, "winner"))
     ck_batchnorm_relu_maxpool2_forward_train(
-      s.n, s.c, s.h, s.w, x, gamma, beta, eps, momentum, runningMean, runningVar, mean, invstd, y,
-      winner)
+      s.n, s.c, s.h, s.w, x, gamma, beta, eps, momentum, runningMean, runningVar, mean, invstd,
+      nil, y, winner)
   }
 }
 

@@ -118,10 +118,12 @@ final class FusedLayerTests: XCTestCase {
     Threads.set(2)
   }
 
-  /// conv → BN(+ReLU) → conv → BN+ReLU+pool → conv in a Sequential: the second and third
+  /// conv → BN(+ReLU) → conv → BN+ReLU+pool → conv in a Sequential: the first and second
+  /// convolutions' forwards hand each image of their output to the batch norm after them,
+  /// which takes its statistics' sums there (`statisticsObserver`), and the second and third
   /// convolutions' backwards hand each image of their input gradient to the layer before them,
-  /// which takes its sums there (`imageSumsObserver`) instead of in a pass of its own; every
-  /// gradient is bit for bit
+  /// which takes its backward's sums there (`imageSumsObserver`); outputs, running statistics
+  /// and every gradient are bit for bit
   /// the one of the layers run one by one (sparse by image, on one thread, and dense, where the
   /// batch norm takes the sums itself), with and without ReLU, for a first convolution that
   /// wants its input gradient or not (the batch norm's input gradient is then produced plane
@@ -167,6 +169,15 @@ final class FusedLayerTests: XCTestCase {
       XCTAssertEqual(
         (fused[3] as! BatchNormReLUMaxPool).usedTakenSums, mode == .alwaysSparse, what)
       XCTAssertFalse((alone[3] as! BatchNormReLUMaxPool).usedTakenSums, what)
+      // The forward's statistics: taken by the convolutions before the batch norms.
+      for k in [1, 3] {
+        let norm = (fused[k] as? BatchNorm2d) ?? (fused[k] as! BatchNormReLUMaxPool).norm
+        let normAlone = (alone[k] as? BatchNorm2d) ?? (alone[k] as! BatchNormReLUMaxPool).norm
+        XCTAssertEqual(norm.usedTakenStatistics, mode == .alwaysSparse, what)
+        XCTAssertFalse(normAlone.usedTakenStatistics, what)
+        XCTAssertEqual(norm.runningMean.array, normAlone.runningMean.array, what)
+        XCTAssertEqual(norm.runningVar.array, normAlone.runningVar.array, what)
+      }
       for (a, b) in zip(fused.flatMap(\.parameters), alone.flatMap(\.parameters)) {
         XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(what)")
       }

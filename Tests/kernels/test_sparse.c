@@ -278,8 +278,17 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
       xm[i] = relu && v < 0.0f ? 0.0f : v;
     }
     ck_sparse_conv2d_forward(sh, s, xm, NULL, y0);
-    ck_sparse_conv2d_forward_mapped(sh, s, x, &map, NULL, y1);
-    ok = ok && !memcmp(y0, y1, sizeof(float) * ys);
+    {
+      // An observer is given every finished output image once.
+      float *seen = malloc(sizeof(float) * ys);
+      int *times = calloc((size_t)sh->batch, sizeof(int));
+      image_copy copy = {seen, times, ys / (size_t)sh->batch};
+      const ck_image_observer observer = {copy_image, &copy};
+      ck_sparse_conv2d_forward_mapped(sh, s, x, &map, NULL, &observer, y1);
+      ok = ok && !memcmp(y0, y1, sizeof(float) * ys) && !memcmp(y1, seen, sizeof(float) * ys);
+      for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 1;
+      free(seen), free(times);
+    }
     // all outputs; no bias gradient; no dx — dY stored and produced, x mapped and not
     for (int variant = 0; variant < 6; variant++) {
       float *db_want = variant % 3 == 0 ? db0 : NULL, *dx_want = variant % 3 == 2 ? NULL : dx0;

@@ -40,7 +40,8 @@ typedef struct {
   const float *dy, *relu_output;
   float *dx, *dgamma, *dbeta;
   bn_dx_coefficients *coefficients_out; // backward: each channel's, when not NULL
-  const float *image_sums; // backward: each plane's two sums, taken already (or NULL)
+  const float *image_sums;    // backward: each plane's two sums, taken already (or NULL)
+  const float *image_moments; // forward: each plane's statistics sums, taken already (or NULL)
 } bn_job;
 
 CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *scratch);
@@ -52,32 +53,76 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,
-                                float *y, int relu) {
+                                const float *image_moments, float *y, int relu) {
   bn_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean,
               save_invstd, y, relu, NULL, NULL, NULL, NULL, NULL};
+  j.image_moments = running_mean ? image_moments : NULL;
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_train_part, &j, 0);
+}
+
+// The statistics' sums are taken about a shift K per channel, which keeps E[(x−K)²] − E[x−K]²
+// accurate when the mean is large relative to the spread: the running mean (near the batch
+// mean once training has started; 0 if it is not finite), or without running statistics the
+// channel's first value.
+// Each plane's two sums are floats (plane_moments), added in image order in double — whether
+// the planes are read here or were given to an image observer as their producer wrote them
+// (ck_batchnorm_image_moments_observer), so both give the same bits.
+CK_INLINE float running_shift(const float *running_mean, int ch) {
+  return isfinite(running_mean[ch]) ? running_mean[ch] : 0.0f;
+}
+CK_INLINE float moments_shift(const float *running_mean, const float *x, int hw, int ch) {
+  return running_mean ? running_shift(running_mean, ch) : x[(size_t)ch * hw];
+}
+
+/// Σ(x − k) and Σ(x − k)² over one plane of hw floats.
+CK_INLINE void plane_moments(int hw, const float *p, float k, float *sum, float *sq) {
+  float s = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s, s2)
+  for (int j = 0; j < hw; j++) {
+    float d = p[j] - k;
+    s += d;
+    s2 += d * d;
+  }
+  *sum = s;
+  *sq = s2;
+}
+
+/// ck_image_observer.image of ck_batchnorm_image_moments_observer: each channel's plane
+/// moments of one image.
+CK_CLONES static void image_moments(const ck_image_observer *observer, int image,
+                                    const float *x) {
+  const ck_batchnorm_image_moments *m = observer->state;
+  float *out = m->moments + 2 * (size_t)image * m->c;
+  for (int ch = 0; ch < m->c; ch++)
+    plane_moments(m->hw, x + (size_t)ch * m->hw, running_shift(m->running_mean, ch),
+                  out + 2 * ch, out + 2 * ch + 1);
+}
+
+/// The observer that takes the statistics' per-image moments; contract in include/ck_dense.h.
+void ck_batchnorm_image_moments_observer(const ck_batchnorm_image_moments *state,
+                                         ck_image_observer *observer) {
+  *observer = (ck_image_observer){image_moments, state};
 }
 
 /// Batch statistics of one channel; contract in include/ck_dense.h.
 CK_CLONES void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
-                                     const float *gamma, const float *beta, float eps,
-                                     float momentum, float *running_mean, float *running_var,
-                                     float *save_mean, float *save_invstd, float *scale_out,
-                                     float *shift_out) {
+                                               const float *image_moments, const float *gamma,
+                                               const float *beta, float eps, float momentum,
+                                               float *running_mean, float *running_var,
+                                               float *save_mean, float *save_invstd,
+                                               float *scale_out, float *shift_out) {
   const double count = (double)n * hw;
-  // One pass over the channel: sums shifted by the channel's first value, which keeps
-  // E[(x−K)²] − E[x−K]² accurate when the mean is large relative to the spread.
-  const float shift_k = x[(size_t)ch * hw];
+  const float shift_k = moments_shift(running_mean, x, hw, ch);
   double sum = 0.0, sq = 0.0;
   for (int i = 0; i < n; i++) {
-    const float *p = x + ((size_t)i * c + ch) * hw;
-    prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
-    float s = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s, s2)
-    for (int j = 0; j < hw; j++) {
-      float d = p[j] - shift_k;
-      s += d;
-      s2 += d * d;
+    float s, s2;
+    if (image_moments) {
+      s = image_moments[2 * ((size_t)i * c + ch)];
+      s2 = image_moments[2 * ((size_t)i * c + ch) + 1];
+    } else {
+      const float *p = x + ((size_t)i * c + ch) * hw;
+      prefetch_plane_ahead(p, i, n, (size_t)c * hw, (size_t)hw);
+      plane_moments(hw, p, shift_k, &s, &s2);
     }
     sum += s;
     sq += s2;
@@ -111,8 +156,9 @@ CK_CLONES static void forward_train_part(void *arg, int part, int parts, float *
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     float scale, shift;
-    ck_batchnorm_channel_statistics(n, c, hw, ch, x, gamma, beta, eps, momentum, running_mean,
-                                    running_var, save_mean, save_invstd, &scale, &shift);
+    ck_batchnorm_channel_statistics(n, c, hw, ch, x, j->image_moments, gamma, beta, eps,
+                                    momentum, running_mean, running_var, save_mean, save_invstd,
+                                    &scale, &shift);
     affine_channel(n, c, hw, ch, x, scale, shift, y, relu);
   }
 }
@@ -122,6 +168,7 @@ typedef struct {
   const float *x, *gamma, *beta;
   float eps, momentum;
   float *running_mean, *running_var, *save_mean, *save_invstd, *scale, *shift;
+  const float *image_moments;
 } statistics_job;
 
 /// Channels of part `part`: batch and running statistics, the affine map.
@@ -131,18 +178,20 @@ static void statistics_part(void *arg, int part, int parts, float *scratch) {
   int c0, c1;
   ck_job_range(j->c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++)
-    ck_batchnorm_channel_statistics(j->n, j->c, j->hw, ch, j->x, j->gamma, j->beta, j->eps,
-                                    j->momentum, j->running_mean, j->running_var, j->save_mean,
-                                    j->save_invstd, j->scale + ch, j->shift + ch);
+    ck_batchnorm_channel_statistics(j->n, j->c, j->hw, ch, j->x, j->image_moments, j->gamma,
+                                    j->beta, j->eps, j->momentum, j->running_mean,
+                                    j->running_var, j->save_mean, j->save_invstd, j->scale + ch,
+                                    j->shift + ch);
 }
 
 /// Statistics without the output; contract in include/ck_dense.h.
-void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x, const float *gamma,
+void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x,
+                                   const float *image_moments, const float *gamma,
                                    const float *beta, float eps, float momentum,
                                    float *running_mean, float *running_var, float *save_mean,
                                    float *save_invstd, float *scale, float *shift) {
   statistics_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var,
-                      save_mean, save_invstd, scale, shift};
+                      save_mean, save_invstd, scale, shift, running_mean ? image_moments : NULL};
   ck_run_job(ck_get_threads(), ck_get_threads(), statistics_part, &j, 0);
 }
 

@@ -43,6 +43,7 @@ typedef struct {
   float *dx, *dgamma, *dbeta;
   // Backward by image: Σg and Σg·(y − β) per (image, channel).
   float *partial;
+  const float *image_moments; // forward: the statistics' per-image moments, taken already
 } norm_pool_job;
 
 // Planes at most 32 wide (the models' 28×28 and 14×14) have at most 16 windows per row, fewer
@@ -117,9 +118,10 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     float scale, shift;
-    ck_batchnorm_channel_statistics(n, c, (int)hw, ch, j->x, j->gamma, j->beta, j->eps,
-                                    j->momentum, j->running_mean, j->running_var, j->save_mean,
-                                    j->save_invstd, &scale, &shift);
+    ck_batchnorm_channel_statistics(n, c, (int)hw, ch, j->x, j->image_moments, j->gamma,
+                                    j->beta, j->eps, j->momentum, j->running_mean,
+                                    j->running_var, j->save_mean, j->save_invstd, &scale,
+                                    &shift);
     for (int i = 0; i < n; i++) {
       const float *in = j->x + ((size_t)i * c + ch) * hw;
       float *out = j->y + ((size_t)i * c + ch) * ohw;
@@ -155,9 +157,11 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
                                               const float *gamma, const float *beta, float eps,
                                               float momentum, float *running_mean,
                                               float *running_var, float *save_mean,
-                                              float *save_invstd, float *y, uint8_t *winner) {
+                                              float *save_invstd, const float *image_moments,
+                                              float *y, uint8_t *winner) {
   norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
                      save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL, NULL};
+  j.image_moments = running_mean ? image_moments : NULL;
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
 }
 

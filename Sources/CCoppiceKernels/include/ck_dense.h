@@ -70,18 +70,38 @@ void ck_linear_backward(int batch, int in_features, int out_features, const floa
 /// Batch normalisation over (N, H, W) per channel. Training mode computes batch statistics,
 /// writes save_mean/save_invstd (per channel) and updates running stats with `momentum`
 /// (running = (1−momentum)·running + momentum·batch, running variance unbiased).
-/// With relu != 0 the output is max(0, ·) (a fused BN+ReLU).
+/// With relu != 0 the output is max(0, ·) (a fused BN+ReLU). image_moments: NULL, or the
+/// statistics' sums taken already by the producer of x (ck_batchnorm_image_moments_observer;
+/// used only with running statistics).
 void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const float *gamma,
                                 const float *beta, float eps, float momentum, float *running_mean,
-                                float *running_var, float *save_mean, float *save_invstd, float *y,
-                                int relu);
+                                float *running_var, float *save_mean, float *save_invstd,
+                                const float *image_moments, float *y, int relu);
 /// ck_batchnorm_forward_train without writing y: the batch and running statistics, and each
 /// channel's map y = x·scale + shift (scale, shift: c floats each) for a reader that applies it
-/// itself (a ck_channel_affine).
-void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x, const float *gamma,
+/// itself (a ck_channel_affine). image_moments: NULL, or the sums taken already by the
+/// producer of x (ck_batchnorm_image_moments_observer; used only with running statistics) —
+/// then x is not read.
+void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x,
+                                   const float *image_moments, const float *gamma,
                                    const float *beta, float eps, float momentum,
                                    float *running_mean, float *running_var, float *save_mean,
                                    float *save_invstd, float *scale, float *shift);
+
+/// The sums a batch norm's training statistics take over each plane of x — Σ(x − K) and
+/// Σ(x − K)², K the channel's running mean (0 where not finite) — taken image by image by the producer of x while
+/// each image is in cache (a convolution's forward, ck_sparse_conv2d_forward_mapped's
+/// y_observer), so the statistics need no pass of their own over x.
+typedef struct {
+  int n, c, hw;
+  const float *running_mean; // the shifts (read before the statistics update them)
+  float *moments;            // written: 2·n·c floats, plane (image, channel) at 2·(image·c + channel)
+} ck_batchnorm_image_moments;
+
+/// observer := takes the moments of each image of x it is given into state->moments (bit for
+/// bit the float sums the statistics take per plane).
+void ck_batchnorm_image_moments_observer(const ck_batchnorm_image_moments *state,
+                                         ck_image_observer *observer);
 void ck_batchnorm_forward_eval(int n, int c, int hw, const float *x, const float *gamma,
                                const float *beta, float eps, const float *running_mean,
                                const float *running_var, float *y, int relu);
@@ -144,25 +164,28 @@ void ck_batchnorm_backward_summed(int n, int c, int hw, const float *x, const fl
                                   const float *save_invstd, const float *image_sums,
                                   const float *dy, float *dx, float *dgamma, float *dbeta);
 
-/// One channel's batch statistics over x [n, c, hw]: writes save_mean[ch], save_invstd[ch],
-/// updates the running statistics (when not NULL) and returns the affine map
+/// One channel's batch statistics over x [n, c, hw] (or from the per-image moments taken
+/// already, image_moments not NULL; needs running_mean): writes save_mean[ch],
+/// save_invstd[ch], updates the running statistics (when not NULL) and returns the affine map
 /// y = x·scale + shift that normalises the channel. Shared by the batch-norm kernels.
 void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *x,
-                                     const float *gamma, const float *beta, float eps,
-                                     float momentum, float *running_mean, float *running_var,
-                                     float *save_mean, float *save_invstd, float *scale_out,
-                                     float *shift_out);
+                                     const float *image_moments, const float *gamma,
+                                     const float *beta, float eps, float momentum,
+                                     float *running_mean, float *running_var, float *save_mean,
+                                     float *save_invstd, float *scale_out, float *shift_out);
 
 /// Batch norm (training statistics, as ck_batchnorm_forward_train) + ReLU + 2×2 max pooling
 /// with stride 2, fused: x [n, c, h, w] → y [n, c, h/2, w/2] (an odd last row or column is
 /// dropped, as the pooling does); winner [n, c, h/2, w/2] receives each window's winning cell
 /// (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; the first maximum wins). The
-/// normalised full-size output is never stored.
+/// normalised full-size output is never stored. image_moments: NULL, or the statistics' sums
+/// taken already (ck_batchnorm_image_moments_observer; used only with running statistics).
 void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
                                               const float *gamma, const float *beta, float eps,
                                               float momentum, float *running_mean,
                                               float *running_var, float *save_mean,
-                                              float *save_invstd, float *y, uint8_t *winner);
+                                              float *save_invstd, const float *image_moments,
+                                              float *y, uint8_t *winner);
 /// Its backward from the pooled gradient dy: dγ, dβ and (when not NULL) dx [n, c, h, w]; y and
 /// winner are the forward's outputs. β (may be NULL) is the forward's: with it the batch sums
 /// come from the pooled arrays and dx is written image by image (faster); both ways give the

@@ -154,11 +154,15 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
                                const float *dy, float *dx, float *dw_values, float *dbias);
 
 /// ck_sparse_conv2d_forward of map(x) (a batch norm's output left unstored, ck_channel_affine;
-/// bit for bit the forward of the mapped tensor). Direct stride-1 convolutions by image apply
-/// the map as they pad each image; other paths map the batch into scratch first.
+/// bit for bit the forward of the mapped tensor; x_map NULL: of x). Direct stride-1
+/// convolutions by image apply the map as they pad each image; other paths map the batch into
+/// scratch first. y_observer (NULL, or) is given each image of y once it is written, while it
+/// is in cache (from any thread; e.g. the batch norm after takes its statistics' sums there,
+/// ck_batchnorm_image_moments_observer).
 void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
-                                     const float *bias, float *y);
+                                     const float *bias, const ck_image_observer *y_observer,
+                                     float *y);
 
 /// ck_sparse_conv2d_backward with the input map(x) when x_map is not NULL (the forward's), and
 /// dY either stored (dy) or produced plane by plane (dy_source, batch × out_channels planes of

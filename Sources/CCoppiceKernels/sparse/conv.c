@@ -488,6 +488,7 @@ typedef struct {
   const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
   const float *dx_add;              // backward: added to dx image by image (or NULL)
   const ck_image_observer *dx_observer; // backward: given each finished dx image (or NULL)
+  const ck_image_observer *y_observer;  // forward: given each finished output image (or NULL)
   const uint8_t *rows_used;         // backward_images with a dY source: rows that keep a weight
   size_t plane_f;                   // backward with a dY source: floats of its plane buffer
   float *y, *dx;
@@ -527,6 +528,7 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
     }
     ck_sp_spmm_worker(&c->w->a, 0, g->O, 0, g->N, src, g->N, NULL, c->bias, 0.0f, yb, g->N, buf);
   }
+  if (c->y_observer) c->y_observer->image(c->y_observer, b, yb);
 }
 
 /// Floats rounded up to a multiple of 16 (64 bytes), so buffers cut from one scratch stay aligned.
@@ -544,7 +546,8 @@ static float *mapped_input(const geom *g, const float *x, const ck_channel_affin
 /// Sparse convolution forward of x or map(x) (x_map not NULL).
 CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *w,
                                    const float *x, const ck_channel_affine *x_map,
-                                   const float *bias, float *y) {
+                                   const float *bias, const ck_image_observer *y_observer,
+                                   float *y) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || g.B == 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
@@ -568,7 +571,8 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
   const size_t out_buf = aligned16(direct ? (size_t)g.O * d.Nw : 0);
   if (by_image) { // images over threads, each image a part
     conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .x_map = x_map, .bias = bias,
-                  .y = y, .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf};
+                  .y = y, .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf,
+                  .y_observer = y_observer};
     ck_run_job(threads, g.B, forward_image, &c, in_buf + out_buf + ck_sp_spmm_scratch(&w->a));
     free(off);
     ck_scratch_give(mapped);
@@ -591,6 +595,7 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
       }
       ck_sp_spmm_run(&w->a, g.N, src, g.N, NULL, bias, 0.0f, yb, g.N);
     }
+    if (y_observer) y_observer->image(y_observer, b, yb);
   }
   ck_scratch_give(src_buf);
   ck_scratch_give(yw);
@@ -601,14 +606,15 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
 /// Sparse convolution forward; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                               const float *bias, float *y) {
-  conv_forward(shape, w, x, NULL, bias, y);
+  conv_forward(shape, w, x, NULL, bias, NULL, y);
 }
 
 /// The same of a mapped input; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
                                      const float *x, const ck_channel_affine *x_map,
-                                     const float *bias, float *y) {
-  conv_forward(shape, w, x, x_map, bias, y);
+                                     const float *bias, const ck_image_observer *y_observer,
+                                     float *y) {
+  conv_forward(shape, w, x, x_map, bias, y_observer, y);
 }
 
 /// db[o] += Σ of output plane o of one image's dY (O planes of N).

@@ -4,7 +4,7 @@ import CCoppiceKernels
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
 /// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
 public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDeferring,
-  ImageSumsTaking
+  ImageSumsTaking, StatisticsTaking
 {
   public let name: String
   public let channels: Int
@@ -37,11 +37,21 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   var imageSumsTaken = false
   /// Whether the last backward used sums taken by the producer (for tests and profiles).
   private(set) var usedTakenSums = false
+  /// The statistics' per-image sums, taken by the producer of the input (`statisticsObserver`),
+  /// and the state and observer that take them (fixed addresses).
+  private lazy var imageMoments = Tensor(shape: [0])
+  private let momentsState = UnsafeMutablePointer<ck_batchnorm_image_moments>.allocate(capacity: 1)
+  private let momentsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
+  var statisticsTaken = false
+  /// Whether the last training forward used statistics' sums taken by the producer.
+  private(set) var usedTakenStatistics = false
 
   deinit {
     deferredState.deallocate()
     imageSumsState.deallocate()
     imageSumsTaker.deallocate()
+    momentsState.deallocate()
+    momentsTaker.deallocate()
   }
 
   public init(
@@ -76,6 +86,28 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
 
   private func planeSize(_ shape: [Int]) -> Int { shape.dropFirst(2).reduce(1, *) }
 
+  /// An observer for the layer that produces the next training forward's input (the
+  /// convolution before this batch norm): given each finished image of it, it takes the
+  /// image's statistics sums (`ck_batchnorm_image_moments_observer`), and the forward skips
+  /// its own pass over the input for them. Set `statisticsTaken` when every image was given.
+  func statisticsObserver(inputShape shape: [Int]) -> UnsafePointer<ck_image_observer>? {
+    guard shape.count == 4, shape[1] == channels else { return nil }
+    imageMoments = Tensor.reuse(imageMoments, shape: [2 * shape[0] * channels])
+    momentsState.pointee = ck_batchnorm_image_moments(
+      n: Int32(shape[0]), c: Int32(channels), hw: Int32(shape[2] * shape[3]),
+      running_mean: runningMean.data, moments: imageMoments.data)
+    ck_batchnorm_image_moments_observer(momentsState, momentsTaker)
+    return UnsafePointer(momentsTaker)
+  }
+
+  /// The sums `statisticsObserver` took for this forward of x, or nil (clears
+  /// `statisticsTaken`).
+  func takenMoments(for x: Tensor) -> UnsafePointer<Float>? {
+    defer { statisticsTaken = false }
+    usedTakenStatistics = statisticsTaken && imageMoments.count == 2 * x.shape[0] * channels
+    return usedTakenStatistics ? UnsafePointer(imageMoments.data) : nil
+  }
+
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     precondition(x.shape.count >= 2 && x.shape[1] == channels, "\(name): input \(x.shape)")
     let y = Tensor.reuse(output, shape: x.shape)
@@ -86,8 +118,10 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     if training {
       ck_batchnorm_forward_train(
         n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, momentum,
-        runningMean.data, runningVar.data, saveMean.data, saveInvStd.data, y.data, relu ? 1 : 0)
+        runningMean.data, runningVar.data, saveMean.data, saveInvStd.data, takenMoments(for: x),
+        y.data, relu ? 1 : 0)
     } else {
+      statisticsTaken = false
       ck_batchnorm_forward_eval(
         n, Int32(channels), hw, x.data, gamma.value.data, beta.value.data, eps, runningMean.data,
         runningVar.data, y.data, relu ? 1 : 0)
@@ -102,7 +136,8 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     precondition(x.shape.count >= 2 && x.shape[1] == channels, "\(name): input \(x.shape)")
     input = x
     ck_batchnorm_statistics_train(
-      Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, gamma.value.data,
+      Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, takenMoments(for: x),
+      gamma.value.data,
       beta.value.data, eps, momentum, runningMean.data, runningVar.data, saveMean.data,
       saveInvStd.data, mapScale.data, mapShift.data)
     return DeferredActivation(input: x, scale: mapScale, shift: mapShift, relu: relu)

@@ -5,7 +5,9 @@ import CCoppiceKernels
 /// (`ck_batchnorm_relu_maxpool2_*`), so the pair reads and writes far less memory. The two
 /// layers keep their own parameters, buffers and names; evaluation runs them one after the
 /// other.
-public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, ImageSumsTaking {
+public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, ImageSumsTaking,
+  StatisticsTaking
+{
   public let norm: BatchNorm2d
   public let pool: MaxPool2d
   public var needsInputGradient: Bool {
@@ -56,6 +58,16 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
 
   public func outputShape(for inputShape: [Int]) -> [Int] { pool.outputShape(for: inputShape) }
 
+  /// The batch norm's statistics' sums taken by the producer of the input
+  /// (`BatchNorm2d.statisticsObserver`), for the fused training forward.
+  func statisticsObserver(inputShape shape: [Int]) -> UnsafePointer<ck_image_observer>? {
+    norm.statisticsObserver(inputShape: shape)
+  }
+  var statisticsTaken: Bool {
+    get { norm.statisticsTaken }
+    set { norm.statisticsTaken = newValue }
+  }
+
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     ranFused = training
     guard training else { return pool.forward(norm.forward(x, training: false), training: false) }
@@ -75,7 +87,7 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
         Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
         norm.gamma.value.data, norm.beta.value.data, norm.eps, norm.momentum,
         norm.runningMean.data, norm.runningVar.data, norm.saveMean.data, norm.saveInvStd.data,
-        y.data, w.baseAddress)
+        norm.takenMoments(for: x), y.data, w.baseAddress)
     }
     return y
   }

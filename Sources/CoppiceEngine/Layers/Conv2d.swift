@@ -30,6 +30,10 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
   /// before takes its sums there; `Sequential`). `observedInputGradient`: whether it was.
   var inputGradientObserver: UnsafePointer<ck_image_observer>?
   var observedInputGradient: Bool { products.observedInputGradient }
+  /// Given each finished image of the next forward's output, when set (the batch norm after
+  /// takes its statistics' sums there; `Sequential`). `observedOutput`: whether it was.
+  var outputObserver: UnsafePointer<ck_image_observer>?
+  var observedOutput: Bool { products.observedOutput }
 
   public init(
     name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -110,7 +114,7 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
     func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
       products.forward(
         shape: s, x: x.data, xMap: xMap, weights: weight.value.data, bias: bias?.value.data,
-        mask: maskSource, y: y.data)
+        mask: maskSource, y: y.data, yObserver: outputObserver)
     }
     if let map { map.withMap { run($0) } } else { run(nil) }
     return y

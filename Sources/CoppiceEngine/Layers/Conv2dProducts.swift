@@ -15,6 +15,8 @@ public final class Conv2dProducts {
   /// Whether the last backward gave every image of dx to its `dxObserver` (the sparse kernels
   /// do; the dense path does not).
   public private(set) var observedInputGradient = false
+  /// Whether the last forward gave every image of y to its `yObserver` (the sparse kernels do).
+  public private(set) var observedOutput = false
   private lazy var format = SparseWeightFormat(
     rows: outChannels, cols: inChannels * kernelHeight * kernelWidth)
   private var unusedWeightGradient: Tensor?
@@ -55,19 +57,22 @@ public final class Conv2dProducts {
   /// y = conv(x, W) + bias for the batch of `shape` (finished by `ck_conv_shape_finish`), of
   /// map(x) when `xMap` is given (the sparse kernels apply it as they read x; the dense path
   /// writes map(x) in full first). `weights` must be zero outside the mask (nil mask: a dense
-  /// layer); the sparse form's values are refreshed from them here.
+  /// layer); the sparse form's values are refreshed from them here. The sparse kernels give
+  /// each finished image of y to `yObserver` (`observedOutput`).
   public func forward(
     shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>? = nil,
     weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mask: MaskSource?,
-    y: UnsafeMutablePointer<Float>
+    y: UnsafeMutablePointer<Float>, yObserver: UnsafePointer<ck_image_observer>? = nil
   ) {
     var s = shape
     format.fresh = false
     execution.forwardSparse = false
+    observedOutput = false
     if let mask = mask ?? directMask(s, .forward), plan(shape: s, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
-      ck_sparse_conv2d_forward_mapped(&s, format.handle, x, xMap, bias, y)
+      ck_sparse_conv2d_forward_mapped(&s, format.handle, x, xMap, bias, yObserver, y)
       execution.forwardSparse = true
+      observedOutput = yObserver != nil
       return
     }
     ck_conv2d_forward(&s, mapped(x, xMap, shape: s), weights, bias, y)

@@ -40,6 +40,18 @@ public final class DeferredActivation {
   }
 }
 
+/// A layer whose training forward takes sums over its input (a batch norm's statistics): the
+/// layer that produces that input (the convolution before it) can take them image by image
+/// while each image is in cache, through `statisticsObserver`, so the forward needs no pass of
+/// its own for them.
+protocol StatisticsTaking: Layer {
+  /// An observer to give every finished image of the next training forward's input (of
+  /// `shape`), or nil when this layer cannot take its statistics from it.
+  func statisticsObserver(inputShape shape: [Int]) -> UnsafePointer<ck_image_observer>?
+  /// Set by the producer when it gave the observer every image (cleared by the forward).
+  var statisticsTaken: Bool { get set }
+}
+
 /// A layer whose training forward can leave its output to the layer after it.
 protocol OutputDeferring: Layer {
   /// In training: everything `forward(_:training:)` records for the backward, and the output

@@ -82,10 +82,14 @@ public final class Sequential: Layer {
         let deferred = deferring.forwardDeferringOutput(h)
         seconds[i] = clock() - start
         start = clock()
+        let observed = observeOutput(ofLayer: i + 1, input: h.shape)
         h = consumer.forward(deferred)
+        observed()
         i += 1
       } else {
+        let observed = training ? observeOutput(ofLayer: i, input: h.shape) : {}
         h = layers[i].forward(h, training: training)
+        observed()
       }
       seconds[i] = clock() - start
       i += 1
@@ -146,6 +150,22 @@ public final class Sequential: Layer {
     }
     times?.addBackward(seconds)
     return (g, added)
+  }
+
+  /// When layer j is a convolution and layer j + 1 takes statistics over its input (a batch
+  /// norm), lets the convolution's next (training) forward hand each finished image of its
+  /// output to that layer, which takes its statistics' sums there instead of in a pass of its
+  /// own. Returns what to call after that forward.
+  private func observeOutput(ofLayer j: Int, input shape: [Int]) -> () -> Void {
+    guard j + 1 < layers.count, shape.count == 4, let conv = layers[j] as? Conv2d,
+      let norm = layers[j + 1] as? StatisticsTaking,
+      let observer = norm.statisticsObserver(inputShape: conv.outputShape(for: shape))
+    else { return {} }
+    conv.outputObserver = observer
+    return {
+      norm.statisticsTaken = conv.observedOutput
+      conv.outputObserver = nil
+    }
   }
 
   /// When layer j is a convolution that computes its input gradient and layer j − 1 a batch
