@@ -184,6 +184,44 @@ final class FusedLayerTests: XCTestCase {
     }
   }
 
+  /// conv → BN+ReLU+pool → Flatten → linear: the linear layer's backward hands each finished
+  /// row of its input gradient (an image of the pooled gradient) to the batch norm + pool
+  /// through the flattening, which takes its backward's sums there; outputs and gradients are
+  /// bit for bit those of the layers run one by one (sparse, and dense where it takes them
+  /// itself).
+  func testLinearLayerTakesTheBatchNormSumsThroughAFlattening() {
+    defer { SparseDispatch.mode = .automatic }
+    for mode in [SparseDispatch.Mode.alwaysSparse, .alwaysDense] {
+      SparseDispatch.mode = mode
+      var masks: [TestMask] = []
+      func layers() -> [Layer] {
+        let (conv, m) = maskedConv(3, 4, density: 0.5, seed: 60)
+        var rng = SeededGenerator(seed: 61)
+        let fc = Linear(name: "fc", inFeatures: 4 * 4 * 5, outFeatures: 6, rng: &rng)
+        let fcMask = TestMask(count: fc.weight.count, density: 0.3, seed: 62)
+        for i in 0..<fc.weight.count where fcMask.mask[i] == 0 { fc.weight.value[i] = 0 }
+        fc.maskSource = fcMask
+        masks.append(contentsOf: [m, fcMask])
+        let norm = BatchNormReLUMaxPool(norm: normReLU(4, seed: 63), pool: MaxPool2d(kernelSize: 2))
+        return [conv, norm, Flatten(), fc]
+      }
+      let fused = layers()
+      let alone = layers()
+      let net = Sequential(fused)
+      let x = randomTensor([5, 3, 8, 10], seed: 64)
+      let y = net.forward(x, training: true)
+      XCTAssertEqual(y.array, alone.reduce(x) { $1.forward($0, training: true) }.array, "\(mode)")
+      let dy = randomTensor(y.shape, seed: 65)
+      _ = net.backward(dy)
+      _ = alone.reversed().reduce(dy) { $1.backward($0) }
+      XCTAssertEqual(
+        (fused[1] as! BatchNormReLUMaxPool).usedTakenSums, mode == .alwaysSparse, "\(mode)")
+      for (a, b) in zip(fused.flatMap(\.parameters), alone.flatMap(\.parameters)) {
+        XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(mode)")
+      }
+    }
+  }
+
   /// A batch norm (with and without ReLU) before a convolution in a Sequential: the batch norm
   /// leaves its output to the convolution (`DeferredActivation`), which maps the input as it
   /// reads it, and outputs, running statistics and every gradient are bit for bit the two

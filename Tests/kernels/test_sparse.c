@@ -470,12 +470,29 @@ static void test_linear(int m, int k, int n, double sparsity, int holes, int thr
   float *vals = malloc(sizeof(float) * (size_t)(nnz + 1)), *db = malloc(sizeof(float) * m);
   for (int64_t j = 0; j < nnz; j++) vals[j] = NAN;
   for (int i = 0; i < m; i++) db[i] = NAN;
-  ck_sparse_linear_backward(s, n, x, dy, got, vals, db);
+  ck_sparse_linear_backward(s, n, x, dy, got, NULL, vals, db);
   ck_sparse_ref_spmm_t(m, k, n, w, mask, dyt, n, 0.0f, want_t, n);
   ck_sparse_ref_spmm_t(m, k, n, aw, mask, adyt, n, 0.0f, mag_t, n);
   want = transposed(want_t, k, n), mag = transposed(mag_t, k, n);
   check("linear_dx", ctx, got, k, want, k, mag, k, n, k);
   free(want), free(mag);
+  { // An observer is given every token's finished dx row once (the same dx); none without dx.
+    float *again = malloc(sizeof(float) * ((size_t)n * k + 1));
+    float *seen = malloc(sizeof(float) * ((size_t)n * k + 1));
+    int *times = calloc((size_t)n + 1, sizeof(int));
+    image_copy copy = {seen, times, (size_t)k};
+    const ck_image_observer observer = {copy_image, &copy};
+    ck_sparse_linear_backward(s, n, x, dy, again, &observer, NULL, NULL);
+    int ok = !memcmp(got, again, sizeof(float) * (size_t)n * k) &&
+             !memcmp(again, seen, sizeof(float) * (size_t)n * k);
+    for (int t = 0; t < n; t++) ok = ok && times[t] == 1;
+    memset(times, 0, sizeof(int) * ((size_t)n + 1));
+    ck_sparse_linear_backward(s, n, x, dy, NULL, &observer, NULL, db);
+    for (int t = 0; t < n; t++) ok = ok && times[t] == 0;
+    if (ok) passed++; else failed++;
+    printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "linear_dx_seen", ctx);
+    free(again), free(seen), free(times);
+  }
 
   float *dense = malloc(sizeof(float) * (size_t)m * k), *wantd = malloc(sizeof(float) * (size_t)m * k);
   float *magd = malloc(sizeof(float) * (size_t)m * k);
@@ -494,11 +511,11 @@ static void test_linear(int m, int k, int n, double sparsity, int holes, int thr
 
   // One output at a time (the others NULL) gives the same values.
   for (int64_t j = 0; j < nnz; j++) vals[j] = NAN;
-  ck_sparse_linear_backward(s, n, x, dy, NULL, vals, NULL);
+  ck_sparse_linear_backward(s, n, x, dy, NULL, NULL, vals, NULL);
   ck_sparse_scatter(s, vals, dense);
   check("linear_dw_only", ctx, dense, k, wantd, k, magd, k, m, k);
   for (int i = 0; i < m; i++) db[i] = NAN;
-  ck_sparse_linear_backward(s, n, x, dy, NULL, NULL, db);
+  ck_sparse_linear_backward(s, n, x, dy, NULL, NULL, NULL, db);
   check("linear_db_only", ctx, db, 1, dbr, 1, dbm, 1, m, 1);
 
   ck_sparse_free(s);
@@ -560,7 +577,7 @@ static void test_runner(void) {
     runner_calls = 0;
     ck_sparse_linear_forward(s, n, x, bias, o);
     o += (size_t)n * m;
-    ck_sparse_linear_backward(s, n, x, dy, o, o + (size_t)n * k, o + (size_t)n * k + nnz);
+    ck_sparse_linear_backward(s, n, x, dy, o, NULL, o + (size_t)n * k, o + (size_t)n * k + nnz);
     o += (size_t)n * k + nnz + m;
     ck_sparse_conv2d_forward(&sh, cs, cx, NULL, o);
     ck_sparse_conv2d_backward(&sh, cs, cx, cdy, o + cys, o + cys + cxs, o + cys + cxs + cnnz);

@@ -130,9 +130,12 @@ void ck_sparse_linear_forward(const ck_sparse *w, int n, const float *x, const f
 /// NULL; dw_values (value order, nnz entries) = Σ_tokens dy[t, i]·x[t, k] at the kept entries
 /// when not NULL; db (M) = Σ_tokens dy[t, :] when not NULL. All written, never accumulated.
 /// One pass over x and dy; per-thread partial sums are added in thread order (reproducible
-/// for a given thread count).
+/// for a given thread count). dx_observer (NULL, or used only with dx) is given each token's
+/// row of dx (K floats) once it is written, while it is in cache (from any thread; e.g. the
+/// batch norm + pool before a flattening takes its sums there).
 void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const float *dy,
-                               float *dx, float *dw_values, float *db);
+                               float *dx, const ck_image_observer *dx_observer,
+                               float *dw_values, float *db);
 
 // ---------------------------------------------------------------------------------------------
 // Sparse convolution (im2col per image around the products above)

@@ -123,6 +123,7 @@ typedef struct {
   const float *x, *bias, *dy;
   float *y, *dx, *dw_values, *db;
   float *dw_parts, *db_parts; // partial sums of parts 1… (part 0 sums into the outputs)
+  const ck_image_observer *dx_observer; // backward: given each token's finished dx row
   const int *bounds;          // token range of each part (backward)
 } linear_job;
 
@@ -184,6 +185,8 @@ static void backward_part(void *arg, int part, int parts, float *scratch) {
     if (j->dx) {
       chunk_spmm(j->w, t, K, cw, dyt, NULL, dxt, buf);
       transpose(K, cw, dxt, CHUNK, j->dx + (size_t)c0 * K, K);
+      for (int q = 0; j->dx_observer && q < cw; q++)
+        j->dx_observer->image(j->dx_observer, c0 + q, j->dx + (size_t)(c0 + q) * K);
     }
   }
 }
@@ -211,7 +214,8 @@ static void sum_part(void *arg, int part, int parts, float *scratch) {
 
 /// dx = dy·W, dW at the kept positions, db = Σ dy; contract in include/ck_sparse.h.
 void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const float *dy,
-                               float *dx, float *dw_values, float *db) {
+                               float *dx, const ck_image_observer *dx_observer,
+                               float *dw_values, float *db) {
   const ck_sp_mat *a = &w->a, *t = &w->t;
   const int M = a->rows, K = a->cols;
   const size_t nnz = (size_t)w->nnz;
@@ -227,7 +231,7 @@ void ck_sparse_linear_backward(const ck_sparse *w, int n, const float *x, const 
   int bounds[parts + 1];
   ck_sp_split_cols(n, parts, 16, bounds);
   linear_job j = {.w = w, .n = n, .x = x, .dy = dy, .dx = dx, .dw_values = dw_values, .db = db,
-                  .bounds = bounds};
+                  .bounds = bounds, .dx_observer = dx ? dx_observer : NULL};
   if (dw_values && parts > 1) j.dw_parts = ck_scratch_take((size_t)(parts - 1) * nnz);
   if (db && parts > 1) j.db_parts = ck_scratch_take((size_t)(parts - 1) * (size_t)M);
   size_t products = dx ? ck_sp_spmm_scratch(t) : 0;

@@ -3,7 +3,7 @@ import CoppiceSparsity
 
 /// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
 public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationConsumer,
-  InputGradientAccumulating
+  InputGradientAccumulating, InputGradientObservable
 {
   public let name: String
   public let inChannels: Int

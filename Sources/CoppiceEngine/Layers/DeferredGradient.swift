@@ -58,6 +58,15 @@ protocol ImageSumsTaking: Layer {
   var imageSumsTaken: Bool { get set }
 }
 
+/// A layer whose backward can give each finished image (row) of its input gradient to an
+/// observer (the layer before takes sums there: `ImageSumsTaking`).
+protocol InputGradientObservable: Layer {
+  /// Given each finished image of the next backward's input gradient, when set.
+  var inputGradientObserver: UnsafePointer<ck_image_observer>? { get set }
+  /// Whether the last backward gave it every image.
+  var observedInputGradient: Bool { get }
+}
+
 /// A layer whose backward can add a tensor to its input gradient as it writes it (a residual
 /// block's shortcut gradient added by the body's first convolution while each image's input
 /// gradient is in cache, instead of in a separate pass over both).

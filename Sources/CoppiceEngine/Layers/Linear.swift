@@ -2,7 +2,7 @@ import CCoppiceKernels
 import CoppiceSparsity
 
 /// Fully-connected layer: y = x·Wᵀ + b, with W of shape [out, in]. Input [N, in].
-public final class Linear: Layer {
+public final class Linear: Layer, InputGradientObservable {
   public let name: String
   public let inFeatures: Int
   public let outFeatures: Int
@@ -17,6 +17,9 @@ public final class Linear: Layer {
   private var input: Tensor?
   private var output: Tensor?
   private var gradInput: Tensor?
+  /// Given each finished row of the next backward's input gradient, when set (`Sequential`).
+  var inputGradientObserver: UnsafePointer<ck_image_observer>?
+  var observedInputGradient: Bool { products.observedInputGradient }
 
   public init(
     name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true,
@@ -62,7 +65,8 @@ public final class Linear: Layer {
     gradInput = dx
     products.backward(
       x: x.data, dy: dy.data, batch: x.shape[0], weights: weight.value.data, mask: maskSource,
-      dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data)
+      dx: needsInputGradient ? dx.data : nil, dw: weight.grad.data, db: bias?.grad.data,
+      dxObserver: inputGradientObserver)
     products.execution.reportMaskedGradient(to: maskSource)
     return dx
   }

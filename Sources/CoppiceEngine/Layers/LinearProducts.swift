@@ -14,6 +14,9 @@ public final class LinearProducts {
   public let outFeatures: Int
   /// Which kernels the last forward and backward used.
   public private(set) var execution = SparseExecutionState()
+  /// Whether the last backward gave every row of dx to its `dxObserver` (the sparse kernels
+  /// do; the dense path does not).
+  public private(set) var observedInputGradient = false
   private lazy var format = SparseWeightFormat(rows: outFeatures, cols: inFeatures)
   // A dense weight gradient nobody asked for (the dense backward always computes one).
   private var unusedWeightGradient: Tensor?
@@ -61,12 +64,16 @@ public final class LinearProducts {
     x: UnsafePointer<Float>, dy: UnsafePointer<Float>, batch n: Int,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
     dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?,
-    maskWeightGradient: Bool = false
+    maskWeightGradient: Bool = false, dxObserver: UnsafePointer<ck_image_observer>? = nil
   ) {
     execution.backwardSparse = false
+    observedInputGradient = false
     if let mask, plan(batch: n, mask: mask).backwardSparse {
-      sparseBackward(x: x, dy: dy, batch: n, weights: weights, mask: mask, dx: dx, dw: dw, db: db)
+      sparseBackward(
+        x: x, dy: dy, batch: n, weights: weights, mask: mask, dx: dx, dxObserver: dxObserver,
+        dw: dw, db: db)
       execution.backwardSparse = true
+      observedInputGradient = dx != nil && dxObserver != nil
       return
     }
     let gradient = dw ?? weightGradientScratch()
@@ -80,11 +87,12 @@ public final class LinearProducts {
   private func sparseBackward(
     x: UnsafePointer<Float>, dy: UnsafePointer<Float>, batch n: Int,
     weights: UnsafePointer<Float>, mask: MaskSource, dx: UnsafeMutablePointer<Float>?,
-    dw: UnsafeMutablePointer<Float>?, db: UnsafeMutablePointer<Float>?
+    dxObserver: UnsafePointer<ck_image_observer>?, dw: UnsafeMutablePointer<Float>?,
+    db: UnsafeMutablePointer<Float>?
   ) {
     format.refresh(weights: weights, source: mask)
     let values = dw != nil ? format.gradientValues() : nil
-    ck_sparse_linear_backward(format.handle, Int32(n), x, dy, dx, values, db)
+    ck_sparse_linear_backward(format.handle, Int32(n), x, dy, dx, dxObserver, values, db)
     if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }
   }
 

@@ -168,19 +168,23 @@ public final class Sequential: Layer {
     }
   }
 
-  /// When layer j is a convolution that computes its input gradient and layer j − 1 a batch
-  /// norm, lets the convolution's next backward hand each finished image of that gradient (the
-  /// batch norm's output gradient) to the batch norm, which takes its backward's sums there
-  /// instead of in a pass of its own over its input and that gradient. Returns what to call
-  /// after that backward (it tells the batch norm whether every image was given).
+  /// When layer j (a convolution, or a linear layer) computes its input gradient and layer
+  /// j − 1 is a batch norm (or layer j − 2, with a `Flatten` between), lets layer j's next
+  /// backward hand each finished image of that gradient (the batch norm's output gradient) to
+  /// the batch norm, which takes its backward's sums there instead of in a pass of its own over
+  /// its output or input and that gradient. Returns what to call after that backward (it tells
+  /// the batch norm whether every image was given).
   private func observeInputGradient(ofLayer j: Int) -> () -> Void {
-    guard j >= 1, let conv = layers[j] as? Conv2d, conv.needsInputGradient,
-      let norm = layers[j - 1] as? ImageSumsTaking, let observer = norm.imageSumsObserver()
+    guard j >= 1, let producer = layers[j] as? InputGradientObservable,
+      producer.needsInputGradient
     else { return {} }
-    conv.inputGradientObserver = observer
+    let before = layers[j - 1] is Flatten && j >= 2 ? j - 2 : j - 1
+    guard let norm = layers[before] as? ImageSumsTaking, let observer = norm.imageSumsObserver()
+    else { return {} }
+    producer.inputGradientObserver = observer
     return {
-      norm.imageSumsTaken = conv.observedInputGradient
-      conv.inputGradientObserver = nil
+      norm.imageSumsTaken = producer.observedInputGradient
+      producer.inputGradientObserver = nil
     }
   }
 
