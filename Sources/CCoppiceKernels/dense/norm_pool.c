@@ -44,6 +44,7 @@ typedef struct {
   // Backward by image: Σg and Σg·(y − β) per (image, channel).
   float *partial;
   const float *image_moments; // forward: the statistics' per-image moments, taken already
+  float *map;                 // forward by image: each channel's scale, then its shift
 } norm_pool_job;
 
 // Planes at most 32 wide (the models' 28×28 and 14×14) have at most 16 windows per row, fewer
@@ -105,51 +106,87 @@ CK_INLINE void dx16(const float *y, const float *dy, const uint8_t *winner, cons
 }
 #endif
 
+/// Plane (i, ch): each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
+CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, float shift) {
+  const int c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
+  const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
+  const float *x_end = j->x + (size_t)j->n * c * hw;
+  (void)x_end;
+  const float *in = j->x + ((size_t)i * c + ch) * hw;
+  float *out = j->y + ((size_t)i * c + ch) * ohw;
+  uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
+  for (int oy = 0; oy < oh; oy++) {
+    const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
+#if CK_VECTOR16
+    // 32 columns read from r1 (inside x) and 16 outputs written (inside the plane).
+    if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
+      pool16(r0, r1, scale, shift, out + (size_t)oy * ow, win + (size_t)oy * ow);
+      continue;
+    }
+#endif
+    for (int ox = 0; ox < ow; ox++) {
+      // The first of the four cells holding the maximum wins (as ck_maxpool_forward).
+      float m1 = r0[2 * ox] * scale + shift, b = r0[2 * ox + 1] * scale + shift;
+      float m2 = r1[2 * ox] * scale + shift, d = r1[2 * ox + 1] * scale + shift;
+      int k1 = 0, k2 = 2;
+      if (b > m1) { m1 = b; k1 = 1; }
+      if (d > m2) { m2 = d; k2 = 3; }
+      if (m2 > m1) { m1 = m2; k1 = k2; }
+      out[oy * ow + ox] = m1 > 0.0f ? m1 : 0.0f;
+      win[oy * ow + ox] = (uint8_t)k1;
+    }
+  }
+}
+
 /// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
-/// statistics, then each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
+/// statistics, then every plane of the channel pooled (pool_plane).
 CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratch) {
   (void)scratch;
   const norm_pool_job *j = arg;
-  const int n = j->n, c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
-  const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
-  const float *x_end = j->x + (size_t)n * c * hw;
-  (void)x_end;
+  const int n = j->n, c = j->c;
+  const size_t ohw = (size_t)(j->h / 2) * (j->w / 2);
   int c0, c1;
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     float scale, shift;
-    ck_batchnorm_channel_statistics(n, c, (int)hw, ch, j->x, j->image_moments, j->gamma,
+    ck_batchnorm_channel_statistics(n, c, j->h * j->w, ch, j->x, j->image_moments, j->gamma,
                                     j->beta, j->eps, j->momentum, j->running_mean,
                                     j->running_var, j->save_mean, j->save_invstd, &scale,
                                     &shift);
     for (int i = 0; i < n; i++) {
-      const float *in = j->x + ((size_t)i * c + ch) * hw;
-      float *out = j->y + ((size_t)i * c + ch) * ohw;
-      prefetch_plane_ahead_for_write(out, i, n, (size_t)c * ohw, ohw);
-      uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
-      for (int oy = 0; oy < oh; oy++) {
-        const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
-#if CK_VECTOR16
-        // 32 columns read from r1 (inside x) and 16 outputs written (inside the plane).
-        if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
-          pool16(r0, r1, scale, shift, out + (size_t)oy * ow, win + (size_t)oy * ow);
-          continue;
-        }
-#endif
-        for (int ox = 0; ox < ow; ox++) {
-          // The first of the four cells holding the maximum wins (as ck_maxpool_forward).
-          float m1 = r0[2 * ox] * scale + shift, b = r0[2 * ox + 1] * scale + shift;
-          float m2 = r1[2 * ox] * scale + shift, d = r1[2 * ox + 1] * scale + shift;
-          int k1 = 0, k2 = 2;
-          if (b > m1) { m1 = b; k1 = 1; }
-          if (d > m2) { m2 = d; k2 = 3; }
-          if (m2 > m1) { m1 = m2; k1 = k2; }
-          out[oy * ow + ox] = m1 > 0.0f ? m1 : 0.0f;
-          win[oy * ow + ox] = (uint8_t)k1;
-        }
-      }
+      prefetch_plane_ahead_for_write(j->y + ((size_t)i * c + ch) * ohw, i, n, (size_t)c * ohw,
+                                     ohw);
+      pool_plane(j, i, ch, scale, shift);
     }
   }
+}
+
+/// Images of part `part`, every plane pooled in address order with the channels' maps (j->map:
+/// c scales, then c shifts). With the statistics taken already (image_moments) the input is
+/// read as one stream instead of channel by channel across images: the cnn's bn3 (128 planes of
+/// 14×14 per image) forward 1.1–1.6 → 0.52–0.57 ms at batch 128 (bn2, 28×28 planes, 1.3 ms
+/// either way).
+CK_CLONES static void pool_images(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const norm_pool_job *j = arg;
+  int i0, i1;
+  ck_job_range(j->n, part, parts, &i0, &i1);
+  for (int i = i0; i < i1; i++)
+    for (int ch = 0; ch < j->c; ch++)
+      pool_plane(j, i, ch, j->map[ch], j->map[j->c + ch]);
+}
+
+/// Channels of part `part`: statistics from the moments taken already, into the map.
+static void map_part(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const norm_pool_job *j = arg;
+  int c0, c1;
+  ck_job_range(j->c, part, parts, &c0, &c1);
+  for (int ch = c0; ch < c1; ch++)
+    ck_batchnorm_channel_statistics(j->n, j->c, j->h * j->w, ch, j->x, j->image_moments,
+                                    j->gamma, j->beta, j->eps, j->momentum, j->running_mean,
+                                    j->running_var, j->save_mean, j->save_invstd, j->map + ch,
+                                    j->map + j->c + ch);
 }
 
 /// Fused forward in training mode; contract in include/ck_dense.h.
@@ -162,6 +199,14 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
   norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
                      save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL, NULL};
   j.image_moments = running_mean ? image_moments : NULL;
+  float *map = j.image_moments ? ck_scratch_take(2 * (size_t)c) : NULL;
+  if (map) {
+    j.map = map;
+    ck_run_job(ck_get_threads(), ck_get_threads(), map_part, &j, 0);
+    ck_run_job(ck_get_threads(), ck_get_threads(), pool_images, &j, 0);
+    ck_scratch_give(map);
+    return;
+  }
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
 }
 
