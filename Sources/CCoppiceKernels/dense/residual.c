@@ -12,6 +12,7 @@ typedef struct {
   ck_residual_shape s;
   const float *body, *x, *y, *dy, *grad_body, *grad_sum;
   const ck_channel_affine *body_map; // forward: the body's output is map(body)
+  const ck_image_observer *observer; // backward: given each finished image of grad_sum
   float *out, *grad_sum_out, *dx;
 } residual_job;
 
@@ -112,6 +113,7 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
     float *gs = j->grad_sum_out + (size_t)b * out_image;
 #pragma omp simd
     for (size_t t = 0; t < out_image; t++) gs[t] = y[t] > 0.0f ? dy[t] : 0.0f;
+    if (j->observer) j->observer->image(j->observer, b, gs);
   }
 }
 
@@ -145,8 +147,8 @@ CK_CLONES static void input_gradient_part(void *arg, int part, int parts, float 
 
 /// Gradient at the block's sum (ReLU backward); contract in include/ck_dense.h.
 void ck_residual_relu_backward(const ck_residual_shape *s, const float *y, const float *dy,
-                               float *grad_sum) {
-  residual_job j = {.s = *s, .y = y, .dy = dy, .grad_sum_out = grad_sum};
+                               float *grad_sum, const ck_image_observer *observer) {
+  residual_job j = {.s = *s, .y = y, .dy = dy, .grad_sum_out = grad_sum, .observer = observer};
   ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
 }
 

@@ -248,9 +248,11 @@ void ck_residual_relu_forward(const ck_residual_shape *s, const float *body, con
 void ck_residual_relu_forward_mapped(const ck_residual_shape *s, const float *body,
                                      const ck_channel_affine *body_map, const float *x,
                                      float *y);
-/// grad_sum = dy where y > 0, else 0 (the gradient reaching the body and the shortcut).
+/// grad_sum = dy where y > 0, else 0 (the gradient reaching the body and the shortcut), image
+/// by image; each finished image is given to `observer` when not NULL (the body's last batch
+/// norm takes its backward's sums there: ck_batchnorm_image_sums_observer).
 void ck_residual_relu_backward(const ck_residual_shape *s, const float *y, const float *dy,
-                               float *grad_sum);
+                               float *grad_sum, const ck_image_observer *observer);
 /// dx = grad_body + shortcutᵀ(grad_sum), one pass (grad_body: the body's input gradient).
 void ck_residual_input_gradient(const ck_residual_shape *s, const float *grad_body,
                                 const float *grad_sum, float *dx);

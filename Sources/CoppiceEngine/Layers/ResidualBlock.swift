@@ -47,7 +47,13 @@ public final class ResidualBlock: Layer {
     let gs = Tensor.reuse(gradSum, shape: y.shape)
     gradSum = gs
     var s = residualShape(input: inputShape, output: y.shape)
-    ck_residual_relu_backward(&s, y.data, dy.data, gs.data)
+    // A body ending in a batch norm takes that batch norm's backward sums from each image of
+    // the gradient at the sum as it is made (`ImageSumsTaking`); with them the batch norm
+    // leaves its input gradient to the convolution before it, as a plane source.
+    let norm = body.layers.last as? ImageSumsTaking
+    let observer = norm?.imageSumsObserver()
+    ck_residual_relu_backward(&s, y.data, dy.data, gs.data, observer)
+    norm?.imageSumsTaken = observer != nil
     // With the identity shortcut the body's first convolution adds the shortcut's gradient
     // to its input gradient while each image of it is in cache.
     if inputShape == y.shape {
