@@ -176,18 +176,6 @@ CK_CLONES static void pool_images(void *arg, int part, int parts, float *scratch
       pool_plane(j, i, ch, j->map[ch], j->map[j->c + ch]);
 }
 
-/// Channels of part `part`: statistics from the moments taken already, into the map.
-static void map_part(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
-  const norm_pool_job *j = arg;
-  int c0, c1;
-  ck_job_range(j->c, part, parts, &c0, &c1);
-  for (int ch = c0; ch < c1; ch++)
-    ck_batchnorm_channel_statistics(j->n, j->c, j->h * j->w, ch, j->x, j->image_moments,
-                                    j->gamma, j->beta, j->eps, j->momentum, j->running_mean,
-                                    j->running_var, j->save_mean, j->save_invstd, j->map + ch,
-                                    j->map + j->c + ch);
-}
 
 /// Fused forward in training mode; contract in include/ck_dense.h.
 void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
@@ -202,7 +190,9 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
   float *map = j.image_moments ? ck_scratch_take(2 * (size_t)c) : NULL;
   if (map) {
     j.map = map;
-    ck_run_job(ck_get_threads(), ck_get_threads(), map_part, &j, 0);
+    ck_batchnorm_statistics_train(n, c, h * w, x, j.image_moments, gamma, beta, eps, momentum,
+                                  running_mean, running_var, save_mean, save_invstd, map,
+                                  map + c);
     ck_run_job(ck_get_threads(), ck_get_threads(), pool_images, &j, 0);
     ck_scratch_give(map);
     return;

@@ -27,32 +27,26 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   /// A deferred backward's per-channel dx coefficients and the state its planes are made from.
   private lazy var coefficients = Tensor(shape: [5 * channels])
   private let deferredState = UnsafeMutablePointer<ck_batchnorm_gradient>.allocate(capacity: 1)
-  /// Each plane's backward sums, taken by the producer of the output gradient
-  /// (`imageSumsObserver`), and the state and observer that take them (fixed addresses).
-  private lazy var imageSums = Tensor(shape: [0])
-  private let imageSumsState = UnsafeMutablePointer<ck_batchnorm_image_sums>.allocate(capacity: 1)
-  private let imageSumsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
-  /// Set when the producer of the next backward's output gradient took `imageSums` (cleared by
-  /// that backward).
-  var imageSumsTaken = false
-  /// Whether the last backward used sums taken by the producer (for tests and profiles).
-  private(set) var usedTakenSums = false
-  /// The statistics' per-image sums, taken by the producer of the input (`statisticsObserver`),
-  /// and the state and observer that take them (fixed addresses).
-  private lazy var imageMoments = Tensor(shape: [0])
-  private let momentsState = UnsafeMutablePointer<ck_batchnorm_image_moments>.allocate(capacity: 1)
-  private let momentsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
-  var statisticsTaken = false
-  /// Whether the last training forward used statistics' sums taken by the producer.
-  private(set) var usedTakenStatistics = false
-
-  deinit {
-    deferredState.deallocate()
-    imageSumsState.deallocate()
-    imageSumsTaker.deallocate()
-    momentsState.deallocate()
-    momentsTaker.deallocate()
+  /// The backward's per-plane sums taken by the producer of the output gradient
+  /// (`imageSumsObserver`), and the statistics' taken by the producer of the input
+  /// (`statisticsObserver`).
+  private let backwardSums = ObservedSums<ck_batchnorm_image_sums>(
+    observe: ck_batchnorm_image_sums_observer)
+  private let statisticsSums = ObservedSums<ck_batchnorm_image_moments>(
+    observe: ck_batchnorm_image_moments_observer)
+  var imageSumsTaken: Bool {
+    get { backwardSums.taken }
+    set { backwardSums.taken = newValue }
   }
+  var statisticsTaken: Bool {
+    get { statisticsSums.taken }
+    set { statisticsSums.taken = newValue }
+  }
+  /// Whether the last backward, and the last training forward, used sums a neighbour took.
+  var usedTakenSums: Bool { backwardSums.used }
+  var usedTakenStatistics: Bool { statisticsSums.used }
+
+  deinit { deferredState.deallocate() }
 
   public init(
     name: String, channels: Int, eps: Float = 1e-5, momentum: Float = 0.1, relu: Bool = false
@@ -92,20 +86,17 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   /// its own pass over the input for them. Set `statisticsTaken` when every image was given.
   func statisticsObserver(inputShape shape: [Int]) -> UnsafePointer<ck_image_observer>? {
     guard shape.count == 4, shape[1] == channels else { return nil }
-    imageMoments = Tensor.reuse(imageMoments, shape: [2 * shape[0] * channels])
-    momentsState.pointee = ck_batchnorm_image_moments(
-      n: Int32(shape[0]), c: Int32(channels), hw: Int32(shape[2] * shape[3]),
-      running_mean: runningMean.data, moments: imageMoments.data)
-    ck_batchnorm_image_moments_observer(momentsState, momentsTaker)
-    return UnsafePointer(momentsTaker)
+    return statisticsSums.offer(count: 2 * shape[0] * channels) {
+      ck_batchnorm_image_moments(
+        n: Int32(shape[0]), c: Int32(channels), hw: Int32(shape[2] * shape[3]),
+        running_mean: runningMean.data, moments: $0)
+    }
   }
 
   /// The sums `statisticsObserver` took for this forward of x, or nil (clears
   /// `statisticsTaken`).
   func takenMoments(for x: Tensor) -> UnsafePointer<Float>? {
-    defer { statisticsTaken = false }
-    usedTakenStatistics = statisticsTaken && imageMoments.count == 2 * x.shape[0] * channels
-    return usedTakenStatistics ? UnsafePointer(imageMoments.data) : nil
+    statisticsSums.take(count: 2 * (x.shape.first ?? 0) * channels)
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
@@ -150,20 +141,17 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   /// last forward was not a training forward of NCHW input.
   func imageSumsObserver() -> UnsafePointer<ck_image_observer>? {
     guard let x = input, x.shape.count == 4, x.shape[1] == channels else { return nil }
-    imageSums = Tensor.reuse(imageSums, shape: [2 * x.shape[0] * channels])
-    imageSumsState.pointee = ck_batchnorm_image_sums(
-      n: Int32(x.shape[0]), c: Int32(channels), hw: Int32(planeSize(x.shape)), x: x.data,
-      gamma: gamma.value.data, beta: relu ? UnsafePointer(beta.value.data) : nil,
-      save_mean: saveMean.data, save_invstd: saveInvStd.data, sums: imageSums.data)
-    ck_batchnorm_image_sums_observer(imageSumsState, imageSumsTaker)
-    return UnsafePointer(imageSumsTaker)
+    return backwardSums.offer(count: 2 * x.shape[0] * channels) {
+      ck_batchnorm_image_sums(
+        n: Int32(x.shape[0]), c: Int32(channels), hw: Int32(planeSize(x.shape)), x: x.data,
+        gamma: gamma.value.data, beta: relu ? UnsafePointer(beta.value.data) : nil,
+        save_mean: saveMean.data, save_invstd: saveInvStd.data, sums: $0)
+    }
   }
 
   /// The sums `imageSumsObserver` took for this backward, or nil (clears `imageSumsTaken`).
   private func takenSums() -> UnsafePointer<Float>? {
-    defer { imageSumsTaken = false }
-    usedTakenSums = imageSumsTaken
-    return imageSumsTaken ? UnsafePointer(imageSums.data) : nil
+    backwardSums.take(count: 2 * (input?.shape.first ?? 0) * channels)
   }
 
   public func backward(_ dy: Tensor) -> Tensor {

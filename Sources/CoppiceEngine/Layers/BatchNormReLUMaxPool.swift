@@ -27,18 +27,18 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
   private var coefficients: Tensor?
   private let deferredState = UnsafeMutablePointer<ck_norm_pool_gradient>.allocate(capacity: 1)
   /// Each image's backward sums, taken by the producer of the output gradient
-  /// (`imageSumsObserver`), and the state and observer that take them (fixed addresses).
-  private var imageSums = Tensor(shape: [0])
-  private let imageSumsState = UnsafeMutablePointer<ck_norm_pool_image_sums>.allocate(capacity: 1)
-  private let imageSumsTaker = UnsafeMutablePointer<ck_image_observer>.allocate(capacity: 1)
-  var imageSumsTaken = false
-  /// Whether the last backward used sums taken by the producer (for tests and profiles).
-  private(set) var usedTakenSums = false
+  /// (`imageSumsObserver`).
+  private let backwardSums = ObservedSums<ck_norm_pool_image_sums>(
+    observe: ck_norm_pool_image_sums_observer)
+  var imageSumsTaken: Bool {
+    get { backwardSums.taken }
+    set { backwardSums.taken = newValue }
+  }
+  /// Whether the last backward used sums the producer took (for tests and profiles).
+  var usedTakenSums: Bool { backwardSums.used }
 
   deinit {
     deferredState.deallocate()
-    imageSumsState.deallocate()
-    imageSumsTaker.deallocate()
     winnerBuffer.deallocate()
   }
 
@@ -122,19 +122,16 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
   /// after an evaluation forward.
   func imageSumsObserver() -> UnsafePointer<ck_image_observer>? {
     guard ranFused, let x = input, let y = output else { return nil }
-    imageSums = Tensor.reuse(imageSums, shape: [2 * x.shape[0] * norm.channels])
-    imageSumsState.pointee = ck_norm_pool_image_sums(
-      n: Int32(x.shape[0]), c: Int32(x.shape[1]), h: Int32(x.shape[2]), w: Int32(x.shape[3]),
-      y: y.data, beta: norm.beta.value.data, sums: imageSums.data)
-    ck_norm_pool_image_sums_observer(imageSumsState, imageSumsTaker)
-    return UnsafePointer(imageSumsTaker)
+    return backwardSums.offer(count: 2 * x.shape[0] * norm.channels) {
+      ck_norm_pool_image_sums(
+        n: Int32(x.shape[0]), c: Int32(x.shape[1]), h: Int32(x.shape[2]), w: Int32(x.shape[3]),
+        y: y.data, beta: norm.beta.value.data, sums: $0)
+    }
   }
 
   /// The sums `imageSumsObserver` took for this backward, or nil (clears `imageSumsTaken`).
   private func takenSums() -> UnsafePointer<Float>? {
-    defer { imageSumsTaken = false }
-    usedTakenSums = imageSumsTaken
-    return imageSumsTaken ? UnsafePointer(imageSums.data) : nil
+    backwardSums.take(count: 2 * (input?.shape.first ?? 0) * norm.channels)
   }
 
   func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
