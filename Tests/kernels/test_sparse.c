@@ -248,6 +248,24 @@ static void copy_image(const ck_image_observer *observer, int image, const float
   c->times[image]++;
 }
 
+/// A copying observer for `images` images of `image_floats` floats (image_copy_free it).
+static image_copy image_copy_new(int images, size_t image_floats) {
+  image_copy c = {malloc(sizeof(float) * ((size_t)images * image_floats + 1)),
+                  calloc((size_t)images + 1, sizeof(int)), image_floats};
+  return c;
+}
+
+/// 1 when every one of `images` images was seen exactly `times` times, and (times 1) the copies
+/// equal `want`; the counts start again from 0.
+static int image_copy_seen(image_copy *c, int images, int times, const float *want) {
+  int ok = times != 1 || !memcmp(c->copy, want, sizeof(float) * (size_t)images * c->image_floats);
+  for (int b = 0; b < images; b++) ok = ok && c->times[b] == times;
+  memset(c->times, 0, sizeof(int) * ((size_t)images + 1));
+  return ok;
+}
+
+static void image_copy_free(image_copy *c) { free(c->copy), free(c->times); }
+
 // The fused entry points against the plain ones on stored tensors, bit for bit (every path:
 // mapped/produced as read, or made in full first): the forward of map(x) and the backward of
 // map(x) with dY stored or produced by a source, for a map with and without ReLU. x is put on
@@ -278,16 +296,12 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
       xm[i] = relu && v < 0.0f ? 0.0f : v;
     }
     ck_sparse_conv2d_forward(sh, s, xm, NULL, y0);
-    {
-      // An observer is given every finished output image once.
-      float *seen = malloc(sizeof(float) * ys);
-      int *times = calloc((size_t)sh->batch, sizeof(int));
-      image_copy copy = {seen, times, ys / (size_t)sh->batch};
+    { // An observer is given every finished output image once.
+      image_copy copy = image_copy_new(sh->batch, ys / (size_t)sh->batch);
       const ck_image_observer observer = {copy_image, &copy};
       ck_sparse_conv2d_forward_mapped(sh, s, x, &map, NULL, &observer, y1);
-      ok = ok && !memcmp(y0, y1, sizeof(float) * ys) && !memcmp(y1, seen, sizeof(float) * ys);
-      for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 1;
-      free(seen), free(times);
+      ok = ok && !memcmp(y0, y1, sizeof(float) * ys) && image_copy_seen(&copy, sh->batch, 1, y1);
+      image_copy_free(&copy);
     }
     // all outputs; no bias gradient; no dx — dY stored and produced, x mapped and not
     for (int variant = 0; variant < 6; variant++) {
@@ -312,18 +326,14 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
   // An observer is given every finished image of dx once (addend included), dY stored or
   // produced; none without dx.
   for (int produced = 0; produced <= 1; produced++) {
-    float *seen = malloc(sizeof(float) * xs);
-    int *times = calloc((size_t)sh->batch, sizeof(int));
-    image_copy copy = {seen, times, xs / (size_t)sh->batch};
+    image_copy copy = image_copy_new(sh->batch, xs / (size_t)sh->batch);
     const ck_image_observer observer = {copy_image, &copy};
     ck_sparse_conv2d_backward_fused(sh, s, x, NULL, produced ? NULL : dy, produced ? &source : NULL,
                                     dx1, xm, &observer, NULL, NULL);
-    ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dx1, seen, sizeof(float) * xs);
-    for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 1;
-    memset(times, 0, sizeof(int) * (size_t)sh->batch);
+    ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && image_copy_seen(&copy, sh->batch, 1, dx1);
     ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, NULL, NULL, &observer, dw1, NULL);
-    for (int b = 0; b < sh->batch; b++) ok = ok && times[b] == 0;
-    free(seen), free(times);
+    ok = ok && image_copy_seen(&copy, sh->batch, 0, NULL);
+    image_copy_free(&copy);
   }
   for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
   ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL, NULL, NULL);
@@ -478,20 +488,17 @@ static void test_linear(int m, int k, int n, double sparsity, int holes, int thr
   free(want), free(mag);
   { // An observer is given every token's finished dx row once (the same dx); none without dx.
     float *again = malloc(sizeof(float) * ((size_t)n * k + 1));
-    float *seen = malloc(sizeof(float) * ((size_t)n * k + 1));
-    int *times = calloc((size_t)n + 1, sizeof(int));
-    image_copy copy = {seen, times, (size_t)k};
+    image_copy copy = image_copy_new(n, (size_t)k);
     const ck_image_observer observer = {copy_image, &copy};
     ck_sparse_linear_backward(s, n, x, dy, again, &observer, NULL, NULL);
     int ok = !memcmp(got, again, sizeof(float) * (size_t)n * k) &&
-             !memcmp(again, seen, sizeof(float) * (size_t)n * k);
-    for (int t = 0; t < n; t++) ok = ok && times[t] == 1;
-    memset(times, 0, sizeof(int) * ((size_t)n + 1));
+             image_copy_seen(&copy, n, 1, again);
     ck_sparse_linear_backward(s, n, x, dy, NULL, &observer, NULL, db);
-    for (int t = 0; t < n; t++) ok = ok && times[t] == 0;
+    ok = ok && image_copy_seen(&copy, n, 0, NULL);
     if (ok) passed++; else failed++;
     printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "linear_dx_seen", ctx);
-    free(again), free(seen), free(times);
+    free(again);
+    image_copy_free(&copy);
   }
 
   float *dense = malloc(sizeof(float) * (size_t)m * k), *wantd = malloc(sizeof(float) * (size_t)m * k);

@@ -56,7 +56,7 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
                                 const float *image_moments, float *y, int relu) {
   bn_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var, save_mean,
               save_invstd, y, relu, NULL, NULL, NULL, NULL, NULL};
-  j.image_moments = running_mean ? image_moments : NULL;
+  j.image_moments = image_moments;
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_train_part, &j, 0);
 }
 
@@ -113,6 +113,7 @@ CK_CLONES void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, con
                                                float *scale_out, float *shift_out) {
   const double count = (double)n * hw;
   const float shift_k = moments_shift(running_mean, x, hw, ch);
+  if (!running_mean) image_moments = NULL; // taken about the running mean: none without it
   double sum = 0.0, sq = 0.0;
   for (int i = 0; i < n; i++) {
     float s, s2;
@@ -191,7 +192,7 @@ void ck_batchnorm_statistics_train(int n, int c, int hw, const float *x,
                                    float *running_mean, float *running_var, float *save_mean,
                                    float *save_invstd, float *scale, float *shift) {
   statistics_job j = {n, c, hw, x, gamma, beta, eps, momentum, running_mean, running_var,
-                      save_mean, save_invstd, scale, shift, running_mean ? image_moments : NULL};
+                      save_mean, save_invstd, scale, shift, image_moments};
   ck_run_job(ck_get_threads(), ck_get_threads(), statistics_part, &j, 0);
 }
 
@@ -353,17 +354,6 @@ CK_CLONES static void backward_part(void *arg, int part, int parts, float *scrat
         plane_dx(RELU_NONE, hw, p, g, r, mean, scale, shift, k, count, a, b, q);
     }
   }
-}
-
-/// The backward with each plane's sums taken already; contract in include/ck_dense.h.
-void ck_batchnorm_backward_summed(int n, int c, int hw, const float *x, const float *gamma,
-                                  const float *beta, const float *save_mean,
-                                  const float *save_invstd, const float *image_sums,
-                                  const float *dy, float *dx, float *dgamma, float *dbeta) {
-  bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
-              (float *)save_invstd, NULL, beta != NULL, dy, NULL, dx, dgamma, dbeta,
-              NULL, image_sums};
-  ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
 }
 
 /// ck_image_observer.image of ck_batchnorm_image_sums_observer: the two sums of each plane of

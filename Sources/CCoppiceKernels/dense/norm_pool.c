@@ -176,7 +176,6 @@ CK_CLONES static void pool_images(void *arg, int part, int parts, float *scratch
       pool_plane(j, i, ch, j->map[ch], j->map[j->c + ch]);
 }
 
-
 /// Fused forward in training mode; contract in include/ck_dense.h.
 void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
                                               const float *gamma, const float *beta, float eps,
@@ -186,8 +185,8 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
                                               float *y, uint8_t *winner) {
   norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
                      save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL, NULL};
-  j.image_moments = running_mean ? image_moments : NULL;
-  float *map = j.image_moments ? ck_scratch_take(2 * (size_t)c) : NULL;
+  j.image_moments = image_moments;
+  float *map = image_moments && running_mean ? ck_scratch_take(2 * (size_t)c) : NULL;
   if (map) {
     j.map = map;
     ck_batchnorm_statistics_train(n, c, h * w, x, j.image_moments, gamma, beta, eps, momentum,
@@ -397,11 +396,11 @@ static int sums_and_coefficients(norm_pool_job *j, const float *image_sums,
                                  dx_coefficients *coefficients) {
   const int n = j->n, c = j->c;
   const float count = (float)n * (float)j->h * (float)j->w;
-  float *taken = image_sums ? NULL : ck_scratch_take((size_t)n * c * 2);
-  if (!image_sums && !taken) return 0;
-  const float *partial = image_sums ? image_sums : taken;
-  if (taken) {
-    j->partial = taken;
+  float *own = image_sums ? NULL : ck_scratch_take((size_t)n * c * 2);
+  if (!image_sums && !own) return 0;
+  const float *partial = image_sums ? image_sums : own;
+  if (own) {
+    j->partial = own;
     ck_run_job(ck_get_threads(), ck_get_threads(), sums_by_image, j, 0);
   }
   for (int ch = 0; ch < c; ch++) {
@@ -416,7 +415,7 @@ static int sums_and_coefficients(norm_pool_job *j, const float *image_sums,
     j->dbeta[ch] = (float)sum_dy;
     coefficients[ch] = coefficients_of(j->gamma[ch], invstd, count, sum_dy, sum_dy_xhat);
   }
-  ck_scratch_give(taken);
+  ck_scratch_give(own);
   j->partial = NULL;
   return 1;
 }

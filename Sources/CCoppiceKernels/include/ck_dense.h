@@ -156,14 +156,6 @@ typedef struct {
 void ck_batchnorm_image_sums_observer(const ck_batchnorm_image_sums *state,
                                       ck_image_observer *observer);
 
-/// ck_batchnorm_backward (β NULL) or ck_batchnorm_relu_backward (β given) with the sums of every
-/// plane taken already (image_sums, as filled by ck_batchnorm_image_sums_observer): one pass,
-/// bit for bit the results of the two-pass backward.
-void ck_batchnorm_backward_summed(int n, int c, int hw, const float *x, const float *gamma,
-                                  const float *beta, const float *save_mean,
-                                  const float *save_invstd, const float *image_sums,
-                                  const float *dy, float *dx, float *dgamma, float *dbeta);
-
 /// One channel's batch statistics over x [n, c, hw] (or from the per-image moments taken
 /// already, image_moments not NULL; needs running_mean): writes save_mean[ch],
 /// save_invstd[ch], updates the running statistics (when not NULL) and returns the affine map

@@ -634,6 +634,14 @@ CK_CLONES static void add_image(size_t n, const float *add_img, float *dx_img) {
   for (size_t t = 0; t < n; t++) dx_img[t] += add_img[t];
 }
 
+/// Image b's dx (n floats) is computed: dx_add's image added (when given), then the image
+/// handed to the observer (when given) while it is in cache.
+static void finish_dx_image(size_t n, const float *dx_add, const ck_image_observer *observer,
+                            int b, float *dx_img) {
+  if (dx_add) add_image(n, dx_add + (size_t)b * n, dx_img);
+  if (observer) observer->image(observer, b, dx_img);
+}
+
 /// Backward of the images of part `part` (images part, part + parts, …) into the part's
 /// partial sums. Scratch as laid out by ck_sparse_conv2d_backward.
 CK_CLONES static void backward_images(void *arg, int part, int parts, float *scratch) {
@@ -702,8 +710,7 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
           memset(dxb, 0, sizeof(float) * in_img);
           col2im_add(g, dcol, dxb);
         }
-        if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
-        if (c->dx_observer) c->dx_observer->image(c->dx_observer, b, dxb);
+        finish_dx_image(in_img, c->dx_add, c->dx_observer, b, dxb);
       }
       if (db) bias_grad_add(g, dyb, db);
     }
@@ -754,8 +761,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
                              mine, buf);
       }
       direct_product(&c->flip->a, gf, df, c->off_f, dypi, NULL, dxw, dxb, buf);
-      if (c->dx_add) add_image(in_img, c->dx_add + (size_t)b * in_img, dxb);
-      if (c->dx_observer) c->dx_observer->image(c->dx_observer, b, dxb);
+      finish_dx_image(in_img, c->dx_add, c->dx_observer, b, dxb);
       if (db && !c->dy_source) bias_grad_add(g, c->dy + (size_t)b * out_img, db);
     }
     if (mine && c->win)
@@ -915,8 +921,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
           memset(dxb, 0, sizeof(float) * in_img);
           col2im_add(&g, dcol, dxb);
         }
-        if (dx_add) add_image(in_img, dx_add + (size_t)b * in_img, dxb);
-        if (dx_observer) dx_observer->image(dx_observer, b, dxb);
+        finish_dx_image(in_img, dx_add, dx_observer, b, dxb);
       }
       if (db) bias_grad_add(&g, dyb, db);
     }

@@ -122,9 +122,9 @@ typedef struct {
   int n;
   const float *x, *bias, *dy;
   float *y, *dx, *dw_values, *db;
-  float *dw_parts, *db_parts; // partial sums of parts 1… (part 0 sums into the outputs)
+  float *dw_parts, *db_parts;           // partial sums of parts 1… (part 0 sums into the outputs)
   const ck_image_observer *dx_observer; // backward: given each token's finished dx row
-  const int *bounds;          // token range of each part (backward)
+  const int *bounds;                    // token range of each part (backward)
 } linear_job;
 
 /// Forward, one chunk of tokens. Scratch: xt (K × CHUNK), yt (M × CHUNK), the SpMM's.

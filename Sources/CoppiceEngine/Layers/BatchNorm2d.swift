@@ -161,11 +161,8 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     let n = Int32(x.shape[0])
     let hw = Int32(planeSize(x.shape))
     let dxData = needsInputGradient ? dx.data : nil
-    if let sums = takenSums() {
-      ck_batchnorm_backward_summed(
-        n, Int32(channels), hw, x.data, gamma.value.data, relu ? beta.value.data : nil,
-        saveMean.data, saveInvStd.data, sums, dy.data, dxData, gamma.grad.data, beta.grad.data)
-    } else if relu {
+    imageSumsTaken = false  // the stored backward takes its own sums
+    if relu {
       // The ReLU's mask recomputed from x (γ and β are still the forward's: the optimizer
       // steps after the backward), so the output is not read again.
       ck_batchnorm_relu_backward(

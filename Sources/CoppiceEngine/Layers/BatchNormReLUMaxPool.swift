@@ -111,11 +111,6 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
     return dx
   }
 
-  /// With the forward's β the input gradient is made image by image from the pooled arrays,
-  /// so it can be produced plane by plane by the convolution before this layer
-  /// (`ck_batchnorm_relu_maxpool2_backward_deferred`): the full-size gradient is never
-  /// stored. Nil when the backward runs channel by channel (a γ tiny against its β),
-  /// in evaluation mode, or when no input gradient is wanted.
   /// Takes the sums of the backward by image (`ck_norm_pool_image_sums_observer`) from each
   /// image of the output gradient its producer (the convolution after this layer, which reads
   /// this layer's output as its input) gives it; used by `backwardDeferringInputGradient`. nil
@@ -134,6 +129,11 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
     backwardSums.take(count: 2 * (input?.shape.first ?? 0) * norm.channels)
   }
 
+  /// With the forward's β the input gradient is made image by image from the pooled arrays,
+  /// so it can be produced plane by plane by the convolution before this layer
+  /// (`ck_batchnorm_relu_maxpool2_backward_deferred`): the full-size gradient is never
+  /// stored. Nil when the backward runs channel by channel (a γ tiny against its β),
+  /// in evaluation mode, or when no input gradient is wanted.
   func backwardDeferringInputGradient(_ dy: Tensor, to consumer: Layer) -> DeferredGradient? {
     let sums = takenSums()
     guard ranFused, needsInputGradient, let x = input, let y = output else { return nil }
