@@ -20,6 +20,14 @@ LIBFILE  := $(DIST)/lib/libcoppice.so.$(VERSION)
 COPPICE  := $(RELEASE)/coppice
 STAMP    := .build/.deps-installed
 
+# libomp's paths, found after the dependencies are installed (recursive: evaluated when a recipe
+# runs) and handed to Package.swift. Besides saving it the search, this puts them in SwiftPM's
+# manifest-cache key: without it, a manifest evaluated once before libomp-dev was installed
+# stays cached (per user, across clones) and every later build silently lacks OpenMP.
+OMP_PATHS = $(shell bash scripts/openmp-paths.sh 2>/dev/null)
+SWIFTPM  = $(if $(OMP_PATHS),COPPICE_OMP_INCLUDE=$(word 1,$(OMP_PATHS)) \
+           COPPICE_OMP_LIB=$(word 2,$(OMP_PATHS))) $(SWIFT)
+
 .PHONY: all deps build lib demo test test-swift test-kernels test-abi test-python bench \
         install format clean check-sanitize
 
@@ -33,11 +41,11 @@ deps:
 	@bash scripts/install-deps.sh
 
 build: $(STAMP)
-	$(SWIFT) build -c release --product coppice
+	$(SWIFTPM) build -c release --product coppice
 
 # The shared library: Swift runtime linked statically, only coppice_* exported, SONAME set.
 lib: $(STAMP)
-	$(SWIFT) build -c release --scratch-path .build-lib --product CoppiceShared \
+	$(SWIFTPM) build -c release --scratch-path .build-lib --product CoppiceShared \
 	  -Xswiftc -static-stdlib -Xswiftc -use-ld=lld \
 	  -Xlinker --version-script=$(CURDIR)/scripts/coppice.map \
 	  -Xlinker -soname=libcoppice.so.$(SOVERSION)
@@ -60,11 +68,11 @@ test: test-swift test-swift-example test-kernels check-sanitize test-abi test-py
 	@echo "make test: all suites passed"
 
 test-swift: $(STAMP)
-	$(SWIFT) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|skipped" ; \
+	$(SWIFTPM) test 2>&1 | tee .build/swift-test.log | grep -E "error|failed|Executed|passed after|skipped" ; \
 	  exit $${PIPESTATUS[0]}
 
 test-swift-example: $(STAMP)
-	$(SWIFT) build --product coppice-swift-example
+	$(SWIFTPM) build --product coppice-swift-example
 	.build/debug/coppice-swift-example 2000
 
 test-kernels: $(STAMP)

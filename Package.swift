@@ -12,7 +12,11 @@
 // discovers libomp — Debian/Ubuntu's libomp-dev (any LLVM version), or Homebrew's libomp on
 // macOS — or takes the paths from COPPICE_OMP_INCLUDE / COPPICE_OMP_LIB; COPPICE_OPENMP=off
 // builds without it (the kernels then run on one thread, and no unsafe flag is left in the
-// library's targets). scripts/openmp-paths.sh does the same discovery in shell.
+// library's targets). scripts/openmp-paths.sh does the same discovery in shell. SwiftPM caches
+// the evaluated manifest by its text and environment, not by the files it looked at: a build
+// run before libomp-dev was installed stays without OpenMP (`coppice --version` says so) until
+// ~/.cache/org.swift.swiftpm/manifests is removed. The Makefile passes the paths explicitly,
+// which keeps its builds out of that trap.
 import Foundation
 import PackageDescription
 
@@ -32,7 +36,9 @@ func discoverOpenMP() -> (cFlags: [String], linkFlags: [String])? {
       ["-L\(lib)", "-Xlinker", "-rpath", "-Xlinker", lib, "-lomp"]
     )
   }
-  if let inc = env["COPPICE_OMP_INCLUDE"], let lib = env["COPPICE_OMP_LIB"] {
+  if let inc = env["COPPICE_OMP_INCLUDE"], let lib = env["COPPICE_OMP_LIB"], !inc.isEmpty,
+    !lib.isEmpty
+  {
     return flags(include: inc, lib: lib)
   }
   let fm = FileManager.default

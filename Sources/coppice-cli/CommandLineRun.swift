@@ -64,6 +64,7 @@ struct CommandLineRun {
         + "\(train.count) train / \(test.count) test images; \(config.epochs) epochs, batch "
         + "\(config.batchSize), \(config.optimizer.rawValue) lr \(config.learningRate), "
         + "\(Threads.count) threads"
+        + (Threads.hasOpenMP ? "" : " (built without OpenMP: see Package.swift)")
         + (world.map { " per rank, \($0.size) MPI ranks" + Self.distributedNote(method) } ?? ""))
     if let d = denseEpoch {
       print(String(format: "dense reference: %.1f s per epoch (measured on this model)", d))
