@@ -85,7 +85,8 @@ struct BenchKernels: ParsableCommand {
     let loadBefore = Self.loadAverage()
 
     print(
-      "coppice bench kernels: \(threadCount) threads, ISA \(isa) (dense loops \(KernelISA.dense)), "
+      "coppice bench kernels: \(threadCount) threads, ISA \(isa) (dense loops \(KernelISA.dense), "
+        + "OpenBLAS \(KernelISA.blasCore)), "
         + "median of \(reps) after a warm-up, "
         + "load average \(loadBefore) at start")
     if let load = Self.loadAverages()?.first, load >= 0.5 {

@@ -138,7 +138,8 @@ struct BenchTrain: ParsableCommand {
       let g = openBLASGFLOPS(m: m, k: k, n: n, threads: threads)
       print(
         String(
-          format: "OpenBLAS sgemm %d×%d×%d (%d threads): %.1f GFLOP/s", m, k, n, threads, g))
+          format: "OpenBLAS sgemm %d×%d×%d (%d threads, core %@): %.1f GFLOP/s", m, k, n,
+          threads, KernelISA.blasCore, g))
       return ([m, k, n], g)
     }
   }

@@ -25,6 +25,23 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// OpenBLAS runs a core this CPU supports at its best: an OpenBLAS older than the CPU model
+  /// falls back to "Prescott" (SSE3), and the kernels' library corrects that when it loads
+  /// (dense/blas_core.c). A forced OPENBLAS_CORETYPE is the user's choice and not checked.
+  func testOpenBLASDoesNotRunAGenericCoreOnAnAVXCPU() throws {
+    let core = KernelISA.blasCore
+    XCTAssertFalse(core.isEmpty)
+    if ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] != nil { return }
+    let running = String(cString: ck_blas_core_name())
+    let generic = ["Prescott", "Core2", "Penryn", "Dunnington", "Nehalem"]
+    if KernelISA.dense == "x86-64-v4" || KernelISA.dense == "x86-64-v3" {
+      XCTAssertFalse(generic.contains(running), "OpenBLAS core \(core) on a \(KernelISA.dense) CPU")
+    }
+    if KernelISA.dense == "x86-64-v4", running == "Haswell" || running == "Sandybridge" {
+      XCTFail("OpenBLAS core \(core) on an AVX-512 CPU")
+    }
+  }
+
   func testSgemmAllTransposesAndThreads() {
     for threads in [1, 2] {
       Threads.set(threads)

@@ -14,6 +14,16 @@ extern "C" {
 /// AArch64; "baseline" elsewhere (compiled once for the target). A static string.
 const char *ck_dense_isa_name(void);
 
+/// OpenBLAS's kernel core in use (openblas_get_corename), e.g. "SkylakeX". When OpenBLAS fell
+/// back to a core below what the CPU runs (an OpenBLAS older than the CPU model: Debian 12's
+/// 0.3.21 takes Emerald Rapids for a "Prescott", 4-5x slower sgemm) and OPENBLAS_CORETYPE is
+/// not set, the kernels' library re-selects it from the CPU's features when it is loaded
+/// (dense/blas_core.c).
+const char *ck_blas_core_name(void);
+
+/// The core OpenBLAS had chosen before that correction, or NULL when none was made.
+const char *ck_blas_core_corrected_from(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,16 @@ public enum KernelISA {
   /// The variant of the per-ISA compiled loops (dense kernels, sparse drivers): "x86-64-v4",
   /// "x86-64-v3", "x86-64", "aarch64" or "baseline".
   public static var dense: String { String(cString: ck_dense_isa_name()) }
-  /// One line for reports, e.g. "sparse kernels avx512, dense loops x86-64-v4".
-  public static var summary: String { "sparse kernels \(sparse), dense loops \(dense)" }
+  /// OpenBLAS's kernel core, e.g. "SkylakeX", with the core it had fallen back to when the
+  /// kernels corrected it (`ck_blas_core_name`), e.g. "SkylakeX (OpenBLAS chose Prescott)".
+  public static var blasCore: String {
+    let core = String(cString: ck_blas_core_name())
+    guard let before = ck_blas_core_corrected_from() else { return core }
+    return "\(core) (OpenBLAS chose \(String(cString: before)))"
+  }
+  /// One line for reports, e.g. "sparse kernels avx512, dense loops x86-64-v4, OpenBLAS
+  /// SkylakeX".
+  public static var summary: String {
+    "sparse kernels \(sparse), dense loops \(dense), OpenBLAS \(blasCore)"
+  }
 }
