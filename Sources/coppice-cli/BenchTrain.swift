@@ -24,6 +24,11 @@ struct BenchTrain: ParsableCommand {
   var distribution: DistributionName = .uniform
   @Option(help: "Kernel choice for masked layers: automatic, alwaysSparse, alwaysDense.")
   var dispatch: SparseDispatch.Mode = .automatic
+  @Option(
+    help:
+      "Weights kept dense in every sparse configuration, comma-separated (e.g. conv2.weight): a C-GaP step with that partition grown."
+  )
+  var grown = ""
   @Option(help: "Mini-batch size.") var batchSize = 128
   @Option(help: "Threads.") var threads: Int?
   @Option(help: "Interleaved rounds (every configuration runs once per round).") var rounds = 5
@@ -52,7 +57,14 @@ struct BenchTrain: ParsableCommand {
   struct Contender {
     let sparsity: Double
     let trainer: Trainer
+    let grown: [String]
     var label: String { sparsity == 0 ? "dense" : String(format: "static %.0f%%", sparsity * 100) }
+  }
+
+  /// The weights `--grown` names.
+  func grownNames() -> [String] {
+    grown.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+      .filter { !$0.isEmpty }
   }
 
   func run() throws {
@@ -67,8 +79,16 @@ struct BenchTrain: ParsableCommand {
     let contenders = try sparsities().map { s -> Contender in
       let trainer = try makeTrainer(sparsity: s)
       try trainer.prepareSparsity(stepsPerEpoch: 1_000_000)
+      let grown = s > 0 ? grownNames() : []
+      for name in grown {
+        guard let target = trainer.sparsifier?.targets.first(where: { $0.name == name }) else {
+          let names = (trainer.sparsifier?.targets ?? []).map(\.name).joined(separator: ", ")
+          throw ValidationError("--grown: no weight \(name) (sparse weights: \(names))")
+        }
+        _ = try target.replaceMask(with: [UInt8](repeating: 1, count: target.count))
+      }
       _ = try trainer.trainStep(train: data, indices: indices)  // warm-up: buffers, plans
-      return Contender(sparsity: s, trainer: trainer)
+      return Contender(sparsity: s, trainer: trainer, grown: grown)
     }
 
     // Interleaved rounds: every contender runs `steps` steps per round.
@@ -85,6 +105,8 @@ struct BenchTrain: ParsableCommand {
       "\(model.rawValue) training step, batch \(batchSize), \(threadCount) threads, "
         + "median of \(rounds) interleaved rounds × \(steps) steps; "
         + "distribution \(distribution.rawValue)")
+    let grownNote = grownNames().joined(separator: ", ")
+    if !grownNote.isEmpty { print("grown (dense in every sparse configuration): \(grownNote)") }
     print("configuration   ms/step   images/s  vs \(contenders[0].label)  useful GFLOP/s")
     var records: [[String: Any]] = []
     for (i, c) in contenders.enumerated() {
@@ -98,7 +120,7 @@ struct BenchTrain: ParsableCommand {
           c.label.padding(toLength: 14, withPad: " ", startingAt: 0), seconds * 1e3,
           Double(batchSize) / seconds, ratio, denseGFLOPS))
       records.append([
-        "sparsity": c.sparsity, "label": c.label, "step_ms": seconds * 1e3,
+        "sparsity": c.sparsity, "grown": c.grown, "label": c.label, "step_ms": seconds * 1e3,
         "images_per_second": Double(batchSize) / seconds, "speedup_vs_first": ratio,
         "round_step_ms": perRound[i].map { $0 * 1e3 },
       ])

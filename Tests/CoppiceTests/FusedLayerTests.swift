@@ -169,11 +169,13 @@ final class FusedLayerTests: XCTestCase {
       XCTAssertEqual(
         (fused[3] as! BatchNormReLUMaxPool).usedTakenSums, mode == .alwaysSparse, what)
       XCTAssertFalse((alone[3] as! BatchNormReLUMaxPool).usedTakenSums, what)
-      // The forward's statistics: taken by the convolutions before the batch norms.
+      // The forward's statistics (and the pooling): taken by the convolutions before them.
+      XCTAssertEqual(
+        (fused[3] as! BatchNormReLUMaxPool).usedTakenPooling, mode == .alwaysSparse, what)
       for k in [1, 3] {
         let norm = (fused[k] as? BatchNorm2d) ?? (fused[k] as! BatchNormReLUMaxPool).norm
         let normAlone = (alone[k] as? BatchNorm2d) ?? (alone[k] as! BatchNormReLUMaxPool).norm
-        XCTAssertEqual(norm.usedTakenStatistics, mode == .alwaysSparse, what)
+        if k == 1 { XCTAssertEqual(norm.usedTakenStatistics, mode == .alwaysSparse, what) }
         XCTAssertFalse(normAlone.usedTakenStatistics, what)
         XCTAssertEqual(norm.runningMean.array, normAlone.runningMean.array, what)
         XCTAssertEqual(norm.runningVar.array, normAlone.runningVar.array, what)
@@ -182,6 +184,50 @@ final class FusedLayerTests: XCTestCase {
         XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(what)")
       }
     }
+  }
+
+  /// conv → BN+ReLU+pool: the convolution's forward hands each image to the batch norm + pool,
+  /// which takes its statistics' moments and the pooling there (each window's extreme in the
+  /// direction of γ's sign, cell 0 where γ = 0) and never reads its input; output, winners,
+  /// running statistics and every gradient are bit for bit the stored path's — γ of both
+  /// signs and 0, an odd height, planes narrow enough for the 16-lane loop and too wide.
+  func testConvolutionTakesThePoolingOfItsOutput() {
+    defer { SparseDispatch.mode = .automatic }
+    SparseDispatch.mode = .alwaysSparse
+    for (shape, threads) in [([3, 2, 9, 12], 2), ([2, 2, 6, 34], 2), ([3, 2, 7, 16], 1)] {
+      Threads.set(threads)
+      var masks: [TestMask] = []
+      func layers() -> [Layer] {
+        let (conv, m) = maskedConv(2, 5, density: 0.6, seed: 70)
+        masks.append(m)
+        let bn = normReLU(5, seed: 71)
+        for (i, g) in [1.3, -0.7, 0, 0.5, -2].enumerated() { bn.gamma.value[i] = Float(g) }
+        return [conv, BatchNormReLUMaxPool(norm: bn, pool: MaxPool2d(kernelSize: 2))]
+      }
+      let fused = layers()
+      let alone = layers()
+      let net = Sequential(fused)
+      let what = "\(shape) threads \(threads)"
+      for step in 0..<2 {  // the second step's moments are shifted by running means
+        let x = randomTensor(shape, seed: 72 + UInt64(step))
+        let y = net.forward(x, training: true)
+        let y2 = alone.reduce(x) { $1.forward($0, training: true) }
+        XCTAssertEqual(y.array, y2.array, what)
+        let (f, a) = (fused[1] as! BatchNormReLUMaxPool, alone[1] as! BatchNormReLUMaxPool)
+        XCTAssertTrue(f.usedTakenPooling, what)
+        XCTAssertFalse(a.usedTakenPooling, what)
+        XCTAssertEqual(f.winners, a.winners, what)
+        XCTAssertEqual(f.norm.runningMean.array, a.norm.runningMean.array, what)
+        XCTAssertEqual(f.norm.runningVar.array, a.norm.runningVar.array, what)
+        let dy = randomTensor(y.shape, seed: 80 + UInt64(step))
+        XCTAssertEqual(
+          net.backward(dy).array, alone.reversed().reduce(dy) { $1.backward($0) }.array, what)
+        for (p, q) in zip(fused.flatMap(\.parameters), alone.flatMap(\.parameters)) {
+          XCTAssertEqual(p.grad.array, q.grad.array, "\(p.name) \(what)")
+        }
+      }
+    }
+    Threads.set(2)
   }
 
   /// conv → BN+ReLU+pool → Flatten → linear: the linear layer's backward hands each finished

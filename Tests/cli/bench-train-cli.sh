@@ -2,7 +2,7 @@
 # `coppice bench train` (usage: bench-train-cli.sh COPPICE), issue 14: dense and static-sparse
 # configurations in interleaved rounds, the ratios against the first, and the --profile
 # breakdown (every leaf layer, the residual blocks' own rows, the step phases, unaccounted
-# time), printed and in --json; bad --sparsity lists refused.
+# time), printed and in --json; --grown weights kept dense; bad --sparsity lists refused.
 set -euo pipefail
 COPPICE=$(realpath "${1:-.build/debug/coppice}")
 PYTHON="${PYTHON:-python3}"
@@ -39,6 +39,19 @@ for p in r["profiles"]:
     assert abs(total - p["step_ms"]) < 1e-6 * max(1, p["step_ms"]) + 1e-9, (total, p["step_ms"])
 print("bench-train-cli: json ok")
 PY
+
+# --grown: the named weight stays dense in the sparse configuration (a C-GaP step with that
+# partition grown), named in the header and the JSON; an unknown name is refused by name.
+"$COPPICE" bench train --model cnn --sparsity 0.9 --grown conv2.weight --batch-size 4 \
+  --rounds 1 --steps 1 --threads 2 --json "$work/g.json" > "$work/glog" 2>&1 ||
+  { cat "$work/glog"; fail "--grown run"; }
+grep -q "^grown (dense in every sparse configuration): conv2.weight" "$work/glog" ||
+  fail "--grown not in the header"
+"$PYTHON" -c 'import json, sys; c = json.load(open(sys.argv[1]))["configurations"][0];
+assert c["grown"] == ["conv2.weight"], c' "$work/g.json" || fail "--grown not in the json"
+if "$COPPICE" bench train --model cnn --sparsity 0.9 --grown conv9.weight --rounds 1 --steps 1 \
+  > "$work/gbad" 2>&1; then fail "--grown conv9.weight accepted"; fi
+grep -q "no weight conv9.weight" "$work/gbad" || fail "unknown --grown weight not named"
 
 for bad in "0,1" "x" "0,,0.9" "-0.1"; do
   if "$COPPICE" bench train --sparsity "$bad" --rounds 1 --steps 1 > /dev/null 2>&1; then

@@ -5,6 +5,7 @@
 #include "ck_clones.h"
 #include "plane_prefetch.h"
 #include "ck_affine.h"
+#include "plane_moments.h"
 #include <math.h>
 
 // y = x·scale + shift over channel ch of every image (then ReLU when relu is set).
@@ -60,31 +61,10 @@ void ck_batchnorm_forward_train(int n, int c, int hw, const float *x, const floa
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_train_part, &j, 0);
 }
 
-// The statistics' sums are taken about a shift K per channel, which keeps E[(x−K)²] − E[x−K]²
-// accurate when the mean is large relative to the spread: the running mean (near the batch
-// mean once training has started; 0 if it is not finite), or without running statistics the
-// channel's first value.
-// Each plane's two sums are floats (plane_moments), added in image order in double — whether
-// the planes are read here or were given to an image observer as their producer wrote them
-// (ck_batchnorm_image_moments_observer), so both give the same bits.
-CK_INLINE float running_shift(const float *running_mean, int ch) {
-  return isfinite(running_mean[ch]) ? running_mean[ch] : 0.0f;
-}
+// The statistics' sums: plane_moments.h (the same inline code wherever they are taken, so
+// the observed and the stored paths give the same bits).
 CK_INLINE float moments_shift(const float *running_mean, const float *x, int hw, int ch) {
   return running_mean ? running_shift(running_mean, ch) : x[(size_t)ch * hw];
-}
-
-/// Σ(x − k) and Σ(x − k)² over one plane of hw floats.
-CK_INLINE void plane_moments(int hw, const float *p, float k, float *sum, float *sq) {
-  float s = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s, s2)
-  for (int j = 0; j < hw; j++) {
-    float d = p[j] - k;
-    s += d;
-    s2 += d * d;
-  }
-  *sum = s;
-  *sq = s2;
 }
 
 /// ck_image_observer.image of ck_batchnorm_image_moments_observer: each channel's plane

@@ -24,6 +24,7 @@
 #include "ck_clones.h"
 #include "plane_prefetch.h"
 #include "ck_vector16.h"
+#include "plane_moments.h"
 #include <math.h>
 #include <string.h>
 
@@ -60,12 +61,10 @@ typedef struct {
 #define LOW_PAIRS 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
 #define HIGH_PAIRS 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
 
-/// The 16 windows from column 0 of rows r0, r1 (32 floats read from each): the pooled output
-/// (ReLU of the maximum of x·scale + shift) and the winning cell, as the scalar loop.
-CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift, float *out,
-                          uint8_t *win) {
-  const ck_f16v a0 = CK_LOAD16(r0) * scale + shift, b0 = CK_LOAD16(r0 + 16) * scale + shift;
-  const ck_f16v a1 = CK_LOAD16(r1) * scale + shift, b1 = CK_LOAD16(r1 + 16) * scale + shift;
+/// The maxima of the 16 windows whose two rows are given as 32 values each (a0 then b0: row 0,
+/// a1 then b1: row 1), and each one's winning cell (the first maximum wins), as the scalar
+/// window_max.
+CK_INLINE ck_f16v window_max16(ck_f16v a0, ck_f16v b0, ck_f16v a1, ck_f16v b1, uint8_t *win) {
   ck_f16v m1 = __builtin_shufflevector(a0, b0, EVEN16), b = __builtin_shufflevector(a0, b0, ODD16);
   ck_f16v m2 = __builtin_shufflevector(a1, b1, EVEN16), d = __builtin_shufflevector(a1, b1, ODD16);
   const ck_i16v zero = {0}, one = zero + 1, two = zero + 2, three = zero + 3;
@@ -78,9 +77,26 @@ CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift
   mask = m2 > m1;
   m1 = CK_SELECT16(mask, m2, m1);
   k1 = CK_SELECT16I(mask, k2, k1);
-  CK_STORE16(out, CK_SELECT16(m1 > 0.0f, m1, (ck_f16v){0}));
   const ck_u16v k = __builtin_convertvector(k1, ck_u16v);
   memcpy(win, &k, sizeof k);
+  return m1;
+}
+
+/// The 16 windows from column 0 of rows r0, r1 (32 floats read from each): the pooled output
+/// (ReLU of the maximum of x·scale + shift) and the winning cell, as the scalar loop.
+CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift, float *out,
+                      uint8_t *win) {
+  const ck_f16v m =
+      window_max16(CK_LOAD16(r0) * scale + shift, CK_LOAD16(r0 + 16) * scale + shift,
+                   CK_LOAD16(r1) * scale + shift, CK_LOAD16(r1 + 16) * scale + shift, win);
+  CK_STORE16(out, CK_SELECT16(m > 0.0f, m, (ck_f16v){0}));
+}
+
+/// The same windows' maxima of x·sign (sign ±1: exact), not normalised, and their cells.
+CK_INLINE void extreme16(const float *r0, const float *r1, float sign, float *out,
+                         uint8_t *win) {
+  CK_STORE16(out, window_max16(CK_LOAD16(r0) * sign, CK_LOAD16(r0 + 16) * sign,
+                               CK_LOAD16(r1) * sign, CK_LOAD16(r1 + 16) * sign, win));
 }
 
 /// Rows 2oy and 2oy + 1 of dx from the 16 pooled windows at `y`, `dy`, `winner` (16 of each
@@ -106,6 +122,17 @@ CK_INLINE void dx16(const float *y, const float *dy, const uint8_t *winner, cons
 }
 #endif
 
+/// The maximum of a window's four values (top-left, top-right, bottom-left, bottom-right) and
+/// its cell in *k: the first of the cells holding the maximum wins (as ck_maxpool_forward).
+CK_INLINE float window_max(float m1, float b, float m2, float d, int *k) {
+  int k1 = 0, k2 = 2;
+  if (b > m1) { m1 = b; k1 = 1; }
+  if (d > m2) { m2 = d; k2 = 3; }
+  if (m2 > m1) { m1 = m2; k1 = k2; }
+  *k = k1;
+  return m1;
+}
+
 /// Plane (i, ch): each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
 CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, float shift) {
   const int c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
@@ -125,15 +152,11 @@ CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, fl
     }
 #endif
     for (int ox = 0; ox < ow; ox++) {
-      // The first of the four cells holding the maximum wins (as ck_maxpool_forward).
-      float m1 = r0[2 * ox] * scale + shift, b = r0[2 * ox + 1] * scale + shift;
-      float m2 = r1[2 * ox] * scale + shift, d = r1[2 * ox + 1] * scale + shift;
-      int k1 = 0, k2 = 2;
-      if (b > m1) { m1 = b; k1 = 1; }
-      if (d > m2) { m2 = d; k2 = 3; }
-      if (m2 > m1) { m1 = m2; k1 = k2; }
-      out[oy * ow + ox] = m1 > 0.0f ? m1 : 0.0f;
-      win[oy * ow + ox] = (uint8_t)k1;
+      int k;
+      float m = window_max(r0[2 * ox] * scale + shift, r0[2 * ox + 1] * scale + shift,
+                           r1[2 * ox] * scale + shift, r1[2 * ox + 1] * scale + shift, &k);
+      out[oy * ow + ox] = m > 0.0f ? m : 0.0f;
+      win[oy * ow + ox] = (uint8_t)k;
     }
   }
 }
@@ -197,6 +220,99 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
     return;
   }
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
+}
+
+// The pooling taken by the producer of x. A channel's normalisation t(x) = x·scale + shift is
+// monotone in x, increasing when scale > 0 and decreasing when scale < 0, with scale =
+// γ·invstd of γ's sign; and its rounding is monotone too. So the window maximum of t(x) is
+// t(max x) for γ > 0 and t(min x) for γ < 0, bit for bit, and a window's winner is a cell
+// holding max x (min x): the convolution's forward hands each image, still in cache, to
+// ck_norm_pool_image_windows_observer, which writes each window's extreme of x·sign (sign =
+// −1 where γ < 0: exact) and its cell, and the forward only maps those pooled values
+// (y = max(p·sign·scale + shift, 0) = max(t(x_winner), 0)): the full-size input is not read
+// at all. Where t ties two different values of x (their normalised values round to the same
+// float), the cell chosen can differ from the one the stored path chooses — the same output,
+// and either cell is a maximum of it. Where γ = 0 every value maps to shift and cell 0 wins,
+// as in the stored path.
+
+/// ck_image_observer.image of ck_norm_pool_image_windows_observer: one image's moments (as
+/// ck_batchnorm_image_moments_observer), then every window's extreme and cell.
+CK_CLONES static void image_windows(const ck_image_observer *observer, int image,
+                                    const float *x) {
+  const ck_norm_pool_image_windows *s = observer->state;
+  const int c = s->c, h = s->h, w = s->w, oh = h / 2, ow = w / 2;
+  const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
+  const float *x_end = x + (size_t)c * hw;
+  (void)x_end;
+  float *moments = s->moments + 2 * (size_t)image * c;
+  for (int ch = 0; ch < c; ch++) {
+    const float *in = x + (size_t)ch * hw;
+    plane_moments((int)hw, in, running_shift(s->running_mean, ch), moments + 2 * ch,
+                  moments + 2 * ch + 1);
+    const float sign = s->gamma[ch] < 0.0f ? -1.0f : 1.0f;
+    float *out = s->pooled + ((size_t)image * c + ch) * ohw;
+    uint8_t *win = s->winner + ((size_t)image * c + ch) * ohw;
+    for (int oy = 0; oy < oh; oy++) {
+      const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
+#if CK_VECTOR16
+      if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
+        extreme16(r0, r1, sign, out + (size_t)oy * ow, win + (size_t)oy * ow);
+        continue;
+      }
+#endif
+      for (int ox = 0; ox < ow; ox++) {
+        int k;
+        out[oy * ow + ox] = window_max(r0[2 * ox] * sign, r0[2 * ox + 1] * sign,
+                                       r1[2 * ox] * sign, r1[2 * ox + 1] * sign, &k);
+        win[oy * ow + ox] = (uint8_t)k;
+      }
+    }
+    if (s->gamma[ch] == 0.0f) memset(win, 0, ohw);
+  }
+}
+
+/// The observer that takes the moments and the pooling; contract in include/ck_dense.h.
+void ck_norm_pool_image_windows_observer(const ck_norm_pool_image_windows *state,
+                                         ck_image_observer *observer) {
+  *observer = (ck_image_observer){image_windows, state};
+}
+
+/// Images of part `part`: y := max(p·sign·scale + shift, 0) in place over the observed
+/// window extremes p (j->y), with the channels' maps (j->map: c scales, then c shifts).
+CK_CLONES static void map_pooled_images(void *arg, int part, int parts, float *scratch) {
+  (void)scratch;
+  const norm_pool_job *j = arg;
+  const size_t ohw = (size_t)(j->h / 2) * (j->w / 2);
+  int i0, i1;
+  ck_job_range(j->n, part, parts, &i0, &i1);
+  for (int i = i0; i < i1; i++)
+    for (int ch = 0; ch < j->c; ch++) {
+      const float scale = j->gamma[ch] < 0.0f ? -j->map[ch] : j->map[ch];
+      const float shift = j->map[j->c + ch];
+      float *y = j->y + ((size_t)i * j->c + ch) * ohw;
+#pragma omp simd
+      for (size_t p = 0; p < ohw; p++) {
+        const float v = y[p] * scale + shift;
+        y[p] = v > 0.0f ? v : 0.0f;
+      }
+    }
+}
+
+/// The fused forward from an observed pooling; contract in include/ck_dense.h.
+void ck_batchnorm_relu_maxpool2_forward_pooled(int n, int c, int h, int w, const float *x,
+                                               const float *gamma, const float *beta, float eps,
+                                               float momentum, float *running_mean,
+                                               float *running_var, float *save_mean,
+                                               float *save_invstd, const float *image_moments,
+                                               float *y) {
+  norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
+                     save_mean, save_invstd, y, NULL, NULL, NULL, NULL, NULL, NULL};
+  float *map = ck_scratch_take(2 * (size_t)c);
+  j.map = map;
+  ck_batchnorm_statistics_train(n, c, h * w, x, image_moments, gamma, beta, eps, momentum,
+                                running_mean, running_var, save_mean, save_invstd, map, map + c);
+  ck_run_job(ck_get_threads(), ck_get_threads(), map_pooled_images, &j, 0);
+  ck_scratch_give(map);
 }
 
 // The gradient reaching the batch-norm output of one plane: the pooled gradient at each window's

@@ -178,6 +178,35 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
                                               float *running_var, float *save_mean,
                                               float *save_invstd, const float *image_moments,
                                               float *y, uint8_t *winner);
+/// The pooling of the fused layer taken by the producer of x while each image is in cache (a
+/// convolution's forward, ck_sparse_conv2d_forward_mapped's y_observer), with the statistics'
+/// moments: per window the extreme of x in the direction of γ's sign (x·sign maximal, sign =
+/// −1 where γ < 0) and its cell (0 where γ = 0). The normalisation is monotone, so the pooled
+/// output is that value normalised (bit for bit the stored path's; only where normalisation
+/// ties two different values can the winning cell differ — both are maxima).
+typedef struct {
+  int n, c, h, w;             // x's dimensions (h and w even)
+  const float *running_mean;  // the moments' shifts (as ck_batchnorm_image_moments)
+  const float *gamma;         // the pooling direction per channel
+  float *moments;             // written: 2·n·c floats, as ck_batchnorm_image_moments
+  float *pooled;              // written: n·c·(h/2)·(w/2) window extremes (the output's buffer)
+  uint8_t *winner;            // written: n·c·(h/2)·(w/2) winning cells
+} ck_norm_pool_image_windows;
+
+/// observer := takes the moments and the pooling of each image of x it is given into state.
+void ck_norm_pool_image_windows_observer(const ck_norm_pool_image_windows *state,
+                                         ck_image_observer *observer);
+
+/// ck_batchnorm_relu_maxpool2_forward_train after a producer gave every image to
+/// ck_norm_pool_image_windows_observer (needs running statistics): the statistics from its
+/// moments, then y := max(normalised pooled value, 0) in place over its pooled values (y =
+/// state.pooled; the winners are its). x is not read.
+void ck_batchnorm_relu_maxpool2_forward_pooled(int n, int c, int h, int w, const float *x,
+                                               const float *gamma, const float *beta, float eps,
+                                               float momentum, float *running_mean,
+                                               float *running_var, float *save_mean,
+                                               float *save_invstd, const float *image_moments,
+                                               float *y);
 /// Its backward from the pooled gradient dy: dγ, dβ and (when not NULL) dx [n, c, h, w]; y and
 /// winner are the forward's outputs. β (may be NULL) is the forward's: with it the batch sums
 /// come from the pooled arrays and dx is written image by image (faster); both ways give the

@@ -36,6 +36,14 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
   }
   /// Whether the last backward used sums the producer took (for tests and profiles).
   var usedTakenSums: Bool { backwardSums.used }
+  /// The statistics' moments and the pooling, taken by the producer of the input
+  /// (`statisticsObserver`): the pooled values go into the output, the cells into the winners.
+  private let forwardWindows = ObservedSums<ck_norm_pool_image_windows>(
+    observe: ck_norm_pool_image_windows_observer)
+  /// The input shape the windows were offered for.
+  private var windowsShape: [Int] = []
+  /// Whether the last training forward used the pooling its producer took.
+  var usedTakenPooling: Bool { forwardWindows.used }
 
   deinit {
     deferredState.deallocate()
@@ -58,28 +66,57 @@ public final class BatchNormReLUMaxPool: StatefulLayer, InputGradientDeferring, 
 
   public func outputShape(for inputShape: [Int]) -> [Int] { pool.outputShape(for: inputShape) }
 
-  /// The batch norm's statistics' sums taken by the producer of the input
-  /// (`BatchNorm2d.statisticsObserver`), for the fused training forward.
+  /// Takes the batch norm's statistics' moments and the pooling itself from each image of the
+  /// next training forward's input as its producer writes it (`ck_norm_pool_image_windows`):
+  /// the window extremes go straight into the output, the cells into the winners, and the
+  /// forward then only normalises the pooled values — it never reads the full-size input.
   func statisticsObserver(inputShape shape: [Int]) -> UnsafePointer<ck_image_observer>? {
-    norm.statisticsObserver(inputShape: shape)
+    guard shape.count == 4, shape[1] == norm.channels else { return nil }
+    let y = Tensor.reuse(output, shape: outputShape(for: shape))
+    output = y
+    reserveWinners(y.count)
+    windowsShape = shape
+    let w = winnerBuffer
+    return forwardWindows.offer(count: 2 * shape[0] * norm.channels) {
+      ck_norm_pool_image_windows(
+        n: Int32(shape[0]), c: Int32(shape[1]), h: Int32(shape[2]), w: Int32(shape[3]),
+        running_mean: norm.runningMean.data, gamma: norm.gamma.value.data, moments: $0,
+        pooled: y.data, winner: w.baseAddress)
+    }
   }
   var statisticsTaken: Bool {
-    get { norm.statisticsTaken }
-    set { norm.statisticsTaken = newValue }
+    get { forwardWindows.taken }
+    set { forwardWindows.taken = newValue }
+  }
+
+  /// Makes the winner buffer `count` cells long (keeping it when it is).
+  private func reserveWinners(_ count: Int) {
+    guard winnerBuffer.count != count else { return }
+    winnerBuffer.deallocate()
+    winnerBuffer = .allocate(capacity: count)
+    winnerBuffer.initialize(repeating: 0)
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
     ranFused = training
-    guard training else { return pool.forward(norm.forward(x, training: false), training: false) }
+    guard training else {
+      statisticsTaken = false
+      return pool.forward(norm.forward(x, training: false), training: false)
+    }
     precondition(
       x.shape.count == 4 && x.shape[1] == norm.channels, "\(norm.name): input \(x.shape)")
     let y = Tensor.reuse(output, shape: outputShape(for: x.shape))
     output = y
     input = x
-    if winnerBuffer.count != y.count {
-      winnerBuffer.deallocate()
-      winnerBuffer = .allocate(capacity: y.count)
-      winnerBuffer.initialize(repeating: 0)
+    reserveWinners(y.count)
+    let offered = windowsShape == x.shape
+    if let moments = forwardWindows.take(count: 2 * x.shape[0] * norm.channels), offered {
+      ck_batchnorm_relu_maxpool2_forward_pooled(
+        Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
+        norm.gamma.value.data, norm.beta.value.data, norm.eps, norm.momentum,
+        norm.runningMean.data, norm.runningVar.data, norm.saveMean.data, norm.saveInvStd.data,
+        moments, y.data)
+      return y
     }
     do {
       let w = winnerBuffer
