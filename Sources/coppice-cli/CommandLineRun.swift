@@ -187,9 +187,12 @@ struct CommandLineRun {
       : " (data parallel: each global batch split across the ranks)"
   }
 
-  /// Times a few dense training steps of a fresh copy of the model on real batches and scales
-  /// to an epoch, so sparse epochs can be compared with dense ones measured in the same run.
-  /// nil for dense runs (their own epochs are the reference).
+  /// Times dense training steps of a fresh copy of the model on real batches and scales the
+  /// median step to an epoch, so sparse epochs can be compared with dense ones measured in the
+  /// same run. The first steps are warm-up (buffers, pages, threads): with one warm-up step and
+  /// the mean of six, the cnn's reference came out 1.2–1.5× a real dense epoch measured right
+  /// before and after (101 and 80 s against 67–69 s). nil for dense runs (their own epochs are
+  /// the reference).
   func measureDenseEpochSeconds(config: TrainingConfig, train: Dataset) throws
     -> Double?
   {
@@ -197,11 +200,14 @@ struct CommandLineRun {
     let trainer = try Trainer(model: model.build(seed: config.seed), config: config)
     let n = min(config.batchSize, train.count)
     let indices = Array(0..<n)[...]
-    _ = try trainer.trainStep(train: train, indices: indices)
-    let steps = 6
-    let start = Date()
-    for _ in 0..<steps { _ = try trainer.trainStep(train: train, indices: indices) }
-    let perStep = Date().timeIntervalSince(start) / Double(steps)
+    for _ in 0..<3 { _ = try trainer.trainStep(train: train, indices: indices) }
+    var seconds: [Double] = []
+    for _ in 0..<12 {
+      let start = Date()
+      _ = try trainer.trainStep(train: train, indices: indices)
+      seconds.append(Date().timeIntervalSince(start))
+    }
+    let perStep = seconds.sorted()[seconds.count / 2]
     return perStep * Double(train.count) / Double(n)
   }
 }
