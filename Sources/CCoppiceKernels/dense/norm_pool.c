@@ -61,10 +61,12 @@ typedef struct {
 #define LOW_PAIRS 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
 #define HIGH_PAIRS 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
 
-/// The maxima of the 16 windows whose two rows are given as 32 values each (a0 then b0: row 0,
-/// a1 then b1: row 1), and each one's winning cell (the first maximum wins), as the scalar
-/// window_max.
-CK_INLINE ck_f16v window_max16(ck_f16v a0, ck_f16v b0, ck_f16v a1, ck_f16v b1, uint8_t *win) {
+/// The 16 windows from column 0 of rows r0, r1 (32 floats read from each): the maximum of
+/// x·scale + shift (with its ReLU when relu is set) and the winning cell, as the scalar loop.
+CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift, int relu,
+                      float *out, uint8_t *win) {
+  const ck_f16v a0 = CK_LOAD16(r0) * scale + shift, b0 = CK_LOAD16(r0 + 16) * scale + shift;
+  const ck_f16v a1 = CK_LOAD16(r1) * scale + shift, b1 = CK_LOAD16(r1 + 16) * scale + shift;
   ck_f16v m1 = __builtin_shufflevector(a0, b0, EVEN16), b = __builtin_shufflevector(a0, b0, ODD16);
   ck_f16v m2 = __builtin_shufflevector(a1, b1, EVEN16), d = __builtin_shufflevector(a1, b1, ODD16);
   const ck_i16v zero = {0}, one = zero + 1, two = zero + 2, three = zero + 3;
@@ -77,26 +79,9 @@ CK_INLINE ck_f16v window_max16(ck_f16v a0, ck_f16v b0, ck_f16v a1, ck_f16v b1, u
   mask = m2 > m1;
   m1 = CK_SELECT16(mask, m2, m1);
   k1 = CK_SELECT16I(mask, k2, k1);
+  CK_STORE16(out, relu ? CK_SELECT16(m1 > 0.0f, m1, (ck_f16v){0}) : m1);
   const ck_u16v k = __builtin_convertvector(k1, ck_u16v);
   memcpy(win, &k, sizeof k);
-  return m1;
-}
-
-/// The 16 windows from column 0 of rows r0, r1 (32 floats read from each): the pooled output
-/// (ReLU of the maximum of x·scale + shift) and the winning cell, as the scalar loop.
-CK_INLINE void pool16(const float *r0, const float *r1, float scale, float shift, float *out,
-                      uint8_t *win) {
-  const ck_f16v m =
-      window_max16(CK_LOAD16(r0) * scale + shift, CK_LOAD16(r0 + 16) * scale + shift,
-                   CK_LOAD16(r1) * scale + shift, CK_LOAD16(r1 + 16) * scale + shift, win);
-  CK_STORE16(out, CK_SELECT16(m > 0.0f, m, (ck_f16v){0}));
-}
-
-/// The same windows' maxima of x·sign (sign ±1: exact), not normalised, and their cells.
-CK_INLINE void extreme16(const float *r0, const float *r1, float sign, float *out,
-                         uint8_t *win) {
-  CK_STORE16(out, window_max16(CK_LOAD16(r0) * sign, CK_LOAD16(r0 + 16) * sign,
-                               CK_LOAD16(r1) * sign, CK_LOAD16(r1 + 16) * sign, win));
 }
 
 /// Rows 2oy and 2oy + 1 of dx from the 16 pooled windows at `y`, `dy`, `winner` (16 of each
@@ -133,21 +118,21 @@ CK_INLINE float window_max(float m1, float b, float m2, float d, int *k) {
   return m1;
 }
 
-/// Plane (i, ch): each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
-CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, float shift) {
-  const int c = j->c, h = j->h, w = j->w, oh = h / 2, ow = w / 2;
-  const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
-  const float *x_end = j->x + (size_t)j->n * c * hw;
+/// One plane of h×w (x_end: the end of the array it is in, read up to there): each 2×2
+/// window's maximum of x·scale + shift — its ReLU when relu is set — into out and its winner
+/// into win ((h/2)×(w/2) each).
+CK_INLINE void window_plane(const float *in, int h, int w, const float *x_end, float scale,
+                            float shift, int relu, float *out, uint8_t *win) {
+  const int oh = h / 2, ow = w / 2;
+  const size_t ohw = (size_t)oh * ow;
   (void)x_end;
-  const float *in = j->x + ((size_t)i * c + ch) * hw;
-  float *out = j->y + ((size_t)i * c + ch) * ohw;
-  uint8_t *win = j->winner + ((size_t)i * c + ch) * ohw;
+  (void)ohw;
   for (int oy = 0; oy < oh; oy++) {
     const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
 #if CK_VECTOR16
-    // 32 columns read from r1 (inside x) and 16 outputs written (inside the plane).
+    // 32 columns read from r1 (inside the array) and 16 outputs written (inside the plane).
     if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
-      pool16(r0, r1, scale, shift, out + (size_t)oy * ow, win + (size_t)oy * ow);
+      pool16(r0, r1, scale, shift, relu, out + (size_t)oy * ow, win + (size_t)oy * ow);
       continue;
     }
 #endif
@@ -155,10 +140,18 @@ CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, fl
       int k;
       float m = window_max(r0[2 * ox] * scale + shift, r0[2 * ox + 1] * scale + shift,
                            r1[2 * ox] * scale + shift, r1[2 * ox + 1] * scale + shift, &k);
-      out[oy * ow + ox] = m > 0.0f ? m : 0.0f;
+      out[oy * ow + ox] = !relu || m > 0.0f ? m : 0.0f;
       win[oy * ow + ox] = (uint8_t)k;
     }
   }
+}
+
+/// Plane (i, ch): each 2×2 window's maximum of x·scale + shift, its ReLU and its winner.
+CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, float shift) {
+  const size_t hw = (size_t)j->h * j->w, ohw = (size_t)(j->h / 2) * (j->w / 2);
+  window_plane(j->x + ((size_t)i * j->c + ch) * hw, j->h, j->w, j->x + (size_t)j->n * j->c * hw,
+               scale, shift, 1, j->y + ((size_t)i * j->c + ch) * ohw,
+               j->winner + ((size_t)i * j->c + ch) * ohw);
 }
 
 /// Channels of part `part`: batch statistics (as ck_batchnorm_forward_train), running
@@ -243,30 +236,17 @@ CK_CLONES static void image_windows(const ck_image_observer *observer, int image
   const int c = s->c, h = s->h, w = s->w, oh = h / 2, ow = w / 2;
   const size_t hw = (size_t)h * w, ohw = (size_t)oh * ow;
   const float *x_end = x + (size_t)c * hw;
-  (void)x_end;
   float *moments = s->moments + 2 * (size_t)image * c;
   for (int ch = 0; ch < c; ch++) {
     const float *in = x + (size_t)ch * hw;
     plane_moments((int)hw, in, running_shift(s->running_mean, ch), moments + 2 * ch,
                   moments + 2 * ch + 1);
+    // x·sign + 0 is x·sign (up to the sign of a zero, which neither the comparisons nor the
+    // normalisation of the pooled value can see).
     const float sign = s->gamma[ch] < 0.0f ? -1.0f : 1.0f;
     float *out = s->pooled + ((size_t)image * c + ch) * ohw;
     uint8_t *win = s->winner + ((size_t)image * c + ch) * ohw;
-    for (int oy = 0; oy < oh; oy++) {
-      const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
-#if CK_VECTOR16
-      if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
-        extreme16(r0, r1, sign, out + (size_t)oy * ow, win + (size_t)oy * ow);
-        continue;
-      }
-#endif
-      for (int ox = 0; ox < ow; ox++) {
-        int k;
-        out[oy * ow + ox] = window_max(r0[2 * ox] * sign, r0[2 * ox + 1] * sign,
-                                       r1[2 * ox] * sign, r1[2 * ox + 1] * sign, &k);
-        win[oy * ow + ox] = (uint8_t)k;
-      }
-    }
+    window_plane(in, h, w, x_end, sign, 0.0f, 0, out, win);
     if (s->gamma[ch] == 0.0f) memset(win, 0, ohw);
   }
 }
