@@ -277,10 +277,16 @@ struct BenchTrain: ParsableCommand {
     return rows
   }
 
+  /// A layer's name and type; for convolutions and linear layers also the kernels its last
+  /// step ran, e.g. "conv2 [F:S B:S] (Conv2d)" (S sparse, D dense; forward, backward).
   func layerName(_ layer: Layer) -> String {
     if let p = layer.parameters.first {
       let name = p.name.split(separator: ".").dropLast().joined(separator: ".")
-      return "\(name) (\(String(describing: type(of: layer))))"
+      let ran = (layer as? Conv2d)?.execution ?? (layer as? Linear)?.execution
+      let kernels = ran.map {
+        " [F:\($0.forwardSparse ? "S" : "D") B:\($0.backwardSparse ? "S" : "D")]"
+      }
+      return "\(name)\(kernels ?? "") (\(String(describing: type(of: layer))))"
     }
     return String(describing: type(of: layer))
   }
