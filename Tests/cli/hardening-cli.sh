@@ -64,8 +64,12 @@ for _ in $(seq 1 600); do   # wait until the first run holds the lock
   [ -e "$work/ckpt/.coppice.lock" ] && [ -s "$work/ckpt/.coppice.lock" ] && break
   sleep 0.05
 done
+# The first run is stopped while the second tries (it holds the lock, stopped or not): a first
+# run faster than the second's start-up (data loading) had finished before the check.
+kill -STOP "$first" 2> /dev/null || true
 status=0
 "$COPPICE" "${RUN[@]}" > "$work/second.log" 2>&1 || status=$?
+kill -CONT "$first" 2> /dev/null || true
 [ "$status" -ne 0 ] || fail "a second run on a locked checkpoint directory succeeded"
 [ "$status" -lt 128 ] || fail "the second run crashed (status $status)"
 grep -q "is in use by another run (process $first)" "$work/second.log" \

@@ -130,9 +130,20 @@ CK_INLINE void window_plane(const float *in, int h, int w, const float *x_end, f
   for (int oy = 0; oy < oh; oy++) {
     const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
 #if CK_VECTOR16
-    // 32 columns read from r1 (inside the array) and 16 outputs written (inside the plane).
-    if (!(w & 1) && w <= 32 && r1 + 32 <= x_end && (size_t)oy * ow + 16 <= ohw) {
-      pool16(r0, r1, scale, shift, relu, out + (size_t)oy * ow, win + (size_t)oy * ow);
+    // 32 columns read from r1 (inside the array) and 16 outputs written (inside the plane;
+    // lanes past the row land in the next rows' outputs, which are written after them). The
+    // plane's last rows, whose 16 outputs would pass the plane (on 14×14 planes 2 of 7), keep
+    // the row's ow of them from a vector made aside.
+    if (!(w & 1) && w <= 32 && r1 + 32 <= x_end) {
+      if ((size_t)oy * ow + 16 <= ohw) {
+        pool16(r0, r1, scale, shift, relu, out + (size_t)oy * ow, win + (size_t)oy * ow);
+      } else {
+        float row_out[16];
+        uint8_t row_win[16];
+        pool16(r0, r1, scale, shift, relu, row_out, row_win);
+        memcpy(out + (size_t)oy * ow, row_out, sizeof(float) * (size_t)ow);
+        memcpy(win + (size_t)oy * ow, row_win, (size_t)ow);
+      }
       continue;
     }
 #endif
