@@ -214,7 +214,7 @@ public func cBatchNorm2dReLUMaxPool2Forward(
     let (y, winner) = (try output(y, "y"), try output(winner, "winner"))
     ck_batchnorm_relu_maxpool2_forward_train(
       s.n, s.c, s.h, s.w, x, gamma, beta, eps, momentum, runningMean, runningVar, mean, invstd,
-      nil, y, winner)
+      y, winner)
   }
 }
 

@@ -44,7 +44,6 @@ typedef struct {
   float *dx, *dgamma, *dbeta;
   // Backward by image: Σg and Σg·(y − β) per (image, channel).
   float *partial;
-  const float *image_moments; // forward: the statistics' per-image moments, taken already
   float *map;                 // forward by image: each channel's scale, then its shift
 } norm_pool_job;
 
@@ -176,7 +175,7 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
   ck_job_range(c, part, parts, &c0, &c1);
   for (int ch = c0; ch < c1; ch++) {
     float scale, shift;
-    ck_batchnorm_channel_statistics(n, c, j->h * j->w, ch, j->x, j->image_moments, j->gamma,
+    ck_batchnorm_channel_statistics(n, c, j->h * j->w, ch, j->x, NULL, j->gamma,
                                     j->beta, j->eps, j->momentum, j->running_mean,
                                     j->running_var, j->save_mean, j->save_invstd, &scale,
                                     &shift);
@@ -188,41 +187,14 @@ CK_CLONES static void forward_part(void *arg, int part, int parts, float *scratc
   }
 }
 
-/// Images of part `part`, every plane pooled in address order with the channels' maps (j->map:
-/// c scales, then c shifts). With the statistics taken already (image_moments) the input is
-/// read as one stream instead of channel by channel across images: the cnn's bn3 (128 planes of
-/// 14×14 per image) forward 1.1–1.6 → 0.52–0.57 ms at batch 128 (bn2, 28×28 planes, 1.3 ms
-/// either way).
-CK_CLONES static void pool_images(void *arg, int part, int parts, float *scratch) {
-  (void)scratch;
-  const norm_pool_job *j = arg;
-  int i0, i1;
-  ck_job_range(j->n, part, parts, &i0, &i1);
-  for (int i = i0; i < i1; i++)
-    for (int ch = 0; ch < j->c; ch++)
-      pool_plane(j, i, ch, j->map[ch], j->map[j->c + ch]);
-}
-
 /// Fused forward in training mode; contract in include/ck_dense.h.
 void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
                                               const float *gamma, const float *beta, float eps,
                                               float momentum, float *running_mean,
                                               float *running_var, float *save_mean,
-                                              float *save_invstd, const float *image_moments,
-                                              float *y, uint8_t *winner) {
+                                              float *save_invstd, float *y, uint8_t *winner) {
   norm_pool_job j = {n, c, h, w, x, gamma, beta, eps, momentum, running_mean, running_var,
                      save_mean, save_invstd, y, winner, NULL, NULL, NULL, NULL, NULL};
-  j.image_moments = image_moments;
-  float *map = image_moments && running_mean ? ck_scratch_take(2 * (size_t)c) : NULL;
-  if (map) {
-    j.map = map;
-    ck_batchnorm_statistics_train(n, c, h * w, x, j.image_moments, gamma, beta, eps, momentum,
-                                  running_mean, running_var, save_mean, save_invstd, map,
-                                  map + c);
-    ck_run_job(ck_get_threads(), ck_get_threads(), pool_images, &j, 0);
-    ck_scratch_give(map);
-    return;
-  }
   ck_run_job(ck_get_threads(), ck_get_threads(), forward_part, &j, 0);
 }
 
@@ -239,6 +211,9 @@ void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const 
 // and either cell is a maximum of it. Where γ = 0 every value maps to shift and cell 0 wins,
 // as in the stored path.
 
+/// The direction a channel's window extremes are taken in: −1 (minima) where γ < 0, else +1.
+CK_INLINE float pooling_sign(float gamma) { return gamma < 0.0f ? -1.0f : 1.0f; }
+
 /// ck_image_observer.image of ck_norm_pool_image_windows_observer: one image's moments (as
 /// ck_batchnorm_image_moments_observer), then every window's extreme and cell.
 CK_CLONES static void image_windows(const ck_image_observer *observer, int image,
@@ -254,7 +229,7 @@ CK_CLONES static void image_windows(const ck_image_observer *observer, int image
                   moments + 2 * ch + 1);
     // x·sign + 0 is x·sign (up to the sign of a zero, which neither the comparisons nor the
     // normalisation of the pooled value can see).
-    const float sign = s->gamma[ch] < 0.0f ? -1.0f : 1.0f;
+    const float sign = pooling_sign(s->gamma[ch]);
     float *out = s->pooled + ((size_t)image * c + ch) * ohw;
     uint8_t *win = s->winner + ((size_t)image * c + ch) * ohw;
     window_plane(in, h, w, x_end, sign, 0.0f, 0, out, win);
@@ -278,7 +253,7 @@ CK_CLONES static void map_pooled_images(void *arg, int part, int parts, float *s
   ck_job_range(j->n, part, parts, &i0, &i1);
   for (int i = i0; i < i1; i++)
     for (int ch = 0; ch < j->c; ch++) {
-      const float scale = j->gamma[ch] < 0.0f ? -j->map[ch] : j->map[ch];
+      const float scale = pooling_sign(j->gamma[ch]) * j->map[ch]; // exact: a sign
       const float shift = j->map[j->c + ch];
       float *y = j->y + ((size_t)i * j->c + ch) * ohw;
 #pragma omp simd

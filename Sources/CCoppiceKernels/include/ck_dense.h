@@ -170,14 +170,13 @@ void ck_batchnorm_channel_statistics(int n, int c, int hw, int ch, const float *
 /// with stride 2, fused: x [n, c, h, w] → y [n, c, h/2, w/2] (an odd last row or column is
 /// dropped, as the pooling does); winner [n, c, h/2, w/2] receives each window's winning cell
 /// (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right; the first maximum wins). The
-/// normalised full-size output is never stored. image_moments: NULL, or the statistics' sums
-/// taken already (ck_batchnorm_image_moments_observer; used only with running statistics).
+/// normalised full-size output is never stored. (With its statistics and pooling taken by the
+/// producer of x: ck_batchnorm_relu_maxpool2_forward_pooled.)
 void ck_batchnorm_relu_maxpool2_forward_train(int n, int c, int h, int w, const float *x,
                                               const float *gamma, const float *beta, float eps,
                                               float momentum, float *running_mean,
                                               float *running_var, float *save_mean,
-                                              float *save_invstd, const float *image_moments,
-                                              float *y, uint8_t *winner);
+                                              float *save_invstd, float *y, uint8_t *winner);
 /// The pooling of the fused layer taken by the producer of x while each image is in cache (a
 /// convolution's forward, ck_sparse_conv2d_forward_mapped's y_observer), with the statistics'
 /// moments: per window the extreme of x in the direction of γ's sign (x·sign maximal, sign =
