@@ -347,6 +347,68 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
   free(dw0), free(dw1), free(db0), free(db1);
 }
 
+// Outputs streamed out image by image (CK_STREAM_STORES=always) against written in place
+// (never), bit for bit: the forward with an observer, the backward with an addend and an
+// observer, dY stored and produced.
+static void test_conv_streamed(const ck_conv_shape *sh, const ck_sparse *s, const float *x,
+                               const float *dy, const char *ctx) {
+  const size_t xs = (size_t)sh->batch * sh->in_channels * sh->in_height * sh->in_width;
+  const size_t ys = (size_t)sh->batch * sh->out_channels * sh->out_height * sh->out_width;
+  const size_t nnz = (size_t)ck_sparse_nnz(s) + 1;
+  ck_plane_source source = {stored_plane, dy, sh->batch, sh->out_channels, sh->out_height,
+                            sh->out_width};
+  float *y[2], *dx[2], *dw[2], *add = rand_floats(xs);
+  image_copy ys_seen[2], dxs_seen[2];
+  int ok = 1;
+  for (int mode = 0; mode < 2; mode++) {
+    setenv("CK_STREAM_STORES", mode ? "always" : "never", 1);
+    y[mode] = calloc(ys + 1, sizeof(float)), dx[mode] = calloc(xs + 1, sizeof(float));
+    dw[mode] = calloc(nnz, sizeof(float));
+    ys_seen[mode] = image_copy_new(sh->batch, ys / (size_t)sh->batch);
+    dxs_seen[mode] = image_copy_new(sh->batch, xs / (size_t)sh->batch);
+    const ck_image_observer yo = {copy_image, &ys_seen[mode]}, dxo = {copy_image, &dxs_seen[mode]};
+    ck_sparse_conv2d_forward_mapped(sh, s, x, NULL, NULL, &yo, y[mode]);
+    ok = ok && image_copy_seen(&ys_seen[mode], sh->batch, 1, y[mode]);
+    for (int produced = 0; produced <= 1; produced++) {
+      ck_sparse_conv2d_backward_fused(sh, s, x, NULL, produced ? NULL : dy,
+                                      produced ? &source : NULL, dx[mode], add, &dxo, dw[mode],
+                                      NULL);
+      ok = ok && image_copy_seen(&dxs_seen[mode], sh->batch, 1, dx[mode]);
+    }
+  }
+  unsetenv("CK_STREAM_STORES");
+  ok = ok && !memcmp(y[0], y[1], sizeof(float) * ys) && !memcmp(dx[0], dx[1], sizeof(float) * xs) &&
+       !memcmp(dw[0], dw[1], sizeof(float) * (nnz - 1));
+  if (ok) passed++; else failed++;
+  printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_streamed", ctx);
+  for (int mode = 0; mode < 2; mode++) {
+    free(y[mode]), free(dx[mode]), free(dw[mode]);
+    image_copy_free(&ys_seen[mode]), image_copy_free(&dxs_seen[mode]);
+  }
+  free(add);
+}
+
+// ck_stream_store against memcpy: every start offset in a 64-byte line, lengths around the
+// vector width and a long one; the floats around the target untouched.
+static void test_stream_store(void) {
+  const size_t lengths[] = {0, 1, 5, 15, 16, 17, 31, 32, 33, 47, 100, 1000, 65537};
+  float *src = rand_floats(65537 + 64), *dst = malloc(sizeof(float) * (65537 + 96));
+  int ok = 1;
+  for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++)
+    for (int start = 0; start < 16; start++) {
+      const size_t n = lengths[li];
+      for (size_t i = 0; i < n + 96; i++) dst[i] = -1.0f;
+      ck_stream_store(dst + 16 + start, src + start, n);
+      for (size_t i = 0; i < n + 96; i++) {
+        const int inside = i >= (size_t)16 + start && i < (size_t)16 + start + n;
+        ok = ok && (inside ? dst[i] == src[i - 16] : dst[i] == -1.0f);
+      }
+    }
+  if (ok) passed++; else failed++;
+  printf("%s %-14s every offset in a line, 13 lengths\n", ok ? "ok  " : "FAIL", "stream_store");
+  free(src), free(dst);
+}
+
 static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   sh.out_height = (sh.in_height + 2 * sh.padding - sh.kernel_h) / sh.stride + 1;
   sh.out_width = (sh.in_width + 2 * sh.padding - sh.kernel_w) / sh.stride + 1;
@@ -388,6 +450,7 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   ck_sparse_scatter(s, dwv, dw);
   check("conv_dw_only", ctx, dw, 1, dwr, 1, dwm, 1, (int)ws, 1);
   test_conv_fused(&sh, s, x, dy, ctx);
+  test_conv_streamed(&sh, s, x, dy, ctx);
   ck_sparse_free(s);
   free(w), free(mask), free(x), free(bias), free(dy), free(aw), free(ax), free(abias), free(ady);
   free(y), free(yr), free(ym), free(dx), free(dxr), free(dxm), free(dwv), free(dw), free(dwr);
@@ -743,6 +806,7 @@ int main(void) {
   test_dispatch();
   test_runner();
   test_scratch();
+  test_stream_store();
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -51,6 +51,12 @@ float *ck_scratch_take(size_t count);
 /// at most 32 buffers and 256 MiB are idle; otherwise freed.
 void ck_scratch_give(float *buffer);
 
+/// dst[0, n) := src[0, n) (no overlap) with non-temporal stores where the target has them: the
+/// lines of dst are not read first and not kept in cache. For a finished image of a tensor
+/// larger than the caches, written from a buffer in cache and read again only much later
+/// (jobs/stream_store.c); ordered before the caller's later stores.
+void ck_stream_store(float *dst, const float *src, size_t n);
+
 /// The contiguous range [*begin, *end) of part `part` of `parts` over [0, count).
 void ck_job_range(int count, int part, int parts, int *begin, int *end);
 
