@@ -86,11 +86,62 @@ CK_TGT_AVX2 static void transpose_avx2(int rows, int cols, const float *src, int
   if (c8 < cols) transpose_c(r8, cols - c8, src + c8, lds, dst + (size_t)c8 * ldd, ldd);
   if (r8 < rows) transpose_c(rows - r8, cols, src + (size_t)r8 * lds, lds, dst + r8, ldd);
 }
+/// One 16×16 block: rows s, s + lds, … to columns d, d + ldd, …: pairs of rows interleaved,
+/// then pairs of pairs (within 128-bit lanes), then the lanes of four rows, of eight.
+CK_TGT_AVX512 static inline void transpose16x16(const float *s, size_t lds, float *d, size_t ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(s + (size_t)i * lds);
+  for (int k = 0; k < 8; k++) {
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  // r[4g + j], lane L: rows 4g … 4g + 3 of column 4L + j.
+  for (int g = 0; g < 4; g++) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 1]), e = _mm512_castps_pd(t[4 * g + 3]);
+    r[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+    r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
+    r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, e));
+  }
+  // t[m] (rows 0–7) and t[8 + m] (rows 8–15), lanes: columns m and m + 8 of two row groups.
+  for (int j = 0; j < 4; j++) {
+    t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+  }
+  for (int m = 0; m < 8; m++) {
+    _mm512_storeu_ps(d + (size_t)m * ldd, _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88));
+    _mm512_storeu_ps(d + (size_t)(m + 8) * ldd, _mm512_shuffle_f32x4(t[m], t[8 + m], 0xDD));
+  }
+}
+
+/// transpose_avx2 with 16×16 blocks: every row segment read and written is a whole 64-byte
+/// line where the arrays are aligned (the 8×8 blocks read and wrote half lines, so each line of
+/// a large target was written twice, the second time after it had left L1), and half the
+/// shuffles per element. Measured on the cnn's fc1 (256×6272, 128 tokens, 2 threads, paired
+/// calls in one process): forward 1.16× / 1.14× / 1.09× and backward 1.15× / 1.13× / 1.07×
+/// faster at 95 / 90 / 80%, the mlp's 300×784 1.07×. The edges by transpose_avx2.
+CK_TGT_AVX512 static void transpose_avx512(int rows, int cols, const float *src, int lds,
+                                           float *dst, int ldd) {
+  const int r16 = rows / 16 * 16, c16 = cols / 16 * 16;
+  for (int r = 0; r < r16; r += 16)
+    for (int c = 0; c < c16; c += 16)
+      transpose16x16(src + (size_t)r * lds + c, (size_t)lds, dst + (size_t)c * ldd + r,
+                     (size_t)ldd);
+  if (c16 < cols) transpose_avx2(r16, cols - c16, src + c16, lds, dst + (size_t)c16 * ldd, ldd);
+  if (r16 < rows) transpose_avx2(rows - r16, cols, src + (size_t)r16 * lds, lds, dst + r16, ldd);
+}
 #endif
 
 /// dst (cols × rows, leading dimension ldd) = src (rows × cols, leading dimension lds)ᵀ.
 static void transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd) {
 #if CK_SP_X86
+  if (ck_sp_isa_now() == CK_SP_ISA_AVX512) {
+    transpose_avx512(rows, cols, src, lds, dst, ldd);
+    return;
+  }
   if (ck_sp_isa_now() >= CK_SP_ISA_AVX2) {
     transpose_avx2(rows, cols, src, lds, dst, ldd);
     return;
