@@ -3,8 +3,7 @@
 # seconds; the real benchmarks are `make bench`. Included by the top Makefile; part of make test.
 .PHONY: test-bench-train
 
-test-bench-train: $(STAMP)
-	$(SWIFT) build --product coppice
-	bash Tests/cli/bench-train-cli.sh .build/debug/coppice
+test-bench-train: build
+	bash Tests/cli/bench-train-cli.sh $(COPPICE)
 
 TEST_EXTRA += test-bench-train

@@ -3,8 +3,7 @@
 # Makefile; part of make test.
 .PHONY: test-checkpoints
 
-test-checkpoints: $(STAMP)
-	$(SWIFT) build --product coppice
-	bash Tests/cli/checkpoint-cli.sh .build/debug/coppice
+test-checkpoints: build
+	bash Tests/cli/checkpoint-cli.sh $(COPPICE)
 
 TEST_EXTRA += test-checkpoints

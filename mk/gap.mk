@@ -3,8 +3,7 @@
 # by the top Makefile; part of make test.
 .PHONY: test-gap-cli
 
-test-gap-cli: $(STAMP)
-	$(SWIFT) build --product coppice
-	bash Tests/cli/gap-cli.sh .build/debug/coppice
+test-gap-cli: build
+	bash Tests/cli/gap-cli.sh $(COPPICE)
 
 TEST_EXTRA += test-gap-cli

@@ -2,8 +2,7 @@
 # not UTF-8, two runs on one checkpoint directory. Included by the top Makefile; part of make test.
 .PHONY: test-hardening-cli
 
-test-hardening-cli: $(STAMP)
-	$(SWIFT) build --product coppice
-	bash Tests/cli/hardening-cli.sh .build/debug/coppice
+test-hardening-cli: build
+	bash Tests/cli/hardening-cli.sh $(COPPICE)
 
 TEST_EXTRA += test-hardening-cli

@@ -4,8 +4,7 @@
 # target line), rendered with rsvg-convert. Included by the top Makefile; part of make test.
 .PHONY: test-run-records
 
-test-run-records: $(STAMP)
-	$(SWIFT) build --product coppice
-	bash Tests/cli/run-records-cli.sh .build/debug/coppice
+test-run-records: build
+	bash Tests/cli/run-records-cli.sh $(COPPICE)
 
 TEST_EXTRA += test-run-records
