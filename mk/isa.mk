@@ -6,7 +6,8 @@
 #                                COPPICE_ISA=avx512, avx2, generic (each the CPU has; a set
 #                                it lacks is reported as skipped)
 #   make test-kernels-aarch64    cross-compiled for aarch64 (Debian's gcc-aarch64-linux-gnu,
-#                                libgomp) and run under qemu-aarch64: NEON and generic C
+#                                libgomp) and run under qemu-aarch64: NEON (the generic C kernels
+#                                are tested natively and under qemu Nehalem)
 #                                (COPPICE_TEST_QUICK=1: the products under 2 threads only)
 #   make test-kernels-baseline   the native binary under qemu-x86_64 -cpu Nehalem (SSE4.2, no
 #                                AVX): proves that nothing in it (sparse table, target_clones
@@ -77,7 +78,7 @@ endif
 	$(call isa_run,,COPPICE_ISA=generic,$(N_TEST),test-kernels-forced generic,$(ISA_NATIVE)/generic.log,generic)
 
 test-kernels-aarch64: $(A_TEST)
-	$(call isa_run,$(QEMU_AARCH64) -L $(AARCH64_ROOT),COPPICE_TEST_QUICK=1,$(A_TEST),test-kernels-aarch64 (qemu),$(ISA_AARCH64)/qemu.log,neon generic)
+	$(call isa_run,$(QEMU_AARCH64) -L $(AARCH64_ROOT),COPPICE_TEST_QUICK=1 COPPICE_ISA=neon,$(A_TEST),test-kernels-aarch64 (qemu),$(ISA_AARCH64)/qemu.log,neon)
 
 test-kernels-baseline: $(N_TEST)
 	$(call isa_run,$(QEMU_X86_64) -cpu Nehalem,COPPICE_TEST_QUICK=1,$(N_TEST),test-kernels-baseline (qemu Nehalem),$(ISA_NATIVE)/nehalem.log,generic)
