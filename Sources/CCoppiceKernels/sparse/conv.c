@@ -118,6 +118,14 @@ static int streams(size_t batch_floats) {
   return batch_floats >= STREAM_MIN_FLOATS;
 }
 
+// The backward by image hands out the batch in chunks of this many images (parts claimed by
+// the threads as they become free), not in one fixed share per thread: with two shares one
+// thread waited for the other 6.9–7.9% of the job's thread time (cnn 90%, batch 128, 2 threads,
+// a host whose other tenants slow one core or the other; the job's threads timed around each
+// part), with chunks of 8 images 2.6%. The weight gradient's partials are one per chunk, added
+// in chunk order: the results no longer depend on the thread count.
+#define BACKWARD_CHUNK 8
+
 /// The padded-plane layout of the direct method for geometry g.
 static padded make_padded(const geom *g) {
   padded d;
@@ -525,7 +533,6 @@ typedef struct {
   const ck_sp_window_entries *win; // backward, direct: W's entries for the windowed SDDMM
   size_t lanes_f;                  // backward, direct: floats of its per-lane accumulators
   int block; // backward, direct: images per block (the X and dY buffers are per image)
-  int chunk; // backward by image: images per part (parts: consecutive chunks of the batch)
 } conv_job;
 
 /// Forward of image `part` (one part per image). Scratch: the padded image or column matrix,
@@ -692,7 +699,7 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
   const int nw = (int)c->nw;
   // Blocks of c->block images (the direct method with the windowed SDDMM; else 1), the weight
   // gradient of the block after its images are laid out.
-  const int first = part * c->chunk, last = ck_sp_imin(g->B, first + c->chunk);
+  const int first = part * BACKWARD_CHUNK, last = ck_sp_imin(g->B, first + BACKWARD_CHUNK);
   for (int b0 = first; b0 < last; b0 += c->block) {
     int images = 0;
     for (int b = b0; b < last && images < c->block; b++, images++) {
@@ -773,7 +780,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
   if (mine) memset(mine, 0, sizeof(float) * (size_t)nnz);
   if (c->lanes_f) memset(lanes, 0, sizeof(float) * c->lanes_f);
   // Blocks of c->block images: padded one after another, then the weight gradient of the block.
-  const int first = part * c->chunk, last = ck_sp_imin(g->B, first + c->chunk);
+  const int first = part * BACKWARD_CHUNK, last = ck_sp_imin(g->B, first + BACKWARD_CHUNK);
   for (int b0 = first; b0 < last; b0 += c->block) {
     int images = 0;
     for (int b = b0; b < last && images < c->block; b++, images++) {
@@ -847,14 +854,6 @@ static int sddmm_block_columns(const geom *g, const padded *d, int block) {
   if (channels > (size_t)g->C) channels = (size_t)g->C;
   return (int)channels * g->KH * g->KW;
 }
-
-// The backward by image hands out the batch in chunks of this many images (parts claimed by
-// the threads as they become free), not in one fixed share per thread: with two shares one
-// thread waited for the other 6.9–7.9% of the job's thread time (cnn 90%, batch 128, 2 threads,
-// a host whose other tenants slow one core or the other; the job's threads timed around each
-// part), with chunks of 8 images 2.6%. The weight gradient's partials are one per chunk, added
-// in chunk order: the results no longer depend on the thread count.
-#define BACKWARD_CHUNK 8
 
 /// Whether backward_flipped runs for geometry g: the direct method by image, dx wanted, a
 /// stride-1 "same" convolution with a square kernel.
@@ -1026,17 +1025,18 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
   c.win = windows ? &win : NULL;
   c.lanes_f = windows ? (size_t)nnz * CK_SP_LANES : 0;
   c.block = windows ? block : 1;
-  c.chunk = BACKWARD_CHUNK;
   c.image_f = flip && streams((size_t)g.B * in_img) ? aligned16(in_img) : 0;
   ck_run_job(threads, parts, flip ? backward_flipped : backward_images, &c,
              (c.in_buf + c.dyw_f) * c.block + c.out_buf + c.dxp_f + c.plane_f + c.lanes_f +
                  c.image_f + (sc > sd ? sc : sd));
-  if (priv)
-    for (int64_t j = 0; j < nnz; j++) {
-      float s = 0.0f;
-      for (int q = 0; q < parts; q++) s += priv[(size_t)q * (size_t)nnz + j];
-      dw_values[use_t ? w->tmap[j] : j] = s;
+  if (priv) { // part by part into part 0's array (the same additions as per entry in part
+               // order, but each array read once, in order), then to value order
+    for (int q = 1; q < parts; q++) {
+      const float *pq = priv + (size_t)q * (size_t)nnz;
+      for (int64_t j = 0; j < nnz; j++) priv[j] += pq[j];
     }
+    for (int64_t j = 0; j < nnz; j++) dw_values[use_t ? w->tmap[j] : j] = priv[j];
+  }
   if (dbias)
     for (int o = 0; o < g.O; o++) {
       double s = 0.0;
