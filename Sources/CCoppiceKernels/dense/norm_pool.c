@@ -119,9 +119,10 @@ CK_INLINE float window_max(float m1, float b, float m2, float d, int *k) {
 
 /// One plane of h×w (x_end: the end of the array it is in, read up to there): each 2×2
 /// window's maximum of x·scale + shift — its ReLU when relu is set — into out and its winner
-/// into win ((h/2)×(w/2) each).
+/// into win ((h/2)×(w/2) each). spill: out and win may be written up to 16 entries past the
+/// plane (the caller writes the next plane after this one, on the same thread).
 CK_INLINE void window_plane(const float *in, int h, int w, const float *x_end, float scale,
-                            float shift, int relu, float *out, uint8_t *win) {
+                            float shift, int relu, int spill, float *out, uint8_t *win) {
   const int oh = h / 2, ow = w / 2;
   const size_t ohw = (size_t)oh * ow;
   (void)x_end;
@@ -129,12 +130,12 @@ CK_INLINE void window_plane(const float *in, int h, int w, const float *x_end, f
   for (int oy = 0; oy < oh; oy++) {
     const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
 #if CK_VECTOR16
-    // 32 columns read from r1 (inside the array) and 16 outputs written (inside the plane;
-    // lanes past the row land in the next rows' outputs, which are written after them). The
-    // plane's last rows, whose 16 outputs would pass the plane (on 14×14 planes 2 of 7), keep
-    // the row's ow of them from a vector made aside.
+    // 32 columns read from r1 (inside the array) and 16 outputs written (inside the plane, or
+    // the next plane with spill; lanes past the row land in the next rows' outputs, which are
+    // written after them). Otherwise the plane's last rows, whose 16 outputs would pass the
+    // plane (on 14×14 planes 2 of 7), keep the row's ow of them from a vector made aside.
     if (!(w & 1) && w <= 32 && r1 + 32 <= x_end) {
-      if ((size_t)oy * ow + 16 <= ohw) {
+      if (spill || (size_t)oy * ow + 16 <= ohw) {
         pool16(r0, r1, scale, shift, relu, out + (size_t)oy * ow, win + (size_t)oy * ow);
       } else {
         float row_out[16];
@@ -160,7 +161,7 @@ CK_INLINE void window_plane(const float *in, int h, int w, const float *x_end, f
 CK_INLINE void pool_plane(const norm_pool_job *j, int i, int ch, float scale, float shift) {
   const size_t hw = (size_t)j->h * j->w, ohw = (size_t)(j->h / 2) * (j->w / 2);
   window_plane(j->x + ((size_t)i * j->c + ch) * hw, j->h, j->w, j->x + (size_t)j->n * j->c * hw,
-               scale, shift, 1, j->y + ((size_t)i * j->c + ch) * ohw,
+               scale, shift, 1, 0, j->y + ((size_t)i * j->c + ch) * ohw,
                j->winner + ((size_t)i * j->c + ch) * ohw);
 }
 
@@ -232,7 +233,8 @@ CK_CLONES static void image_windows(const ck_image_observer *observer, int image
     const float sign = pooling_sign(s->gamma[ch]);
     float *out = s->pooled + ((size_t)image * c + ch) * ohw;
     uint8_t *win = s->winner + ((size_t)image * c + ch) * ohw;
-    window_plane(in, h, w, x_end, sign, 0.0f, 0, out, win);
+    // The image's planes are done in order by this thread: all but the last may spill.
+    window_plane(in, h, w, x_end, sign, 0.0f, 0, ch + 1 < c, out, win);
     if (s->gamma[ch] == 0.0f) memset(win, 0, ohw);
   }
 }
