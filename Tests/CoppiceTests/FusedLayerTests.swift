@@ -186,63 +186,6 @@ final class FusedLayerTests: XCTestCase {
     }
   }
 
-  /// conv → BN(+ReLU) → conv → BN+ReLU+pool, the first convolution's output recomputed image
-  /// by image by its readers (CK_RECOMPUTE=always: the batch norm's backward sums and input
-  /// gradient, the second convolution's forward and weight gradient) against the same layers
-  /// reading it stored (never): outputs, input gradients, running statistics and every
-  /// parameter gradient bit for bit. One thread: no recompute (the forward is not by image).
-  func testFirstConvolutionOutputIsRecomputedByItsReaders() {
-    defer {
-      SparseDispatch.mode = .automatic
-      Threads.set(2)
-      unsetenv("CK_RECOMPUTE")
-    }
-    for (threads, mode, relu, firstWantsDX) in [
-      (2, SparseDispatch.Mode.alwaysSparse, true, false), (2, .alwaysSparse, false, true),
-      (1, .alwaysSparse, true, false), (2, .alwaysDense, true, false),
-    ] {
-      Threads.set(threads)
-      SparseDispatch.mode = mode
-      var masks: [TestMask] = []
-      func run(_ recompute: String) -> (net: [Layer], y: Tensor, dx: Tensor) {
-        setenv("CK_RECOMPUTE", recompute, 1)
-        let (c1, m1) = maskedConv(1, 6, density: 0.3, seed: 60)
-        let (c2, m2) = maskedConv(6, 5, density: 0.4, seed: 62)
-        masks.append(contentsOf: [m1, m2])
-        let bn1 = relu ? normReLU(6, seed: 64) : BatchNorm2d(name: "bn", channels: 6)
-        let bn2 = BatchNormReLUMaxPool(norm: normReLU(5, seed: 66), pool: MaxPool2d(kernelSize: 2))
-        c1.needsInputGradient = firstWantsDX
-        let layers: [Layer] = [c1, bn1, c2, bn2]
-        let net = Sequential(layers)
-        let x = randomTensor([5, 1, 8, 10], seed: 68)
-        let y = net.forward(x, training: true)
-        let dx = net.backward(randomTensor(y.shape, seed: 69))
-        return (layers, y, dx)
-      }
-      let recomputed = run("always")
-      let stored = run("never")
-      let what = "threads \(threads) \(mode) relu \(relu) dx \(firstWantsDX)"
-      let used = threads == 2 && mode == .alwaysSparse
-      XCTAssertEqual((recomputed.net[0] as! Conv2d).recomputedOutput != nil, used, what)
-      XCTAssertEqual((recomputed.net[1] as! BatchNorm2d).readsRecomputedInput, used, what)
-      XCTAssertFalse((stored.net[1] as! BatchNorm2d).readsRecomputedInput, what)
-      XCTAssertEqual(recomputed.y.array, stored.y.array, what)
-      if firstWantsDX { XCTAssertEqual(recomputed.dx.array, stored.dx.array, what) }
-      for k in [1, 3] {
-        let a =
-          (recomputed.net[k] as? BatchNorm2d) ?? (recomputed.net[k] as! BatchNormReLUMaxPool).norm
-        let b = (stored.net[k] as? BatchNorm2d) ?? (stored.net[k] as! BatchNormReLUMaxPool).norm
-        XCTAssertEqual(a.runningMean.array, b.runningMean.array, what)
-        XCTAssertEqual(a.runningVar.array, b.runningVar.array, what)
-      }
-      for (a, b) in zip(
-        recomputed.net.flatMap(\.parameters), stored.net.flatMap(\.parameters))
-      {
-        XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name) \(what)")
-      }
-    }
-  }
-
   /// conv → BN+ReLU+pool: the convolution's forward hands each image to the batch norm + pool,
   /// which takes its statistics' moments and the pooling there (each window's extreme in the
   /// direction of γ's sign, cell 0 where γ = 0) and never reads its input; output, winners,

@@ -299,7 +299,7 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
     { // An observer is given every finished output image once.
       image_copy copy = image_copy_new(sh->batch, ys / (size_t)sh->batch);
       const ck_image_observer observer = {copy_image, &copy};
-      ck_sparse_conv2d_forward_mapped(sh, s, x, NULL, &map, NULL, &observer, y1);
+      ck_sparse_conv2d_forward_mapped(sh, s, x, &map, NULL, &observer, y1);
       ok = ok && !memcmp(y0, y1, sizeof(float) * ys) && image_copy_seen(&copy, sh->batch, 1, y1);
       image_copy_free(&copy);
     }
@@ -308,7 +308,7 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
       float *db_want = variant % 3 == 0 ? db0 : NULL, *dx_want = variant % 3 == 2 ? NULL : dx0;
       const int produced = variant >= 3;
       ck_sparse_conv2d_backward(sh, s, xm, dy, dx_want, dw0, db_want);
-      ck_sparse_conv2d_backward_fused(sh, s, x, NULL, &map, produced ? NULL : dy,
+      ck_sparse_conv2d_backward_fused(sh, s, x, &map, produced ? NULL : dy,
                                       produced ? &source : NULL, dx_want ? dx1 : NULL, NULL, NULL,
                                       dw1, db_want ? db1 : NULL);
       if (dx_want) ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
@@ -317,29 +317,29 @@ static void test_conv_fused(const ck_conv_shape *sh, const ck_sparse *s, const f
     }
   }
   ck_sparse_conv2d_backward(sh, s, x, dy, dx0, dw0, NULL); // unmapped, from a source
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, &source, dx1, NULL, NULL, dw1, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, dw1, NULL);
   ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && !memcmp(dw0, dw1, sizeof(float) * (nnz - 1));
   // An addend: dx + add, the addition as a separate pass would do it.
   for (size_t i = 0; i < xs; i++) xm[i] = x0[i] * 0.5f - 0.25f, dx0[i] += xm[i];
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, dy, NULL, dx1, xm, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, dx1, xm, NULL, NULL, NULL);
   ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs);
   // An observer is given every finished image of dx once (addend included), dY stored or
   // produced; none without dx.
   for (int produced = 0; produced <= 1; produced++) {
     image_copy copy = image_copy_new(sh->batch, xs / (size_t)sh->batch);
     const ck_image_observer observer = {copy_image, &copy};
-    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, produced ? NULL : dy, produced ? &source : NULL,
+    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, produced ? NULL : dy, produced ? &source : NULL,
                                     dx1, xm, &observer, NULL, NULL);
     ok = ok && !memcmp(dx0, dx1, sizeof(float) * xs) && image_copy_seen(&copy, sh->batch, 1, dx1);
-    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, dy, NULL, NULL, NULL, &observer, dw1, NULL);
+    ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, NULL, NULL, NULL, &observer, dw1, NULL);
     ok = ok && image_copy_seen(&copy, sh->batch, 0, NULL);
     image_copy_free(&copy);
   }
   for (size_t i = 0; i < xs; i++) dx1[i] = -7.0f;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, dy, &source, dx1, NULL, NULL, NULL, NULL);
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, NULL, dx1, NULL, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, dy, &source, dx1, NULL, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, dx1, NULL, NULL, NULL, NULL);
   source.c = O + 1;
-  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, NULL, &source, dx1, NULL, NULL, NULL, NULL);
+  ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, &source, dx1, NULL, NULL, NULL, NULL);
   for (size_t i = 0; i < xs; i++) ok = ok && dx1[i] == -7.0f;
   if (ok) passed++; else failed++;
   printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_fused", ctx);
@@ -367,10 +367,10 @@ static void test_conv_streamed(const ck_conv_shape *sh, const ck_sparse *s, cons
     ys_seen[mode] = image_copy_new(sh->batch, ys / (size_t)sh->batch);
     dxs_seen[mode] = image_copy_new(sh->batch, xs / (size_t)sh->batch);
     const ck_image_observer yo = {copy_image, &ys_seen[mode]}, dxo = {copy_image, &dxs_seen[mode]};
-    ck_sparse_conv2d_forward_mapped(sh, s, x, NULL, NULL, NULL, &yo, y[mode]);
+    ck_sparse_conv2d_forward_mapped(sh, s, x, NULL, NULL, &yo, y[mode]);
     ok = ok && image_copy_seen(&ys_seen[mode], sh->batch, 1, y[mode]);
     for (int produced = 0; produced <= 1; produced++) {
-      ck_sparse_conv2d_backward_fused(sh, s, x, NULL, NULL, produced ? NULL : dy,
+      ck_sparse_conv2d_backward_fused(sh, s, x, NULL, produced ? NULL : dy,
                                       produced ? &source : NULL, dx[mode], add, &dxo, dw[mode],
                                       NULL);
       ok = ok && image_copy_seen(&dxs_seen[mode], sh->batch, 1, dx[mode]);
@@ -386,97 +386,6 @@ static void test_conv_streamed(const ck_conv_shape *sh, const ck_sparse *s, cons
     image_copy_free(&ys_seen[mode]), image_copy_free(&dxs_seen[mode]);
   }
   free(add);
-}
-
-// The output recomputed image by image (ck_sparse_conv2d_output_source, CK_RECOMPUTE=always)
-// against the stored forward, bit for bit: every image in a shuffled order and again (the
-// thread's cached image and new ones), from 2 threads at once; then read by the layers after
-// it — a convolution taking it as x_source (forward with and without a map, backward with dY
-// stored and produced) — against the same convolution reading the stored output (the batch
-// norm's readers: Tests/CoppiceTests). No source with one thread, nor with CK_RECOMPUTE=never;
-// a source of other dimensions makes the readers write nothing.
-static void test_conv_recomputed(const ck_conv_shape *sh, const ck_sparse *s, const float *x,
-                                 const float *bias, const char *ctx) {
-  const int B = sh->batch, O = sh->out_channels, OH = sh->out_height, OW = sh->out_width;
-  const size_t oimg = (size_t)O * OH * OW, ys = (size_t)B * oimg;
-  float *y = malloc(sizeof(float) * (ys + 1));
-  ck_sparse_conv2d_forward(sh, s, x, bias, y);
-  int ok = 1;
-  setenv("CK_RECOMPUTE", "never", 1);
-  ok = ok && ck_sparse_conv2d_output_source(sh, s, x, bias) == NULL;
-  setenv("CK_RECOMPUTE", "always", 1);
-  omp_set_num_threads(1);
-  ok = ok && ck_sparse_conv2d_output_source(sh, s, x, bias) == NULL;
-  omp_set_num_threads(2);
-  ck_image_source *src = ck_sparse_conv2d_output_source(sh, s, x, bias);
-  unsetenv("CK_RECOMPUTE");
-  if (!src) { // fewer images than threads: the forward is not by image
-    ok = ok && B < 2;
-    goto done;
-  }
-  ok = ok && src->n == B && src->c == O && src->h == OH && src->w == OW;
-  ok = ok && src->image(src, -1) == NULL && src->image(src, B) == NULL;
-  for (int round = 0; round < 2; round++)
-    for (int q = 0; q < B; q++) {
-      const int b = (q * 7 + round) % B; // a shuffled order (7 is prime to the test batches)
-      const float *img = src->image(src, b);
-      ok = ok && img && !memcmp(img, y + (size_t)b * oimg, sizeof(float) * oimg);
-      ok = ok && src->image(src, b) == img; // the cached image
-    }
-  int bad = 0;
-#pragma omp parallel for num_threads(2) reduction(+ : bad)
-  for (int b = 0; b < B; b++) {
-    const float *img = src->image(src, b);
-    bad += !img || memcmp(img, y + (size_t)b * oimg, sizeof(float) * oimg) != 0;
-  }
-  ok = ok && bad == 0;
-  { // A 3×3 "same" convolution reading it, 40% of its weights kept.
-    const ck_conv_shape s2 = {B, O, OH, OW, 5, 3, 3, 1, 1, OH, OW};
-    const int K2 = O * 9;
-    const size_t zs = (size_t)B * 5 * OH * OW;
-    float *w2 = rand_floats((size_t)5 * K2), *m2 = make_mask(5, K2, 0.6, 0);
-    ck_sparse *s2w = ck_sparse_create(5, K2, w2, m2);
-    const size_t nnz2 = (size_t)ck_sparse_nnz(s2w) + 1;
-    float *z[2], *dx[2], *dw[2], *dy2 = rand_floats(zs), *scale = rand_floats(O), *shift = rand_floats(O);
-    ck_plane_source dy_src = {stored_plane, dy2, B, 5, OH, OW};
-    for (int v = 0; v < 2; v++) {
-      z[v] = calloc(zs + 1, sizeof(float)), dx[v] = calloc(ys + 1, sizeof(float));
-      dw[v] = calloc(nnz2, sizeof(float));
-    }
-    for (int relu = -1; relu <= 1; relu++) { // -1: no map
-      const ck_channel_affine map = {scale, shift, relu > 0};
-      const ck_channel_affine *mp = relu < 0 ? NULL : &map;
-      for (int v = 0; v < 2; v++)
-        ck_sparse_conv2d_forward_mapped(&s2, s2w, y, v ? src : NULL, mp, NULL, NULL, z[v]);
-      ok = ok && !memcmp(z[0], z[1], sizeof(float) * zs);
-      for (int produced = 0; produced <= 1; produced++) {
-        for (int v = 0; v < 2; v++)
-          ck_sparse_conv2d_backward_fused(&s2, s2w, y, v ? src : NULL, mp, produced ? NULL : dy2,
-                                          produced ? &dy_src : NULL, dx[v], NULL, NULL, dw[v],
-                                          NULL);
-        ok = ok && !memcmp(dx[0], dx[1], sizeof(float) * ys) &&
-             !memcmp(dw[0], dw[1], sizeof(float) * (nnz2 - 1));
-      }
-    }
-    // A source of other dimensions: nothing written.
-    ck_image_source other = *src;
-    other.c = O + 1;
-    for (size_t i = 0; i < zs; i++) z[1][i] = -7.0f;
-    ck_sparse_conv2d_forward_mapped(&s2, s2w, y, &other, NULL, NULL, NULL, z[1]);
-    for (size_t i = 0; i < nnz2; i++) dw[1][i] = -7.0f;
-    ck_sparse_conv2d_backward_fused(&s2, s2w, y, &other, NULL, dy2, NULL, NULL, NULL, NULL,
-                                    dw[1], NULL);
-    for (size_t i = 0; i < zs; i++) ok = ok && z[1][i] == -7.0f;
-    for (size_t i = 0; i < nnz2; i++) ok = ok && dw[1][i] == -7.0f;
-    for (int v = 0; v < 2; v++) free(z[v]), free(dx[v]), free(dw[v]);
-    free(w2), free(m2), free(dy2), free(scale), free(shift);
-    ck_sparse_free(s2w);
-  }
-  ck_sparse_conv2d_output_source_free(src);
-done:
-  if (ok) passed++; else failed++;
-  printf("%s %-14s %s\n", ok ? "ok  " : "FAIL", "conv_recomputed", ctx);
-  free(y);
 }
 
 // ck_stream_store against memcpy: every start offset in a 64-byte line, lengths around the
@@ -543,8 +452,6 @@ static void test_conv(ck_conv_shape sh, double sparsity, int threads, int isa) {
   test_conv_fused(&sh, s, x, dy, ctx);
   // Streaming happens on the paths by image (2 threads) and does not depend on the SDDMM's form.
   if (threads == 2 && !sddmm) test_conv_streamed(&sh, s, x, dy, ctx);
-  // Recomputed outputs are made by the forward's code by image (2 threads).
-  if (threads == 2 && !sddmm) test_conv_recomputed(&sh, s, x, bias, ctx);
   ck_sparse_free(s);
   free(w), free(mask), free(x), free(bias), free(dy), free(aw), free(ax), free(abias), free(ady);
   free(y), free(yr), free(ym), free(dx), free(dxr), free(dxm), free(dwv), free(dw), free(dwr);

@@ -342,19 +342,19 @@ CK_CLONES static void image_sums(const ck_image_observer *observer, int image,
                                  const float *dy) {
   const ck_batchnorm_image_sums *s = observer->state;
   const int c = s->c, hw = s->hw, mode = s->beta ? RELU_RECOMPUTE : RELU_NONE;
-  const float *x = ck_image_read(s->x_source, s->x, (size_t)c * hw, image);
   for (int ch = 0; ch < c; ch++) {
     const float mean = s->save_mean[ch];
     float scale = 0.0f, shift = 0.0f;
     if (mode == RELU_RECOMPUTE)
       channel_affine(s->gamma[ch], s->beta[ch], mean, s->save_invstd[ch], &scale, &shift);
-    const float *xp = x + (size_t)ch * hw;
+    const size_t plane = ((size_t)image * c + ch) * hw;
     double s1 = 0.0, s2 = 0.0; // each receives one float sum, exactly
     if (mode == RELU_RECOMPUTE)
-      plane_sums(RELU_RECOMPUTE, hw, xp, dy + (size_t)ch * hw, NULL, mean, scale, shift, &s1,
-                 &s2);
+      plane_sums(RELU_RECOMPUTE, hw, s->x + plane, dy + (size_t)ch * hw, NULL, mean, scale,
+                 shift, &s1, &s2);
     else
-      plane_sums(RELU_NONE, hw, xp, dy + (size_t)ch * hw, NULL, mean, scale, shift, &s1, &s2);
+      plane_sums(RELU_NONE, hw, s->x + plane, dy + (size_t)ch * hw, NULL, mean, scale, shift,
+                 &s1, &s2);
     s->sums[2 * ((size_t)image * c + ch)] = (float)s1;
     s->sums[2 * ((size_t)image * c + ch) + 1] = (float)s2;
   }
@@ -373,34 +373,28 @@ CK_CLONES static void batchnorm_source_plane(const ck_plane_source *source, int 
   const bn_dx_coefficients f = ((const bn_dx_coefficients *)(const void *)s->coefficients)[channel];
   const size_t plane = ((size_t)image * s->c + channel) * s->hw;
   const float count = (float)s->n * s->hw, mean = s->save_mean[channel];
-  const float *x = ck_image_read(s->x_source, s->x, (size_t)s->c * s->hw, image) +
-                   (size_t)channel * s->hw;
   if (s->relu)
-    plane_dx(RELU_RECOMPUTE, s->hw, x, s->dy + plane, NULL, mean, f.scale, f.shift, f.k, count,
-             f.a, f.b, out);
+    plane_dx(RELU_RECOMPUTE, s->hw, s->x + plane, s->dy + plane, NULL, mean, f.scale, f.shift,
+             f.k, count, f.a, f.b, out);
   else
-    plane_dx(RELU_NONE, s->hw, x, s->dy + plane, NULL, mean, f.scale, f.shift, f.k, count, f.a,
-             f.b, out);
+    plane_dx(RELU_NONE, s->hw, s->x + plane, s->dy + plane, NULL, mean, f.scale, f.shift, f.k,
+             count, f.a, f.b, out);
 }
 
 /// Deferred batch-norm backward; contract in include/ck_dense.h.
-int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x,
-                                   const ck_image_source *x_source, const float *gamma,
+int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
                                    const float *beta, const float *save_mean,
                                    const float *save_invstd, const float *image_sums,
                                    const float *dy, float *dgamma, float *dbeta,
                                    float *coefficients, ck_batchnorm_gradient *state,
                                    ck_plane_source *source) {
   if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return 0;
-  if (x_source && (x_source->n != n || x_source->c != c || x_source->h != h || x_source->w != w))
-    return 0;
   const int hw = h * w;
   bn_job j = {n, c, hw, x, gamma, beta, 0.0f, 0.0f, NULL, NULL, (float *)save_mean,
               (float *)save_invstd, NULL, beta != NULL, dy, NULL, NULL, dgamma, dbeta,
               (bn_dx_coefficients *)(void *)coefficients, image_sums};
   ck_run_job(ck_get_threads(), ck_get_threads(), backward_part, &j, 0);
-  *state = (ck_batchnorm_gradient){n, c, hw, beta != NULL, x, x_source, dy, save_mean,
-                                   coefficients};
+  *state = (ck_batchnorm_gradient){n, c, hw, beta != NULL, x, dy, save_mean, coefficients};
   *source = (ck_plane_source){batchnorm_source_plane, state, n, c, h, w};
   return 1;
 }

@@ -121,9 +121,7 @@ void ck_batchnorm_relu_backward(int n, int c, int hw, const float *x, const floa
 /// ck_batchnorm_backward_deferred; the arrays it names must outlive the source).
 typedef struct {
   int n, c, hw, relu;
-  const float *x;
-  const ck_image_source *x_source; // x recomputed image by image (or NULL)
-  const float *dy, *save_mean;
+  const float *x, *dy, *save_mean;
   const float *coefficients; // 5 per channel
 } ck_batchnorm_gradient;
 
@@ -133,11 +131,9 @@ typedef struct {
 /// `state` filled and `source` set to read them. For a reader that needs only some planes (a
 /// first convolution's weight gradient reads only the planes of output channels that keep a
 /// weight). image_sums: NULL, or the sums of every plane taken already by the producer of dy
-/// (ck_batchnorm_image_sums_observer; no pass over x and dy then). x_source (NULL, or x's
-/// dimensions): x recomputed image by image (ck_image_source), read by the planes instead of x.
-/// Returns 1; 0 when a size is not positive or x_source's differ (nothing written).
-int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x,
-                                   const ck_image_source *x_source, const float *gamma,
+/// (ck_batchnorm_image_sums_observer; no pass over x and dy then). Returns 1; 0 when a size is
+/// not positive (nothing written).
+int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x, const float *gamma,
                                    const float *beta, const float *save_mean,
                                    const float *save_invstd, const float *image_sums,
                                    const float *dy, float *dgamma, float *dbeta,
@@ -151,9 +147,7 @@ int ck_batchnorm_backward_deferred(int n, int c, int h, int w, const float *x,
 /// for them. x, γ, β, the saved statistics: the forward's (β NULL: no ReLU).
 typedef struct {
   int n, c, hw;
-  const float *x;
-  const ck_image_source *x_source; // x recomputed image by image, read instead (or NULL)
-  const float *gamma, *beta, *save_mean, *save_invstd;
+  const float *x, *gamma, *beta, *save_mean, *save_invstd;
   float *sums; // written: 2·n·c floats, the two sums of plane (image, channel) at 2·(image·c + channel)
 } ck_batchnorm_image_sums;
 

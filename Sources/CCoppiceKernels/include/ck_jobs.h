@@ -74,24 +74,6 @@ typedef struct ck_plane_source {
 /// dst [n, c, h, w] := every plane of `source` (images over up to `threads` threads).
 void ck_plane_source_fill(const ck_plane_source *source, int threads, float *dst);
 
-/// A tensor [n, c, h, w] that is stored but can also be recomputed image by image from what
-/// made it, for readers to whom recomputing an image in cache is cheaper than reading it from
-/// memory (a first convolution's output, made from the small network input by a few weights:
-/// ck_sparse_conv2d_output_source). image(source, b) returns image b (c·h·w floats, NCHW), bit
-/// for bit the stored one, valid on the calling thread until that thread's next call of any
-/// image source; NULL when it cannot (out of memory): then the reader reads the stored image.
-/// Called from any thread.
-typedef struct ck_image_source {
-  const float *(*image)(const struct ck_image_source *source, int image);
-  const void *state; // what `image` reads; must outlive every call
-  int n, c, h, w;
-} ck_image_source;
-
-/// Image b of a tensor stored at x (image_floats floats per image): recomputed by `source`
-/// when it is not NULL and can, else read from x.
-const float *ck_image_read(const ck_image_source *source, const float *x, size_t image_floats,
-                           int b);
-
 /// Something that reads each image of a tensor as its producer finishes it, while the image is
 /// still in cache: image(observer, image, values) with the image's values (c·h·w floats, NCHW).
 /// A convolution's backward hands each image of its input gradient to the batch norm before it,

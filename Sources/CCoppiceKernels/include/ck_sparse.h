@@ -161,26 +161,11 @@ void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, c
 /// convolutions by image apply the map as they pad each image; other paths map the batch into
 /// scratch first. y_observer (NULL, or) is given each image of y once it is written, while it
 /// is in cache (from any thread; e.g. the batch norm after takes its statistics' sums there,
-/// ck_batchnorm_image_moments_observer). x_source (NULL, or of x's dimensions, else nothing is
-/// written): x recomputed image by image (ck_image_source), read instead of x where images are
-/// read one at a time (by image over threads).
+/// ck_batchnorm_image_moments_observer).
 void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
-                                     const float *x, const ck_image_source *x_source,
-                                     const ck_channel_affine *x_map, const float *bias,
-                                     const ck_image_observer *y_observer, float *y);
-
-/// The output of ck_sparse_conv2d_forward(shape, w, x, bias) as an image source whose images are
-/// recomputed where they are read, bit for bit the forward's (the same per-image code), for
-/// readers to whom that is cheaper than reading the stored output: made only where the
-/// forward runs by image (more than one thread, at least as many images as threads) and the
-/// recompute is cheap (few weights per output channel, an input image much smaller than the
-/// output image; CK_RECOMPUTE=always|never in the environment forces it), else NULL. w, x and
-/// bias must stay alive and unchanged while the source is used; free it with
-/// ck_sparse_conv2d_output_source_free.
-ck_image_source *ck_sparse_conv2d_output_source(const ck_conv_shape *shape, const ck_sparse *w,
-                                                const float *x, const float *bias);
-/// Frees a source of ck_sparse_conv2d_output_source (NULL is allowed).
-void ck_sparse_conv2d_output_source_free(ck_image_source *source);
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *bias, const ck_image_observer *y_observer,
+                                     float *y);
 
 /// ck_sparse_conv2d_backward with the input map(x) when x_map is not NULL (the forward's), and
 /// dY either stored (dy) or produced plane by plane (dy_source, batch × out_channels planes of
@@ -192,12 +177,10 @@ void ck_sparse_conv2d_output_source_free(ck_image_source *source);
 /// shortcut gradient): dx = input gradient + dx_add. dx_observer (NULL, or used only when dx
 /// is wanted) is given each image of dx once it is final, dx_add included, while it is in
 /// cache (from any thread; e.g. the batch norm before takes its sums there,
-/// ck_batchnorm_image_sums_observer). x_source: as for ck_sparse_conv2d_forward_mapped (read
-/// for the weight gradient). The gradients are bit for bit those of the stored tensors and a
-/// separate addition.
+/// ck_batchnorm_image_sums_observer). The gradients are bit for bit those of the stored
+/// tensors and a separate addition.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
-                                     const float *x, const ck_image_source *x_source,
-                                     const ck_channel_affine *x_map,
+                                     const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
                                      float *dx, const float *dx_add,
                                      const ck_image_observer *dx_observer, float *dw_values,

@@ -28,7 +28,6 @@
 #include "ck_affine.h"
 #include "ck_vector16.h"
 
-#include <pthread.h>
 #include <string.h>
 
 typedef struct {
@@ -514,7 +513,6 @@ typedef struct {
   const ck_sparse *flip;
   const ck_sparse *w;
   const float *x, *dy, *bias;
-  const ck_image_source *x_source;  // by image: x recomputed image by image (or NULL)
   const ck_plane_source *dy_source; // backward_flipped: dY produced plane by plane (dy NULL)
   const ck_channel_affine *x_map;   // direct stride 1 by image: the map applied to x as padded
   const float *dx_add;              // backward: added to dx image by image (or NULL)
@@ -537,30 +535,6 @@ typedef struct {
   int block; // backward, direct: images per block (the X and dY buffers are per image)
 } conv_job;
 
-/// yb := the forward of one image xb (mapped by x_map when not NULL: direct stride 1 only)
-/// by the direct method or im2col, with the buffers src_buf (the padded image or column
-/// matrix), yw (the wide output, direct) and buf (the SpMM's). The forward by image and the
-/// recomputed output (ck_sparse_conv2d_output_source) both run this, so their images are the
-/// same bit for bit.
-static void image_forward(const geom *g, const padded *d, const int64_t *off, const ck_sparse *w,
-                          int direct, int pw, const float *xb, const ck_channel_affine *x_map,
-                          const float *bias, float *src_buf, float *yw, float *yb, float *buf) {
-  if (direct) {
-    if (x_map)
-      pad_image(g, d, xb, src_buf, x_map);
-    else
-      layout_image(g, d, xb, src_buf);
-    direct_product(&w->a, g, d, off, src_buf, bias, yw, yb, buf);
-  } else {
-    const float *src = xb;
-    if (!pw) {
-      im2col(g, xb, src_buf);
-      src = src_buf;
-    }
-    ck_sp_spmm_worker(&w->a, 0, g->O, 0, g->N, src, g->N, NULL, bias, 0.0f, yb, g->N, buf);
-  }
-}
-
 /// Forward of image `part` (one part per image). Scratch: the padded image or column matrix,
 /// the wide output (direct), the SpMM's.
 static void forward_image(void *arg, int b, int parts, float *scratch) {
@@ -570,10 +544,22 @@ static void forward_image(void *arg, int b, int parts, float *scratch) {
   const size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->O * g->N;
   float *src_buf = scratch, *yw = src_buf + c->in_buf, *image = yw + c->out_buf;
   float *buf = image + c->image_f;
-  const float *xb = ck_image_read(c->x_source, c->x, in_img, b);
+  const float *xb = c->x + (size_t)b * in_img;
   float *const out = c->y + (size_t)b * out_img, *yb = c->image_f ? image : out;
-  image_forward(g, c->d, c->off, c->w, c->direct, c->pw, xb, c->x_map, c->bias, src_buf, yw, yb,
-                buf);
+  if (c->direct) {
+    if (c->x_map)
+      pad_image(g, c->d, xb, src_buf, c->x_map);
+    else
+      layout_image(g, c->d, xb, src_buf);
+    direct_product(&c->w->a, g, c->d, c->off, src_buf, c->bias, yw, yb, buf);
+  } else {
+    const float *src = xb;
+    if (!c->pw) {
+      im2col(g, xb, src_buf);
+      src = src_buf;
+    }
+    ck_sp_spmm_worker(&c->w->a, 0, g->O, 0, g->N, src, g->N, NULL, c->bias, 0.0f, yb, g->N, buf);
+  }
   if (c->y_observer) c->y_observer->image(c->y_observer, b, yb);
   if (c->image_f) ck_stream_store(out, yb, out_img);
 }
@@ -590,12 +576,11 @@ static float *mapped_input(const geom *g, const float *x, const ck_channel_affin
   return mapped;
 }
 
-/// Sparse convolution forward of x or map(x) (x_map not NULL); by image, x recomputed by
-/// x_source where it can (not NULL).
+/// Sparse convolution forward of x or map(x) (x_map not NULL).
 CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *w,
-                                   const float *x, const ck_image_source *x_source,
-                                   const ck_channel_affine *x_map, const float *bias,
-                                   const ck_image_observer *y_observer, float *y) {
+                                   const float *x, const ck_channel_affine *x_map,
+                                   const float *bias, const ck_image_observer *y_observer,
+                                   float *y) {
   geom g;
   if (make_geom(shape, w, &g) != 0 || g.B == 0) return;
   const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
@@ -607,7 +592,6 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
   if (x_map && !(by_image && direct && g.S == 1)) {
     if (!(mapped = mapped_input(&g, x, x_map, threads))) return;
     x = mapped;
-    x_source = NULL;
     x_map = NULL;
   }
   int64_t *off = direct ? window_offsets(&g, &d) : NULL;
@@ -620,8 +604,7 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
   const size_t out_buf = aligned16(direct ? (size_t)g.O * d.Nw : 0);
   if (by_image) { // images over threads, each image a part
     const size_t image_f = streams((size_t)g.B * out_img) ? aligned16(out_img) : 0;
-    conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .x_source = x_source,
-                  .x_map = x_map, .bias = bias,
+    conv_job c = {.g = &g, .d = &d, .off = off, .w = w, .x = x, .x_map = x_map, .bias = bias,
                   .y = y, .direct = direct, .pw = pw, .in_buf = in_buf, .out_buf = out_buf,
                   .image_f = image_f, .y_observer = y_observer};
     ck_run_job(threads, g.B, forward_image, &c,
@@ -655,138 +638,18 @@ CK_CLONES static void conv_forward(const ck_conv_shape *shape, const ck_sparse *
   ck_scratch_give(mapped);
 }
 
-/// 1 when an image source has the dimensions of the input of `shape`.
-static int image_source_matches(const ck_conv_shape *shape, const ck_image_source *source) {
-  return source->n == shape->batch && source->c == shape->in_channels &&
-         source->h == shape->in_height && source->w == shape->in_width;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The output recomputed image by image (ck_sparse_conv2d_output_source)
-// ---------------------------------------------------------------------------------------------
-
-// An output image is recomputed in cache instead of read from memory when each output channel
-// keeps at most RECOMPUTE_MAX_ROW_ENTRIES weights and the input image is at most
-// 1/RECOMPUTE_MIN_GROWTH of the output image: the recompute then reads little (the input image,
-// from cache or a small tensor) and does a few vector FMAs per 16 outputs, against reading every
-// output float from memory. The cnn's conv1 (1 → 32 channels at 28×28; 9 weights per output
-// channel dense, 0.9 at 90%) qualifies; its output (12.8 MB at batch 128) is read four times
-// after the forward (conv2's forward and weight gradient, bn1's backward sums and input
-// gradient). Measured: see the README (round 9). CK_RECOMPUTE=always|never in the environment
-// forces the choice (tests).
-#define RECOMPUTE_MAX_ROW_ENTRIES 16
-#define RECOMPUTE_MIN_GROWTH 8
-
-typedef struct {
-  ck_image_source source; // source.state points here
-  geom g;
-  padded d;
-  int64_t *off; // window offsets (direct)
-  int direct, pw;
-  const ck_sparse *w;
-  const float *x, *bias;
-  size_t in_buf, out_buf, out_img, spmm_f; // floats of the recompute's buffers
-  uint64_t serial;                          // tells this source's images in a thread's cache
-} output_source;
-
-// Each thread's last recomputed image (of any output source): the source's serial (0: none)
-// and the image, the buffer holding it (then the recompute's buffers). Freed when the thread
-// exits.
-typedef struct {
-  uint64_t serial;
-  int image;
-  float *buf;
-  size_t floats;
-} image_cache;
-static _Thread_local image_cache cache;
-static uint64_t last_serial;
-static pthread_key_t cache_key;
-static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
-
-static void make_cache_key(void) { pthread_key_create(&cache_key, free); }
-
-/// ck_image_source.image of an output source: image b from the thread's cache, else recomputed
-/// there by the forward's own per-image code (image_forward).
-static const float *output_image(const ck_image_source *source, int b) {
-  const output_source *o = source->state;
-  if (b < 0 || b >= o->g.B) return NULL;
-  if (cache.serial == o->serial && cache.image == b) return cache.buf;
-  const size_t floats = o->out_img + o->in_buf + o->out_buf + o->spmm_f;
-  if (cache.floats < floats) {
-    pthread_once(&cache_key_once, make_cache_key);
-    free(cache.buf);
-    cache = (image_cache){0};
-    if (!(cache.buf = ck_alloc_floats(floats))) return NULL;
-    cache.floats = floats;
-    pthread_setspecific(cache_key, cache.buf);
-  }
-  const geom *g = &o->g;
-  float *y = cache.buf, *src_buf = y + o->out_img, *yw = src_buf + o->in_buf;
-  float *buf = yw + o->out_buf;
-  const float *xb = o->x + (size_t)b * g->C * g->H * g->W;
-  image_forward(g, &o->d, o->off, o->w, o->direct, o->pw, xb, NULL, o->bias, src_buf, yw, y, buf);
-  cache.serial = o->serial;
-  cache.image = b;
-  return y;
-}
-
-/// The output as a recomputing image source; contract in include/ck_sparse.h.
-ck_image_source *ck_sparse_conv2d_output_source(const ck_conv_shape *shape, const ck_sparse *w,
-                                                const float *x, const float *bias) {
-  geom g;
-  if (!shape || !w || !x || make_geom(shape, w, &g) != 0 || g.B == 0) return NULL;
-  const int threads = ck_sp_threads();
-  if (threads <= 1 || g.B < threads) return NULL; // the forward is not by image: other code
-  const char *e = getenv("CK_RECOMPUTE");
-  const int forced = e && !strcmp(e, "always");
-  if (e && !strcmp(e, "never")) return NULL;
-  const size_t in_img = (size_t)g.C * g.H * g.W, out_img = (size_t)g.O * g.N;
-  if (!forced && ((double)w->nnz > (double)RECOMPUTE_MAX_ROW_ENTRIES * g.O ||
-                  in_img * RECOMPUTE_MIN_GROWTH > out_img))
-    return NULL;
-  output_source *o = calloc(1, sizeof *o);
-  if (!o) return NULL;
-  o->g = g;
-  o->direct = use_direct(&g);
-  o->pw = is_pointwise(&g);
-  o->d = make_padded(&g);
-  if (o->direct && !(o->off = window_offsets(&g, &o->d))) {
-    free(o);
-    return NULL;
-  }
-  o->w = w;
-  o->x = x;
-  o->bias = bias;
-  o->in_buf = aligned16(o->direct ? o->d.size : (o->pw ? 0 : (size_t)g.K * g.N));
-  o->out_buf = aligned16(o->direct ? (size_t)g.O * o->d.Nw : 0);
-  o->out_img = aligned16(out_img);
-  o->spmm_f = ck_sp_spmm_scratch(&w->a);
-  o->serial = __atomic_add_fetch(&last_serial, 1, __ATOMIC_RELAXED);
-  o->source = (ck_image_source){output_image, o, g.B, g.O, g.OH, g.OW};
-  return &o->source;
-}
-
-/// Frees an output source; contract in include/ck_sparse.h.
-void ck_sparse_conv2d_output_source_free(ck_image_source *source) {
-  if (!source) return;
-  output_source *o = (output_source *)source->state;
-  free(o->off);
-  free(o);
-}
-
 /// Sparse convolution forward; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                               const float *bias, float *y) {
-  conv_forward(shape, w, x, NULL, NULL, bias, NULL, y);
+  conv_forward(shape, w, x, NULL, bias, NULL, y);
 }
 
 /// The same of a mapped input; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_forward_mapped(const ck_conv_shape *shape, const ck_sparse *w,
-                                     const float *x, const ck_image_source *x_source,
-                                     const ck_channel_affine *x_map, const float *bias,
-                                     const ck_image_observer *y_observer, float *y) {
-  if (x_source && !image_source_matches(shape, x_source)) return;
-  conv_forward(shape, w, x, x_source, x_map, bias, y_observer, y);
+                                     const float *x, const ck_channel_affine *x_map,
+                                     const float *bias, const ck_image_observer *y_observer,
+                                     float *y) {
+  conv_forward(shape, w, x, x_map, bias, y_observer, y);
 }
 
 /// db[o] += Σ of output plane o of one image's dY (O planes of N).
@@ -840,12 +703,11 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
   for (int b0 = first; b0 < last; b0 += c->block) {
     int images = 0;
     for (int b = b0; b < last && images < c->block; b++, images++) {
+      const float *xb = c->x + (size_t)b * in_img;
       const float *dyb = c->dy_source ? NULL : c->dy + (size_t)b * out_img;
       float *srci = src_buf + c->in_buf * images, *dywi = dyw + c->dyw_f * images;
-      // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo). x's
-      // image is read after dY's planes are made (a source may recompute images, see
-      // ck_image_source), and only for the weight gradient.
-      const float *dyr = dyb, *xr = NULL;
+      // Row operands: dY rows (dyr, ld nw) and X rows (xr, ld or window offsets xo).
+      const float *dyr = dyb, *xr = xb;
       const int64_t *xo = NULL;
       int ldxr = nw;
       if (c->direct) {
@@ -855,16 +717,14 @@ CK_CLONES static void backward_images(void *arg, int part, int parts, float *scr
           widen_rows(g, d, dyb, dywi);
         dyr = dywi;
         if (mine) {
-          layout_image(g, d, ck_image_read(c->x_source, c->x, in_img, b), srci);
+          layout_image(g, d, xb, srci);
           xr = srci;
           xo = c->off;
           ldxr = d->Wr;
         }
       } else if (!c->pw && mine) {
-        im2col(g, ck_image_read(c->x_source, c->x, in_img, b), srci);
+        im2col(g, xb, srci);
         xr = srci;
-      } else if (mine) {
-        xr = ck_image_read(c->x_source, c->x, in_img, b);
       }
       if (mine && !c->win) {
         if (use_t)
@@ -930,7 +790,7 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
         pad_source_image(gf, df, c->dy_source, b, dy_plane, dypi, db);
       else
         pad_image(gf, df, c->dy + (size_t)b * out_img, dypi, NULL);
-      if (mine) pad_image(g, d, ck_image_read(c->x_source, c->x, in_img, b), xpi, c->x_map);
+      if (mine) pad_image(g, d, c->x + (size_t)b * in_img, xpi, c->x_map);
       if (mine && !c->win) {
         if (use_t)
           ck_sp_sddmm_worker(c->sm, 0, g->K, 0, nw, xpi, d->Wr, c->off, dypi, nw, c->dy_rows,
@@ -1007,8 +867,7 @@ static int flips(const geom *g, int threads, int want_dx) {
 /// the direct path by image without a bias gradient) its planes are produced as they are read,
 /// and x is mapped as it is padded on the flipped path; elsewhere both are made in full first.
 CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse *w,
-                                    const float *x, const ck_image_source *x_source,
-                                    const ck_channel_affine *x_map,
+                                    const float *x, const ck_channel_affine *x_map,
                                     const float *dy, const ck_plane_source *dy_source, float *dx,
                                     const float *dx_add, const ck_image_observer *dx_observer,
                                     float *dw_values, float *dbias) {
@@ -1053,7 +912,6 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
       return;
     }
     x = mapped;
-    x_source = NULL;
     x_map = NULL;
   }
   // A dY source is read as produced where each image's dY is read once: the flipped path, and
@@ -1152,8 +1010,7 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
     dxp_f = 0;
   }
   size_t sc = ck_sp_spmm_scratch(flip ? &flip->a : &w->t), sd = ck_sp_sddmm_scratch(sm);
-  conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x,
-                .x_source = x_source, .dy = dy,
+  conv_job c = {.g = &g, .d = &d, .off = off, .dy_off = dy_off, .w = w, .x = x, .dy = dy,
                 .dy_source = dy_source, .x_map = x_map, .dx = dx, .dx_add = dx_add,
                 .dx_observer = dx ? dx_observer : NULL,
                 .rows_used = rows_used,
@@ -1202,13 +1059,12 @@ CK_CLONES static void conv_backward(const ck_conv_shape *shape, const ck_sparse 
 /// include/ck_sparse.h.
 void ck_sparse_conv2d_backward(const ck_conv_shape *shape, const ck_sparse *w, const float *x,
                                const float *dy, float *dx, float *dw_values, float *dbias) {
-  conv_backward(shape, w, x, NULL, NULL, dy, NULL, dx, NULL, NULL, dw_values, dbias);
+  conv_backward(shape, w, x, NULL, dy, NULL, dx, NULL, NULL, dw_values, dbias);
 }
 
 /// The same of a mapped input and/or from a dY plane source; contract in include/ck_sparse.h.
 void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse *w,
-                                     const float *x, const ck_image_source *x_source,
-                                     const ck_channel_affine *x_map,
+                                     const float *x, const ck_channel_affine *x_map,
                                      const float *dy, const ck_plane_source *dy_source,
                                      float *dx, const float *dx_add,
                                      const ck_image_observer *dx_observer, float *dw_values,
@@ -1218,7 +1074,5 @@ void ck_sparse_conv2d_backward_fused(const ck_conv_shape *shape, const ck_sparse
   if (dy_source && (dy_source->n != g.B || dy_source->c != g.O || dy_source->h != g.OH ||
                     dy_source->w != g.OW))
     return;
-  if (x_source && !image_source_matches(shape, x_source)) return;
-  conv_backward(shape, w, x, x_source, x_map, dy, dy_source, dx, dx_add, dx_observer, dw_values,
-                dbias);
+  conv_backward(shape, w, x, x_map, dy, dy_source, dx, dx_add, dx_observer, dw_values, dbias);
 }

@@ -4,7 +4,7 @@ import CCoppiceKernels
 /// Training uses batch statistics and updates running ones; evaluation uses running ones.
 /// With `relu` the layer is a fused BN+ReLU (one pass over the data instead of two).
 public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDeferring,
-  ImageSumsTaking, StatisticsTaking, RecomputedInputTaking
+  ImageSumsTaking, StatisticsTaking
 {
   public let name: String
   public let channels: Int
@@ -19,12 +19,6 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   let saveMean: Tensor
   let saveInvStd: Tensor
   private var input: Tensor?
-  /// The last training forward's input recomputed image by image, when its producer offered
-  /// it (`recomputedInput`): the backward's sums and deferred planes read it instead of x.
-  private var inputSource: RecomputedOutput?
-  var recomputedInput: RecomputedOutput?
-  /// Whether the last training forward's input is read recomputed (tests, profiles).
-  var readsRecomputedInput: Bool { inputSource != nil }
   private var output: Tensor?
   private var gradInput: Tensor?
   /// The last deferred forward's map y = x·scale + shift, per channel.
@@ -110,7 +104,6 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     let y = Tensor.reuse(output, shape: x.shape)
     output = y
     input = x
-    inputSource = training ? source(of: x) : nil
     let n = Int32(x.shape[0])
     let hw = Int32(planeSize(x.shape))
     if training {
@@ -133,23 +126,12 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
   func forwardDeferringOutput(_ x: Tensor) -> DeferredActivation {
     precondition(x.shape.count >= 2 && x.shape[1] == channels, "\(name): input \(x.shape)")
     input = x
-    inputSource = source(of: x)
     ck_batchnorm_statistics_train(
       Int32(x.shape[0]), Int32(channels), Int32(planeSize(x.shape)), x.data, takenMoments(for: x),
       gamma.value.data,
       beta.value.data, eps, momentum, runningMean.data, runningVar.data, saveMean.data,
       saveInvStd.data, mapScale.data, mapShift.data)
-    return DeferredActivation(
-      input: x, inputSource: inputSource, scale: mapScale, shift: mapShift, relu: relu)
-  }
-
-  /// `recomputedInput` when it recomputes x (then cleared), else nil.
-  private func source(of x: Tensor) -> RecomputedOutput? {
-    defer { recomputedInput = nil }
-    guard let offered = recomputedInput, offered.tensor === x, x.shape.count == 4 else {
-      return nil
-    }
-    return offered
+    return DeferredActivation(input: x, scale: mapScale, shift: mapShift, relu: relu)
   }
 
   /// An observer for the layer that produces the next backward's output gradient (the
@@ -162,8 +144,7 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     return backwardSums.offer(count: 2 * x.shape[0] * channels) {
       ck_batchnorm_image_sums(
         n: Int32(x.shape[0]), c: Int32(channels), hw: Int32(planeSize(x.shape)), x: x.data,
-        x_source: inputSource.map { UnsafePointer($0.source) }, gamma: gamma.value.data,
-        beta: relu ? UnsafePointer(beta.value.data) : nil,
+        gamma: gamma.value.data, beta: relu ? UnsafePointer(beta.value.data) : nil,
         save_mean: saveMean.data, save_invstd: saveInvStd.data, sums: $0)
     }
   }
@@ -210,8 +191,7 @@ public final class BatchNorm2d: StatefulLayer, OutputDeferring, InputGradientDef
     var source = ck_plane_source()
     let deferred = ck_batchnorm_backward_deferred(
       Int32(x.shape[0]), Int32(channels), Int32(x.shape[2]), Int32(x.shape[3]), x.data,
-      inputSource.map { UnsafePointer($0.source) }, gamma.value.data, relu ? beta.value.data : nil,
-      saveMean.data, saveInvStd.data,
+      gamma.value.data, relu ? beta.value.data : nil, saveMean.data, saveInvStd.data,
       takenSums(), dy.data, gamma.grad.data, beta.grad.data, coefficients.data, deferredState,
       &source)
     guard deferred != 0 else { return nil }

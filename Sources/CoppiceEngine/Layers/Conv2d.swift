@@ -3,7 +3,7 @@ import CoppiceSparsity
 
 /// 2-D convolution over NCHW input with an OIHW weight (im2col + OpenBLAS per image).
 public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationConsumer,
-  InputGradientAccumulating, InputGradientObservable, RecomputedInputTaking
+  InputGradientAccumulating, InputGradientObservable
 {
   public let name: String
   public let inChannels: Int
@@ -34,15 +34,6 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
   /// takes its statistics' sums there; `Sequential`). `observedOutput`: whether it was.
   var outputObserver: UnsafePointer<ck_image_observer>?
   var observedOutput: Bool { products.observedOutput }
-  /// The last training forward's output as a source that recomputes it image by image, when
-  /// the sparse kernels made it and the recompute is cheap (a first convolution: few weights
-  /// per channel on a small input); for the layers after it (`Sequential`).
-  private(set) var recomputedOutput: RecomputedOutput?
-  /// This layer's input recomputed image by image, when the layer before offers it (`Sequential`
-  /// sets it before a training forward; used once).
-  var recomputedInput: RecomputedOutput?
-  /// The last forward's `recomputedInput` when it recomputes the input, for the backward.
-  private var inputSource: RecomputedOutput?
 
   public init(
     name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
@@ -93,9 +84,7 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
   }
 
   public func forward(_ x: Tensor, training: Bool) -> Tensor {
-    let source = recomputedInput?.tensor === x && training ? recomputedInput : nil
-    recomputedInput = nil
-    return forward(x, map: nil, source: source, training: training)
+    forward(x, map: nil)
   }
 
   /// The training forward of a deferred input: the sparse kernels apply its map as they read
@@ -105,19 +94,16 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
     let input = x.input
     precondition(input.shape.count == 4, "\(name): input \(input.shape)")
     let s = convShape(batch: input.shape[0], height: input.shape[2], width: input.shape[3])
-    recomputedInput = nil
     if products.runsSparse(shape: s, mask: maskSource) {
-      return forward(input, map: x, source: x.inputSource, training: true)
+      return forward(input, map: x)
     }
     let full = Tensor.reuse(mappedInput, shape: input.shape)
     mappedInput = full
     x.fill(full)
-    return forward(full, map: nil, source: nil, training: true)
+    return forward(full, map: nil)
   }
 
-  private func forward(
-    _ x: Tensor, map: DeferredActivation?, source: RecomputedOutput?, training: Bool
-  ) -> Tensor {
+  private func forward(_ x: Tensor, map: DeferredActivation?) -> Tensor {
     precondition(x.shape.count == 4 && x.shape[1] == inChannels, "\(name): input \(x.shape)")
     let s = convShape(batch: x.shape[0], height: x.shape[2], width: x.shape[3])
     let y = Tensor.reuse(
@@ -125,20 +111,12 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
     output = y
     input = x
     inputMap = map
-    inputSource = source
-    recomputedOutput = nil
     func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
       products.forward(
-        shape: s, x: x.data, xSource: source.map { UnsafePointer($0.source) }, xMap: xMap,
-        weights: weight.value.data, bias: bias?.value.data, mask: maskSource, y: y.data,
-        yObserver: outputObserver)
+        shape: s, x: x.data, xMap: xMap, weights: weight.value.data, bias: bias?.value.data,
+        mask: maskSource, y: y.data, yObserver: outputObserver)
     }
     if let map { map.withMap { run($0) } } else { run(nil) }
-    if training, map == nil, source == nil,
-      let made = products.outputSource(shape: s, x: x.data, bias: bias?.value.data)
-    {
-      recomputedOutput = RecomputedOutput(tensor: y, source: made, keepingAlive: products, x)
-    }
     return y
   }
 
@@ -166,8 +144,7 @@ public final class Conv2d: Layer, DeferredGradientConsumer, DeferredActivationCo
     }
     func run(_ xMap: UnsafePointer<ck_channel_affine>?) {
       products.backward(
-        shape: s, x: x.data, xSource: inputSource.map { UnsafePointer($0.source) }, xMap: xMap,
-        dy: dy, weights: weight.value.data, mask: maskSource,
+        shape: s, x: x.data, xMap: xMap, dy: dy, weights: weight.value.data, mask: maskSource,
         dx: needsInputGradient ? dx.data : nil, dxAdd: addend.map { UnsafePointer($0.data) },
         dxObserver: inputGradientObserver, dw: weight.grad.data, db: bias?.grad.data)
     }

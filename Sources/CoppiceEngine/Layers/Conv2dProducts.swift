@@ -58,11 +58,9 @@ public final class Conv2dProducts {
   /// map(x) when `xMap` is given (the sparse kernels apply it as they read x; the dense path
   /// writes map(x) in full first). `weights` must be zero outside the mask (nil mask: a dense
   /// layer); the sparse form's values are refreshed from them here. The sparse kernels give
-  /// each finished image of y to `yObserver` (`observedOutput`), and read x's images from
-  /// `xSource` (x recomputed, `ck_image_source`) where they read one image at a time.
+  /// each finished image of y to `yObserver` (`observedOutput`).
   public func forward(
-    shape: ck_conv_shape, x: UnsafePointer<Float>,
-    xSource: UnsafePointer<ck_image_source>? = nil, xMap: UnsafePointer<ck_channel_affine>? = nil,
+    shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>? = nil,
     weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, mask: MaskSource?,
     y: UnsafeMutablePointer<Float>, yObserver: UnsafePointer<ck_image_observer>? = nil
   ) {
@@ -72,24 +70,12 @@ public final class Conv2dProducts {
     observedOutput = false
     if let mask = mask ?? directMask(s, .forward), plan(shape: s, mask: mask).forwardSparse {
       format.refresh(weights: weights, source: mask)
-      ck_sparse_conv2d_forward_mapped(&s, format.handle, x, xSource, xMap, bias, yObserver, y)
+      ck_sparse_conv2d_forward_mapped(&s, format.handle, x, xMap, bias, yObserver, y)
       execution.forwardSparse = true
       observedOutput = yObserver != nil
       return
     }
     ck_conv2d_forward(&s, mapped(x, xMap, shape: s), weights, bias, y)
-  }
-
-  /// The last forward's output as a source that recomputes it image by image
-  /// (`ck_sparse_conv2d_output_source`; free it with `ck_sparse_conv2d_output_source_free`),
-  /// when that forward ran on the sparse kernels and the recompute is cheap; else nil. Pass the
-  /// forward's shape, x and bias; valid while they and the weights stay unchanged.
-  public func outputSource(
-    shape: ck_conv_shape, x: UnsafePointer<Float>, bias: UnsafePointer<Float>?
-  ) -> UnsafeMutablePointer<ck_image_source>? {
-    guard execution.forwardSparse, let handle = format.handle else { return nil }
-    var s = shape
-    return ck_sparse_conv2d_output_source(&s, handle, x, bias)
   }
 
   /// x, or map(x) written in full into a buffer of this object when a map is given.
@@ -130,10 +116,9 @@ public final class Conv2dProducts {
   /// (`ck_sparse_conv2d_backward_fused`); the dense path has both written in full first. The
   /// sparse kernels give each finished image of dx to `dxObserver` (`observedInputGradient`).
   /// `dxAdd` (x's shape) is added to dx: by the sparse kernels image by image as they write
-  /// it, on the dense path afterwards. `xSource`: as for `forward`.
+  /// it, on the dense path afterwards.
   public func backward(
-    shape: ck_conv_shape, x: UnsafePointer<Float>,
-    xSource: UnsafePointer<ck_image_source>? = nil, xMap: UnsafePointer<ck_channel_affine>?,
+    shape: ck_conv_shape, x: UnsafePointer<Float>, xMap: UnsafePointer<ck_channel_affine>?,
     dy: OutputGradient,
     weights: UnsafePointer<Float>, mask: MaskSource?, dx: UnsafeMutablePointer<Float>?,
     dxAdd: UnsafePointer<Float>?, dxObserver: UnsafePointer<ck_image_observer>? = nil,
@@ -151,10 +136,10 @@ public final class Conv2dProducts {
       switch dy {
       case .stored(let dy):
         ck_sparse_conv2d_backward_fused(
-          &s, format.handle, x, xSource, xMap, dy, nil, dx, dxAdd, dxObserver, values, db)
+          &s, format.handle, x, xMap, dy, nil, dx, dxAdd, dxObserver, values, db)
       case .produced(let source):
         ck_sparse_conv2d_backward_fused(
-          &s, format.handle, x, xSource, xMap, nil, source, dx, dxAdd, dxObserver, values, db)
+          &s, format.handle, x, xMap, nil, source, dx, dxAdd, dxObserver, values, db)
       }
       observedInputGradient = dx != nil && dxObserver != nil
       if let dw, let values { ck_sparse_scatter(format.handle, values, dw) }

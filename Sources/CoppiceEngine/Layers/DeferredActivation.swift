@@ -9,15 +9,12 @@ import CCoppiceKernels
 public final class DeferredActivation {
   /// The tensor the map applies to (the deferring layer's input), NCHW.
   public let input: Tensor
-  /// The input recomputed image by image, for readers that take it (or nil).
-  let inputSource: RecomputedOutput?
   let scale: Tensor
   let shift: Tensor
   let relu: Bool
 
-  init(input: Tensor, inputSource: RecomputedOutput?, scale: Tensor, shift: Tensor, relu: Bool) {
+  init(input: Tensor, scale: Tensor, shift: Tensor, relu: Bool) {
     self.input = input
-    self.inputSource = inputSource
     self.scale = scale
     self.shift = shift
     self.relu = relu

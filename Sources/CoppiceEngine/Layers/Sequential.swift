@@ -76,7 +76,6 @@ public final class Sequential: Layer {
     var i = 0
     while i < count {
       var start = clock()
-      if training { offerRecomputedInput(toLayer: i) }
       if training, i + 1 < count, let deferring = layers[i] as? OutputDeferring,
         let consumer = layers[i + 1] as? DeferredActivationConsumer
       {
@@ -96,14 +95,6 @@ public final class Sequential: Layer {
       i += 1
     }
     return h
-  }
-
-  /// When layer i takes its input recomputed (`RecomputedInputTaking`, a batch norm) and layer
-  /// i − 1 offers its output so (`Conv2d.recomputedOutput`, a first convolution), hands it over
-  /// for layer i's next training forward.
-  private func offerRecomputedInput(toLayer i: Int) {
-    guard let taking = layers[i] as? RecomputedInputTaking else { return }
-    taking.recomputedInput = i > 0 ? (layers[i - 1] as? Conv2d)?.recomputedOutput : nil
   }
 
   /// Layers in reverse order; where an `InputGradientDeferring` layer follows a
