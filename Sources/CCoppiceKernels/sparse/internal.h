@@ -85,6 +85,18 @@ struct ck_sparse {
 /// The smaller of a and b.
 static inline int ck_sp_imin(int a, int b) { return a < b ? a : b; }
 
+// A pointer the compiler must take as it is, in one register: the vector loads from it then use
+// base + displacement addresses. Computed as `base + col[j]·stride`, the compiler keeps base and
+// the scaled index apart and addresses base + index + displacement, which Intel cores split
+// into two micro-ops per load (an FMA with a memory operand no longer fuses). Measured on the
+// SDDMM's row loop (the cnn's conv2/conv3 weight-gradient shapes at 80–95%, one thread, A and B
+// alternating in one process): 1.20–1.30× faster. Other compilers: nothing.
+#if defined(__GNUC__) || defined(__clang__)
+#define CK_SP_OPAQUE(p) __asm__("" : "+r"(p))
+#else
+#define CK_SP_OPAQUE(p) ((void)0)
+#endif
+
 /// Index of the calling thread in its OpenMP team (0 without OpenMP).
 static inline int ck_sp_thread_num(void) {
 #ifdef _OPENMP

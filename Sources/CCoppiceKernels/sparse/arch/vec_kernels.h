@@ -97,12 +97,15 @@ spmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, co
     }
     for (; j + 1 < je; j += 2) { // two entries per step; each accumulator in entry order
       const float *x0 = pb + (size_t)col[j] * SPMM_T, *x1 = pb + (size_t)col[j + 1] * SPMM_T;
+      CK_SP_OPAQUE(x0);
+      CK_SP_OPAQUE(x1);
       const vec w0 = VEC(set1)(val[j]), w1 = VEC(set1)(val[j + 1]);
       for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w0, VEC(load)(x0 + VEC_WIDTH * v), acc[v]);
       for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w1, VEC(load)(x1 + VEC_WIDTH * v), acc[v]);
     }
     if (j < je) {
       const float *x0 = pb + (size_t)col[j] * SPMM_T;
+      CK_SP_OPAQUE(x0);
       const vec w0 = VEC(set1)(val[j]);
       for (int v = 0; v < nv; v++) acc[v] = VEC(fmadd)(w0, VEC(load)(x0 + VEC_WIDTH * v), acc[v]);
     }
@@ -174,6 +177,13 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
       const float *x0 = pb + (size_t)col[j] * SDDMM_T, *x1 = pb + (size_t)col[j + 1] * SDDMM_T;
       const float *x2 = pb + (size_t)col[j + 2] * SDDMM_T;
       const float *x3 = pb + (size_t)col[j + 3] * SDDMM_T;
+      CK_SP_OPAQUE(x0);
+      CK_SP_OPAQUE(x1);
+      CK_SP_OPAQUE(x2);
+      CK_SP_OPAQUE(x3);
+#ifdef SDDMM_OPAQUE
+      __asm__("" : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3));
+#endif
       vec s0 = VEC(mul)(d[0], VEC(load)(x0));
       vec s1 = VEC(mul)(d[0], VEC(load)(x1));
       vec s2 = VEC(mul)(d[0], VEC(load)(x2));
@@ -188,6 +198,7 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
     }
     for (; j < je; j++) {
       const float *x0 = pb + (size_t)col[j] * SDDMM_T;
+      CK_SP_OPAQUE(x0);
       vec s0 = VEC(mul)(d[0], VEC(load)(x0));
       for (int v = 1; v < nv; v++) s0 = VEC(fmadd)(d[v], VEC(load)(x0 + VEC_WIDTH * v), s0);
       acc[j] += vec_sum(s0);
