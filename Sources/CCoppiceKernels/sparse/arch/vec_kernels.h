@@ -67,6 +67,15 @@ CK_VEC_TARGET static inline void prefetch_rows(const float *x, int ldx, const in
   }
 }
 
+/// Whether the tile of nv whole vectors at column c0 of X (rows ldx apart, no row offsets) can
+/// be read in place instead of packed: every row's tile vector-aligned, and no lanes past the
+/// tile's columns (a packed tile has zeros there). fc1's chunks of transposed tokens are.
+CK_VEC_TARGET static inline int tile_in_place(const float *x, int ldx, const int64_t *xoff,
+                                              int c0, int width, int nv) {
+  return !xoff && width == nv * VEC_WIDTH && ldx % VEC_WIDTH == 0 &&
+         (uintptr_t)(x + c0) % sizeof(vec) == 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // SpMM: y = W·X (+ bias) (+ beta·y); a tile of SPMM_NV vectors per row of W in registers
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +137,10 @@ CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0
     float *yc = y + c0;
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
-      pack(x, ldx, xoff, k0, k1, c0, nv, lm, SPMM_T, buf);
+      // X rows exactly one tile wide (fc1's chunks of transposed tokens) are read in place.
+      const int in_place =
+          ldx == SPMM_T && tile_in_place(x, ldx, xoff, c0, ck_sp_imin(SPMM_T, n1 - c0), nv);
+      if (!in_place) pack(x, ldx, xoff, k0, k1, c0, nv, lm, SPMM_T, buf);
       // What the next pack reads: the next chunk of this tile, or the first of the next tile.
       const int nk0 = p1 < np ? k1 : 0, nc0 = p1 < np ? c0 : c0 + SPMM_T;
       const int nk1 = ck_sp_imin(K, nk0 + CK_SP_SPMM_KCHUNK);
@@ -137,7 +149,8 @@ CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0
         const int re = ck_sp_imin(r1, rb + RBLOCK);
         for (int p = p0; p < p1; p++) {
           const int32_t *ptr = a->ptr + (size_t)p * M;
-          const float *pb = buf + (size_t)(p - p0) * P * SPMM_T;
+          const float *pb = in_place ? x + (size_t)p * P * SPMM_T + c0
+                                     : buf + (size_t)(p - p0) * P * SPMM_T;
           const int q0 = nk0 + (p - p0) * P;
           if (rb == r0 && nnv > 0 && q0 < nk1)
             prefetch_rows(x, ldx, xoff, q0, ck_sp_imin(q0 + P, nk1), nc0, nnv);
@@ -159,12 +172,13 @@ CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0
 // ---------------------------------------------------------------------------------------------
 
 /// Rows [i0, i1) of one panel (segment offsets ptr, columns col) against its packed block pb
-/// (row stride SDDMM_T): for each entry j = (i, k), acc[j] += Σ over the nv vectors
+/// (row stride ps): for each entry j = (i, k), acc[j] += Σ over the nv vectors
 /// (the last on the lanes lm) at column c0 of dY row i (at dy + dyoff[i] when dyoff is not
 /// NULL, else dy + i·lddy) times packed X row k. Four entries at a time, reduced together.
 CK_VEC_TARGET static inline __attribute__((always_inline)) void
 sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, int i0, int i1,
-           const float *pb, const float *dy, int lddy, const int64_t *dyoff, int c0, float *acc) {
+           const float *pb, size_t ps, const float *dy, int lddy, const int64_t *dyoff, int c0,
+           float *acc) {
   for (int i = i0; i < i1; i++) {
     int32_t j = ptr[i];
     const int32_t je = ptr[i + 1];
@@ -174,9 +188,9 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
     for (int v = 0; v < nv - 1; v++) d[v] = VEC(loadu)(dr + VEC_WIDTH * v);
     d[nv - 1] = vec_maskz_load(dr + VEC_WIDTH * (nv - 1), lm);
     for (; j + 3 < je; j += 4) {
-      const float *x0 = pb + (size_t)col[j] * SDDMM_T, *x1 = pb + (size_t)col[j + 1] * SDDMM_T;
-      const float *x2 = pb + (size_t)col[j + 2] * SDDMM_T;
-      const float *x3 = pb + (size_t)col[j + 3] * SDDMM_T;
+      const float *x0 = pb + col[j] * ps, *x1 = pb + col[j + 1] * ps;
+      const float *x2 = pb + col[j + 2] * ps;
+      const float *x3 = pb + col[j + 3] * ps;
       CK_SP_OPAQUE(x0);
       CK_SP_OPAQUE(x1);
       CK_SP_OPAQUE(x2);
@@ -197,7 +211,7 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
       vec_add_sums4(acc + j, s0, s1, s2, s3);
     }
     for (; j < je; j++) {
-      const float *x0 = pb + (size_t)col[j] * SDDMM_T;
+      const float *x0 = pb + col[j] * ps;
       CK_SP_OPAQUE(x0);
       vec s0 = VEC(mul)(d[0], VEC(load)(x0));
       for (int v = 1; v < nv; v++) s0 = VEC(fmadd)(d[v], VEC(load)(x0 + VEC_WIDTH * v), s0);
@@ -207,8 +221,8 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
 }
 
 /// The ck_sp_isa_kernels.sddmm of this instruction set (contract in sparse/internal.h): column
-/// tiles of SDDMM_NV vectors; per tile, chunks of CK_SP_SDDMM_KCHUNK X rows are packed and
-/// swept by blocks of RBLOCK rows of W.
+/// tiles of SDDMM_NV vectors; per tile, chunks of CK_SP_SDDMM_KCHUNK X rows are packed (or read
+/// in place, tile_in_place) and swept by blocks of RBLOCK rows of W.
 CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n0, int n1,
                                        const float *dy, int lddy, const int64_t *dyoff,
                                        const float *x, int ldx, const int64_t *xoff, float *acc,
@@ -216,24 +230,27 @@ CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n
   const int M = a->rows, K = a->cols, np = a->npanels, ppc = CK_SP_SDDMM_KCHUNK / P;
   for (int c0 = n0; c0 < n1; c0 += SDDMM_T) {
     vec_mask lm;
-    const int nv = tile_vectors(ck_sp_imin(SDDMM_T, n1 - c0), &lm);
+    const int width = ck_sp_imin(SDDMM_T, n1 - c0), nv = tile_vectors(width, &lm);
+    const int in_place = tile_in_place(x, ldx, xoff, c0, width, nv);
+    const size_t ps = in_place ? (size_t)ldx : SDDMM_T; // packed row stride
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
-      pack(x, ldx, xoff, k0, k1, c0, nv, lm, SDDMM_T, buf);
+      if (!in_place) pack(x, ldx, xoff, k0, k1, c0, nv, lm, SDDMM_T, buf);
       for (int rb = r0; rb < r1; rb += RBLOCK) {
         const int re = ck_sp_imin(r1, rb + RBLOCK);
         for (int p = p0; p < p1; p++) {
           const int32_t *ptr = a->ptr + (size_t)p * M;
-          const float *pb = buf + (size_t)(p - p0) * P * SDDMM_T;
+          const float *pb = in_place ? x + (size_t)p * P * ps + c0
+                                     : buf + (size_t)(p - p0) * P * SDDMM_T;
           switch (nv) { // one inlined copy per vector count
-          case 8: sddmm_rows(8, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 7: sddmm_rows(7, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 6: sddmm_rows(6, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 5: sddmm_rows(5, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 4: sddmm_rows(4, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 3: sddmm_rows(3, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          case 2: sddmm_rows(2, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
-          default: sddmm_rows(1, lm, ptr, a->col, rb, re, pb, dy, lddy, dyoff, c0, acc); break;
+          case 8: sddmm_rows(8, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 7: sddmm_rows(7, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 6: sddmm_rows(6, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 5: sddmm_rows(5, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 4: sddmm_rows(4, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 3: sddmm_rows(3, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          case 2: sddmm_rows(2, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
+          default: sddmm_rows(1, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
           }
         }
       }
