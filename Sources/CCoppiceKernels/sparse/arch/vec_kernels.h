@@ -69,10 +69,11 @@ CK_VEC_TARGET static inline void prefetch_rows(const float *x, int ldx, const in
 
 /// Whether the tile of nv whole vectors at column c0 of X (rows ldx apart, no row offsets) can
 /// be read in place instead of packed: every row's tile vector-aligned, and no lanes past the
-/// tile's columns (a packed tile has zeros there). fc1's chunks of transposed tokens are.
+/// tile's columns (a packed tile has zeros there); ldx a power of two (the SDDMM shifts by its
+/// logarithm). fc1's chunks of transposed tokens are.
 CK_VEC_TARGET static inline int tile_in_place(const float *x, int ldx, const int64_t *xoff,
                                               int c0, int width, int nv) {
-  return !xoff && width == nv * VEC_WIDTH && ldx % VEC_WIDTH == 0 &&
+  return !xoff && width == nv * VEC_WIDTH && ldx % VEC_WIDTH == 0 && !(ldx & (ldx - 1)) &&
          (uintptr_t)(x + c0) % sizeof(vec) == 0;
 }
 
@@ -172,12 +173,12 @@ CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0
 // ---------------------------------------------------------------------------------------------
 
 /// Rows [i0, i1) of one panel (segment offsets ptr, columns col) against its packed block pb
-/// (row stride ps): for each entry j = (i, k), acc[j] += Σ over the nv vectors
+/// (row stride 2^ps floats): for each entry j = (i, k), acc[j] += Σ over the nv vectors
 /// (the last on the lanes lm) at column c0 of dY row i (at dy + dyoff[i] when dyoff is not
 /// NULL, else dy + i·lddy) times packed X row k. Four entries at a time, reduced together.
 CK_VEC_TARGET static inline __attribute__((always_inline)) void
 sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, int i0, int i1,
-           const float *pb, size_t ps, const float *dy, int lddy, const int64_t *dyoff, int c0,
+           const float *pb, int ps, const float *dy, int lddy, const int64_t *dyoff, int c0,
            float *acc) {
   for (int i = i0; i < i1; i++) {
     int32_t j = ptr[i];
@@ -188,9 +189,9 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
     for (int v = 0; v < nv - 1; v++) d[v] = VEC(loadu)(dr + VEC_WIDTH * v);
     d[nv - 1] = vec_maskz_load(dr + VEC_WIDTH * (nv - 1), lm);
     for (; j + 3 < je; j += 4) {
-      const float *x0 = pb + col[j] * ps, *x1 = pb + col[j + 1] * ps;
-      const float *x2 = pb + col[j + 2] * ps;
-      const float *x3 = pb + col[j + 3] * ps;
+      const float *x0 = pb + ((size_t)col[j] << ps), *x1 = pb + ((size_t)col[j + 1] << ps);
+      const float *x2 = pb + ((size_t)col[j + 2] << ps);
+      const float *x3 = pb + ((size_t)col[j + 3] << ps);
       CK_SP_OPAQUE(x0);
       CK_SP_OPAQUE(x1);
       CK_SP_OPAQUE(x2);
@@ -211,7 +212,7 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
       vec_add_sums4(acc + j, s0, s1, s2, s3);
     }
     for (; j < je; j++) {
-      const float *x0 = pb + col[j] * ps;
+      const float *x0 = pb + ((size_t)col[j] << ps);
       CK_SP_OPAQUE(x0);
       vec s0 = VEC(mul)(d[0], VEC(load)(x0));
       for (int v = 1; v < nv; v++) s0 = VEC(fmadd)(d[v], VEC(load)(x0 + VEC_WIDTH * v), s0);
@@ -232,7 +233,8 @@ CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n
     vec_mask lm;
     const int width = ck_sp_imin(SDDMM_T, n1 - c0), nv = tile_vectors(width, &lm);
     const int in_place = tile_in_place(x, ldx, xoff, c0, width, nv);
-    const size_t ps = in_place ? (size_t)ldx : SDDMM_T; // packed row stride
+    // The packed row stride's logarithm (2^ps floats).
+    const int ps = __builtin_ctz(in_place ? (unsigned)ldx : (unsigned)SDDMM_T);
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
       if (!in_place) pack(x, ldx, xoff, k0, k1, c0, nv, lm, SDDMM_T, buf);
@@ -240,7 +242,7 @@ CK_VEC_TARGET static void sddmm_worker(const ck_sp_mat *a, int r0, int r1, int n
         const int re = ck_sp_imin(r1, rb + RBLOCK);
         for (int p = p0; p < p1; p++) {
           const int32_t *ptr = a->ptr + (size_t)p * M;
-          const float *pb = in_place ? x + (size_t)p * P * ps + c0
+          const float *pb = in_place ? x + ((size_t)p * P << ps) + c0
                                      : buf + (size_t)(p - p0) * P * SDDMM_T;
           switch (nv) { // one inlined copy per vector count
           case 8: sddmm_rows(8, lm, ptr, a->col, rb, re, pb, ps, dy, lddy, dyoff, c0, acc); break;
