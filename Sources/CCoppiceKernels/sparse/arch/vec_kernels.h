@@ -196,9 +196,6 @@ sddmm_rows(const int nv, vec_mask lm, const int32_t *ptr, const uint16_t *col, i
       CK_SP_OPAQUE(x1);
       CK_SP_OPAQUE(x2);
       CK_SP_OPAQUE(x3);
-#ifdef SDDMM_OPAQUE
-      __asm__("" : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3));
-#endif
       vec s0 = VEC(mul)(d[0], VEC(load)(x0));
       vec s1 = VEC(mul)(d[0], VEC(load)(x1));
       vec s2 = VEC(mul)(d[0], VEC(load)(x2));
