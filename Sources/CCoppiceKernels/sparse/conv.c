@@ -827,8 +827,14 @@ CK_CLONES static void backward_flipped(void *arg, int part, int parts, float *sc
 // (1.6 entries per row of Wᵀ at 90%, 0.8 at 95%) 0.92–1.05 → 0.72–0.81 ms at 90% (the whole
 // backward 1.10–1.55 → 1.00–1.31 ms), 0.58–0.84 → 0.46–0.65 ms at 95%; 32→32 at 14×14 (3.2 and
 // 1.6) even at 90%, 0.47–0.51 → 0.46–0.47 ms at 95%; 64→64 at 7×7 (6.4) 0.46–0.72 → 0.91–0.98
-// ms and the cnn's 64→128 at 14×14 2.4–3.3 → 3.1–4.0 ms at 90%.
-#define SDDMM_WINDOW_ENTRIES 3.0
+// ms and the cnn's 64→128 at 14×14 2.4–3.3 → 3.1–4.0 ms at 90%. Since the packed row loop's
+// loads stay fused (CK_SP_OPAQUE, round 9) the crossover is lower: the whole backward (dx and
+// dw), the two forms alternating in one process (31 pairs, medians of packed/windowed, two
+// runs): 32→32 at 14×14 and 90% (3.0 per row) 0.90–0.93, at 95% (1.5) 0.95–0.98; 16→16 at
+// 28×28 and 90% (1.6) 1.03, at 95% (0.9) 1.01–1.05; 16→16 at 80% (3.2) 0.96; 64→64 at 7×7
+// and 95% (3.2) 0.78–0.83. (The uniform 80/90/95% masks of the reference models have at least
+// 3.2 or at most 1.6 entries per row, so their choice does not change; other profiles' can.)
+#define SDDMM_WINDOW_ENTRIES 2.0
 
 /// 1 when the direct method's weight gradient runs on the windowed SDDMM: few entries per row
 /// (above), or forced by CK_SPARSE_SDDMM=windows|packed in the environment (for tests).
