@@ -73,8 +73,8 @@ CK_VEC_TARGET static inline void prefetch_rows(const float *x, int ldx, const in
 /// logarithm). fc1's chunks of transposed tokens are.
 CK_VEC_TARGET static inline int tile_in_place(const float *x, int ldx, const int64_t *xoff,
                                               int c0, int width, int nv) {
-  return !xoff && width == nv * VEC_WIDTH && ldx % VEC_WIDTH == 0 && !(ldx & (ldx - 1)) &&
-         (uintptr_t)(x + c0) % sizeof(vec) == 0;
+  return !xoff && width == nv * VEC_WIDTH && ldx > 0 && ldx % VEC_WIDTH == 0 &&
+         !(ldx & (ldx - 1)) && (uintptr_t)(x + c0) % sizeof(vec) == 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,11 +136,11 @@ CK_VEC_TARGET static void spmm_worker(const ck_sp_mat *a, int r0, int r1, int n0
     vec_mask lm;
     const int nv = tile_vectors(ck_sp_imin(SPMM_T, n1 - c0), &lm);
     float *yc = y + c0;
+    // X rows exactly one tile wide (fc1's chunks of transposed tokens) are read in place.
+    const int in_place =
+        ldx == SPMM_T && tile_in_place(x, ldx, xoff, c0, ck_sp_imin(SPMM_T, n1 - c0), nv);
     for (int p0 = 0; p0 < np; p0 += ppc) {
       const int p1 = ck_sp_imin(np, p0 + ppc), k0 = p0 * P, k1 = ck_sp_imin(K, p1 * P);
-      // X rows exactly one tile wide (fc1's chunks of transposed tokens) are read in place.
-      const int in_place =
-          ldx == SPMM_T && tile_in_place(x, ldx, xoff, c0, ck_sp_imin(SPMM_T, n1 - c0), nv);
       if (!in_place) pack(x, ldx, xoff, k0, k1, c0, nv, lm, SPMM_T, buf);
       // What the next pack reads: the next chunk of this tile, or the first of the next tile.
       const int nk0 = p1 < np ? k1 : 0, nc0 = p1 < np ? c0 : c0 + SPMM_T;
